@@ -1,0 +1,61 @@
+"""Errors raised by medlung.
+
+Every message names the file (when there is one), says what is wrong and
+what to do about it, on one line, so that a batch report or a command-line
+error is readable without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedlungError(Exception):
+    """Base class of the errors medlung expects and explains.
+
+    Parameters
+    ----------
+    reason : str
+        What is wrong, as a sentence fragment.
+    path : str or Path, optional
+        The file concerned; it leads the message.
+    hint : str, optional
+        What the user can do about it.
+    """
+
+    def __init__(self, reason: str, path: str | Path | None = None, hint: str | None = None):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        text = f"{self.path}: {self.reason}" if self.path else self.reason
+        if self.hint:
+            text = f"{text.rstrip('.')}. {self.hint}"
+        return " ".join(text.split())  # always one line
+
+
+class UnreadableFileError(MedlungError):
+    """The file is not a readable DICOM or image file (missing, truncated, random bytes)."""
+
+
+class UnsupportedImageError(MedlungError):
+    """The file is readable but is not a single-frame greyscale radiograph
+    (multi-frame, colour, SEG, SR, presentation state, CT, ...)."""
+
+
+class PixelDecodeError(UnreadableFileError):
+    """The DICOM header reads but the pixel data cannot be decoded."""
+
+
+class InvalidSpacingError(MedlungError, ValueError):
+    """A spacing given by the user is not two positive finite numbers in mm."""
+
+
+class FilmWarning(UserWarning):
+    """Something in a film's header was unusable and was skipped."""
+
+
+class SpacingWarning(FilmWarning):
+    """A spacing attribute was present but unusable and was skipped."""

@@ -1,0 +1,105 @@
+"""Loading films as MONAI ``MetaTensor`` objects whose affine carries the spacing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+from medlung.film import Film
+from medlung.io import load_film
+
+
+def film_to_metatensor(film: Film) -> MetaTensor:
+    """Wrap a film's pixels as a channel-first MONAI ``MetaTensor``.
+
+    Parameters
+    ----------
+    film : Film
+        The film.
+
+    Returns
+    -------
+    monai.data.MetaTensor
+        float32, shape ``(1, rows, cols)``. The 2-D affine is
+        ``diag(row_mm, col_mm, 1)`` -- spatial axis 0 is the row axis --
+        so MONAI spacing transforms see the true spacing. When the spacing
+        is unknown the affine is the identity and ``meta["spacing_known"]``
+        is False: callers must not read it as 1 mm.
+    """
+    affine = torch.eye(3, dtype=torch.float64)
+    if film.spacing is not None:
+        affine[0, 0], affine[1, 1] = film.spacing
+    meta = {
+        "filename_or_obj": str(film.path) if film.path else "",
+        "spatial_shape": np.array(film.shape),
+        "original_channel_dim": "no_channel",
+        "spacing_mm": film.spacing,
+        "spacing_known": film.spacing is not None,
+        "spacing_source": film.spacing_source,
+        "photometric": film.photometric,
+        "orientation": film.orientation,
+        "value_range": film.value_range,
+    }
+    tensor = torch.from_numpy(np.ascontiguousarray(film.pixels, dtype=np.float32))[None]
+    return MetaTensor(tensor, affine=affine, meta=meta)
+
+
+class LoadFilm(Transform):
+    """Load a film (path or :class:`Film`) as a channel-first ``MetaTensor``.
+
+    Parameters
+    ----------
+    spacing : float, str or tuple of float, optional
+        Spacing in mm to use instead of the file's (see :func:`medlung.load_film`).
+    """
+
+    def __init__(self, spacing: float | str | Sequence[float] | None = None) -> None:
+        self.spacing = spacing
+
+    def __call__(self, source: str | Path | Film) -> MetaTensor:
+        film = source if isinstance(source, Film) else load_film(source, spacing=self.spacing)
+        return film_to_metatensor(film)
+
+
+class LoadFilmd(MapTransform):
+    """Dictionary wrapper of :class:`LoadFilm`.
+
+    Parameters
+    ----------
+    keys : str or sequence of str
+        Keys whose values are film paths or :class:`Film` objects.
+    spacing : float, str or tuple of float, optional
+        Spacing in mm to use instead of the files'.
+    keep_film : bool
+        Also store the :class:`Film` under ``"<key>_film"`` (for writers that
+        need the DICOM header, such as DICOM-SEG).
+    allow_missing_keys : bool
+        Skip keys that are absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spacing: float | str | Sequence[float] | None = None,
+        keep_film: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spacing = spacing
+        self.keep_film = keep_film
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            source = d[key]
+            film = source if isinstance(source, Film) else load_film(source, spacing=self.spacing)
+            d[key] = film_to_metatensor(film)
+            if self.keep_film:
+                d[f"{key}_film"] = film
+        return d

@@ -1,0 +1,74 @@
+"""Build small, valid DICOM radiographs for tests (pydicom only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid  # noqa: F401
+
+CR = "1.2.840.10008.5.1.4.1.1.1"
+DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+DX_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def radiograph(
+    pixels: np.ndarray,
+    sop_class: str = CR,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    **attributes,
+) -> Dataset:
+    """A single-frame greyscale radiograph dataset with File Meta.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(rows, cols)`` uint8 or uint16 stored values.
+    sop_class : str
+        SOP Class UID.
+    photometric : str
+        MONOCHROME1 or MONOCHROME2.
+    bits_stored : int, optional
+        Defaults to the bits of ``pixels``' dtype.
+    **attributes
+        Extra attributes by keyword (PixelSpacing="0.1\\\\0.2", ...).
+    """
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "TEST"
+    ds.PatientName = "Test^Film"
+    ds.Modality = {CR: "CR", SECONDARY_CAPTURE: "OT"}.get(sop_class, "DX")
+    rows, cols = pixels.shape[:2]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    bits_allocated = pixels.dtype.itemsize * 8
+    ds.BitsAllocated = bits_allocated
+    ds.BitsStored = bits_stored or bits_allocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    return ds
+
+
+def write(ds: Dataset, path: Path, transfer_syntax: str | None = None, file_meta: bool = True) -> Path:
+    """Save ``ds`` to ``path``, compressed with ``transfer_syntax`` if given, optionally without File Meta."""
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax, ds.pixel_array if "PixelData" in ds else None)
+    if file_meta:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.file_meta = FileMetaDataset()
+        ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return path
