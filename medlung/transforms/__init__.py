@@ -1,5 +1,24 @@
-"""MONAI transforms that bring films into MONAI (array transform + ``...d`` dictionary wrapper)."""
+"""MONAI transforms for films: loading, the working grid, intensity, and the presets for training and inference."""
 
-from medlung.transforms.loading import LoadFilm, LoadFilmd, film_to_metatensor
+from medlung.transforms.loading import LoadFilm, LoadFilmd, LoadMaskd, film_to_metatensor
+from medlung.transforms.working_grid import (
+    NOMINAL_FIELD_MM,
+    ToWorkingGrid,
+    ToWorkingGridd,
+    nominal_spacing,
+    resample,
+    working_shape,
+)
 
-__all__ = ["LoadFilm", "LoadFilmd", "film_to_metatensor"]
+__all__ = [
+    "LoadFilm",
+    "LoadFilmd",
+    "LoadMaskd",
+    "NOMINAL_FIELD_MM",
+    "ToWorkingGrid",
+    "ToWorkingGridd",
+    "film_to_metatensor",
+    "nominal_spacing",
+    "resample",
+    "working_shape",
+]

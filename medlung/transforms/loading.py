@@ -103,3 +103,48 @@ class LoadFilmd(MapTransform):
             if self.keep_film:
                 d[f"{key}_film"] = film
         return d
+
+
+class LoadMaskd(MapTransform):
+    """Load masks / label maps (PNG, NIfTI) as channel-first ``MetaTensor`` objects.
+
+    Parameters
+    ----------
+    keys : str or sequence of str
+        Keys holding mask paths.
+    reference_key : str, optional
+        Key of the already-loaded film; its affine and spacing meta are
+        copied so film and mask share one grid.
+    binary : bool
+        Map every non-zero value to 1 (both lungs as one class).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        reference_key: str | None = "image",
+        binary: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.reference_key = reference_key
+        self.binary = binary
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        from medlung.io.masks import load_label_map
+
+        d = dict(data)
+        reference = d.get(self.reference_key) if self.reference_key else None
+        for key in self.key_iterator(d):
+            shape = tuple(reference.shape[-2:]) if reference is not None else None
+            labels = load_label_map(d[key], shape)
+            if self.binary:
+                labels = (labels > 0).astype(np.uint8)
+            tensor = torch.from_numpy(labels.astype(np.float32))[None]
+            if reference is not None:
+                meta = {k: v for k, v in reference.meta.items() if k != "affine"}
+                meta["filename_or_obj"] = str(d[key])
+                d[key] = MetaTensor(tensor, affine=reference.affine.clone(), meta=meta)
+            else:
+                d[key] = MetaTensor(tensor, meta={"filename_or_obj": str(d[key]), "spacing_known": False})
+        return d

@@ -1,0 +1,214 @@
+"""Finding training data from one DATA argument: a folder, a CSV or a MONAI datalist JSON.
+
+Every layout ends as a :class:`Datalist`: lists of ``{"image": path,
+"label": path}`` for the training, validation and test parts, plus the
+problems found (unreadable files, size mismatches, empty masks) so they can
+be reported before training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medlung.errors import MedlungError
+
+#: Suffixes a mask's stem may add to its film's stem, tried in this order.
+MASK_SUFFIXES = ("", "_lungs", "_lung", "_mask", "_masks", "_label", "_labels", "_seg")
+FILM_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", "")
+MASK_FILE_SUFFIXES = (".png", ".nii.gz", ".nii")
+PARTS = ("training", "validation", "test")
+_SPLIT_NAMES = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
+                "validation": "validation", "test": "test", "testing": "test"}
+
+
+class DatasetError(MedlungError):
+    """The DATA argument does not describe usable training data."""
+
+
+@dataclass
+class Datalist:
+    """Films with their masks, split into parts.
+
+    Attributes
+    ----------
+    parts : dict
+        ``{"training": [...], "validation": [...], "test": [...]}``, each a
+        list of ``{"image": str, "label": str}``.
+    source : str
+        What DATA was and which rule matched films to masks.
+    problems : list of str
+        One line per entry left out, naming the file and the reason.
+    has_split : bool
+        Whether DATA gave the split (else one is made by :func:`split_datalist`).
+    """
+
+    parts: dict = field(default_factory=lambda: {p: [] for p in PARTS})
+    source: str = ""
+    problems: list = field(default_factory=list)
+    has_split: bool = False
+
+    def all_entries(self) -> list[dict]:
+        return [e for p in PARTS for e in self.parts[p]]
+
+    def summary(self) -> dict:
+        return {"source": self.source, **{p: len(self.parts[p]) for p in PARTS}, "problems": len(self.problems)}
+
+
+def find_datalist(data: str | Path) -> Datalist:
+    """Describe the training data at ``data``.
+
+    Parameters
+    ----------
+    data : str or Path
+        A folder with ``images/`` and ``masks/`` (matched by stem, mask
+        suffixes :data:`MASK_SUFFIXES`), a CSV with ``image,mask[,split]``
+        columns, or a MONAI datalist JSON with ``training`` / ``validation``
+        / ``test`` lists of ``{"image", "label"}``. Relative paths in a CSV or
+        JSON resolve against the file's own folder.
+
+    Returns
+    -------
+    Datalist
+        Not yet checked: see :func:`check_datalist`.
+
+    Raises
+    ------
+    DatasetError
+        When DATA is none of these layouts.
+    """
+    data = Path(data)
+    if data.is_dir():
+        return _from_folder(data)
+    if data.suffix.lower() == ".csv":
+        return _from_csv(data)
+    if data.suffix.lower() == ".json":
+        return _from_json(data)
+    raise DatasetError(
+        "not a training data layout",
+        data,
+        "Give a folder with images/ and masks/, a CSV with image,mask[,split] columns, or a MONAI datalist JSON.",
+    )
+
+
+def _from_folder(folder: Path) -> Datalist:
+    images, masks = folder / "images", folder / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise DatasetError("has no images/ and masks/ folders", folder,
+                           "Put films in images/ and masks in masks/, or give a CSV or datalist JSON.")
+    mask_by_stem: dict[str, Path] = {}
+    for path in sorted(masks.rglob("*")):
+        if path.is_file() and path.name.lower().endswith(MASK_FILE_SUFFIXES):
+            mask_by_stem[_stem(path)] = path
+    datalist = Datalist()
+    rules: dict[str, int] = {}
+    for film in sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        stem = _stem(film)
+        match = next(((s, mask_by_stem[stem + s]) for s in MASK_SUFFIXES if stem + s in mask_by_stem), None)
+        if match is None:
+            datalist.problems.append(f"{film}: no mask in {masks} named {stem}{{{','.join(MASK_SUFFIXES)}}}.png|.nii.gz")
+            continue
+        rules[match[0] or "(same stem)"] = rules.get(match[0] or "(same stem)", 0) + 1
+        datalist.parts["training"].append({"image": str(film), "label": str(match[1])})
+    described = ", ".join(f"'{k}' x{v}" for k, v in rules.items()) or "none"
+    datalist.source = f"folder {folder} (images/ + masks/, mask suffix matched: {described})"
+    return datalist
+
+
+def _from_csv(path: Path) -> Datalist:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"image", "mask"} <= set(rows[0]):
+        raise DatasetError("CSV needs image and mask columns", path, "Add a header line: image,mask[,split].")
+    datalist = Datalist(source=f"CSV {path}", has_split="split" in rows[0])
+    for number, row in enumerate(rows, start=2):
+        entry = {"image": _resolve(path, row["image"]), "label": _resolve(path, row["mask"])}
+        part = _SPLIT_NAMES.get((row.get("split") or "train").strip().lower())
+        if part is None:
+            datalist.problems.append(f"{path}:{number}: unknown split {row.get('split')!r} (use train, val or test)")
+            continue
+        datalist.parts[part].append(entry)
+    return datalist
+
+
+def _from_json(path: Path) -> Datalist:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"datalist is not valid JSON ({exc})", path, "Fix the JSON.") from None
+    if not isinstance(content, dict) or "training" not in content:
+        raise DatasetError("datalist has no 'training' list", path,
+                           'Use {"training": [{"image": ..., "label": ...}], "validation": [...]}.')
+    datalist = Datalist(source=f"datalist {path}", has_split="validation" in content)
+    for part, key in (("training", "training"), ("validation", "validation"), ("test", "test")):
+        for item in content.get(key, []) or []:
+            datalist.parts[part].append(
+                {"image": _resolve(path, item["image"]), "label": _resolve(path, item.get("label", item.get("mask")))}
+            )
+    return datalist
+
+
+def check_datalist(datalist: Datalist) -> Datalist:
+    """Read every film and mask; move unusable entries to ``problems``.
+
+    An entry is left out when its film or mask cannot be read, their sizes
+    differ, or the mask is empty.
+    """
+    from medlung.io import load_film
+    from medlung.io.masks import load_label_map
+
+    checked = Datalist(source=datalist.source, problems=list(datalist.problems), has_split=datalist.has_split)
+    for part in PARTS:
+        for entry in datalist.parts[part]:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    film = load_film(entry["image"])
+                mask = load_label_map(entry["label"], film.shape)
+            except MedlungError as exc:
+                checked.problems.append(str(exc))
+                continue
+            if mask.shape != film.shape:
+                checked.problems.append(
+                    f"{entry['label']}: mask is {mask.shape[0]}x{mask.shape[1]} (rows x cols) but its film "
+                    f"{entry['image']} is {film.rows}x{film.cols}. Give a mask on the film's grid."
+                )
+            elif not mask.any():
+                checked.problems.append(f"{entry['label']}: mask is empty (no lung pixel). Fix or remove it.")
+            else:
+                checked.parts[part].append(entry)
+    return checked
+
+
+def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> Datalist:
+    """Split the training entries into training/validation/test, seeded, each film in one part only."""
+    entries = sorted(datalist.all_entries(), key=lambda e: e["image"])
+    unique = list({e["image"]: e for e in entries}.values())
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_val = max(1, int(round(fractions[1] * len(unique)))) if len(unique) >= 3 else 0
+    n_test = max(1, int(round(fractions[2] * len(unique)))) if len(unique) >= 3 else 0
+    parts = {
+        "validation": [unique[i] for i in order[:n_val]],
+        "test": [unique[i] for i in order[n_val:n_val + n_test]],
+        "training": [unique[i] for i in order[n_val + n_test:]],
+    }
+    return Datalist(parts=parts, source=datalist.source + f", split 80/10/10 with seed {seed}",
+                    problems=list(datalist.problems), has_split=True)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz",) + FILM_SUFFIXES:
+        if suffix and name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _resolve(base_file: Path, value: str) -> str:
+    path = Path(str(value).strip())
+    return str(path if path.is_absolute() else (base_file.parent / path).resolve())
