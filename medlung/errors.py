@@ -59,3 +59,23 @@ class FilmWarning(UserWarning):
 
 class SpacingWarning(FilmWarning):
     """A spacing attribute was present but unusable and was skipped."""
+
+
+class OutputExistsError(MedlungError, FileExistsError):
+    """An output file already exists and overwriting was not asked for."""
+
+
+class SegmentationWriteError(MedlungError):
+    """A DICOM-SEG cannot be written for this film (not DICOM, or a source UID is missing)."""
+
+
+class SegmentationMismatchError(MedlungError):
+    """A DICOM-SEG does not fit the film it is read against (other image, other grid)."""
+
+
+class InvalidDestinationError(MedlungError, ValueError):
+    """A PACS destination is not of the form ``AE@HOST:PORT`` (or not a DICOMweb URL)."""
+
+
+class EmptySegmentWarning(UserWarning):
+    """A segment (a lung) has no pixels; it is still described in the DICOM-SEG."""

@@ -1,0 +1,397 @@
+"""DICOM Segmentation (SEG) of the two lungs, on the source film's grid, with highdicom.
+
+The object written is a BINARY Segmentation (PS3.3 A.51) with two segments
+that are always described, even when one is empty:
+
+====  ===============================  ==========================================
+ no.  label                            segmented property
+====  ===============================  ==========================================
+  1   ``Right lung``                   SCT 39607008 "Lung", modifier SCT 24028007 "Right"
+  2   ``Left lung``                    SCT 39607008 "Lung", modifier SCT 7771000 "Left"
+====  ===============================  ==========================================
+
+Segment numbers equal medlung's label values (1 = patient right lung,
+2 = patient left lung), so :func:`medlung.io.seg.read_dicom_seg` gives the
+same label map back. The SEG is in the source film's Study, in a new Series,
+references the film (Source Image Sequence, Referenced Series Sequence and,
+per frame, the Derivation Image Sequence), and copies its Patient
+Orientation; the pixel spacing goes into the Pixel Measures functional group
+exactly as highdicom copies it from the film's PixelSpacing.
+
+Transfer syntax
+---------------
+DICOM and highdicom allow only two lossless compressions for a 1-bit BINARY
+segmentation: none of RLE or JPEG-LS (they need 8 bits per pixel), but JPEG
+2000 Lossless (``1.2.840.10008.1.2.4.90``, one codestream per frame, encoded
+with openjpeg at 1 bit per sample). ``transfer_syntax="lossless"`` (the
+default) uses it. openjpeg cannot encode a frame smaller than 32 pixels along
+an axis, so such tiny films fall back to Explicit VR Little Endian (bit-packed,
+uncompressed). Deflated Explicit VR Little Endian would also be lossless but
+dciodvfy (dicom3tools) cannot read it, so it is not offered.
+``transfer_syntax="uncompressed"`` writes Explicit VR Little Endian,
+bit-packed: 1 bit per pixel per segment, what every receiver accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
+from medlung.film import Film
+from medlung.uids import canonical_options, seg_uids
+
+__all__ = [
+    "LABEL_NAMES",
+    "SEG_SERIES_NUMBER_OFFSET",
+    "choose_transfer_syntax",
+    "empty_segments",
+    "write_dicom_seg",
+]
+
+#: Label value -> segment label (also the patient side, in words).
+LABEL_NAMES = {1: "Right lung", 2: "Left lung"}
+
+#: The SEG's SeriesNumber is the film's SeriesNumber plus this offset (or the
+#: offset alone when the film has none), so that viewers list it after the film.
+SEG_SERIES_NUMBER_OFFSET = 1000
+
+_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+_JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+#: Transfer syntaxes highdicom can write for a BINARY segmentation.
+BINARY_TRANSFER_SYNTAXES = (_JPEG2000_LOSSLESS, _EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
+#: openjpeg refuses to encode frames smaller than this along either axis (pixels).
+_J2K_MIN_SIZE = 32
+
+# Type 2 attributes highdicom copies from the source; ACR-NEMA style films
+# may lack them. They are added, empty, to the writer's private copy.
+_TYPE2_SOURCE_ATTRIBUTES = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+_REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def empty_segments(labels: np.ndarray) -> tuple[int, ...]:
+    """The label values (1 right lung, 2 left lung) that have no pixel in ``labels``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label map ``(rows, cols)`` with values 0, 1, 2.
+
+    Returns
+    -------
+    tuple of int
+        Empty label values in increasing order; ``()`` when both lungs were found.
+    """
+    labels = np.asarray(labels)
+    return tuple(value for value in LABEL_NAMES if not np.any(labels == value))
+
+
+def choose_transfer_syntax(transfer_syntax: str, shape: tuple[int, int]) -> str:
+    """The Transfer Syntax UID used for a BINARY SEG of the given frame shape.
+
+    Parameters
+    ----------
+    transfer_syntax : str
+        ``"lossless"`` (JPEG 2000 Lossless, or Explicit VR Little Endian for
+        frames under 32 pixels along an axis), ``"uncompressed"`` (Explicit
+        VR Little Endian) or one of :data:`BINARY_TRANSFER_SYNTAXES`.
+    shape : tuple of int
+        ``(rows, cols)`` of the film in pixels.
+
+    Returns
+    -------
+    str
+        A Transfer Syntax UID.
+    """
+    name = str(transfer_syntax).strip()
+    if name.lower() == "lossless":
+        small = min(shape) < _J2K_MIN_SIZE
+        return _EXPLICIT_VR_LE if small else _JPEG2000_LOSSLESS
+    if name.lower() == "uncompressed":
+        return _EXPLICIT_VR_LE
+    if name in BINARY_TRANSFER_SYNTAXES:
+        if name == _JPEG2000_LOSSLESS and min(shape) < _J2K_MIN_SIZE:
+            raise ValueError(
+                f"JPEG 2000 Lossless cannot encode a {shape[0]}x{shape[1]} frame (openjpeg needs at least "
+                f"{_J2K_MIN_SIZE} pixels along each axis); use transfer_syntax='lossless' or 'uncompressed'."
+            )
+        return name
+    raise ValueError(
+        f"transfer_syntax must be 'lossless', 'uncompressed' or one of {', '.join(BINARY_TRANSFER_SYNTAXES)} "
+        f"(the syntaxes a BINARY segmentation can use); got {transfer_syntax!r}."
+    )
+
+
+def write_dicom_seg(
+    film: Film,
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    model_version: str,
+    options: Mapping[str, Any] | None = None,
+    transfer_syntax: str = "lossless",
+    overwrite: bool = False,
+    series_number: int | None = None,
+    instance_number: int = 1,
+    series_description: str = "Lungs (medlung)",
+    content_label: str = "LUNGS",
+    content_creator: str = "medlung^",
+) -> Path:
+    """Write the right and left lungs of a DICOM film as a BINARY DICOM-SEG.
+
+    Parameters
+    ----------
+    film : Film
+        The source film, read from DICOM (``film.dataset`` is its header). It
+        is not modified.
+    labels : numpy.ndarray
+        Label map of integer or boolean type on the film's native grid, shape
+        ``film.shape`` = ``(rows, cols)`` pixels: 0 background, 1 patient
+        right lung, 2 patient left lung.
+    path : str or os.PathLike
+        The file to write (``<stem>_seg.dcm`` by convention). Its folder must
+        exist. The file is written to a temporary file in the same folder and
+        moved into place, so a reader never sees half a file.
+    model_version : str
+        Version of the model that made ``labels``; it goes into the algorithm
+        identification and into the UIDs.
+    options : mapping, optional
+        Options that changed the result (threshold, working spacing in mm,
+        ...); they go into the UIDs and into the Algorithm Parameters.
+    transfer_syntax : str, optional
+        ``"lossless"`` (default: JPEG 2000 Lossless, see the module notes),
+        ``"uncompressed"`` or a Transfer Syntax UID of
+        :data:`BINARY_TRANSFER_SYNTAXES`.
+    overwrite : bool, optional
+        Replace ``path`` if it exists; by default an existing file is an error.
+    series_number : int, optional
+        SeriesNumber of the SEG; default the film's SeriesNumber +
+        :data:`SEG_SERIES_NUMBER_OFFSET`.
+    instance_number : int, optional
+        InstanceNumber of the SEG (default 1: one SEG per film and series).
+    series_description : str, optional
+        SeriesDescription (at most 64 characters).
+    content_label : str, optional
+        ContentLabel (DICOM CS: at most 16 upper-case letters, digits, ``_``).
+    content_creator : str, optional
+        ContentCreatorName, a DICOM person name ``Family^Given``; the default
+        ``"medlung^"`` names the software (with the ``^`` that dciodvfy asks
+        of a non-retired person name).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file. The Series and SOP Instance UIDs are deterministic:
+        see :func:`medlung.uids.seg_uids`. Segments without pixels are still
+        described; :func:`empty_segments` tells which, and an
+        :class:`~medlung.errors.EmptySegmentWarning` is issued for them.
+
+    Raises
+    ------
+    SegmentationWriteError
+        The film is not DICOM or lacks a UID the SEG must reference.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError, TypeError
+        ``labels`` or another argument is not valid (the message says which).
+    """
+    import highdicom as hd
+
+    path = Path(path)
+    source = _source_dataset(film)
+    labels = _check_labels(labels, film)
+    syntax = choose_transfer_syntax(transfer_syntax, film.shape)
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
+    model_version = model_version.strip()
+    options_text = canonical_options(options)
+    if not path.parent.is_dir():
+        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+        )
+
+    uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
+    descriptions = _segment_descriptions(hd, model_version, options_text)
+    if series_number is None:
+        series_number = _default_series_number(source)
+
+    seg = hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=uids.series_instance_uid,
+        series_number=int(series_number),
+        sop_instance_uid=uids.sop_instance_uid,
+        instance_number=int(instance_number),
+        manufacturer="medlung",
+        manufacturer_model_name="medlung",
+        software_versions=_software_versions(model_version),
+        device_serial_number=f"medlung-{_medlung_version()}",
+        content_description=f"Right and left lungs, model {model_version}"[:64],
+        content_creator_name=content_creator,
+        content_label=content_label,
+        transfer_syntax_uid=syntax,
+        omit_empty_frames=False,  # one frame per segment, also when a lung is empty
+        series_description=series_description,
+    )
+    # Projection radiographs have no Image Plane module, so General Image's
+    # Patient Orientation (type 2C) is required; highdicom does not copy it.
+    seg.PatientOrientation = source.get("PatientOrientation") or ""
+
+    _save_atomically(seg, path, overwrite)
+    empty = empty_segments(labels)
+    if empty:
+        names = ", ".join(LABEL_NAMES[value].lower() for value in empty)
+        warnings.warn(
+            f"{path}: no pixels for the {names}: the segment is described but empty", EmptySegmentWarning, stacklevel=2
+        )
+    return path
+
+
+def _medlung_version() -> str:
+    from medlung import __version__
+
+    return __version__
+
+
+def _software_versions(model_version: str) -> tuple[str, str]:
+    return (f"medlung {_medlung_version()}"[:64], f"model {model_version}"[:64])
+
+
+def _source_dataset(film: Film):
+    """A private copy of the film's header that highdicom can use as the source image."""
+    if not isinstance(film, Film):
+        raise TypeError(f"film must be a medlung.Film (from medlung.load_film); got {type(film).__name__}.")
+    where = film.path
+    if film.dataset is None:
+        raise SegmentationWriteError(
+            "a DICOM-SEG needs a DICOM source film, this film was not read from DICOM",
+            where,
+            "Write PNG or NIfTI masks for PNG/JPEG films.",
+        )
+    missing = [keyword for keyword in _REQUIRED_SOURCE_UIDS if not str(film.dataset.get(keyword, "") or "").strip()]
+    if missing:
+        raise SegmentationWriteError(
+            f"the film has no {', '.join(missing)}, so a DICOM-SEG cannot reference it",
+            where,
+            "Write PNG or NIfTI masks instead, or give the film its UIDs (e.g. by importing it into a PACS).",
+        )
+    source = copy.deepcopy(film.dataset)  # never touch the caller's header
+    for keyword in _TYPE2_SOURCE_ATTRIBUTES:
+        if keyword not in source:
+            setattr(source, keyword, None)
+    if "PixelData" in source:
+        del source.PixelData  # highdicom needs the header only
+    source.Rows, source.Columns = film.rows, film.cols
+    return source
+
+
+def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a numpy array of shape (rows, cols); got {type(labels).__name__}.")
+    if labels.shape != film.shape:
+        raise ValueError(
+            f"labels must have the film's shape (rows, cols) = {film.shape}; got {labels.shape}. "
+            "Bring the label map back to the native grid first."
+        )
+    if labels.dtype.kind not in "biu":
+        raise TypeError(f"labels must be of integer or boolean type (0, 1, 2); got {labels.dtype}.")
+    values = np.unique(labels)
+    unexpected = [int(v) for v in values if v not in (0, 1, 2)]
+    if unexpected:
+        raise ValueError(
+            f"labels may hold only 0 (background), 1 (right lung) and 2 (left lung); found {unexpected[:5]}."
+        )
+    return np.ascontiguousarray(labels, dtype=np.uint8)
+
+
+def _default_series_number(source) -> int:
+    try:
+        base = int(source.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        base = 0
+    number = max(base, 0) + SEG_SERIES_NUMBER_OFFSET
+    return number if number < 2**31 else SEG_SERIES_NUMBER_OFFSET
+
+
+def _segment_descriptions(hd, model_version: str, options_text: str) -> list:
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="medlung",
+        family=codes.cid7162.ArtificialIntelligence,
+        version=f"{_medlung_version()} model {model_version}"[:64],
+        parameters={"options": options_text} if options_text != "{}" else None,
+    )
+    sides = {1: codes.SCT.Right, 2: codes.SCT.Left}
+    descriptions = []
+    for number, label in LABEL_NAMES.items():
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=codes.SCT.Lung,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            anatomic_regions=[codes.SCT.Thorax],
+        )
+        # Laterality of the lung: Segmented Property Type Modifier (PS3.3 C.8.20.2, CID 244).
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept.from_code(sides[number])
+        ]
+        descriptions.append(description)
+    return descriptions
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _save_atomically(seg, path: Path, overwrite: bool) -> None:
+    """Write to a temporary file in ``path``'s folder, then move it into place."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        seg.save_as(temporary, enforce_file_format=True)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
+        if overwrite:
+            os.replace(temporary, path)
+            return
+        try:
+            os.link(temporary, path)  # fails if the file appeared meanwhile: never overwrite by accident
+        except FileExistsError:
+            raise OutputExistsError(
+                "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+            ) from None
+        except OSError:  # file systems without hard links
+            if path.exists():
+                raise OutputExistsError(
+                    "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+                ) from None
+            os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
