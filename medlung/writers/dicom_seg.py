@@ -235,26 +235,14 @@ def write_dicom_seg(
     if series_number is None:
         series_number = _default_series_number(source)
 
-    seg = hd.seg.Segmentation(
-        source_images=[source],
-        pixel_array=labels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=uids.series_instance_uid,
-        series_number=int(series_number),
-        sop_instance_uid=uids.sop_instance_uid,
-        instance_number=int(instance_number),
-        manufacturer="medlung",
-        manufacturer_model_name="medlung",
-        software_versions=_software_versions(model_version),
-        device_serial_number=f"medlung-{_medlung_version()}",
-        content_description=f"Right and left lungs, model {model_version}"[:64],
-        content_creator_name=content_creator,
-        content_label=content_label,
-        transfer_syntax_uid=syntax,
-        omit_empty_frames=False,  # one frame per segment, also when a lung is empty
-        series_description=series_description,
-    )
+    with warnings.catch_warnings():
+        # highdicom re-checks the film's Patient Name; a one-component name
+        # ("Anonymized") is the source's, valid DICOM, and not ours to fix.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        seg = _segmentation(
+            hd, source, labels, descriptions, uids, int(series_number), int(instance_number), model_version,
+            content_creator, content_label, syntax, series_description,
+        )
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
@@ -269,14 +257,41 @@ def write_dicom_seg(
     return path
 
 
+def _segmentation(
+    hd, source, labels, descriptions, uids, series_number, instance_number, model_version,
+    content_creator, content_label, syntax, series_description,
+):
+    """The highdicom Segmentation object (arguments as in :func:`write_dicom_seg`)."""
+    return hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=uids.series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=uids.sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer="medlung",
+        manufacturer_model_name="medlung",
+        software_versions=_software_versions(model_version),
+        device_serial_number=f"medlung-{_medlung_version()}",
+        content_description=f"Right and left lungs, model {model_version}"[:64],
+        content_creator_name=content_creator,
+        content_label=content_label,
+        transfer_syntax_uid=syntax,
+        omit_empty_frames=False,  # one frame per segment, also when a lung is empty
+        series_description=series_description,
+    )
+
+
 def _medlung_version() -> str:
     from medlung import __version__
 
     return __version__
 
 
-def _software_versions(model_version: str) -> tuple[str, str]:
-    return (f"medlung {_medlung_version()}"[:64], f"model {model_version}"[:64])
+def _software_versions(model_version: str) -> list[str]:
+    return [f"medlung {_medlung_version()}"[:64], f"model {model_version}"[:64]]
 
 
 def _source_dataset(film: Film):

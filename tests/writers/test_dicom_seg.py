@@ -1,0 +1,214 @@
+"""DICOM-SEG writer: validity (dciodvfy, dcmdump), exact read-back, references, UIDs, safety."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
+from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
+from medlung.io.seg import read_dicom_seg
+from medlung.uids import derive_uid, seg_uids
+from medlung.writers.dicom_seg import empty_segments, write_dicom_seg
+from tests import dicom_factory as factory
+from tests.writers.seg_support import (
+    SOURCE_FILMS,
+    dcmdump,
+    dciodvfy,
+    load,
+    shenzhen_cr,
+    shenzhen_labels,
+    two_lungs,
+)
+
+
+def _write(film, labels, path, **kwargs):
+    kwargs.setdefault("model_version", "1.0.0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptySegmentWarning)
+        return write_dicom_seg(film, labels, path, **kwargs)
+
+
+@pytest.fixture
+def shenzhen(tmp_path, shared_data, shenzhen_pixels):
+    """A CR made from the real Shenzhen film, with its real right/left lung masks."""
+    film = load(shenzhen_cr(tmp_path / "CHNCXR_0001_0.dcm", shenzhen_pixels))
+    return film, shenzhen_labels(shared_data)
+
+
+@pytest.mark.parametrize("syntax", ["lossless", "uncompressed"])
+@pytest.mark.parametrize("name", sorted(SOURCE_FILMS))
+def test_seg_of_each_shared_film_is_valid_and_reads_back_exactly(tmp_path, shared_dicom, name, syntax):
+    film = load(shared_dicom / name)
+    assert film.shape == SOURCE_FILMS[name]
+    header_before = copy.deepcopy(film.dataset)
+    labels = two_lungs(film.shape)
+    path = _write(film, labels, tmp_path / "seg.dcm", transfer_syntax=syntax)
+
+    errors, _ = dciodvfy(path)
+    assert errors == []
+    assert "SegmentationStorage" in dcmdump(path)
+    back, referenced = read_dicom_seg(path, film)
+    assert back.dtype == np.uint8 and np.array_equal(back, labels)
+    assert referenced == film.dataset.SOPInstanceUID
+
+    ds = pydicom.dcmread(path)
+    small = min(film.shape) < 32  # openjpeg cannot encode such frames: uncompressed fallback
+    expected = JPEG2000Lossless if syntax == "lossless" and not small else ExplicitVRLittleEndian
+    assert ds.file_meta.TransferSyntaxUID == expected
+    assert ds.SegmentationType == "BINARY" and ds.BitsAllocated == 1 and ds.NumberOfFrames == 2
+    assert film.dataset == header_before  # the caller's header is untouched
+    assert "PixelData" not in film.dataset
+
+
+def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
+    film, labels = shenzhen
+    path = _write(film, labels, tmp_path / "CHNCXR_0001_0_seg.dcm", model_version="2.1", options={"threshold": 0.5})
+    ds = pydicom.dcmread(path)
+    source = film.dataset
+
+    assert ds.Modality == "SEG"
+    assert ds.StudyInstanceUID == source.StudyInstanceUID
+    assert ds.SeriesInstanceUID != source.SeriesInstanceUID
+    assert ds.PatientID == source.PatientID and ds.PatientName == source.PatientName
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert ds.SourceImageSequence[0].ReferencedSOPClassUID == source.SOPClassUID
+    series = ds.ReferencedSeriesSequence[0]
+    assert series.SeriesInstanceUID == source.SeriesInstanceUID
+    assert series.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert list(ds.PatientOrientation) == ["L", "F"]
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [0.7, 0.7]
+    assert (ds.Rows, ds.Columns) == film.shape
+    assert ds.SeriesNumber == 1003 and ds.InstanceNumber == 1
+    assert ds.ContentLabel == "LUNGS" and "2.1" in ds.ContentDescription and str(ds.ContentCreatorName)
+
+    segments = {int(item.SegmentNumber): item for item in ds.SegmentSequence}
+    assert sorted(segments) == [1, 2]
+    for number, side_code, side in ((1, "24028007", "Right"), (2, "7771000", "Left")):
+        item = segments[number]
+        assert item.SegmentLabel == f"{side} lung"
+        kind = item.SegmentedPropertyTypeCodeSequence[0]
+        assert (kind.CodeValue, kind.CodingSchemeDesignator, kind.CodeMeaning) == ("39607008", "SCT", "Lung")
+        modifier = kind.SegmentedPropertyTypeModifierCodeSequence[0]
+        assert (modifier.CodeValue, modifier.CodingSchemeDesignator) == (side_code, "SCT")
+        assert item.AnatomicRegionSequence[0].CodingSchemeDesignator == "SCT"
+        assert item.SegmentAlgorithmType == "AUTOMATIC"
+        algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
+        assert algorithm.AlgorithmName == "medlung"
+        assert "0.1.0" in algorithm.AlgorithmVersion and "2.1" in algorithm.AlgorithmVersion
+        assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
+    errors, _ = dciodvfy(path)
+    assert errors == []
+    back, _ = read_dicom_seg(path, film)
+    assert np.array_equal(back, labels)
+    # the right lung (label 1) lies on the IMAGE LEFT of this PA film
+    assert np.nonzero(back == 1)[1].mean() < np.nonzero(back == 2)[1].mean()
+
+
+def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen):
+    film, labels = shenzhen
+    first = pydicom.dcmread(_write(film, labels, tmp_path / "a.dcm", options={"a": 1, "b": "x"}))
+    again = pydicom.dcmread(_write(film, labels, tmp_path / "b.dcm", options={"b": "x", "a": 1}))
+    newer = pydicom.dcmread(_write(film, labels, tmp_path / "c.dcm", model_version="1.0.1", options={"a": 1, "b": "x"}))
+    other = pydicom.dcmread(_write(film, labels, tmp_path / "d.dcm", options={"a": 2, "b": "x"}))
+
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
+    assert first.SOPInstanceUID != newer.SOPInstanceUID and first.SeriesInstanceUID != newer.SeriesInstanceUID
+    assert first.SOPInstanceUID != other.SOPInstanceUID
+    assert first.SOPInstanceUID != first.SeriesInstanceUID
+    assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
+    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", {"a": 1, "b": "x"})
+    assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected
+    for uid in expected:
+        assert uid.startswith("2.25.") and len(uid) <= 64 and pydicom.uid.UID(uid).is_valid
+
+
+def test_uid_derivation_rejects_missing_inputs():
+    with pytest.raises(ValueError, match="model_version"):
+        derive_uid("seg-series", "1.2.3", "")
+    with pytest.raises(ValueError, match="kind"):
+        derive_uid("film", "1.2.3", "1")
+    assert derive_uid("seg-series", "1.2.3", "1") != derive_uid("seg-series", "1.2.4", "1")
+
+
+def test_empty_lung_is_still_described_and_flagged(tmp_path, shenzhen):
+    film, labels = shenzhen
+    labels = np.where(labels == 2, 0, labels).astype(np.uint8)  # the left lung was not found
+    assert empty_segments(labels) == (2,)
+    with pytest.warns(EmptySegmentWarning, match="left lung"):
+        path = write_dicom_seg(film, labels, tmp_path / "seg.dcm", model_version="1.0.0")
+    ds = pydicom.dcmread(path)
+    assert [int(item.SegmentNumber) for item in ds.SegmentSequence] == [1, 2]
+    assert ds.NumberOfFrames == 2
+    assert dciodvfy(path)[0] == []
+    back, _ = read_dicom_seg(path, film)
+    assert np.array_equal(back, labels)
+    assert empty_segments(np.zeros((4, 4), np.uint8)) == (1, 2)
+
+
+def test_existing_file_is_not_overwritten_unless_asked(tmp_path, shenzhen):
+    film, labels = shenzhen
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError) as caught:
+        _write(film, labels, path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert "overwrite=True" in str(caught.value)
+    assert path.read_bytes() == b"precious"
+    _write(film, labels, path, overwrite=True)
+    assert pydicom.dcmread(path).Modality == "SEG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CHNCXR_0001_0.dcm", "seg.dcm"]  # no temp files left
+
+
+def test_bad_inputs_are_refused_with_clear_messages(tmp_path, shenzhen, shenzhen_film):
+    film, labels = shenzhen
+    with pytest.raises(ValueError, match=r"film's shape"):
+        _write(film, labels[:, :-1], tmp_path / "a.dcm")
+    with pytest.raises(ValueError, match=r"only 0 .*found \[3\]"):
+        _write(film, np.full(film.shape, 3, np.uint8), tmp_path / "a.dcm")
+    with pytest.raises(ValueError, match="transfer_syntax"):
+        _write(film, labels, tmp_path / "a.dcm", transfer_syntax="jpeg")
+    with pytest.raises(SegmentationWriteError, match="not read from DICOM"):
+        _write(load(shenzhen_film), labels, tmp_path / "a.dcm")
+    with pytest.raises(SegmentationWriteError, match="does not exist"):
+        _write(film, labels, tmp_path / "missing" / "a.dcm")
+    assert not (tmp_path / "a.dcm").exists()
+
+
+def test_film_without_sop_instance_uid_cannot_be_referenced(tmp_path, shenzhen_pixels):
+    ds = factory.radiograph(shenzhen_pixels.astype(np.uint8))
+    del ds.SOPInstanceUID
+    film = load(factory.write(ds, tmp_path / "film.dcm"))
+    with pytest.raises(SegmentationWriteError, match="no SOPInstanceUID"):
+        _write(film, two_lungs(film.shape), tmp_path / "seg.dcm")
+
+
+@pytest.mark.slow
+def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_pixels):
+    """A 4020x4892 film at 0.0875 mm (the real film and masks upsampled): SEG time and sizes."""
+    from PIL import Image
+
+    shape = (4892, 4020)  # rows x cols
+    pixels = np.asarray(Image.fromarray(shenzhen_pixels).resize(shape[::-1], Image.BILINEAR)).astype(np.uint16) * 16
+    labels = np.asarray(Image.fromarray(shenzhen_labels(shared_data)).resize(shape[::-1], Image.NEAREST))
+    ds = factory.radiograph(pixels, factory.DX_PRESENTATION, "MONOCHROME2", bits_stored=12,
+                            PixelSpacing=[0.0875, 0.0875], PatientOrientation=["L", "F"])
+    film = load(factory.write(ds, tmp_path / "big.dcm"))
+    sizes, seconds = {}, {}
+    for syntax in ("lossless", "uncompressed"):
+        start = time.perf_counter()
+        path = _write(film, labels, tmp_path / f"{syntax}.dcm", transfer_syntax=syntax)
+        seconds[syntax] = time.perf_counter() - start
+        sizes[syntax] = path.stat().st_size
+        back, _ = read_dicom_seg(path, film)
+        assert np.array_equal(back, labels)
+        assert dciodvfy(path)[0] == []
+    print(f"4020x4892 SEG: sizes {sizes} bytes, write seconds {seconds}")
+    assert seconds["lossless"] < 10 and seconds["uncompressed"] < 10
+    assert sizes["lossless"] < sizes["uncompressed"] / 5  # 2 frames x 4892x4020 bits = 4.9 MB uncompressed
