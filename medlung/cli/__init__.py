@@ -23,8 +23,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register() -> None:
     from medlung.cli.info import info
+    from medlung.cli.train import train
 
     cli.add_command(info)
+    cli.add_command(train)
 
 
 _register()

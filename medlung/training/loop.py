@@ -108,7 +108,8 @@ class Trainer:
         self.log = log
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
-        if self.run.exists() and any(self.run.iterdir()) and not (resume or overwrite):
+        exists = self.run.exists() and any(self.run.iterdir())
+        if self.rank == 0 and exists and not (resume or overwrite):  # other ranks may see rank 0's files
             raise TrainingError("run folder exists and is not empty", self.run,
                                 "Use --resume to continue it, --overwrite to replace it, or another -o.")
         self.resume = resume
@@ -141,8 +142,15 @@ class Trainer:
         return datalist
 
     # ---------------------------------------------------------------- main
-    def fit(self) -> dict:
-        """Train; return the summary written to ``RUN/summary.json``."""
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train; return the summary written to ``RUN/summary.json``.
+
+        Parameters
+        ----------
+        stop_after : int, optional
+            Stop after this epoch as an interruption would (last.pt written,
+            no final figures); ``--resume`` continues from there.
+        """
         c = self.config
         distributed = self.world > 1
         if distributed and not torch.distributed.is_initialized():
@@ -199,7 +207,8 @@ class Trainer:
                 row.update(self._validate(model, val_ds, loss_fn))
             row["lr"] = optimizer.param_groups[0]["lr"]
             row["seconds"] = time.perf_counter() - started
-            row["images_per_s"] = train["images"] / train_seconds  # training throughput, validation excluded
+            # training throughput of all processes, validation excluded
+            row["images_per_s"] = train["images"] * self.world / train_seconds
             row.pop("images")
             history.append(row)
             if main:
@@ -214,6 +223,8 @@ class Trainer:
                          f"{row['images_per_s']:.1f} img/s{'  *best*' if improved else ''}")
             if distributed:
                 torch.distributed.barrier()
+            if stop_after is not None and epoch >= stop_after:
+                return {"stopped_after": epoch}
 
         summary = {}
         if main:

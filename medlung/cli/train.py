@@ -1,0 +1,109 @@
+"""``medlung train DATA -o RUN``: train a lung segmentation network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from medlung.cli.common import quiet_warnings, report_exception
+from medlung.errors import MedlungError
+
+
+@click.command()
+@click.argument("data", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="RUN folder for checkpoints, metrics, figures.")
+@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True)
+@click.option("--features", default="16,16,32,64,128,16", show_default=True, help="Six channel widths.")
+@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--roi-size", type=click.IntRange(32), default=256, show_default=True,
+              help="Training crop and sliding-window size on the working grid, pixels.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Peak learning rate (AdamW, one-cycle).")
+@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True), default=1.4,
+              show_default=True, help="Working spacing in mm.")
+@click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
+              help="Validation and test fraction when DATA has no split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Continue the run in this folder from last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace the results of an existing RUN folder.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--strict", is_flag=True, help="Stop when any film or mask is unusable.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes for DistributedDataParallel (runs torchrun; gloo on CPU, nccl on CUDA).")
+@click.pass_context
+def train(ctx: click.Context, data, output, network, features, epochs, batch_size, roi_size, lr, working_spacing,
+          val_fraction, seed, resume, overwrite, device, precision, strict, limit, workers, nproc) -> None:
+    """Train on DATA: a folder with images/ and masks/, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+
+    Writes config.json, split.json, metrics.csv, best.pt, last.pt, curves.png,
+    samples.png and summary.json into RUN. An existing RUN is refused unless
+    --resume or --overwrite is given.
+    """
+    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    if nproc > 1:
+        sys.exit(_launch_distributed(nproc))
+    from medlung.training.config import TrainConfig
+    from medlung.training.loop import Trainer
+
+    if resume is not None:
+        config_path = resume / "config.json"
+        if not config_path.is_file():
+            raise click.BadParameter(f"{config_path} not found: is this a medlung run folder?", param_hint="--resume")
+        config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        config.output = str(resume)
+        if _given(ctx, "epochs") and epochs != config.epochs:
+            raise click.BadParameter(
+                f"the run was planned for {config.epochs} epochs (its learning-rate schedule depends on it); "
+                "resume without --epochs, or start a new run", param_hint="--epochs")
+    else:
+        if data is None or output is None:
+            raise click.UsageError("DATA and -o RUN are required (or --resume RUN).")
+        try:
+            widths = tuple(int(f) for f in features.split(","))
+        except ValueError:
+            raise click.BadParameter("give six integers such as 16,16,32,64,128,16", param_hint="--features") from None
+        config = TrainConfig(
+            data=str(data), output=str(output), network=network, features=widths, epochs=epochs,
+            batch_size=batch_size, roi_size=roi_size, working_spacing=working_spacing, lr=lr,
+            val_fraction=val_fraction, seed=seed, device=device, precision=precision, strict=strict, limit=limit,
+            num_workers=workers,
+        )
+    try:
+        with quiet_warnings():
+            trainer = Trainer(config, resume=resume is not None, overwrite=overwrite, log=click.echo)
+            trainer.fit()
+    except (MedlungError, ValueError) as exc:
+        report_exception(exc, verbose)
+        sys.exit(1)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _launch_distributed(nproc: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "medlung", *args]
+    return subprocess.call(command, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))

@@ -1,0 +1,61 @@
+"""Finding training data: folder, CSV, datalist JSON; checks; the seeded split."""
+
+import json
+import shutil
+
+import pytest
+
+from medlung.io.datasets import DatasetError, check_datalist, find_datalist, split_datalist
+
+
+def test_shared_splits_csv_works_as_is(shared_data):
+    datalist = find_datalist(shared_data / "shenzhen" / "splits.csv")
+    assert datalist.has_split
+    assert {p: len(v) for p, v in datalist.parts.items()} == {"training": 396, "validation": 85, "test": 85}
+    first = datalist.parts["training"][0]
+    assert first["image"].endswith("shenzhen/images/CHNCXR_0001_0.png")
+    assert first["label"].endswith("shenzhen/masks/CHNCXR_0001_0_lungs.png")
+
+
+def test_shared_shenzhen_folder_matches_the_lungs_masks(shared_data):
+    datalist = find_datalist(shared_data / "shenzhen")
+    assert len(datalist.parts["training"]) == 566 and not datalist.problems
+    assert "'_lungs' x566" in datalist.source
+    assert all(e["label"].endswith("_lungs.png") for e in datalist.parts["training"])
+
+
+def test_datalist_json_with_relative_paths(shared_data, tmp_path):
+    folder = tmp_path / "lists"
+    (folder / "img").mkdir(parents=True)
+    for stem in ("CHNCXR_0001_0", "CHNCXR_0002_0"):
+        shutil.copy(shared_data / "shenzhen" / "images" / f"{stem}.png", folder / "img")
+        shutil.copy(shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png", folder / "img")
+    (folder / "list.json").write_text(json.dumps({
+        "training": [{"image": "img/CHNCXR_0001_0.png", "label": "img/CHNCXR_0001_0_lungs.png"}],
+        "validation": [{"image": "img/CHNCXR_0002_0.png", "label": "img/CHNCXR_0002_0_lungs.png"}],
+    }))
+    datalist = check_datalist(find_datalist(folder / "list.json"))
+    assert datalist.has_split and not datalist.problems
+    assert datalist.parts["validation"][0]["image"] == str(folder / "img" / "CHNCXR_0002_0.png")
+
+
+def test_split_is_seeded_and_disjoint(shared_data):
+    datalist = find_datalist(shared_data / "shenzhen")
+    a, b = split_datalist(datalist, seed=3), split_datalist(datalist, seed=3)
+    assert a.parts == b.parts
+    sizes = {p: len(v) for p, v in a.parts.items()}
+    assert sizes == {"training": 452, "validation": 57, "test": 57}
+    names = [e["image"] for p in a.parts.values() for e in p]
+    assert len(names) == len(set(names)) == 566
+    assert split_datalist(datalist, seed=4).parts != a.parts
+
+
+def test_unknown_layouts_are_refused(tmp_path):
+    with pytest.raises(DatasetError, match="no images/ and masks/"):
+        find_datalist(tmp_path)
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not a training data layout"):
+        find_datalist(tmp_path / "x.txt")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DatasetError, match="image and mask columns"):
+        find_datalist(tmp_path / "bad.csv")

@@ -1,0 +1,151 @@
+"""Short real training runs on Shenzhen films: outputs, loss, resume, DDP, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medlung.networks import build_network
+from medlung.training.config import TrainConfig
+from medlung.training.loop import Trainer
+
+TINY = dict(features=(8, 8, 16, 32, 64, 8), roi_size=128, working_spacing=3.0, batch_size=4, precision="fp32")
+TINY_ARGS = ["--features", "8,8,16,32,64,8", "--roi-size", "128", "--spacing", "3.0", "--batch-size", "4",
+             "--precision", "fp32"]
+
+
+def medlung(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "MEDLUNG_NO_PROGRESS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def small_csv(shared_data, tmp_path_factory):
+    """A CSV with 8 training, 3 validation and 2 test Shenzhen films (real films, real masks)."""
+    rows = list(csv.DictReader(open(shared_data / "shenzhen" / "splits.csv")))
+    chosen = ([r for r in rows if r["split"] == "train"][:8] + [r for r in rows if r["split"] == "val"][:3]
+              + [r for r in rows if r["split"] == "test"][:2])
+    path = tmp_path_factory.mktemp("csv") / "small.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "mask", "split"])
+        writer.writeheader()
+        for r in chosen:
+            base = shared_data / "shenzhen"
+            writer.writerow({"image": base / r["image"], "mask": base / r["mask"], "split": r["split"]})
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_csv, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    result = medlung("train", small_csv, "-o", run, "--epochs", "3", "--lr", "0.01", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr
+    return run, result
+
+
+def test_training_run_writes_every_output_and_loss_falls(finished_run):
+    run, result = finished_run
+    assert "8 training, 3 validation films" in result.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["network"] == "basicunet" and config["epochs"] == 3 and config["versions"]["torch"]
+    assert config["data_summary"]["training"] == 8 and config["data_summary"]["test"] == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert set(rows[0]) >= {"train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds", "images_per_s"}
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < losses[0]
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(run / name, weights_only=False)
+        assert {"model", "optimizer", "scheduler", "epoch", "preprocessing"} <= set(state)
+        build_network("basicunet", state["network"]["features"]).load_state_dict(state["model"])
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["best"]["val_dice"] == pytest.approx(max(float(r["val_dice"]) for r in rows), abs=1e-5)
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0 <= summary["test"]["dice"] <= 1
+    for figure in ("curves.png", "samples.png"):
+        with Image.open(run / figure) as image:
+            assert image.size[0] > 300 and image.size[1] > 300
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["training"]) == 8 and len(split["validation"]) == 3
+
+
+def test_existing_run_is_refused(finished_run, small_csv):
+    run, _ = finished_run
+    result = medlung("train", small_csv, "-o", run, "--epochs", "1", *TINY_ARGS)
+    assert result.returncode == 1 and "run folder exists" in result.stderr and "--resume" in result.stderr
+
+
+def test_resume_gives_the_uninterrupted_result(small_csv, tmp_path):
+    config = dict(data=str(small_csv), epochs=2, limit=4, **TINY)
+    Trainer(TrainConfig(output=str(tmp_path / "whole"), **config), log=lambda *_: None).fit()
+    Trainer(TrainConfig(output=str(tmp_path / "cut"), **config), log=lambda *_: None).fit(stop_after=1)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
+    result = medlung("train", "--resume", tmp_path / "cut")
+    assert result.returncode == 0, result.stderr
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert resumed["epoch"] == 2
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=1e-4, atol=1e-5)
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_two_process_ddp_with_gloo(small_csv, tmp_path):
+    run = tmp_path / "ddp"
+    result = medlung("train", small_csv, "-o", run, "--epochs", "2", "--limit", "4", "--nproc", "2", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 2 and all(0 <= float(r["val_dice"]) <= 1 for r in rows)
+    state = torch.load(run / "best.pt", weights_only=False)
+    assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped, loadable alone
+
+
+@pytest.fixture
+def bad_folder(shared_data, tmp_path):
+    """images/ + masks/ with good pairs plus a size mismatch, an empty mask, a broken film and a missing mask."""
+    images, masks = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    source = shared_data / "shenzhen"
+    for i in range(1, 6):
+        stem = f"CHNCXR_{i:04d}_0"
+        shutil.copy(source / "images" / f"{stem}.png", images)
+        shutil.copy(source / "masks" / f"{stem}_lungs.png", masks / f"{stem}_mask.png")
+    Image.open(masks / "CHNCXR_0002_0_mask.png").resize((256, 256)).save(masks / "CHNCXR_0002_0_mask.png")
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(masks / "CHNCXR_0003_0_mask.png")
+    (images / "CHNCXR_0004_0.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    shutil.copy(source / "images" / "CHNCXR_0006_0.png", images)  # no mask
+    return tmp_path / "data"
+
+
+def test_bad_data_is_reported_before_training_and_strict_stops(bad_folder, tmp_path):
+    result = medlung("train", bad_folder, "-o", tmp_path / "strict", "--strict", "--epochs", "1", *TINY_ARGS)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "4 film(s) left out" in out
+    assert "mask is 256x256 (rows x cols) but its film" in out and "CHNCXR_0002_0.png is 512x512" in out
+    assert "CHNCXR_0003_0_mask.png: mask is empty" in out
+    assert "CHNCXR_0004_0.png: image could not be decoded" in out
+    assert "CHNCXR_0006_0.png: no mask" in out
+    assert "--strict" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "strict" / "best.pt").exists()
+
+
+def test_unetpp_returns_a_tensor():
+    net = build_network("unetpp", (8, 8, 16, 32, 64, 8))
+    out = net(torch.zeros(1, 1, 64, 64))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 2, 64, 64)
+    with pytest.raises(ValueError, match="network must be one of"):
+        build_network("resnet")
