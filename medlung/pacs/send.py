@@ -1,0 +1,419 @@
+"""Send DICOM files to a PACS over DICOM (C-STORE) or DICOMweb (STOW-RS).
+
+Both senders take files already written to disk (the SEG, optionally its
+film) and never delete or change them: a failed send leaves the result on
+disk to be sent again. Each returns one :class:`SendResult` per file and
+never raises for a file that could not be sent; only invalid arguments raise.
+
+Retries: a refused, aborted or unreachable association (or, for STOW-RS, a
+connection error, time-out or HTTP 408/429/5xx) is tried again up to
+``retries`` more times, waiting ``backoff``, ``2 * backoff``, ``4 * backoff``
+... seconds in between. A file the PACS answered with a failure status is not
+sent again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medlung.errors import InvalidDestinationError
+
+__all__ = ["Destination", "SendResult", "parse_destination", "send_cstore", "stow_rs"]
+
+_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+_UNCOMPRESSED = (_EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
+#: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
+_STORED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 printable characters, no backslash
+_DESTINATION_HINT = "Give the destination as AE@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242."
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM node: its AE title, host name or address, and TCP port."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one file.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file (never deleted, whatever happened).
+    ok : bool
+        True when the PACS stored it.
+    destination : str
+        ``AE@HOST:PORT`` or the DICOMweb URL.
+    sop_instance_uid : str or None
+        The file's SOP Instance UID, when it could be read.
+    status : int or None
+        The DICOM C-STORE status (e.g. ``0x0000``) or the HTTP status code;
+        ``None`` when no answer came.
+    attempts : int
+        Associations or requests tried for this file.
+    message : str
+        One line: ``"stored"`` or what went wrong and what to do.
+    """
+
+    path: Path
+    ok: bool
+    destination: str
+    sop_instance_uid: str | None = None
+    status: int | None = None
+    attempts: int = 0
+    message: str = ""
+
+
+def parse_destination(text: str) -> Destination:
+    """Parse ``AE@HOST:PORT`` (``AE@[::1]:PORT`` for an IPv6 address).
+
+    Parameters
+    ----------
+    text : str
+        The destination, e.g. ``"ORTHANC@127.0.0.1:4242"``.
+
+    Returns
+    -------
+    Destination
+
+    Raises
+    ------
+    InvalidDestinationError
+        With a one-line message saying what is wrong and the expected form.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidDestinationError("the PACS destination is empty", hint=_DESTINATION_HINT)
+    text = text.strip()
+    ae_title, at, address = text.rpartition("@")
+    if not at or not ae_title:
+        raise InvalidDestinationError(f"PACS destination {text!r} has no AE title before '@'", hint=_DESTINATION_HINT)
+    if not _AE_TITLE.match(ae_title) or not ae_title.strip():
+        raise InvalidDestinationError(
+            f"AE title {ae_title!r} is not 1-16 printable characters without backslash", hint=_DESTINATION_HINT
+        )
+    match = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<port>\w+)|(?P<host>[^:\s\[\]]+):(?P<port2>\w+)", address)
+    if not match:
+        raise InvalidDestinationError(f"PACS destination {text!r} has no HOST:PORT after '@'", hint=_DESTINATION_HINT)
+    host = match.group("v6") or match.group("host")
+    port_text = match.group("port") or match.group("port2")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise InvalidDestinationError(f"port {port_text!r} is not a number from 1 to 65535", hint=_DESTINATION_HINT)
+    return Destination(ae_title=ae_title.strip(), host=host, port=int(port_text))
+
+
+def send_cstore(
+    paths: Iterable[str | Path],
+    destination: str | Destination,
+    *,
+    calling_ae: str = "MEDLUNG",
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+) -> list[SendResult]:
+    """Store DICOM files on a PACS with C-STORE, in one association when possible.
+
+    For each SOP class among the files, two presentation contexts are
+    proposed: one with the files' own transfer syntaxes (e.g. JPEG 2000
+    Lossless for a compressed SEG) and one with Explicit and Implicit VR
+    Little Endian. When the PACS accepts only the uncompressed one, the file
+    is decompressed in memory (the file on disk is not changed) and sent so.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        DICOM files: the SEG, and the film when it is sent too.
+    destination : str or Destination
+        ``AE@HOST:PORT`` of the PACS.
+    calling_ae : str, optional
+        Our AE title (the PACS may have to know it).
+    retries : int, optional
+        Further associations tried after a failed one (0 = try once).
+    backoff : float, optional
+        Seconds waited before the first retry; doubled for each further one.
+    timeout : float, optional
+        Seconds allowed for connecting, association and each C-STORE answer.
+
+    Returns
+    -------
+    list of SendResult
+        One per path, in order.
+    """
+    from pynetdicom import AE
+
+    target = destination if isinstance(destination, Destination) else parse_destination(destination)
+    if not _AE_TITLE.match(calling_ae or ""):
+        raise InvalidDestinationError(f"calling AE title {calling_ae!r} is not 1-16 printable characters")
+    _check_retry_arguments(retries, backoff)
+    where = str(target)
+    paths = [Path(p) for p in paths]
+    results: dict[int, SendResult] = {}
+    datasets = {}
+    for index, path in enumerate(paths):
+        dataset, problem = _read(path)
+        if problem:
+            results[index] = SendResult(path, False, where, message=problem)
+        else:
+            datasets[index] = dataset
+
+    attempts = 0
+    last_problem = ""
+    pending = sorted(datasets)
+    while pending and attempts <= retries:
+        if attempts:
+            time.sleep(backoff * 2 ** (attempts - 1))
+        attempts += 1
+        ae = AE(ae_title=calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+        ae.connection_timeout = timeout
+        for sop_class, syntaxes in _contexts([datasets[i] for i in pending]):
+            ae.add_requested_context(sop_class, syntaxes)
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        if not assoc.is_established:
+            last_problem = (
+                "association rejected" if assoc.is_rejected else "association aborted" if assoc.is_aborted
+                else "could not connect"
+            )
+            continue
+        still_pending = []
+        try:
+            for index in pending:
+                dataset = datasets[index]
+                outcome = _store_one(assoc, dataset)
+                if outcome is None:  # no answer: the association broke; try again later
+                    still_pending.append(index)
+                    last_problem = "the association broke during C-STORE"
+                    continue
+                status, message = outcome
+                results[index] = SendResult(
+                    paths[index], status in _STORED_STATUSES, where, str(dataset.SOPInstanceUID), status,
+                    attempts, message,
+                )
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        pending = still_pending
+
+    for index in pending:
+        results[index] = SendResult(
+            paths[index], False, where, str(datasets[index].get("SOPInstanceUID", "")) or None, None, attempts,
+            f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
+            f"reachable and accepts AE title {calling_ae}; the file is kept",
+        )
+    return [results[i] for i in range(len(paths))]
+
+
+def stow_rs(
+    paths: Iterable[str | Path],
+    url: str,
+    *,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
+) -> list[SendResult]:
+    """Store DICOM files on a DICOMweb server with STOW-RS, one request per file.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        DICOM files.
+    url : str
+        The DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web``.
+    retries : int, optional
+        Further requests after a connection error, time-out or HTTP
+        408/429/5xx (0 = try once).
+    backoff : float, optional
+        Seconds waited before the first retry; doubled for each further one.
+    timeout : float, optional
+        Seconds allowed for each request.
+    headers : dict, optional
+        Extra HTTP headers (e.g. ``Authorization``).
+
+    Returns
+    -------
+    list of SendResult
+        One per path, in order; ``status`` is the HTTP status code.
+    """
+    from dicomweb_client.api import DICOMwebClient
+
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
+        raise InvalidDestinationError(
+            f"DICOMweb URL {url!r} is not an http(s) URL", hint="Give e.g. http://127.0.0.1:8042/dicom-web."
+        )
+    _check_retry_arguments(retries, backoff)
+    url = url.strip().rstrip("/")
+    client = DICOMwebClient(url=url, headers=headers, timeout=timeout)
+    client.set_http_retry_params(retry=False)  # medlung retries itself, with its own backoff
+    results = []
+    for path in (Path(p) for p in paths):
+        dataset, problem = _read(path)
+        if problem:
+            results.append(SendResult(path, False, url, message=problem))
+            continue
+        results.append(_stow_one(client, dataset, path, url, retries, backoff))
+    return results
+
+
+def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float) -> SendResult:
+    """STOW-RS one dataset, retrying what may be transient."""
+    import requests
+
+    uid = str(dataset.SOPInstanceUID)
+    attempts, status, message = 0, None, ""
+    while attempts <= retries:
+        if attempts:
+            time.sleep(backoff * 2 ** (attempts - 1))
+        attempts += 1
+        try:
+            answer = client.store_instances([dataset])
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            message = f"HTTP {status} from {url}: {_first_line(exc)}"
+            if status in (408, 429) or (status is not None and status >= 500):
+                continue
+            return SendResult(path, False, url, uid, status, attempts, f"{message}; the file is kept")
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            status, message = None, f"no answer from {url} ({type(exc).__name__})"
+            continue
+        failed = list(answer.get("FailedSOPSequence", []) or [])
+        if failed:
+            reason = failed[0].get("FailureReason")
+            return SendResult(path, False, url, uid, 409, attempts, f"refused by {url} (failure reason {reason})")
+        return SendResult(path, True, url, uid, 200, attempts, "stored")
+    return SendResult(
+        path, False, url, uid, status, attempts,
+        f"not sent after {attempts} attempt(s): {message}; check that the DICOMweb server is running "
+        "and reachable; the file is kept",
+    )
+
+
+def _check_retry_arguments(retries: int, backoff: float) -> None:
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number >= 0; got {retries!r}.")
+    if not backoff >= 0:
+        raise ValueError(f"backoff must be a number of seconds >= 0; got {backoff!r}.")
+
+
+def _read(path: Path):
+    """(dataset, None) or (None, one-line problem)."""
+    import pydicom
+
+    if not path.is_file():
+        return None, f"{path}: file not found; nothing was sent"
+    try:
+        dataset = pydicom.dcmread(path)
+    except Exception as exc:
+        return None, f"{path}: not a readable DICOM file ({type(exc).__name__}); nothing was sent"
+    missing = [k for k in ("SOPClassUID", "SOPInstanceUID") if not dataset.get(k)]
+    if missing or "TransferSyntaxUID" not in dataset.file_meta:
+        return None, f"{path}: lacks {', '.join(missing) or 'File Meta'}, so it cannot be stored; nothing was sent"
+    return dataset, None
+
+
+def _contexts(datasets: Sequence) -> list[tuple[str, list[str]]]:
+    """Presentation contexts: per SOP class, its files' own syntaxes, then the uncompressed ones."""
+    own: dict[str, list[str]] = {}
+    for dataset in datasets:
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+        own.setdefault(str(dataset.SOPClassUID), [])
+        if syntax not in _UNCOMPRESSED and syntax not in own[str(dataset.SOPClassUID)]:
+            own[str(dataset.SOPClassUID)].append(syntax)
+    contexts = []
+    for sop_class, syntaxes in own.items():
+        for syntax in syntaxes:  # one context per compressed syntax, so the PACS can accept each on its own
+            contexts.append((sop_class, [syntax]))
+        contexts.append((sop_class, list(_UNCOMPRESSED)))
+    return contexts
+
+
+def _store_one(assoc, dataset) -> tuple[int, str] | None:
+    """C-STORE one dataset: (status, message), or None when no answer came."""
+    syntax = str(dataset.file_meta.TransferSyntaxUID)
+    accepted = {
+        str(context.transfer_syntax[0])
+        for context in assoc.accepted_contexts
+        if str(context.abstract_syntax) == str(dataset.SOPClassUID)
+    }
+    if not accepted:
+        return 0x0122, f"the PACS does not accept SOP class {dataset.SOPClassUID} (status 0x0122); the file is kept"
+    if syntax not in accepted:
+        try:
+            dataset = _uncompressed(dataset)
+        except Exception as exc:
+            return 0xA900, (
+                f"the PACS refuses {syntax} and the file could not be decompressed "
+                f"({type(exc).__name__}: {_first_line(exc)}); send it with the uncompressed option"
+            )
+    try:
+        answer = assoc.send_c_store(dataset)
+    except Exception as exc:  # pynetdicom raises on encoding problems
+        return 0xA900, f"C-STORE could not encode the file ({type(exc).__name__}: {_first_line(exc)})"
+    if not answer or "Status" not in answer:
+        return None
+    status = int(answer.Status)
+    if status in _STORED_STATUSES:
+        return status, "stored" if status == 0 else f"stored with warning status 0x{status:04X}"
+    comment = str(answer.get("ErrorComment", "") or "")
+    return status, f"refused by the PACS with status 0x{status:04X}{': ' + comment if comment else ''}"
+
+
+def _uncompressed(dataset):
+    """An Explicit VR Little Endian copy of a compressed dataset (the file is not touched)."""
+    import copy
+
+    import numpy as np
+    from pydicom.pixels import pack_bits
+
+    dataset = copy.deepcopy(dataset)
+    if str(dataset.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.4" and int(dataset.BitsAllocated) == 1:
+        frames = _seg_frames(dataset)
+        packed = pack_bits(np.stack(frames).ravel().astype(np.uint8), pad=True)
+        del dataset.PixelData  # a fresh element: the old one is flagged as encapsulated
+        dataset.add_new(0x7FE00010, "OB", packed)
+        dataset.file_meta.TransferSyntaxUID = _EXPLICIT_VR_LE
+        return dataset
+    dataset.decompress()
+    return dataset
+
+
+def _seg_frames(dataset) -> list:
+    """The frames of a compressed 1-bit SEG, decoded with highdicom's frame decoder."""
+    from highdicom.frame import decode_frame
+    from pydicom.encaps import generate_frames
+
+    frames = []
+    count = int(dataset.get("NumberOfFrames", 1) or 1)
+    for raw in generate_frames(dataset.PixelData, number_of_frames=count):
+        frames.append(
+            decode_frame(
+                raw,
+                transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+                rows=int(dataset.Rows),
+                columns=int(dataset.Columns),
+                samples_per_pixel=1,
+                bits_allocated=1,
+                bits_stored=1,
+                photometric_interpretation=str(dataset.PhotometricInterpretation),
+                pixel_representation=0,
+            )
+        )
+    return frames
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
