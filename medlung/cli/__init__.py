@@ -23,10 +23,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register() -> None:
     from medlung.cli.info import info
+    from medlung.cli.predict import predict
     from medlung.cli.train import train
 
-    cli.add_command(info)
-    cli.add_command(train)
+    for command in (info, predict, train):
+        cli.add_command(command)
 
 
 _register()

@@ -1,0 +1,104 @@
+"""``medlung predict INPUT... -o OUT``: segment films and write masks, SEG, overlays and a report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from medlung.cli.common import quiet_warnings, report_exception
+from medlung.errors import MedlungError
+
+
+def _formats(ctx, param, value: str) -> tuple[str, ...]:
+    from medlung.inference.predict import FORMATS
+
+    chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {','.join(FORMATS)} (got {value!r})")
+    return chosen
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder (created).")
+@click.option("--bundle", type=click.Path(path_type=Path, exists=True),
+              help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).")
+@click.option("--format", "formats", default="seg,png,nifti,overlay", show_default=True, callback=_formats,
+              help="Outputs to write (seg only for DICOM films).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--spacing", default=None, help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.")
+@click.option("--roi-size", type=click.IntRange(32), default=None, help="Sliding-window size on the working grid.")
+@click.option("--overlap", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
+@click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
+@click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True)
+@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
+@click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
+@click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
+@click.pass_context
+def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, tta, workers, overwrite,
+            seg_syntax, send, stow, send_source) -> None:
+    """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
+
+    Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
+    <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
+    (0 background, 1 patient right lung, 2 patient left lung, spacing in the
+    affine), <stem>_overlay.png, and one row per input in report.csv and
+    report.json. Exit status: 0 all done, 1 some inputs failed, 2 usage error.
+    """
+    from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
+    from medlung.spacing import parse_user_spacing
+
+    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    if spacing is not None:
+        try:
+            parse_user_spacing(spacing)
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc), param_hint="--spacing") from None
+    if send:
+        from medlung.pacs import parse_destination
+
+        try:
+            parse_destination(send)
+        except (MedlungError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--send") from None
+    if (output / "report.csv").exists() and not overwrite:
+        raise click.UsageError(f"{output} already holds report.csv from an earlier run: "
+                               "use --overwrite to replace it, or choose another -o.")
+    paths = collect_inputs(inputs)
+    if not paths:
+        raise click.UsageError("no films found in the inputs given.")
+
+    started = time.perf_counter()
+    try:
+        with quiet_warnings():
+            from medlung.inference import Segmenter
+
+            segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta)
+    except (MedlungError, ValueError) as exc:
+        report_exception(exc, verbose)
+        sys.exit(1)
+    options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
+                             send=send, stow=stow, send_source=send_source, workers=workers,
+                             extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
+    failed = 0
+    with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
+                           show_pos=True, show_eta=True) as bar:
+        def progress(row: dict) -> None:
+            nonlocal failed
+            if row["status"] != "ok":
+                failed += 1
+                click.echo(f"\nerror: {row['error']}", err=True)
+            bar.update(1)
+
+        with quiet_warnings():
+            predict_files(paths, output, segmenter, options, progress)
+    seconds = time.perf_counter() - started
+    click.echo(f"done {len(paths) - failed}, failed {failed}, {seconds:.1f} s; report: {output / 'report.csv'}")
+    sys.exit(1 if failed else 0)

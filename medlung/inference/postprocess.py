@@ -1,0 +1,98 @@
+"""From a lung mask on the native grid to right/left lung labels.
+
+Clean-up: drop components smaller than a physical area, fill holes, keep
+the two largest components. Right/left: PatientOrientation's first value is
+the patient direction of increasing column index; ``L`` (the standard PA
+display) puts the patient's right lung on the image left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+RIGHT, LEFT = 1, 2
+#: Orientation assumed when a film does not say: standard PA display.
+STANDARD_PA = ("L", "F")
+
+
+def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float = 1500.0) -> np.ndarray:
+    """Keep at most the two largest lung components, without holes or specks.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        ``(rows, cols)`` lung pixels.
+    pixel_area_mm2 : float
+        Area of one pixel, mm² (nominal for uncalibrated films).
+    min_area_mm2 : float
+        Components smaller than this are specks (an adult lung is well over
+        10,000 mm² on a PA film).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return mask.astype(bool)
+    sizes = np.bincount(components.ravel())[1:]
+    order = np.argsort(sizes)[::-1][:2]
+    keep = [int(i) + 1 for i in order if sizes[i] * pixel_area_mm2 >= min_area_mm2]
+    kept = np.isin(components, keep)
+    return ndimage.binary_fill_holes(kept)
+
+
+def split_lungs(mask: np.ndarray, orientation: tuple[str, str] | None) -> tuple[np.ndarray, bool, list[str]]:
+    """Label the patient's right (1) and left (2) lung.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        ``(rows, cols)`` cleaned lung mask.
+    orientation : tuple of str or None
+        DICOM PatientOrientation; ``None`` assumes :data:`STANDARD_PA`.
+
+    Returns
+    -------
+    labels : numpy.ndarray of uint8
+        0 background, 1 right lung, 2 left lung.
+    assumed : bool
+        True when the orientation was assumed.
+    notes : list of str
+        What was assumed or could not be decided.
+    """
+    notes: list[str] = []
+    assumed = orientation is None
+    row_direction = (orientation or STANDARD_PA)[0][:1]
+    if row_direction not in ("L", "R"):
+        notes.append(f"PatientOrientation {orientation} is not a frontal view: standard PA assumed for right/left")
+        row_direction, assumed = "L", True
+    elif assumed:
+        notes.append("PatientOrientation absent: standard PA display assumed (patient right on image left)")
+    image_left_label = RIGHT if row_direction == "L" else LEFT
+    image_right_label = LEFT if image_left_label == RIGHT else RIGHT
+
+    labels = np.zeros(mask.shape, np.uint8)
+    components, count = ndimage.label(mask)
+    cols = mask.shape[1]
+    if count >= 2:
+        for index in range(1, count + 1):
+            column = ndimage.center_of_mass(components == index)[1]
+            labels[components == index] = image_left_label if column < cols / 2 else image_right_label
+        if len(np.unique(labels[labels > 0])) == 1:
+            notes.append("both lung components lie on one side of the film")
+    elif count == 1:
+        divide = _midline(mask)
+        labels[:, :divide][mask[:, :divide]] = image_left_label
+        labels[:, divide:][mask[:, divide:]] = image_right_label
+        notes.append(f"lungs touch: divided at column {divide}")
+    return labels, assumed, notes
+
+
+def _midline(mask: np.ndarray) -> int:
+    """Column in the central third with the fewest lung pixels (the mediastinum)."""
+    cols = mask.shape[1]
+    start, stop = cols // 3, max(cols // 3 + 1, 2 * cols // 3)
+    counts = mask[:, start:stop].sum(axis=0)
+    return int(start + np.argmin(counts))

@@ -1,0 +1,261 @@
+"""Segment many films into an output folder: the work behind ``medlung predict`` and the bundle.
+
+For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
+``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
+row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from medlung.errors import MedlungError, OutputExistsError
+from medlung.io import load_film
+from medlung.spacing import format_spacing
+from medlung.writers.report import Report
+
+FORMATS = ("seg", "png", "nifti", "overlay")
+#: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
+FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
+
+
+@dataclass
+class PredictOptions:
+    """How to segment and what to write.
+
+    Attributes
+    ----------
+    formats : tuple of str
+        Subset of :data:`FORMATS`.
+    overwrite : bool
+        Replace existing outputs.
+    spacing : str or None
+        User spacing in mm for every film (replaces the files').
+    seg_syntax : str
+        ``"lossless"`` or ``"uncompressed"`` DICOM-SEG.
+    send : str or None
+        ``AE@HOST:PORT`` to C-STORE each SEG to.
+    stow : str or None
+        DICOMweb URL to STOW-RS each SEG to.
+    send_source : bool
+        Also send the film itself.
+    workers : int
+        Films processed at once (threads; the model is shared).
+    """
+
+    formats: tuple = FORMATS
+    overwrite: bool = False
+    spacing: str | None = None
+    seg_syntax: str = "lossless"
+    send: str | None = None
+    stow: str | None = None
+    send_source: bool = False
+    workers: int = 1
+    extra_options: dict = field(default_factory=dict)
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursive) into film paths, in a stable order; ``-`` reads paths from stdin.
+
+    Paths that do not exist are kept, so that they are reported as errors.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        if str(item) == "-":
+            found.extend(collect_inputs(line.strip() for line in sys.stdin if line.strip()))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if (child.is_file() and not child.name.startswith(".") and child.name.upper() != "DICOMDIR"
+                        and _film_suffix(child) in FILM_EXTENSIONS):
+                    found.append(child)
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path, None)
+    return list(unique)
+
+
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """Output name stem of each input; clashing stems get their parent folder's name, then a number."""
+    stems: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in paths:
+        stem = _stem(path)
+        if stem in used:
+            stem = f"{path.parent.name}_{stem}" if path.parent.name else stem
+        base, number = stem, 2
+        while stem in used:
+            stem, number = f"{base}_{number}", number + 1
+        used.add(stem)
+        stems[path] = stem
+    return stems
+
+
+def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
+    """Segment ``paths`` into ``out``; return the report (also written there).
+
+    Parameters
+    ----------
+    paths : list of Path
+        Films (see :func:`collect_inputs`).
+    out : Path
+        Output folder (created).
+    segmenter : medlung.inference.Segmenter
+        The loaded model.
+    options : PredictOptions
+        What to write.
+    progress : callable, optional
+        Called with each finished report row.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out, overwrite=options.overwrite)
+    stems = output_stems(paths)
+
+    def work(path: Path) -> dict:
+        return segment_one(path, out / stems[path], segmenter, options)
+
+    if options.workers > 1:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            for row in pool.map(work, paths):
+                report.add(row)
+                if progress:
+                    progress(row)
+    else:
+        for path in paths:
+            row = work(path)
+            report.add(row)
+            if progress:
+                progress(row)
+    return report
+
+
+def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
+    """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row."""
+    started = time.perf_counter()
+    row: dict = {"file": str(path), "status": "error"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            film = load_film(path, spacing=options.spacing)
+        row.update(rows=film.rows, cols=film.cols, spacing_mm=list(film.spacing) if film.spacing else None,
+                   spacing_source=film.spacing_source, calibrated=film.calibrated)
+        targets = planned_outputs(prefix, film, options.formats)
+        if not options.overwrite:
+            existing = [p for p in targets.values() if p.exists()]
+            if existing:
+                raise OutputExistsError("already exists", existing[0], "Use --overwrite to replace it.")
+        masks = segmenter(film)
+        row.update(_areas(masks))
+        outputs = write_outputs(film, masks, targets, segmenter.model_version, options)
+        row["outputs"] = [str(p) for p in outputs]
+        notes = list(film.warnings) + list(masks.notes)
+        if masks.empty:
+            notes.append(f"lung not found: {', '.join(masks.empty)}")
+        row["notes"] = notes
+        row["status"] = "ok"
+        if "seg" in targets and (options.send or options.stow):
+            sent_error = _send(targets["seg"], path if options.send_source else None, options)
+            if sent_error:
+                row["status"], row["error"] = "error", sent_error
+    except MedlungError as exc:
+        row["error"] = str(exc)
+    except Exception as exc:  # one bad film never stops the batch
+        row["error"] = f"{path}: unexpected {type(exc).__name__}: {exc}"
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    return row
+
+
+def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
+    """The files a film will produce (SEG only for DICOM films)."""
+    names = {"seg": "_seg.dcm", "png": "_lungs.png", "nifti": "_labels.nii.gz", "overlay": "_overlay.png"}
+    targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
+    if film.dataset is None:
+        targets.pop("seg", None)
+    return targets
+
+
+def write_outputs(film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions) -> list[Path]:
+    """Write the requested files for one film."""
+    from medlung.writers.masks import write_labels_nifti, write_lungs_png
+    from medlung.writers.overlay import write_overlay
+
+    written = []
+    if "seg" in targets:
+        from medlung.writers.dicom_seg import write_dicom_seg
+
+        written.append(write_dicom_seg(film, masks.labels, targets["seg"], model_version=model_version,
+                                       options=seg_options(masks, options), transfer_syntax=options.seg_syntax,
+                                       overwrite=options.overwrite))
+    if "png" in targets:
+        written.append(write_lungs_png(targets["png"], masks.labels, film.spacing, options.overwrite))
+    if "nifti" in targets:
+        written.append(write_labels_nifti(targets["nifti"], masks.labels, film.spacing, options.overwrite))
+    if "overlay" in targets:
+        written.append(write_overlay(targets["overlay"], film.pixels, masks.labels, overlay_lines(film, masks),
+                                     options.overwrite))
+    return written
+
+
+def seg_options(masks, options: PredictOptions) -> dict:
+    """The options that change a SEG's content (they enter its deterministic UIDs)."""
+    return {"working_spacing": masks.working_spacing, "spacing": options.spacing, **options.extra_options}
+
+
+def overlay_lines(film, masks) -> list[str]:
+    """Text written on an overlay."""
+    if masks.areas_cm2:
+        a = masks.areas_cm2
+        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
+    else:
+        p = masks.areas_px
+        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
+    if film.spacing:
+        lines.append(f"spacing {format_spacing(film.spacing)} from {film.spacing_source}")
+    if masks.orientation_assumed:
+        lines.append("orientation assumed: standard PA")
+    return lines
+
+
+def _areas(masks) -> dict:
+    row = {"orientation": "\\".join(masks.orientation) + (" (assumed)" if masks.orientation_assumed else ""),
+           "empty_lungs": masks.empty}
+    if masks.areas_cm2:
+        row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
+    return row
+
+
+def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> str | None:
+    """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
+    from medlung import pacs
+
+    files = [seg_path] + ([film_path] if film_path else [])
+    problems = []
+    if options.send:
+        for result in pacs.send_cstore(files, options.send):
+            if not result.ok:
+                problems.append(f"C-STORE to {options.send} failed: {result.message}")
+    if options.stow:
+        for result in pacs.stow_rs(files, options.stow):
+            if not result.ok:
+                problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
+    return "; ".join(problems) or None
+
+
+def _film_suffix(path: Path) -> str:
+    name = path.name.lower()
+    return "" if "." not in name else name[name.rfind("."):]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: name.rfind(".")] if "." in name.lstrip(".") else name

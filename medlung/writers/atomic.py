@@ -1,0 +1,69 @@
+"""Atomic output files: written beside their destination, then moved into place.
+
+A reader never sees half a file, a crash leaves no partial output, and an
+existing file is replaced only when the caller says so.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from medlung.errors import OutputExistsError
+
+
+def check_writable(path: str | Path, overwrite: bool) -> Path:
+    """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError("already exists", path, "Use --overwrite to replace it, or choose another -o.")
+    return path
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``write(temporary_path)`` and move the result to ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination; its folder must exist.
+    write : callable
+        Writes the whole file at the path it is given.
+    overwrite : bool
+        Replace an existing ``path``; otherwise :class:`OutputExistsError`
+        (also when the file appears while writing).
+
+    Returns
+    -------
+    Path
+    """
+    path = check_writable(path, overwrite)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)  # fails if the file appeared meanwhile
+            except FileExistsError:
+                raise OutputExistsError("already exists", path,
+                                        "Use --overwrite to replace it, or choose another -o.") from None
+            except OSError:  # file systems without hard links
+                check_writable(path, overwrite=False)
+                os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,58 @@
+"""``report.csv`` and ``report.json``: one row per input, rewritten atomically after each film."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from medlung.writers.atomic import write_atomically
+
+#: Report columns, in order (DESIGN.md §3), then medlung's additions.
+COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "right_cm2", "left_cm2", "total_cm2",
+           "seconds", "error", "calibrated", "orientation", "empty_lungs", "outputs", "notes")
+
+
+class Report:
+    """Rows of a predict run, kept on disk as CSV and JSON after every film.
+
+    Parameters
+    ----------
+    folder : Path
+        Output folder.
+    overwrite : bool
+        Replace report files from an earlier run.
+    """
+
+    def __init__(self, folder: Path, overwrite: bool = False) -> None:
+        self.csv_path = Path(folder) / "report.csv"
+        self.json_path = Path(folder) / "report.json"
+        self.overwrite = overwrite
+        self.rows: list[dict] = []
+
+    def add(self, row: dict) -> None:
+        """Add one row and rewrite both files."""
+        self.rows.append({column: row.get(column) for column in COLUMNS})
+        self.save()
+
+    def save(self) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        content = text.getvalue()
+        write_atomically(self.csv_path, lambda tmp: tmp.write_text(content), overwrite=True)
+        document = json.dumps(self.rows, indent=2)
+        write_atomically(self.json_path, lambda tmp: tmp.write_text(document), overwrite=True)
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "nan"
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return value
