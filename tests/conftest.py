@@ -44,3 +44,35 @@ def shenzhen_pixels(shenzhen_film) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(shenzhen_film))
+
+
+@pytest.fixture(scope="session")
+def shipped_bundle() -> Path:
+    """The model shipped in the repository (bundles/medlung_cxr_lung, or $MEDLUNG_BUNDLE)."""
+    path = Path(os.environ.get("MEDLUNG_BUNDLE", REPO / "bundles" / "medlung_cxr_lung"))
+    if not (path / "models" / "model.pt").is_file():
+        reason = f"no shipped model at {path}"
+        if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":
+            pytest.fail(f"MEDLUNG_REQUIRE_SHARED=1 but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def segmenter(shipped_bundle):
+    """The shipped model, loaded once, on the CPU."""
+    from medlung.inference import Segmenter
+
+    return Segmenter(shipped_bundle, device="cpu")
+
+
+def read_mask(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path)) > 0
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)

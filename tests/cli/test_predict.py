@@ -1,0 +1,149 @@
+"""``medlung predict`` as a user runs it: real films, a real process, every output checked."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import nibabel
+import numpy as np
+import pytest
+from PIL import Image
+
+from medlung.io.png import png_spacing
+from medlung.io.seg import read_dicom_seg
+from tests import dicom_factory as factory
+from tests.conftest import dice
+
+
+def medlung(*args, input_text=None, bundle=None):
+    env = {**os.environ}
+    if bundle is not None:
+        env["MEDLUNG_BUNDLE"] = str(bundle)
+    return subprocess.run([sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True,
+                          input=input_text, env=env)
+
+
+@pytest.fixture(scope="module")
+def inputs(shared_data, tmp_path_factory):
+    """A folder as a user would have it: a DICOM with spacing, a Shenzhen PNG, a broken file, a sub-folder."""
+    folder = tmp_path_factory.mktemp("in")
+    pixels = np.asarray(Image.open(shared_data / "shenzhen" / "images" / "CHNCXR_0010_0.png"))
+    ds = factory.radiograph(pixels.astype(np.uint16) * 16, factory.CR, bits_stored=12, PixelSpacing=[0.7, 0.75],
+                            PatientOrientation=["L", "F"])
+    factory.write(ds, folder / "chest.dcm")
+    (folder / "sub").mkdir()
+    shutil.copy(shared_data / "shenzhen" / "images" / "CHNCXR_0148_0.png", folder / "sub")
+    (folder / "broken.dcm").write_bytes(b"DICM" * 10)
+    (folder / "notes.txt").write_text("not a film")
+    return folder
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def predicted(inputs, shipped_bundle, tmp_path_factory):
+    before = _digest(inputs)
+    out = tmp_path_factory.mktemp("out")
+    result = medlung("predict", inputs, "-o", out, bundle=shipped_bundle)
+    assert _digest(inputs) == before, "inputs must never be modified"
+    return out, result
+
+
+def test_batch_goes_on_past_a_bad_file_and_exits_1(predicted):
+    out, result = predicted
+    assert result.returncode == 1
+    assert "broken.dcm" in result.stderr and "Traceback" not in result.stderr
+    assert "done 2, failed 1" in result.stdout
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [os.path.basename(r["file"]) for r in rows] == ["broken.dcm", "chest.dcm", "CHNCXR_0148_0.png"]
+    assert [r["status"] for r in rows] == ["error", "ok", "ok"]
+    assert rows[0]["error"].startswith(str(rows[0]["file"]))
+    assert json.loads((out / "report.json").read_text())[1]["spacing_mm"] == [0.7, 0.75]
+
+
+def test_dicom_film_outputs_are_on_the_native_grid_with_spacing(predicted, inputs):
+    out, _ = predicted
+    row = next(r for r in csv.DictReader(open(out / "report.csv")) if r["file"].endswith("chest.dcm"))
+    assert row["rows"] == "512" and row["spacing_source"] == "PixelSpacing" and row["calibrated"] == "True"
+    lungs = np.asarray(Image.open(out / "chest_lungs.png"))
+    assert lungs.shape == (512, 512) and set(np.unique(lungs)) == {0, 255}
+    with Image.open(out / "chest_lungs.png") as image:
+        assert png_spacing(image.info) == (0.7, 0.75)
+    nifti = nibabel.load(out / "chest_labels.nii.gz")
+    labels = np.asarray(nifti.dataobj)[:, :, 0]
+    np.testing.assert_allclose(np.diag(nifti.affine)[:2], [0.7, 0.75])
+    assert set(np.unique(labels)) == {0, 1, 2}
+    np.testing.assert_array_equal(labels > 0, lungs > 0)
+    seg_labels, referenced = read_dicom_seg(out / "chest_seg.dcm")
+    np.testing.assert_array_equal(seg_labels, labels)
+    area = (labels == 1).sum() * 0.7 * 0.75 / 100
+    assert float(row["right_cm2"]) == pytest.approx(area, abs=1e-3)
+    assert float(row["total_cm2"]) == pytest.approx(float(row["right_cm2"]) + float(row["left_cm2"]), abs=2e-3)
+    with Image.open(out / "chest_overlay.png") as overlay:
+        assert overlay.mode == "RGB" and overlay.size == (512, 512)
+
+
+def test_png_film_has_no_seg_and_is_flagged_uncalibrated(predicted):
+    out, _ = predicted
+    assert (out / "CHNCXR_0148_0_lungs.png").exists() and not (out / "CHNCXR_0148_0_seg.dcm").exists()
+    with Image.open(out / "CHNCXR_0148_0_lungs.png") as image:
+        assert "dpi" not in image.info
+    nifti = nibabel.load(out / "CHNCXR_0148_0_labels.nii.gz")
+    assert nifti.header.get_xyzt_units()[0] == "unknown"
+    row = next(r for r in csv.DictReader(open(out / "report.csv")) if r["file"].endswith(".png"))
+    assert row["calibrated"] == "False" and row["total_cm2"] == "" and "not calibrated" in row["notes"]
+
+
+def test_existing_outputs_are_never_overwritten_silently(predicted, inputs, shipped_bundle):
+    out, _ = predicted
+    result = medlung("predict", inputs / "chest.dcm", "-o", out, bundle=shipped_bundle)
+    assert result.returncode == 2 and "report.csv" in result.stderr
+    (out / "report.csv").rename(out / "report.old")
+    before = (out / "chest_lungs.png").stat().st_mtime_ns
+    result = medlung("predict", inputs / "chest.dcm", "-o", out, bundle=shipped_bundle)
+    assert result.returncode == 1 and "already exists" in result.stderr
+    assert (out / "chest_lungs.png").stat().st_mtime_ns == before
+    result = medlung("predict", inputs / "chest.dcm", "-o", out, "--overwrite", bundle=shipped_bundle)
+    assert result.returncode == 0, result.stderr
+    assert not list(out.glob(".*.part"))
+
+
+def test_formats_stdin_and_user_spacing(inputs, shipped_bundle, tmp_path):
+    out = tmp_path / "out"
+    text = f"{inputs / 'sub' / 'CHNCXR_0148_0.png'}\n"
+    result = medlung("predict", "-", "-o", out, "--format", "png", "--spacing", "0.8", input_text=text,
+                     bundle=shipped_bundle)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["CHNCXR_0148_0_lungs.png", "report.csv", "report.json"]
+    row = next(csv.DictReader(open(out / "report.csv")))
+    assert row["spacing_source"] == "user" and float(row["total_cm2"]) > 50
+    with Image.open(out / "CHNCXR_0148_0_lungs.png") as image:
+        assert png_spacing(image.info) == (0.8, 0.8)
+
+
+def test_usage_errors_exit_2(inputs, tmp_path):
+    assert medlung("predict", inputs, "-o", tmp_path / "o", "--format", "jpeg").returncode == 2
+    assert medlung("predict", inputs, "-o", tmp_path / "o", "--spacing", "0").returncode == 2
+    assert medlung("predict", "-o", tmp_path / "o").returncode == 2
+    result = medlung("predict", tmp_path / "empty_dir_that_is_missing", "-o", tmp_path / "o2")
+    assert result.returncode == 1 and "file not found" in result.stderr
+
+
+def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):
+    films = [inputs / "chest.dcm", inputs / "sub" / "CHNCXR_0148_0.png"]
+    one = medlung("predict", *films, "-o", tmp_path / "one", "--format", "png", bundle=shipped_bundle)
+    two = medlung("predict", *films, "-o", tmp_path / "two", "--format", "png", "--workers", "2",
+                  bundle=shipped_bundle)
+    assert one.returncode == two.returncode == 0
+    for name in ("chest_lungs.png", "CHNCXR_0148_0_lungs.png"):
+        a = np.asarray(Image.open(tmp_path / "one" / name))
+        b = np.asarray(Image.open(tmp_path / "two" / name))
+        assert dice(a, b) == 1.0
