@@ -67,7 +67,8 @@ def find_datalist(data: str | Path) -> Datalist:
     ----------
     data : str or Path
         A folder with ``images/`` and ``masks/`` (matched by stem, mask
-        suffixes :data:`MASK_SUFFIXES`), a CSV with ``image,mask[,split]``
+        suffixes :data:`MASK_SUFFIXES`), a DICOM folder (recursive) of films
+        and the DICOM-SEG objects that reference them, a CSV with ``image,mask[,split]``
         columns, or a MONAI datalist JSON with ``training`` / ``validation``
         / ``test`` lists of ``{"image", "label"}``. Relative paths in a CSV or
         JSON resolve against the file's own folder.
@@ -84,7 +85,9 @@ def find_datalist(data: str | Path) -> Datalist:
     """
     data = Path(data)
     if data.is_dir():
-        return _from_folder(data)
+        if (data / "images").is_dir() or (data / "masks").is_dir():
+            return _from_folder(data)
+        return _from_dicom_folder(data)
     if data.suffix.lower() == ".csv":
         return _from_csv(data)
     if data.suffix.lower() == ".json":
@@ -117,6 +120,44 @@ def _from_folder(folder: Path) -> Datalist:
         datalist.parts["training"].append({"image": str(film), "label": str(match[1])})
     described = ", ".join(f"'{k}' x{v}" for k, v in rules.items()) or "none"
     datalist.source = f"folder {folder} (images/ + masks/, mask suffix matched: {described})"
+    return datalist
+
+
+def _from_dicom_folder(folder: Path) -> Datalist:
+    """Films and the DICOM-SEG objects that reference them (by SOP Instance UID), found recursively."""
+    import pydicom
+
+    from medlung.io.dicom import FILM_SOP_CLASSES
+    from medlung.io.seg import SEGMENTATION_SOP_CLASSES, referenced_instance
+
+    films: dict[str, Path] = {}
+    segs: dict[str, Path] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            sop_class, uid = str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+        except Exception:
+            continue  # not DICOM: not part of this layout
+        if sop_class in FILM_SOP_CLASSES and uid:
+            films[uid] = path
+        elif sop_class in SEGMENTATION_SOP_CLASSES:
+            referenced = referenced_instance(ds)
+            if referenced:
+                segs[referenced] = path
+    if not films:
+        raise DatasetError("has no images/ and masks/ folders and no DICOM films", folder,
+                           "Give a folder with images/ and masks/, a DICOM folder with films and their SEGs, "
+                           "a CSV or a datalist JSON.")
+    datalist = Datalist(source=f"DICOM folder {folder} ({len(films)} films, {len(segs)} SEGs matched by "
+                               "referenced SOP Instance UID)")
+    for uid, film in films.items():
+        if uid in segs:
+            datalist.parts["training"].append({"image": str(film), "label": str(segs[uid])})
+        else:
+            datalist.problems.append(f"{film}: no DICOM-SEG in {folder} references it (SOP Instance UID {uid})")
+            warnings.warn(f"{film}: no DICOM-SEG references it; skipped", stacklevel=2)
     return datalist
 
 

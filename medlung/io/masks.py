@@ -15,8 +15,9 @@ def load_label_map(path: str | Path, shape: tuple[int, int] | None = None) -> np
     Parameters
     ----------
     path : str or Path
-        A PNG (any bit depth; 0/255 masks stay 0/255, label maps keep their
-        values) or NIfTI (``.nii``/``.nii.gz``; medlung writes axis 0 = rows).
+        A DICOM-SEG (read with :func:`medlung.io.seg.read_dicom_seg`: 1 right
+        lung, 2 left lung), a PNG (any bit depth; 0/255 masks stay 0/255,
+        label maps keep their values) or NIfTI (``.nii``/``.nii.gz``; medlung writes axis 0 = rows).
     shape : tuple of int, optional
         The film's ``(rows, cols)``. A NIfTI whose first two axes are
         ``(cols, rows)`` (written by tools using x = column) is transposed.
@@ -33,6 +34,10 @@ def load_label_map(path: str | Path, shape: tuple[int, int] | None = None) -> np
     """
     path = Path(path)
     name = path.name.lower()
+    if _is_dicom(path):
+        from medlung.io.seg import read_dicom_seg
+
+        return read_dicom_seg(path)[0]
     try:
         if name.endswith((".nii", ".nii.gz")):
             import nibabel
@@ -59,3 +64,11 @@ def load_label_map(path: str | Path, shape: tuple[int, int] | None = None) -> np
     if array.max(initial=0) > 255:
         array = (array > 0).astype(np.uint8)
     return np.ascontiguousarray(array.astype(np.uint8))
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False

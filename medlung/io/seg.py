@@ -33,7 +33,7 @@ import numpy as np
 from medlung.errors import SegmentationMismatchError, UnreadableFileError, UnsupportedImageError
 from medlung.film import Film
 
-__all__ = ["SEGMENTATION_SOP_CLASSES", "read_dicom_seg", "segment_label_values"]
+__all__ = ["SEGMENTATION_SOP_CLASSES", "read_dicom_seg", "referenced_instance", "segment_label_values"]
 
 #: SOP Class UIDs of segmentations medlung reads.
 SEGMENTATION_SOP_CLASSES = {
@@ -129,7 +129,7 @@ def read_dicom_seg(path: str | Path, source: Film | None = None) -> tuple[np.nda
             stored = _frame(seg, frame_number, path)
             labels[stored > threshold] = values[number]
 
-    referenced = _referenced_instance(seg)
+    referenced = referenced_instance(seg)
     if source is not None:
         _check_source(source, shape, referenced, path)
     return labels, referenced
@@ -238,7 +238,8 @@ def _frame(seg, frame_number: int, path: Path) -> np.ndarray:
     return frame
 
 
-def _referenced_instance(seg) -> str | None:
+def referenced_instance(seg) -> str | None:
+    """SOP Instance UID of the image a SEG dataset was made on (None when it names none)."""
     for item in seg.get("SourceImageSequence", []) or []:
         if item.get("ReferencedSOPInstanceUID"):
             return str(item.ReferencedSOPInstanceUID)

@@ -59,3 +59,36 @@ def test_unknown_layouts_are_refused(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DatasetError, match="image and mask columns"):
         find_datalist(tmp_path / "bad.csv")
+
+
+def test_dicom_folder_with_segs_as_a_pacs_export(shared_data, tmp_path):
+    """Films plus DICOM-SEGs that reference them; a film without SEG is listed and skipped."""
+    import numpy as np
+    from PIL import Image
+
+    import medlung
+    from medlung.io.masks import load_label_map
+    from medlung.writers.dicom_seg import write_dicom_seg
+    from tests import dicom_factory as factory
+
+    export = tmp_path / "export" / "study1"
+    export.mkdir(parents=True)
+    truths = {}
+    for stem in ("CHNCXR_0001_0", "CHNCXR_0002_0", "CHNCXR_0003_0"):
+        pixels = np.asarray(Image.open(shared_data / "shenzhen" / "images" / f"{stem}.png"))
+        ds = factory.radiograph(pixels, factory.CR, PixelSpacing=[0.7, 0.7], PatientOrientation=["L", "F"])
+        path = factory.write(ds, export / f"{stem}.dcm")
+        if stem == "CHNCXR_0003_0":
+            continue  # corrected result missing for this film
+        right = np.asarray(Image.open(shared_data / "shenzhen" / "masks" / f"{stem}_lung_R.png")) > 0
+        left = np.asarray(Image.open(shared_data / "shenzhen" / "masks" / f"{stem}_lung_L.png")) > 0
+        labels = np.where(right, 1, np.where(left, 2, 0)).astype(np.uint8)
+        truths[str(path)] = labels
+        write_dicom_seg(medlung.load_film(path), labels, tmp_path / "export" / f"seg_{stem}.dcm", model_version="t")
+    with pytest.warns(UserWarning, match="no DICOM-SEG references it"):
+        datalist = find_datalist(tmp_path / "export")
+    assert "3 films, 2 SEGs" in datalist.source
+    assert len(datalist.parts["training"]) == 2
+    assert len(datalist.problems) == 1 and "CHNCXR_0003_0.dcm: no DICOM-SEG" in datalist.problems[0]
+    for entry in check_datalist(datalist).parts["training"]:
+        np.testing.assert_array_equal(load_label_map(entry["label"]), truths[entry["image"]])
