@@ -79,3 +79,11 @@ class InvalidDestinationError(MedlungError, ValueError):
 
 class EmptySegmentWarning(UserWarning):
     """A segment (a lung) has no pixels; it is still described in the DICOM-SEG."""
+
+
+class BundleError(MedlungError):
+    """A MONAI bundle cannot be exported, read or run (missing run files, bad config override, no films)."""
+
+
+class BundleExistsError(BundleError, FileExistsError):
+    """The bundle folder already exists and overwriting was not asked for."""

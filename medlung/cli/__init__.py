@@ -22,11 +22,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from medlung.cli.export import export
     from medlung.cli.info import info
     from medlung.cli.predict import predict
     from medlung.cli.train import train
 
-    for command in (info, predict, train):
+    for command in (info, predict, train, export):
         cli.add_command(command)
 
 

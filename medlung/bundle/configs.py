@@ -1,0 +1,251 @@
+"""The bundle's config files, built from a training run's settings.
+
+Every config names medlung components (``_target_`` or ``$`` expressions);
+none re-implements them. The keys are documented in the bundle's
+``docs/README.md`` (JSON has no comments); :data:`KEY_DOCS` is that table.
+
+``configs/inference.json`` keeps the contract that
+:func:`medlung.inference.segmenter.load_model` reads: top-level
+``network_def`` (``_target_`` ``medlung.networks.build_network`` with
+``name`` and ``features``), ``working_spacing`` (mm) and ``roi_size``
+(pixels).
+"""
+
+from __future__ import annotations
+
+#: MONAI Bundle convention: logging for ``python -m monai.bundle run`` (INFO to stdout; chatty libraries at WARNING).
+LOGGING_CONF = """\
+[loggers]
+keys=root,highdicom,openjpeg,pynetdicom
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[logger_highdicom]
+level=WARNING
+handlers=
+qualname=highdicom
+
+[logger_openjpeg]
+level=WARNING
+handlers=
+qualname=openjpeg
+
+[logger_pynetdicom]
+level=WARNING
+handlers=
+qualname=pynetdicom
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+IMPORTS = ["$import logging", "$import os", "$import torch", "$import medlung", "$import medlung.bundle",
+           "$import medlung.inference.predict", "$import medlung.samples"]
+
+
+def network_def(settings: dict) -> dict:
+    """The ``network_def`` item: ``medlung.networks.build_network`` with the run's architecture."""
+    return {"_target_": "medlung.networks.build_network", "name": settings["network"],
+            "features": [int(f) for f in settings["features"]], "in_channels": 1, "out_channels": 2}
+
+
+def _model_keys(settings: dict) -> dict:
+    return {
+        "bundle_root": ".",
+        "device": "auto",
+        "network_def": network_def(settings),
+        "working_spacing": float(settings["working_spacing"]),
+        "roi_size": int(settings["roi_size"]),
+        "overlap": float(settings.get("overlap", 0.25)),
+        "sw_batch_size": 4,
+        "tta": False,
+        "precision": "auto",
+        "min_lung_mm2": 1500.0,
+        "segmenter": {
+            "_target_": "medlung.bundle.bundle_segmenter",
+            "bundle_root": "@bundle_root",
+            "device": "@device",
+            "roi_size": "@roi_size",
+            "overlap": "@overlap",
+            "sw_batch_size": "@sw_batch_size",
+            "tta": "@tta",
+            "precision": "@precision",
+            "min_lung_mm2": "@min_lung_mm2",
+            "network_name": "@network_def#name",
+            "features": "@network_def#features",
+            "working_spacing": "@working_spacing",
+        },
+    }
+
+
+def inference_config(settings: dict) -> dict:
+    """``configs/inference.json``: every film in ``dataset_dir`` -> ``medlung predict``'s outputs in ``output_dir``."""
+    return {
+        "imports": IMPORTS,
+        **_model_keys(settings),
+        "dataset_dir": "$str(medlung.samples.SAMPLES_DIR)",
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "formats": "seg,png,nifti,overlay",
+        "spacing": None,
+        "seg_syntax": "lossless",
+        "overwrite": False,
+        "workers": 1,
+        "send": None,
+        "stow": None,
+        "send_source": False,
+        "fail_on_error": True,
+        "inputs": "$medlung.inference.predict.collect_inputs([@dataset_dir])",
+        "options": {
+            "_target_": "medlung.inference.predict.PredictOptions",
+            "formats": "$medlung.bundle.parse_formats(@formats)",
+            "overwrite": "$medlung.bundle.as_bool(@overwrite, 'overwrite')",
+            "spacing": "$medlung.bundle.as_optional(@spacing)",
+            "seg_syntax": "@seg_syntax",
+            "send": "$medlung.bundle.as_optional(@send)",
+            "stow": "$medlung.bundle.as_optional(@stow)",
+            "send_source": "$medlung.bundle.as_bool(@send_source, 'send_source')",
+            "workers": "$int(@workers)",
+            "extra_options": {
+                "tta": "$@segmenter.tta",
+                "overlap": "$@segmenter.overlap",
+                "roi_size": "$@segmenter.roi_size",
+            },
+        },
+        "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
+        "report": "$medlung.inference.predict.predict_files(@inputs, @output_dir, @segmenter, @options, @progress)",
+        "initialize": ["$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)"],
+        "run": ["$@report"],
+        "finalize": ["$medlung.bundle.finish_predict(@report, @output_dir, @fail_on_error)"],
+    }
+
+
+def evaluate_config(settings: dict) -> dict:
+    """``configs/evaluate.json``: Dice of the bundle's Segmenter on a datalist, native grid."""
+    return {
+        "imports": IMPORTS,
+        **_model_keys(settings),
+        "dataset_dir": "$os.path.join(@bundle_root, 'data')",
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "part": "test",
+        "limit": None,
+        "overwrite": False,
+        "evaluation": ("$medlung.bundle.evaluate_datalist(@segmenter, @dataset_dir, @output_dir, part=@part, "
+                       "limit=@limit, overwrite=@overwrite)"),
+        "run": ["$@evaluation"],
+    }
+
+
+def train_config(settings: dict) -> dict:
+    """``configs/train.json``: ``medlung train`` (the Trainer) on a folder, CSV or datalist JSON."""
+    return {
+        "imports": IMPORTS,
+        "bundle_root": ".",
+        "dataset_dir": "$os.path.join(@bundle_root, 'data')",
+        "output_dir": "$os.path.join(@bundle_root, 'runs', 'train')",
+        "device": "auto",
+        "network_def": network_def(settings),
+        "working_spacing": float(settings["working_spacing"]),
+        "roi_size": int(settings["roi_size"]),
+        "epochs": int(settings.get("epochs", 40)),
+        "batch_size": int(settings.get("batch_size", 8)),
+        "lr": float(settings.get("lr", 3e-3)),
+        "weight_decay": float(settings.get("weight_decay", 1e-4)),
+        "val_fraction": float(settings.get("val_fraction", 0.1)),
+        "seed": int(settings.get("seed", 0)),
+        "precision": "auto",
+        "overlap": float(settings.get("overlap", 0.25)),
+        "strict": False,
+        "limit": None,
+        "num_workers": 0,
+        "resume": False,
+        "overwrite": False,
+        "export_dir": None,
+        "export_overwrite": False,
+        "export_version": None,
+        "train_config": {
+            "_target_": "medlung.bundle.train_config",
+            "data": "@dataset_dir",
+            "output": "@output_dir",
+            "network": "@network_def#name",
+            "features": "@network_def#features",
+            "epochs": "$int(@epochs)",
+            "batch_size": "$int(@batch_size)",
+            "roi_size": "$int(@roi_size)",
+            "working_spacing": "$float(@working_spacing)",
+            "lr": "$float(@lr)",
+            "weight_decay": "$float(@weight_decay)",
+            "val_fraction": "$float(@val_fraction)",
+            "seed": "$int(@seed)",
+            "device": "@device",
+            "precision": "@precision",
+            "overlap": "$float(@overlap)",
+            "strict": "@strict",
+            "limit": "@limit",
+            "num_workers": "$int(@num_workers)",
+        },
+        "trainer": {"_target_": "medlung.bundle.trainer", "config": "@train_config", "resume": "@resume",
+                    "overwrite": "@overwrite"},
+        "summary": "$@trainer.fit()",
+        "run": ["$medlung.bundle.log_json('training summary', @summary)"],
+        "finalize": ["$medlung.bundle.export_after_training(@output_dir, @export_dir, @export_overwrite, "
+                     "@export_version)"],
+    }
+
+
+def multi_gpu_train_config() -> dict:
+    """``configs/multi_gpu_train.json``: merged after train.json and run under ``torchrun``.
+
+    The Trainer reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from torchrun,
+    starts the process group (nccl on CUDA, gloo on CPU), shards the
+    training films with a DistributedSampler and saves from rank 0 only.
+    """
+    return {
+        "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
+        "world_size": "$medlung.bundle.require_distributed()",
+        "initialize": ["$@world_size"],
+    }
+
+
+#: Config keys a user may override (``--KEY VALUE``), for the README's table: (key, configs, meaning).
+KEY_DOCS = (
+    ("bundle_root", "all", "The bundle folder (default `.`: run from inside it)."),
+    ("dataset_dir", "inference", "Folder searched recursively for DICOM/PNG films (default: medlung's sample films)."),
+    ("dataset_dir", "train, evaluate", "Folder with images/ + masks/, CSV `image,mask[,split]` or MONAI datalist "
+                                       "JSON (default `BUNDLE/data`)."),
+    ("output_dir", "all", "Where outputs go (inference/evaluate default `BUNDLE/eval`, train `BUNDLE/runs/train`)."),
+    ("device", "all", "`auto` (CUDA when present), `cpu` or `cuda`."),
+    ("roi_size", "inference, evaluate", "Sliding-window size on the working grid, pixels (training: crop size)."),
+    ("overlap", "inference, evaluate", "Sliding-window overlap, 0-1."),
+    ("sw_batch_size", "inference, evaluate", "Windows per forward pass."),
+    ("tta", "inference, evaluate", "`true`: also segment the mirrored film and average (about 2x network time)."),
+    ("precision", "all", "`auto` (bf16 where the CPU/GPU has it), `bf16` or `fp32`."),
+    ("min_lung_mm2", "inference, evaluate", "Lung components smaller than this (mm²) are dropped."),
+    ("formats", "inference", "Comma-separated subset of `seg,png,nifti,overlay` (seg for DICOM films only)."),
+    ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
+    ("seg_syntax", "inference", "`lossless` (JPEG 2000 lossless) or `uncompressed` DICOM-SEG."),
+    ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
+    ("workers", "inference", "Films processed at once (threads)."),
+    ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
+    ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
+    ("part / limit", "evaluate", "`test`, `validation`, `training` or `all`; at most `limit` films."),
+    ("epochs, batch_size, lr, weight_decay, val_fraction, seed", "train", "As `medlung train`."),
+    ("strict / limit / num_workers", "train", "Stop on unusable films / films per part / DataLoader workers."),
+    ("resume", "train", "`true`: continue `output_dir` from last.pt."),
+    ("export_dir / export_overwrite / export_version", "train", "Export the finished run as a bundle there."),
+    ("network_def, working_spacing", "all", "Properties of the trained weights: read by the Segmenter from "
+                                            "this file; overriding them at inference is refused."),
+)

@@ -1,0 +1,482 @@
+"""Training run -> MONAI Bundle: the work behind ``medlung export RUN -o BUNDLE_DIR``.
+
+The bundle is built in a hidden folder beside ``BUNDLE_DIR`` and moved into
+place at the end, so a failed export leaves no half bundle and an existing
+bundle is replaced only when ``overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from medlung import __version__
+from medlung.bundle import configs, model_card
+from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL
+from medlung.errors import BundleError, BundleExistsError
+from medlung.writers.atomic import write_atomically
+
+#: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
+REQUIRED_PACKAGES = ("pydicom", "highdicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "nibabel",
+                     "SimpleITK", "scikit-image", "Pillow", "click", "fire")
+#: Packages used only by some features (PACS sending, ``verify_metadata``).
+OPTIONAL_PACKAGES = ("pynetdicom", "dicomweb-client", "jsonschema")
+#: Largest |eager - TorchScript| difference accepted, relative to the largest |logit| (at least 1).
+TORCHSCRIPT_TOLERANCE = 1e-4
+DEFAULT_VERSION = "0.1.0"
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+
+
+@dataclass
+class RunRecord:
+    """What a training run folder tells about its best model.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The run folder.
+    state : dict
+        ``state_dict`` of the best model.
+    settings : dict
+        TrainConfig fields plus ``network``/``features``/``working_spacing``/``roi_size``.
+    config : dict
+        ``config.json`` (empty when absent).
+    summary : dict or None
+        ``summary.json``; None while the run is still training.
+    epoch : int
+        Epoch of ``best.pt``.
+    best : dict
+        ``{"val_dice", "epoch"}`` of ``best.pt``.
+    history : list of dict
+        Per-epoch metrics up to ``best.pt``.
+    medlung_version : str
+        medlung that trained it.
+    """
+
+    run_dir: Path
+    state: dict
+    settings: dict
+    config: dict
+    summary: dict | None
+    epoch: int
+    best: dict
+    history: list = field(default_factory=list)
+    medlung_version: str = __version__
+
+    @property
+    def provisional(self) -> bool:
+        """True while training has not finished (no ``summary.json``)."""
+        return self.summary is None
+
+    @property
+    def planned_epochs(self) -> int:
+        return int(self.settings.get("epochs", 0) or 0)
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """Read ``best.pt``, ``config.json`` and ``summary.json`` (when present) of a training run.
+
+    Raises
+    ------
+    BundleError
+        When ``best.pt`` is missing or is not a medlung checkpoint.
+    """
+    import torch
+
+    run = Path(run_dir)
+    checkpoint = run / "best.pt"
+    if not checkpoint.is_file():
+        raise BundleError("no best.pt in the run folder", run,
+                          "Give a medlung training run folder (medlung train DATA -o RUN).")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        weights = state["model"]
+        network = state["network"]
+        preprocessing = state["preprocessing"]
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError) as exc:
+        raise BundleError(f"not a medlung checkpoint ({type(exc).__name__}: {exc})", checkpoint,
+                          "Give the folder of a run made by medlung train.") from None
+    config = _read_json(run / "config.json") or {}
+    summary = _read_json(run / "summary.json")
+    settings = {**state.get("config", {}), **{k: v for k, v in config.items() if not isinstance(v, dict) or k == "extra"}}
+    settings.update(network=network["name"], features=list(network["features"]),
+                    working_spacing=float(preprocessing["working_spacing"]), roi_size=int(preprocessing["roi_size"]),
+                    intensity_percentiles=list(preprocessing.get("intensity_percentiles", (0.5, 99.5))))
+    weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+    return RunRecord(run_dir=run, state=weights, settings=settings, config=config, summary=summary,
+                     epoch=int(state.get("epoch", 0)), best=dict(state.get("best", {})),
+                     history=list(state.get("history", [])), medlung_version=state.get("medlung_version", __version__))
+
+
+def export_bundle(run_dir: str | Path, bundle_dir: str | Path, overwrite: bool = False,
+                  version: str | None = None) -> Path:
+    """Turn a training run into a complete MONAI Bundle.
+
+    Writes ``configs/`` (metadata.json, schema.json, inference.json,
+    evaluate.json, train.json, multi_gpu_train.json, logging.conf),
+    ``models/model.pt`` (state dict) and ``models/model.ts`` (TorchScript,
+    checked against the eager network), ``docs/README.md`` (model card) and
+    ``LICENSE``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A ``medlung train`` run folder (``best.pt``, ``config.json``, and
+        ``summary.json`` once training has finished; without it the bundle
+        is marked provisional).
+    bundle_dir : str or Path
+        The bundle folder to create.
+    overwrite : bool
+        Replace an existing bundle there.
+    version : str, optional
+        Bundle version ``X.Y.Z``. Default: ``0.1.0`` for a new bundle, the
+        replaced bundle's version with its patch number raised otherwise.
+        The replaced bundle's changelog is kept.
+
+    Returns
+    -------
+    Path
+        ``bundle_dir``.
+
+    Raises
+    ------
+    BundleExistsError
+        When ``bundle_dir`` exists (and is not empty) and ``overwrite`` is false.
+    BundleError
+        When the run cannot be read, the version is malformed or a check fails.
+    """
+    bundle = Path(bundle_dir)
+    if bundle.exists() and not bundle.is_dir():
+        raise BundleExistsError("exists and is not a folder", bundle, "Choose another -o.")
+    exists = bundle.is_dir() and any(bundle.iterdir())
+    if exists and not overwrite:
+        raise BundleExistsError("bundle folder already exists", bundle,
+                                "Use --overwrite to replace it, or choose another -o.")
+    previous = _read_json(bundle / "configs" / "metadata.json") if exists else None
+    version = _choose_version(version, previous)
+    record = read_run(run_dir)
+
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.", suffix=".export", dir=bundle.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        _write_bundle(staging, record, version, previous)
+        _move_into_place(staging, bundle, exists)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return bundle
+
+
+# --------------------------------------------------------------------------- building
+def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | None) -> None:
+    import torch
+
+    for sub in ("configs", "models", "docs"):
+        (root / sub).mkdir()
+    settings = record.settings
+    inference = configs.inference_config(settings)
+    meta = build_metadata(record, version, previous)
+    _check_metadata(meta)
+    texts = {
+        "configs/metadata.json": _json(meta),
+        "configs/schema.json": _json(METADATA_SCHEMA),
+        "configs/inference.json": _json(inference),
+        "configs/evaluate.json": _json(configs.evaluate_config(settings)),
+        "configs/train.json": _json(configs.train_config(settings)),
+        "configs/multi_gpu_train.json": _json(configs.multi_gpu_train_config()),
+        "configs/logging.conf": configs.LOGGING_CONF,
+    }
+    for name, text in texts.items():
+        write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    write_atomically(root / "models" / "model.pt", lambda tmp: torch.save(record.state, tmp))
+    difference = write_torchscript(root / "models" / "model.ts", settings, record.state, meta,
+                                   {"inference.json": json.dumps(inference).encode()})
+    card = model_card.readme(record, meta, difference)
+    write_atomically(root / "docs" / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    licence = model_card.licence_text(meta)
+    write_atomically(root / "LICENSE", lambda tmp: tmp.write_text(licence, encoding="utf-8"))
+
+
+def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra_files: dict) -> float:
+    """Script the network, save it as ``ckpt_export`` does, reload it and compare with the eager network.
+
+    The file holds ``metadata.json`` (the bundle metadata) and the given
+    extra files (``inference.json``), like MONAI's ``ckpt_export``.
+
+    Returns
+    -------
+    float
+        Largest absolute difference between eager and TorchScript logits.
+
+    Raises
+    ------
+    BundleError
+        When the outputs differ by more than :data:`TORCHSCRIPT_TOLERANCE`.
+    """
+    import torch
+    from monai.data import save_net_with_metadata
+
+    from medlung.networks import build_network
+
+    net = build_network(settings["network"], settings["features"])
+    net.load_state_dict(state)
+    net.eval()
+    with torch.no_grad():
+        scripted = torch.jit.script(net)
+    write_atomically(path, lambda tmp: save_net_with_metadata(
+        scripted, str(tmp), include_config_vals=False, append_timestamp=False, meta_values=meta,
+        more_extra_files=extra_files))
+    return compare_torchscript(net, path, int(settings["roi_size"]))
+
+
+def compare_torchscript(net, ts_path: str | Path, roi_size: int) -> float:
+    """Largest |eager - TorchScript| over seeded inputs (one sliding window, and an odd-sized film).
+
+    Raises
+    ------
+    BundleError
+        When they differ by more than :data:`TORCHSCRIPT_TOLERANCE` (relative to the largest logit).
+    """
+    import torch
+
+    loaded = torch.jit.load(str(ts_path), map_location="cpu").eval()
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    with torch.no_grad():
+        for shape in ((1, 1, roi_size, roi_size), (2, 1, 72, 100)):
+            image = torch.rand(shape, generator=generator)
+            eager, scripted = net(image), loaded(image)
+            if eager.shape != scripted.shape:
+                raise BundleError(f"TorchScript output shape {tuple(scripted.shape)} differs from the network's "
+                                  f"{tuple(eager.shape)}", ts_path, "Report this as a medlung bug.")
+            difference = float((eager - scripted).abs().max())
+            scale = max(1.0, float(eager.abs().max()))
+            if difference > TORCHSCRIPT_TOLERANCE * scale:
+                raise BundleError(f"TorchScript and eager outputs differ by {difference:.3g} on input {shape}",
+                                  ts_path, "Report this as a medlung bug.")
+            worst = max(worst, difference)
+    return worst
+
+
+def build_metadata(record: RunRecord, version: str, previous: dict | None = None) -> dict:
+    """``configs/metadata.json``: MONAI's mandatory keys plus data source, licence, metrics and I/O format."""
+    s = record.settings
+    versions = record.config.get("versions", {})
+    changelog = dict(previous.get("changelog", {})) if previous else {}
+    changelog[version] = _changelog_line(record)
+    changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
+    roi = int(s["roi_size"])
+    spacing = float(s["working_spacing"])
+    return {
+        "schema": MONAI_SCHEMA_URL,
+        "version": version,
+        "changelog": changelog,
+        "monai_version": versions.get("monai") or _installed("monai"),
+        "pytorch_version": versions.get("torch") or _installed("torch"),
+        "numpy_version": versions.get("numpy") or _installed("numpy"),
+        "required_packages_version": {"medlung": record.medlung_version,
+                                      **{p: v for p in REQUIRED_PACKAGES if (v := _installed(p))}},
+        "optional_packages_version": {p: v for p in OPTIONAL_PACKAGES if (v := _installed(p))},
+        "name": "medlung chest radiograph lung segmentation",
+        "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
+        "description": (
+            f"A 2-D {model_card.NETWORK_NAMES.get(s['network'], s['network'])} ({_features(s)}) that segments the "
+            f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
+            "back to each film's native grid, thresholds it, removes small components and splits the patient's "
+            "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
+            "in cm2). Trained on the Shenzhen Hospital X-ray Set with manual lung masks."
+        ),
+        "authors": "medlung contributors",
+        "copyright": ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
+                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al."),
+        "data_source": (
+            "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
+            "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
+            "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
+            "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
+            f"of this version: {record.config.get('data_summary', {}).get('source', s.get('data', '?'))}."
+        ),
+        "data_type": "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference",
+        "license": "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0",
+        "image_classes": (f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
+                          "from its 0.5th-99.5th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
+        "label_classes": "one channel, 1 lung (either side), 0 everything else",
+        "pred_classes": "2 channels of logits: channel 0 background, channel 1 lung",
+        "eval_metrics": _eval_metrics(record),
+        "intended_use": (
+            "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
+            "validated outside the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+        ),
+        "references": list(model_card.REFERENCES),
+        "training": {
+            "provisional": record.provisional,
+            "best_epoch": record.best.get("epoch", record.epoch),
+            "epochs_trained": len(record.history),
+            "epochs_planned": record.planned_epochs,
+            "data_summary": record.config.get("data_summary"),
+            "settings": {k: s.get(k) for k in ("network", "features", "working_spacing", "roi_size", "epochs",
+                                                 "batch_size", "lr", "weight_decay", "seed", "overlap")},
+            "precision_used": record.config.get("precision_used"),
+            "device_used": record.config.get("device_used"),
+            "parameters": record.config.get("parameters"),
+        },
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": "CR/DX (chest radiograph)",
+                    "num_channels": 1,
+                    "spatial_shape": ["16*n", "16*n"],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "image"},
+                    "pixel_spacing_mm": [spacing, spacing],
+                    "patch_size": [roi, roi],
+                    "preprocessing": ("film on the native grid -> working grid of "
+                                      f"{spacing:g} mm pixels (linear) -> 0.5th-99.5th percentile scaling to [0, 1]; "
+                                      f"sliding window of {roi}x{roi} with gaussian blending"),
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "labels",
+                    "modality": "n/a",
+                    "num_channels": 2,
+                    "spatial_shape": ["16*n", "16*n"],
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "background", "1": "lung"},
+                    "pixel_spacing_mm": [spacing, spacing],
+                    "postprocessing": ("lung-minus-background logit resized to the native grid (bilinear), "
+                                       "threshold 0, small components removed, patient right/left split"),
+                }
+            },
+        },
+    }
+
+
+def _check_metadata(meta: dict) -> None:
+    """Validate against the shipped schema (when jsonschema is installed) and the changelog rule."""
+    if meta["version"] not in meta["changelog"]:
+        raise BundleError(f"the changelog has no entry for version {meta['version']}", hint="Report this as a bug.")
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    try:
+        jsonschema.validate(instance=json.loads(_json(meta)), schema=METADATA_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise BundleError(f"metadata does not match the bundle schema at {where}: {exc.message}",
+                          hint="Report this as a medlung bug.") from None
+
+
+# --------------------------------------------------------------------------- helpers
+def _move_into_place(staging: Path, bundle: Path, exists: bool) -> None:
+    if not bundle.exists():
+        os.replace(staging, bundle)
+        return
+    if not exists:  # an empty folder
+        bundle.rmdir()
+        os.replace(staging, bundle)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.", suffix=".old", dir=bundle.parent))
+    retired.rmdir()
+    os.replace(bundle, retired)
+    try:
+        os.replace(staging, bundle)
+    except OSError:
+        os.replace(retired, bundle)  # put the old bundle back
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _choose_version(version: str | None, previous: dict | None) -> str:
+    if version is not None:
+        if not _VERSION.match(str(version)):
+            raise BundleError(f"version must look like X.Y.Z (three numbers), got {version!r}",
+                              hint="Give for example --version 0.2.0.")
+        return str(version)
+    old = (previous or {}).get("version")
+    if old and _VERSION.match(str(old)):
+        major, minor, patch = (int(p) for p in str(old).split("."))
+        return f"{major}.{minor}.{patch + 1}"
+    return DEFAULT_VERSION
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+-]", version))
+
+
+def _changelog_line(record: RunRecord) -> str:
+    s = record.settings
+    val = record.best.get("val_dice")
+    text = (f"{s['network']} {_features(s)} trained by medlung {record.medlung_version} on "
+            f"{_data_counts(record)}; best validation Dice {val:.4f} at epoch {record.best.get('epoch', record.epoch)}"
+            if isinstance(val, (int, float)) else f"{s['network']} {_features(s)}")
+    if record.summary and isinstance(record.summary.get("test"), dict):
+        text += f"; test Dice {record.summary['test']['dice']:.4f}"
+    if record.provisional:
+        text += (f" (provisional: exported while training ran, {len(record.history)} of "
+                 f"{record.planned_epochs} epochs done)")
+    return text
+
+
+def _data_counts(record: RunRecord) -> str:
+    d = record.config.get("data_summary") or {}
+    if not d:
+        return "its data"
+    return f"{d.get('training', '?')} training / {d.get('validation', '?')} validation / {d.get('test', '?')} test films"
+
+
+def _eval_metrics(record: RunRecord) -> dict:
+    metrics = {}
+    if isinstance(record.best.get("val_dice"), (int, float)):
+        metrics["val_mean_dice"] = round(float(record.best["val_dice"]), 4)
+    test = (record.summary or {}).get("test")
+    if isinstance(test, dict):
+        for key in ("dice", "iou"):
+            if isinstance(test.get(key), (int, float)):
+                metrics[f"test_mean_{key}"] = round(float(test[key]), 4)
+    return metrics
+
+
+def _features(settings: dict) -> str:
+    return "features " + ",".join(str(int(f)) for f in settings["features"])
+
+
+def _installed(package: str) -> str | None:
+    try:
+        return importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"not valid JSON ({exc})", path, "Fix or remove the file.") from None
+
+
+def _json(content) -> str:
+    return json.dumps(content, indent=4) + "\n"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,342 @@
+"""The bundle's ``docs/README.md`` (model card) and ``LICENSE``, filled from the training run.
+
+The card holds what the run knows (data, settings, validation and test Dice
+on the working grid). The full evaluation (native grid, HD95, other
+hospitals' films) is left in a marked section between
+:data:`EVALUATION_BEGIN` and :data:`EVALUATION_END` for a later step to fill.
+"""
+
+from __future__ import annotations
+
+from medlung.bundle.configs import KEY_DOCS
+
+NETWORK_NAMES = {"basicunet": "MONAI BasicUNet", "unetpp": "MONAI BasicUNetPlusPlus (UNet++)"}
+
+EVALUATION_BEGIN = "<!-- medlung:evaluation:begin -->"
+EVALUATION_END = "<!-- medlung:evaluation:end -->"
+
+REFERENCES = (
+    "Jaeger S, Candemir S, Antani S, Wang YX, Lu PX, Thoma G. Two public chest X-ray datasets for computer-aided "
+    "screening of pulmonary diseases. Quant Imaging Med Surg 2014;4(6):475-477.",
+    "Jaeger S, Karargyris A, Candemir S, et al. Automatic tuberculosis screening using chest radiographs. "
+    "IEEE Trans Med Imaging 2014;33(2):233-245.",
+    "Stirenko S, Kochura Y, Alienin O, et al. Chest X-Ray Analysis of Tuberculosis by Deep Learning with "
+    "Segmentation and Augmentation. arXiv:1803.01199, 2018 (source of the lung masks).",
+    "Falk T, Mai D, Bensch R, et al. U-Net: deep learning for cell counting, detection, and morphometry. "
+    "Nat Methods 2019;16:67-70 (the BasicUNet design).",
+    "Cardoso MJ, Li W, Brown R, et al. MONAI: An open-source framework for deep learning in healthcare. "
+    "arXiv:2211.02701, 2022.",
+)
+
+MASK_ATTRIBUTION = ("Lung masks: \"Lung Masks for Shenzhen Hospital Chest X-ray Set\" (Kaggle yoctoman/shcxr-lung-mask), "
+                    "made for Stirenko S et al., arXiv:1803.01199 (2018), licensed CC BY-NC-SA 4.0; used here "
+                    "thresholded at 128 (an adaptation under the same licence).")
+IMAGE_ATTRIBUTION = ("Images: Shenzhen Hospital X-ray Set, U.S. National Library of Medicine with Shenzhen No.3 "
+                     "People's Hospital and Guangdong Medical College, released by NLM for research (Jaeger S et al., "
+                     "Quant Imaging Med Surg 2014;4(6):475-477).")
+
+
+def licence_text(meta: dict) -> str:
+    """``LICENSE``: CC BY-NC-SA 4.0 notice for the weights, with attribution."""
+    return f"""\
+medlung chest radiograph lung segmentation model, version {meta['version']}
+==========================================================================
+
+The trained weights in models/ (model.pt, model.ts) are licensed under the
+Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International
+licence (CC BY-NC-SA 4.0): https://creativecommons.org/licenses/by-nc-sa/4.0/
+
+They were trained on material under that licence, so they are shared under
+the same terms:
+
+  * Attribution: credit the authors below and indicate changes.
+  * NonCommercial: no commercial use.
+  * ShareAlike: models derived from these weights (fine-tuned, distilled,
+    converted) are shared under CC BY-NC-SA 4.0 too.
+
+Attribution
+-----------
+{_wrap(MASK_ATTRIBUTION)}
+
+{_wrap(IMAGE_ATTRIBUTION)}
+
+Weights: trained and released by the medlung contributors.
+
+Code
+----
+The medlung software (the package that builds, trains and runs this model,
+and the configuration files in configs/) is licensed under the Apache
+License 2.0. MONAI is licensed under the Apache License 2.0.
+
+No warranty
+-----------
+The model is provided "as is", without warranty of any kind. It is a
+research tool, not a medical device: it is not intended for diagnosis,
+treatment or any clinical decision.
+"""
+
+
+def readme(record, meta: dict, ts_difference: float) -> str:
+    """The model card, Markdown."""
+    s = record.settings
+    c = record.config
+    data = c.get("data_summary") or {}
+    versions = c.get("versions") or {}
+    name = "medlung_cxr_lung"
+    spacing = float(s["working_spacing"])
+    roi = int(s["roi_size"])
+    best_epoch = record.best.get("epoch", record.epoch)
+    val = record.best.get("val_dice")
+    test = (record.summary or {}).get("test") if record.summary else None
+    lines: list[str] = []
+    add = lines.append
+
+    add(f"# {name}: lung segmentation on chest radiographs (version {meta['version']})")
+    add("")
+    add("> **Research use only.** Not a medical device: not for diagnosis, treatment or any clinical decision. "
+        "Weights licensed CC BY-NC-SA 4.0 (non-commercial, share-alike); see [LICENSE](../LICENSE).")
+    if record.provisional:
+        add(">")
+        add(f"> **Provisional export:** training was still running when this bundle was exported "
+            f"({len(record.history)} of {record.planned_epochs} epochs done; weights from epoch {best_epoch}). "
+            "Test metrics are not available yet; re-export when training has finished.")
+    add("")
+    add("## Model")
+    add("")
+    add(f"A 2-D {NETWORK_NAMES.get(s['network'], s['network'])} "
+        f"(`{s['network']}`, features `{','.join(str(int(f)) for f in s['features'])}`"
+        + (f", {c['parameters']:,} parameters" if isinstance(c.get("parameters"), int) else "") + ") "
+        "segments both lungs on frontal chest radiographs. It is part of "
+        "medlung and runs through medlung's `Segmenter`:")
+    add("")
+    add(f"1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
+        f"films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;")
+    add(f"2. it is resampled to a **{spacing:g} mm working grid** and scaled per film from its 0.5th-99.5th "
+        "percentiles to [0, 1];")
+    add(f"3. the network runs as a sliding window of {roi}x{roi} pixels (overlap 0.25, gaussian blending);")
+    add("4. the lung-minus-background logit is resized back to the film's **native grid** and thresholded at 0; "
+        "small components are removed and the lungs are split into the patient's right (label 1) and left "
+        "(label 2) using PatientOrientation (standard PA display assumed when absent).")
+    add("")
+    add("Every output keeps the film's native size and spacing: DICOM-SEG (for DICOM films), `_lungs.png` "
+        "(spacing in pHYs), `_labels.nii.gz` (spacing in the affine), an overlay, and `report.csv`/`report.json` "
+        "with areas in cm².")
+    add("")
+    add("## Intended use and limitations")
+    add("")
+    add("* Research on adult frontal (PA/AP) chest radiographs, CR or DX, DICOM or PNG.")
+    add("* Not validated for lateral views, children, or films from hospitals other than Shenzhen "
+        "(see the evaluation section).")
+    add("* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
+        "a known pixel spacing; the working grid treats them with medlung's nominal rule.")
+    add("* Dice on the working grid (below) is measured before clean-up and before the native-grid resize.")
+    add("")
+    add("## Training data")
+    add("")
+    add(f"* {IMAGE_ATTRIBUTION}")
+    add(f"* {MASK_ATTRIBUTION}")
+    if data:
+        add(f"* This version: {data.get('source', '?')}: **{data.get('training', '?')} training, "
+            f"{data.get('validation', '?')} validation, {data.get('test', '?')} test** films; "
+            f"{data.get('problems', 0)} left out as unusable.")
+    add("")
+    add("## Training settings")
+    add("")
+    add("| setting | value |")
+    add("|---|---|")
+    rows = [
+        ("network", f"`{s['network']}` features `{','.join(str(int(f)) for f in s['features'])}`"),
+        ("working spacing", f"{spacing:g} mm"),
+        ("crop / sliding window", f"{roi}x{roi} px"),
+        ("epochs", f"{len(record.history)} trained of {record.planned_epochs} planned; best at epoch {best_epoch}"),
+        ("batch size", s.get("batch_size")),
+        ("optimiser", f"AdamW, peak lr {s.get('lr')}, weight decay {s.get('weight_decay')}, one-cycle schedule"),
+        ("loss", "Dice + cross-entropy (MONAI DiceCELoss)"),
+        ("augmentation", "rotation ±10°, zoom ±15 % per axis, shift ±8 %, gamma, intensity scale/shift, noise, blur; "
+                         "no left-right flip"),
+        ("seed", s.get("seed")),
+        ("device / precision", f"{c.get('device_used', '?')} / {c.get('precision_used', '?')}"),
+        ("software", f"medlung {record.medlung_version}, MONAI {versions.get('monai', '?')}, "
+                     f"PyTorch {versions.get('torch', '?')}, NumPy {versions.get('numpy', '?')}"),
+    ]
+    if record.summary and record.summary.get("seconds"):
+        rows.append(("training time", f"{record.summary['seconds'] / 60:.0f} min "
+                                      f"({record.summary.get('images_per_s', 0):.1f} crops/s)"))
+    for key, value in rows:
+        add(f"| {key} | {value} |")
+    add("")
+    add("## Results from training (working grid)")
+    add("")
+    add("Mean per-film Dice and IoU of the lung mask on the working grid, as measured by `medlung train` "
+        "(argmax of the logits, no clean-up):")
+    add("")
+    add("| split | films | Dice | IoU |")
+    add("|---|---|---|---|")
+    val_iou = next((h.get("val_iou") for h in record.history if h.get("epoch") == best_epoch), None)
+    add(f"| validation (best epoch {best_epoch}) | {data.get('validation', '?')} | {_num(val)} | {_num(val_iou)} |")
+    if isinstance(test, dict):
+        add(f"| test | {data.get('test', '?')} | {_num(test.get('dice'))} | {_num(test.get('iou'))} |")
+    else:
+        add(f"| test | {data.get('test', '?')} | not measured yet | not measured yet |")
+    add("")
+    add(f"TorchScript check at export: largest |eager - TorchScript| logit difference {ts_difference:.2g}.")
+    add("")
+    add("## Full evaluation")
+    add("")
+    add(EVALUATION_BEGIN)
+    add("_To be filled by the evaluation step (`medlung evaluate`): native-grid Dice, IoU, HD95 and mean surface "
+        "distance in mm on the fixed Shenzhen test split, results on other hospitals' films, and failure cases. "
+        "Until then, use the training results above._")
+    add("")
+    add("### Shenzhen test split (native grid)")
+    add("")
+    add("_Not filled yet._")
+    add("")
+    add("### Other hospitals' films")
+    add("")
+    add("_Not filled yet._")
+    add("")
+    add("### Failure cases")
+    add("")
+    add("_Not filled yet._")
+    add(EVALUATION_END)
+    add("")
+    lines.extend(_usage(name))
+    add("")
+    add("## Metadata")
+    add("")
+    add("`configs/metadata.json` records the version and changelog, the MONAI/PyTorch/NumPy versions used, "
+        "required and optional package versions (medlung included), data source, licence, intended use, "
+        "references, `eval_metrics` and `network_data_format`: input `image` = 1 channel, float32, values "
+        f"0-1 after percentile scaling, {spacing:g} mm pixels, patches of {roi}x{roi} (any multiple of 16 "
+        "works); output `pred` = 2 channels of logits (0 background, 1 lung).")
+    add("")
+    add("## Licence")
+    add("")
+    add("Weights: CC BY-NC-SA 4.0, see [LICENSE](../LICENSE). medlung and these configs: Apache-2.0.")
+    add("")
+    add("## References")
+    add("")
+    for ref in meta["references"]:
+        add(f"* {ref}")
+    add("")
+    add("## Changelog")
+    add("")
+    for version, text in meta["changelog"].items():
+        add(f"* **{version}**: {text}")
+    add("")
+    return "\n".join(lines)
+
+
+def _usage(name: str) -> list[str]:
+    b = f"bundles/{name}"
+    out = [
+        "## How to run",
+        "",
+        f"The commands are given from the folder that holds `{b}` (the medlung repository root); elsewhere, "
+        f"replace `{b}` by the bundle folder's path. They need `pip install medlung` (which brings MONAI, "
+        "PyTorch, `fire` for MONAI's command line and `jsonschema` for `verify_metadata`) and no network.",
+        "",
+        "### Inference: every film in a folder",
+        "",
+        "```bash",
+        f"python -m monai.bundle run --bundle_root {b} --config_file {b}/configs/inference.json \\",
+        "    --dataset_dir IN --output_dir OUT",
+        "```",
+        "",
+        "segments every DICOM/PNG film under `IN` (recursively) and writes into `OUT` exactly what "
+        "`medlung predict IN -o OUT --bundle " + b + "` writes: `<stem>_seg.dcm` (DICOM films), `<stem>_lungs.png`, "
+        "`<stem>_labels.nii.gz`, `<stem>_overlay.png`, `report.csv` and `report.json`, on each film's native "
+        "grid with its spacing. Without `--dataset_dir` it segments medlung's sample films. The run fails "
+        "(after writing the rest) when a film fails, as `medlung predict` exits 1. Overrides, for example:",
+        "",
+        "```bash",
+        f"python -m monai.bundle run --bundle_root {b} --config_file {b}/configs/inference.json \\",
+        "    --dataset_dir IN --output_dir OUT --device cpu --roi_size 192 --tta true --formats seg,png \\",
+        "    --spacing 0.143 --overwrite true",
+        "```",
+        "",
+        "Booleans are given as `true`/`false`. The `--send AE@HOST:PORT` and `--stow URL` overrides send each "
+        "DICOM-SEG to PACS as `medlung predict --send/--stow` does.",
+        "",
+        "### Evaluation: Dice on a datalist",
+        "",
+        "```bash",
+        f"python -m monai.bundle run --bundle_root {b} --config_file {b}/configs/evaluate.json \\",
+        "    --dataset_dir DATA --output_dir EVAL --part test",
+        "```",
+        "",
+        "`DATA` is a folder with `images/` + `masks/`, a CSV `image,mask[,split]` or a MONAI datalist JSON. Each "
+        "film is segmented by the same Segmenter and scored on its native grid (both lungs as one mask): "
+        "`EVAL/evaluation.csv` (per film) and `EVAL/evaluation.json` (mean/median/min Dice, mean IoU).",
+        "",
+        "### Training",
+        "",
+        "```bash",
+        f"python -m monai.bundle run --bundle_root {b} --config_file {b}/configs/train.json \\",
+        "    --dataset_dir DATA --output_dir RUN [--export_dir NEW_BUNDLE]",
+        "```",
+        "",
+        "runs `medlung train DATA -o RUN` with this model's settings (override `--epochs`, `--batch_size`, "
+        "`--roi_size`, `--network_def#features \"[8,8,16,32,64,8]\"`, ...). The run folder is turned into a bundle "
+        "with `medlung export RUN -o NEW_BUNDLE` (or `--export_dir`). On several GPUs (or CPU processes, gloo):",
+        "",
+        "```bash",
+        "torchrun --standalone --nproc_per_node 2 -m monai.bundle run --bundle_root " + b + " \\",
+        f"    --config_file \"['{b}/configs/train.json','{b}/configs/multi_gpu_train.json']\" \\",
+        "    --dataset_dir DATA --output_dir RUN",
+        "```",
+        "",
+        "### Checks (offline)",
+        "",
+        "```bash",
+        f"python -m monai.bundle verify_metadata --meta_file {b}/configs/metadata.json \\",
+        f"    --filepath {b}/configs/schema.json",
+        f"python -m monai.bundle verify_net_in_out network_def --meta_file {b}/configs/metadata.json \\",
+        f"    --config_file {b}/configs/inference.json --device cpu --n 16",
+        f"python -m monai.bundle ckpt_export network_def --filepath model.ts --bundle_root {b} \\",
+        f"    --ckpt_file {b}/models/model.pt --meta_file {b}/configs/metadata.json \\",
+        f"    --config_file {b}/configs/inference.json",
+        "```",
+        "",
+        "`verify_metadata` validates against `configs/schema.json`, shipped here (written from the MONAI Bundle "
+        "specification's metadata fields); MONAI skips the download when that file exists. `ckpt_export` "
+        "rebuilds `models/model.ts` from `models/model.pt` (same outputs).",
+        "",
+        "### From Python or the medlung command line",
+        "",
+        "```python",
+        "import medlung",
+        f"masks = medlung.Segmenter(\"{b}\")(medlung.load_film(\"chest.dcm\"))",
+        "print(masks.labels.shape, masks.spacing, masks.areas_cm2)",
+        "```",
+        "",
+        f"`medlung predict IN -o OUT --bundle {b}` does the same as the inference config.",
+        "",
+        "### Config keys",
+        "",
+        "Set any of them with `--KEY VALUE` after `python -m monai.bundle run ...`:",
+        "",
+        "| key | configs | meaning |",
+        "|---|---|---|",
+    ]
+    out.extend(f"| `{key}` | {where} | {meaning} |" for key, where, meaning in KEY_DOCS)
+    out += [
+        "",
+        "The configs name medlung components only: inference builds `medlung.bundle.bundle_segmenter` "
+        "(a `medlung.inference.Segmenter`), then calls `medlung.inference.predict.collect_inputs`, "
+        "`PredictOptions` and `predict_files` (what `medlung predict` runs); training builds "
+        "`medlung.training.loop.Trainer`; evaluation calls `medlung.bundle.evaluate_datalist`. "
+        "`network_def` is `medlung.networks.build_network`.",
+    ]
+    return out
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _wrap(text: str, width: int = 76) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width)
