@@ -81,6 +81,14 @@ class EmptySegmentWarning(UserWarning):
     """A segment (a lung) has no pixels; it is still described in the DICOM-SEG."""
 
 
+class MaskMismatchError(MedlungError, ValueError):
+    """Two masks to be compared are not 2-D arrays on the same grid."""
+
+
+class EvaluationError(MedlungError):
+    """An evaluation cannot run, or one film cannot be scored (no prediction, unreadable mask)."""
+
+
 class BundleError(MedlungError):
     """A MONAI bundle cannot be exported, read or run (missing run files, bad config override, no films)."""
 

@@ -22,12 +22,13 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from medlung.cli.evaluate import evaluate
     from medlung.cli.export import export
     from medlung.cli.info import info
     from medlung.cli.predict import predict
     from medlung.cli.train import train
 
-    for command in (info, predict, train, export):
+    for command in (info, predict, train, evaluate, export):
         cli.add_command(command)
 
 

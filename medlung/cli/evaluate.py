@@ -1,0 +1,116 @@
+"""``medlung evaluate PRED_OR_MODEL DATA -o OUT``: Dice, IoU, HD95 and ASSD per film, with a summary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from medlung.cli.common import quiet_warnings, report_exception
+from medlung.errors import MedlungError
+
+_PARTS = ("test", "validation", "training", "all")
+
+
+@click.command()
+@click.argument("pred_or_model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder for metrics.csv, summary.json, boxplot.png, worst.png (created).")
+@click.option("--part", type=click.Choice(_PARTS), default="test", show_default=True,
+              help="Part of DATA to evaluate when DATA has a split (otherwise every film).")
+@click.option("--device", default="auto", show_default=True, help="For a model: cpu, cuda or auto.")
+@click.option("--tta", is_flag=True, help="For a model: average with the mirrored film.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate at most N films.")
+@click.option("--overwrite", is_flag=True, help="Replace the results already in OUT.")
+@click.pass_context
+def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite) -> None:
+    """Score PRED_OR_MODEL against the masks of DATA.
+
+    PRED_OR_MODEL is a folder of predicted masks matched by film stem
+    (<stem>_labels.nii.gz, <stem>_seg.dcm, <stem>_lungs.png or <stem>.png, as
+    medlung predict writes them), or a model to run: a medlung bundle, a
+    training run folder or a .pt checkpoint. DATA is a folder with images/
+    and masks/, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+
+    Per film: Dice, IoU, HD95 and average symmetric surface distance for both
+    lungs and each lung, in mm when the film's spacing is known, in pixels
+    otherwise (column unit). Writes metrics.csv, summary.json, boxplot.png and
+    worst.png into OUT. Exit status: 0 all films scored, 1 some failed, 2
+    usage error.
+    """
+    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    if not pred_or_model.exists():
+        raise click.BadParameter(f"{pred_or_model} does not exist.", param_hint="PRED_OR_MODEL")
+    if not data.exists():
+        raise click.BadParameter(f"{data} does not exist.", param_hint="DATA")
+
+    from medlung.errors import OutputExistsError
+    from medlung.evaluation import check_outputs, evaluate as run_evaluation, is_model_source
+    from medlung.io.datasets import DatasetError
+
+    try:
+        check_outputs(output, overwrite)
+    except OutputExistsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not is_model_source(pred_or_model) and not pred_or_model.is_dir():
+        raise click.BadParameter(f"{pred_or_model} is neither a folder of predictions nor a model "
+                                 "(bundle folder, run folder or .pt checkpoint).", param_hint="PRED_OR_MODEL")
+
+    started = time.perf_counter()
+    show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
+    done = 0
+
+    def progress(row: dict) -> None:
+        nonlocal done
+        done += 1
+        if row["status"] != "ok":
+            click.echo(f"error: {row['error']}", err=True)
+        elif show_progress:
+            click.echo(f"[{done}] {row['film']}: Dice {row['dice']:.4f}", err=True)
+
+    try:
+        with quiet_warnings():
+            result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
+                                    overwrite=overwrite, progress=progress)
+    except DatasetError as exc:
+        report_exception(exc, verbose)
+        sys.exit(2)
+    except (MedlungError, ValueError) as exc:
+        report_exception(exc, verbose)
+        sys.exit(1)
+    summary = result.summary
+    click.echo(summary_table(summary))
+    seconds = time.perf_counter() - started
+    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['part']} part), "
+               f"failed {summary['failed']}, {seconds:.1f} s; results: {output / 'metrics.csv'}")
+    sys.exit(1 if result.failed else 0)
+
+
+def summary_table(summary: dict) -> str:
+    """A short text table: mean, median, 5th and 95th percentile of Dice and HD95 (both lungs, each lung)."""
+    lines = [f"{'metric':<24}{'mean':>9}{'median':>9}{'p5':>9}{'p95':>9}{'n':>6}"]
+    for name, label in (("dice", "Dice both lungs"), ("dice_right", "Dice right lung"),
+                        ("dice_left", "Dice left lung"), ("hd95", "HD95 both lungs"), ("assd", "ASSD both lungs")):
+        stats = summary["metrics"].get(name, {})
+        if stats.get("unit") == "mixed":
+            for unit, by_unit in stats["by_unit"].items():
+                lines.append(_line(f"{label} ({unit})", by_unit))
+            continue
+        if "unit" in stats and stats["unit"]:
+            label = f"{label} ({stats['unit']})"
+        if stats.get("n"):
+            lines.append(_line(label, stats))
+    return "\n".join(lines)
+
+
+def _line(label: str, stats: dict) -> str:
+    def number(value):
+        return f"{value:>9.4f}" if value is not None else f"{'-':>9}"
+
+    extra = f"  ({stats['n_inf']} inf)" if stats.get("n_inf") else ""
+    return (f"{label:<24}{number(stats['mean'])}{number(stats['median'])}{number(stats['p5'])}"
+            f"{number(stats['p95'])}{stats['n']:>6}{extra}")
