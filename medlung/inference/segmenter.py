@@ -99,6 +99,8 @@ class LungMasks:
         Assumptions made.
     seconds : float
         Time spent in the segmenter.
+    timings : dict
+        Seconds per stage: working_grid, network, native_grid, cleanup.
     """
 
     labels: np.ndarray
@@ -115,6 +117,7 @@ class LungMasks:
     probability: np.ndarray | None = None
     notes: list = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
 
     @property
     def lungs(self) -> np.ndarray:
@@ -232,13 +235,18 @@ class Segmenter:
     def __call__(self, film: Film, probability: bool = False) -> LungMasks:
         """Segment one film; see :class:`LungMasks`."""
         started = time.perf_counter()
+        clock = _StageClock()
         working = self.to_working_grid(film_to_metatensor(film))
+        clock.stop("working_grid")
         margin = self.lung_margin(working.as_tensor())
+        clock.stop("network")
         native = _upsample(margin, film.shape)
         lungs = native > 0
+        clock.stop("native_grid")
         pixel_area = float(np.prod(film.spacing if film.spacing else nominal_spacing(film.shape)))
         lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
         labels, assumed, notes = split_lungs(lungs, film.orientation)
+        clock.stop("cleanup")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
         areas = None
@@ -255,8 +263,35 @@ class Segmenter:
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, probability=prob, notes=notes,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, timings=clock.stages,
         )
+
+    def segment_files(self, paths, spacing=None):
+        """Segment many films, one at a time; a bad file does not stop the loop.
+
+        Parameters
+        ----------
+        paths : iterable of str or Path
+            Film files.
+        spacing : float, str or tuple of float, optional
+            Spacing in mm for every film (see :func:`medlung.load_film`).
+
+        Yields
+        ------
+        path : Path
+        result : LungMasks or MedlungError
+            The masks, or the error that made the film unusable.
+        """
+        from medlung.io import load_film
+
+        for path in paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    film = load_film(path, spacing=spacing)
+                yield Path(path), self(film)
+            except MedlungError as exc:
+                yield Path(path), exc
 
     def lung_margin(self, image: torch.Tensor) -> torch.Tensor:
         """Lung-minus-background logit on the working grid, ``(rows, cols)`` float32.
@@ -286,3 +321,16 @@ def _upsample(margin: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
         warnings.simplefilter("ignore")
         out = F.interpolate(margin[None, None], size=tuple(shape), mode="bilinear", align_corners=False)
     return out[0, 0].numpy()
+
+
+class _StageClock:
+    """Seconds spent in consecutive stages."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def stop(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = now - self._last
+        self._last = now

@@ -117,3 +117,29 @@ def test_touching_lungs_are_divided_at_the_mediastinum():
     labels, _, notes = split_lungs(mask, ("L", "F"))
     assert any("lungs touch" in n for n in notes)
     assert (labels[:, :48][mask[:, :48]] == 1).all() and (labels[:, 52:][mask[:, 52:]] == 2).all()
+
+
+def test_monochrome1_dicom_and_the_same_film_as_png_agree(segmenter, shenzhen_film, shenzhen_pixels, tmp_path):
+    stored = (4095 - shenzhen_pixels.astype(np.uint16) * 16).astype(np.uint16)
+    ds = factory.radiograph(stored, factory.CR, photometric="MONOCHROME1", bits_stored=12)
+    dicom = segmenter(medlung.load_film(factory.write(ds, tmp_path / "mono1.dcm")))
+    png = segmenter(medlung.load_film(shenzhen_film))
+    assert dice(dicom.lungs, png.lungs) >= 0.98
+
+
+def test_anisotropic_spacing_keeps_the_grid_and_the_areas(segmenter, shenzhen_pixels, tmp_path):
+    # 512 rows at 0.9 mm, 600 columns at 0.7 mm: a non-square film with non-square pixels
+    wide = np.asarray(Image.fromarray(shenzhen_pixels).resize((600, 512), Image.BICUBIC))
+    ds = factory.radiograph(wide, factory.DX_PRESENTATION, PixelSpacing=[0.9, 0.7])
+    masks = segmenter(medlung.load_film(factory.write(ds, tmp_path / "aniso.dcm")))
+    assert masks.labels.shape == (512, 600) and masks.spacing == (0.9, 0.7)
+    assert masks.working_shape == (round(512 * 0.9 / 1.4), round(600 * 0.7 / 1.4))
+    assert masks.areas_cm2["right"] == pytest.approx((masks.labels == 1).sum() * 0.9 * 0.7 / 100)
+
+
+def test_segment_files_goes_on_past_a_bad_file(segmenter, shenzhen_film, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    results = list(segmenter.segment_files([shenzhen_film, bad, shenzhen_film]))
+    assert [type(r).__name__ for _, r in results] == ["LungMasks", "UnreadableFileError", "LungMasks"]
+    assert results[1][0] == bad
