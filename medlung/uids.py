@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
 
 #: The kinds of UID derived per source image; each gives a distinct UID.
-UID_KINDS = ("seg-series", "seg-instance")
+UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
 
 
 class SegUIDs(NamedTuple):
@@ -27,6 +27,7 @@ class SegUIDs(NamedTuple):
 
     series_instance_uid: str
     sop_instance_uid: str
+    dimension_organization_uid: str
 
 
 def canonical_options(options: Mapping[str, Any] | None) -> str:
@@ -80,4 +81,5 @@ def seg_uids(source_uid: str, model_version: str, options: Mapping[str, Any] | N
     return SegUIDs(
         series_instance_uid=derive_uid("seg-series", source_uid, model_version, options),
         sop_instance_uid=derive_uid("seg-instance", source_uid, model_version, options),
+        dimension_organization_uid=derive_uid("seg-dimension-organization", source_uid, model_version, options),
     )

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
 from medlung.uids import canonical_options, seg_uids
+from medlung.writers.atomic import write_atomically
 
 __all__ = [
     "LABEL_NAMES",
@@ -246,6 +246,11 @@ def write_dicom_seg(
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
+    # highdicom draws a random Dimension Organization UID; derive it like the
+    # other UIDs so that re-running gives the same file (only the creation
+    # date/time attributes differ: they record when the SEG was written).
+    for item in list(seg.get("DimensionOrganizationSequence", [])) + list(seg.get("DimensionIndexSequence", [])):
+        item.DimensionOrganizationUID = uids.dimension_organization_uid
 
     _save_atomically(seg, path, overwrite)
     empty = empty_segments(labels)
@@ -379,34 +384,6 @@ def _segment_descriptions(hd, model_version: str, options_text: str) -> list:
     return descriptions
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _save_atomically(seg, path: Path, overwrite: bool) -> None:
-    """Write to a temporary file in ``path``'s folder, then move it into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    try:
-        seg.save_as(temporary, enforce_file_format=True)
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
-        if overwrite:
-            os.replace(temporary, path)
-            return
-        try:
-            os.link(temporary, path)  # fails if the file appeared meanwhile: never overwrite by accident
-        except FileExistsError:
-            raise OutputExistsError(
-                "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-            ) from None
-        except OSError:  # file systems without hard links
-            if path.exists():
-                raise OutputExistsError(
-                    "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-                ) from None
-            os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    """Write through :func:`medlung.writers.atomic.write_atomically` (temporary file, then moved into place)."""
+    write_atomically(path, lambda temporary: seg.save_as(temporary, enforce_file_format=True), overwrite)

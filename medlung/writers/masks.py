@@ -65,7 +65,7 @@ def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | 
         image.header.set_xyzt_units(xyz="unknown")
         image.header["descrip"] = b"medlung: spacing unknown"
     image.header["intent_name"] = b"labels"
-    data = gzip.compress(image.to_bytes(), compresslevel=6)
+    data = gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)  # no timestamp: same bytes every run
     return write_atomically(path, lambda tmp: tmp.write_bytes(data), overwrite)
 
 

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
+import medlung
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.io.seg import read_dicom_seg
 from medlung.uids import derive_uid, seg_uids
@@ -124,7 +125,8 @@ def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen)
     assert first.SOPInstanceUID != first.SeriesInstanceUID
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
     expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", {"a": 1, "b": "x"})
-    assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected
+    assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected[:2]
+    assert first.DimensionOrganizationSequence[0].DimensionOrganizationUID == expected.dimension_organization_uid
     for uid in expected:
         assert uid.startswith("2.25.") and len(uid) <= 64 and pydicom.uid.UID(uid).is_valid
 
@@ -212,3 +214,21 @@ def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_p
     print(f"4020x4892 SEG: sizes {sizes} bytes, write seconds {seconds}")
     assert seconds["lossless"] < 10 and seconds["uncompressed"] < 10
     assert sizes["lossless"] < sizes["uncompressed"] / 5  # 2 frames x 4892x4020 bits = 4.9 MB uncompressed
+
+
+def test_rewriting_gives_the_same_seg_but_for_its_creation_time(tmp_path, shared_dicom):
+    import time
+
+    film = medlung.load_film(shared_dicom / "dx_image.dcm")
+    labels = np.zeros(film.shape, np.uint8)
+    labels[40:120, 20:90] = 1
+    labels[40:120, 120:190] = 2
+    a = write_dicom_seg(film, labels, tmp_path / "a.dcm", model_version="1")
+    time.sleep(0.01)
+    b = write_dicom_seg(film, labels, tmp_path / "b.dcm", model_version="1")
+    first, second = pydicom.dcmread(a), pydicom.dcmread(b)
+    timed = {"InstanceCreationTime", "ContentTime", "InstanceCreationDate", "ContentDate"}
+    for element in first:
+        if element.keyword in timed or element.keyword == "ContributingEquipmentSequence":
+            continue
+        assert second[element.tag].value == element.value, element.keyword
