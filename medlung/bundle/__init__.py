@@ -11,6 +11,7 @@ from medlung.bundle.components import (
     ProgressLogger,
     as_bool,
     as_optional,
+    as_spacing,
     bundle_segmenter,
     check_inputs,
     export_after_training,
@@ -25,7 +26,7 @@ from medlung.bundle.evaluate import evaluate_datalist
 from medlung.bundle.export import export_bundle, read_run
 
 __all__ = [
-    "ProgressLogger", "as_bool", "as_optional", "bundle_segmenter", "check_inputs", "evaluate_datalist",
+    "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs", "evaluate_datalist",
     "export_after_training", "export_bundle", "finish_predict", "log_json", "parse_formats", "read_run",
     "require_distributed", "train_config", "trainer",
 ]

@@ -65,6 +65,21 @@ def as_optional(value):
     return value
 
 
+def as_spacing(value) -> str | None:
+    """A ``--spacing`` override as ``medlung predict`` receives it: ``None`` or the text ``"MM"`` / ``"ROW,COL"``.
+
+    The command line turns ``0.2`` into a float and ``0.2,0.3`` into a tuple;
+    both go back to the text form, which is what enters the DICOM-SEG's
+    deterministic UIDs, so the bundle and ``medlung predict`` agree.
+    """
+    value = as_optional(value)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def parse_formats(value) -> tuple[str, ...]:
     """Output formats from ``"seg,png"`` or ``["seg", "png"]``; same choices as ``medlung predict --format``.
 
@@ -313,5 +328,7 @@ def export_after_training(run_dir, export_dir=None, overwrite=False, version=Non
 
 
 def log_json(title: str, content) -> None:
-    """Log a result as one JSON line."""
+    """Log a result as one JSON line (nothing for an empty result, such as a non-zero rank's training summary)."""
+    if not content:
+        return
     logger.info(f"{title}: {json.dumps(content, default=str)}")

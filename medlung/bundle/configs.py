@@ -113,7 +113,7 @@ def inference_config(settings: dict) -> dict:
             "_target_": "medlung.inference.predict.PredictOptions",
             "formats": "$medlung.bundle.parse_formats(@formats)",
             "overwrite": "$medlung.bundle.as_bool(@overwrite, 'overwrite')",
-            "spacing": "$medlung.bundle.as_optional(@spacing)",
+            "spacing": "$medlung.bundle.as_spacing(@spacing)",
             "seg_syntax": "@seg_syntax",
             "send": "$medlung.bundle.as_optional(@send)",
             "stow": "$medlung.bundle.as_optional(@stow)",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from medlung import __version__
 from medlung.bundle import configs, model_card
-from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL
+from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.writers.atomic import write_atomically
 
@@ -186,7 +186,7 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
     _check_metadata(meta)
     texts = {
         "configs/metadata.json": _json(meta),
-        "configs/schema.json": _json(METADATA_SCHEMA),
+        "configs/schema.json": schema_text(),
         "configs/inference.json": _json(inference),
         "configs/evaluate.json": _json(configs.evaluate_config(settings)),
         "configs/train.json": _json(configs.train_config(settings)),
@@ -283,7 +283,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "numpy_version": versions.get("numpy") or _installed("numpy"),
         "required_packages_version": {"medlung": record.medlung_version,
                                       **{p: v for p in REQUIRED_PACKAGES if (v := _installed(p))}},
-        "optional_packages_version": {p: v for p in OPTIONAL_PACKAGES if (v := _installed(p))},
+        "optional_packages": {p: v for p in OPTIONAL_PACKAGES if (v := _installed(p))},
         "name": "medlung chest radiograph lung segmentation",
         "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
         "description": (
@@ -334,7 +334,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "format": "magnitude",
                     "modality": "CR/DX (chest radiograph)",
                     "num_channels": 1,
-                    "spatial_shape": ["16*n", "16*n"],
+                    "spatial_shape": ["32*n", "32*n"],
                     "dtype": "float32",
                     "value_range": [0, 1],
                     "is_patch_data": True,
@@ -352,7 +352,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "format": "labels",
                     "modality": "n/a",
                     "num_channels": 2,
-                    "spatial_shape": ["16*n", "16*n"],
+                    "spatial_shape": ["32*n", "32*n"],
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,

@@ -9,6 +9,7 @@ hospitals' films) is left in a marked section between
 from __future__ import annotations
 
 from medlung.bundle.configs import KEY_DOCS
+from medlung.bundle.schema import schema_md5
 
 NETWORK_NAMES = {"basicunet": "MONAI BasicUNet", "unetpp": "MONAI BasicUNetPlusPlus (UNet++)"}
 
@@ -208,7 +209,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("`configs/metadata.json` records the version and changelog, the MONAI/PyTorch/NumPy versions used, "
         "required and optional package versions (medlung included), data source, licence, intended use, "
         "references, `eval_metrics` and `network_data_format`: input `image` = 1 channel, float32, values "
-        f"0-1 after percentile scaling, {spacing:g} mm pixels, patches of {roi}x{roi} (any multiple of 16 "
+        f"0-1 after percentile scaling, {spacing:g} mm pixels, patches of {roi}x{roi} (any multiple of 32 "
         "works); output `pred` = 2 channels of logits (0 background, 1 lung).")
     add("")
     add("## Licence")
@@ -291,16 +292,17 @@ def _usage(name: str) -> list[str]:
         "",
         "```bash",
         f"python -m monai.bundle verify_metadata --meta_file {b}/configs/metadata.json \\",
-        f"    --filepath {b}/configs/schema.json",
+        f"    --filepath {b}/configs/schema.json --hash_val {schema_md5()}",
         f"python -m monai.bundle verify_net_in_out network_def --meta_file {b}/configs/metadata.json \\",
-        f"    --config_file {b}/configs/inference.json --device cpu --n 16",
+        f"    --config_file {b}/configs/inference.json --device cpu --n 8",
         f"python -m monai.bundle ckpt_export network_def --filepath model.ts --bundle_root {b} \\",
         f"    --ckpt_file {b}/models/model.pt --meta_file {b}/configs/metadata.json \\",
         f"    --config_file {b}/configs/inference.json",
         "```",
         "",
         "`verify_metadata` validates against `configs/schema.json`, shipped here (written from the MONAI Bundle "
-        "specification's metadata fields); MONAI skips the download when that file exists. `ckpt_export` "
+        "specification's metadata fields); MONAI skips the download when that file exists, and `--hash_val` "
+        "(the file's MD5) checks it is intact. `ckpt_export` "
         "rebuilds `models/model.ts` from `models/model.pt` (same outputs).",
         "",
         "### From Python or the medlung command line",

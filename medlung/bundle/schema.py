@@ -2,13 +2,16 @@
 
 Written from the MONAI Bundle specification (``mb_specification``,
 "metadata.json File"): its mandatory keys (``version``, ``monai_version``,
-``pytorch_version``, ``numpy_version``, ``optional_packages_version``,
-``task``, ``description``, ``authors``, ``copyright``,
+``pytorch_version``, ``numpy_version``, ``required_packages_version`` --
+MONAI's config reader renames the specification's older
+``optional_packages_version`` to it, so medlung writes only the new name and
+lists optional packages under ``optional_packages`` -- ``task``,
+``description``, ``authors``, ``copyright``,
 ``network_data_format``) and its tensor format specifier keys (``type``,
 ``format``, ``modality``, ``num_channels``, ``spatial_shape``, ``dtype``,
 ``value_range``, ``is_patch_data``, ``channel_def``). medlung adds what its
 design asks of a shipped model: ``changelog`` (the exporter also checks that it
-has an entry for the current version), ``required_packages_version`` naming medlung, ``data_source``,
+has an entry for the current version), medlung among the required packages, ``data_source``,
 ``license``, ``intended_use``, ``references`` and a ``schema`` URL.
 
 ``python -m monai.bundle verify_metadata --meta_file configs/metadata.json
@@ -18,6 +21,9 @@ exists and no hash is given.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 #: The ``schema`` URL written in metadata.json: MONAI's published metadata schema (used only when the
 #: shipped ``configs/schema.json`` is not given as ``--filepath``).
@@ -57,7 +63,7 @@ METADATA_SCHEMA = {
     "description": "metadata.json of a medlung MONAI bundle (MONAI Bundle specification plus medlung's fields).",
     "type": "object",
     "required": ["schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
-                 "required_packages_version", "optional_packages_version", "task", "description", "authors",
+                 "required_packages_version", "task", "description", "authors",
                  "copyright", "data_source", "license", "intended_use", "references", "network_data_format"],
     "properties": {
         "schema": {"type": "string", "minLength": 1},
@@ -69,7 +75,7 @@ METADATA_SCHEMA = {
         "numpy_version": {"type": "string", "minLength": 1},
         "required_packages_version": {"type": "object", "required": ["medlung"],
                                       "additionalProperties": {"type": "string"}},
-        "optional_packages_version": {"type": "object", "additionalProperties": {"type": "string"}},
+        "optional_packages": {"type": "object", "additionalProperties": {"type": "string"}},
         "name": {"type": "string"},
         "task": {"type": "string", "minLength": 1},
         "description": {"type": "string", "minLength": 1},
@@ -92,3 +98,13 @@ METADATA_SCHEMA = {
         },
     },
 }
+
+
+def schema_text() -> str:
+    """``configs/schema.json`` as written into a bundle."""
+    return json.dumps(METADATA_SCHEMA, indent=4) + "\n"
+
+
+def schema_md5() -> str:
+    """MD5 of :func:`schema_text`, for ``verify_metadata --hash_val`` (checks the shipped file is intact)."""
+    return hashlib.md5(schema_text().encode("utf-8")).hexdigest()
