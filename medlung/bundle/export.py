@@ -195,7 +195,8 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
     }
     for name, text in texts.items():
         write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
-    write_atomically(root / "models" / "model.pt", lambda tmp: torch.save(record.state, tmp))
+    weights = _saved_bytes(lambda stream: torch.save(record.state, stream))
+    write_atomically(root / "models" / "model.pt", lambda tmp: tmp.write_bytes(weights))
     difference = write_torchscript(root / "models" / "model.ts", settings, record.state, meta,
                                    {"inference.json": json.dumps(inference).encode()})
     card = model_card.readme(record, meta, difference)
@@ -230,9 +231,10 @@ def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra
     net.eval()
     with torch.no_grad():
         scripted = torch.jit.script(net)
-    write_atomically(path, lambda tmp: save_net_with_metadata(
-        scripted, str(tmp), include_config_vals=False, append_timestamp=False, meta_values=meta,
+    content = _saved_bytes(lambda stream: save_net_with_metadata(
+        scripted, stream, include_config_vals=False, append_timestamp=False, meta_values=meta,
         more_extra_files=extra_files))
+    write_atomically(path, lambda tmp: tmp.write_bytes(content))
     return compare_torchscript(net, path, int(settings["roi_size"]))
 
 
@@ -474,6 +476,16 @@ def _read_json(path: Path):
 
 def _json(content) -> str:
     return json.dumps(content, indent=4) + "\n"
+
+
+def _saved_bytes(save) -> bytes:
+    """What ``save(stream)`` writes, as bytes: saved to a stream, torch names the archive the same way every time
+    (saved to a temporary file, the archive would be named after that file), so equal weights give equal files."""
+    import io
+
+    stream = io.BytesIO()
+    save(stream)
+    return stream.getvalue()
 
 
 def _umask() -> int:

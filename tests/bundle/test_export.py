@@ -83,7 +83,9 @@ def test_existing_bundle_is_refused_then_replaced_keeping_the_changelog(tiny_run
     with pytest.raises(BundleExistsError) as caught:
         export_bundle(tiny_run, bundle)
     assert "--overwrite" in str(caught.value) and "\n" not in str(caught.value)
+    weights = (bundle / "models" / "model.pt").read_bytes()
     export_bundle(tiny_run, bundle, overwrite=True)
+    assert (bundle / "models" / "model.pt").read_bytes() == weights  # same run, same file
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     assert meta["version"] == "0.1.1" and list(meta["changelog"]) == ["0.1.1", "0.1.0"]
     export_bundle(tiny_run, bundle, overwrite=True, version="0.1.1")  # same version: its entry is replaced
