@@ -75,6 +75,16 @@ class RunRecord:
         return self.summary is None
 
     @property
+    def epochs_done(self) -> int:
+        """Epochs finished by the run (``metrics.csv`` rows; ``best.pt``'s history stops at its epoch)."""
+        metrics = self.run_dir / "metrics.csv"
+        if metrics.is_file():
+            rows = [line for line in metrics.read_text().splitlines()[1:] if line.strip()]
+            if rows:
+                return len(rows)
+        return len(self.history)
+
+    @property
     def planned_epochs(self) -> int:
         return int(self.settings.get("epochs", 0) or 0)
 
@@ -320,7 +330,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "training": {
             "provisional": record.provisional,
             "best_epoch": record.best.get("epoch", record.epoch),
-            "epochs_trained": len(record.history),
+            "epochs_trained": record.epochs_done,
             "epochs_planned": record.planned_epochs,
             "data_summary": record.config.get("data_summary"),
             "settings": {k: s.get(k) for k in ("network", "features", "working_spacing", "roi_size", "epochs",
@@ -430,7 +440,7 @@ def _changelog_line(record: RunRecord) -> str:
     if record.summary and isinstance(record.summary.get("test"), dict):
         text += f"; test Dice {record.summary['test']['dice']:.4f}"
     if record.provisional:
-        text += (f" (provisional: exported while training ran, {len(record.history)} of "
+        text += (f" (provisional: exported while training ran, {record.epochs_done} of "
                  f"{record.planned_epochs} epochs done)")
     return text
 

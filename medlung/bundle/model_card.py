@@ -99,7 +99,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     if record.provisional:
         add(">")
         add(f"> **Provisional export:** training was still running when this bundle was exported "
-            f"({len(record.history)} of {record.planned_epochs} epochs done; weights from epoch {best_epoch}). "
+            f"({record.epochs_done} of {record.planned_epochs} epochs done; weights from epoch {best_epoch}). "
             "Test metrics are not available yet; re-export when training has finished.")
     add("")
     add("## Model")
@@ -149,7 +149,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         ("network", f"`{s['network']}` features `{','.join(str(int(f)) for f in s['features'])}`"),
         ("working spacing", f"{spacing:g} mm"),
         ("crop / sliding window", f"{roi}x{roi} px"),
-        ("epochs", f"{len(record.history)} trained of {record.planned_epochs} planned; best at epoch {best_epoch}"),
+        ("epochs", f"{record.epochs_done} trained of {record.planned_epochs} planned; best at epoch {best_epoch}"),
         ("batch size", s.get("batch_size")),
         ("optimiser", f"AdamW, peak lr {s.get('lr')}, weight decay {s.get('weight_decay')}, one-cycle schedule"),
         ("loss", "Dice + cross-entropy (MONAI DiceCELoss)"),
