@@ -12,13 +12,13 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 OUT    ?= out/demo
 
-.PHONY: demo test venv clean
+.PHONY: demo test docs venv clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,docs]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -30,6 +30,9 @@ test: venv
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing, a run that tests nothing proves nothing" >&2; exit 1; fi; \
 	exit $$rc
+
+docs: venv
+	$(PY) -m mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) out
