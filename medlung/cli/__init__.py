@@ -26,9 +26,10 @@ def _register() -> None:
     from medlung.cli.export import export
     from medlung.cli.info import info
     from medlung.cli.predict import predict
+    from medlung.cli.serve import serve
     from medlung.cli.train import train
 
-    for command in (info, predict, train, evaluate, export):
+    for command in (info, predict, train, evaluate, export, serve):
         cli.add_command(command)
 
 

@@ -63,6 +63,36 @@ class Orthanc:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
 
+    def put_json(self, route: str, body):
+        request = urllib.request.Request(
+            f"{self.rest}{route}", data=json.dumps(body).encode(), method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read()
+
+    def upload(self, path: Path) -> str:
+        """Store a DICOM file through the REST API; its Orthanc instance id."""
+        request = urllib.request.Request(f"{self.rest}/instances", data=Path(path).read_bytes(),
+                                         headers={"Content-Type": "application/dicom"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.loads(answer.read())["ID"]
+
+    def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1") -> None:
+        """Declare a DICOM node (``DicomModalities``) at run time, so ``/modalities/{name}/store`` reaches it."""
+        self.put_json(f"/modalities/{name}", {"AET": ae_title, "Host": host, "Port": port})
+
+    def study_instances(self, study_instance_uid: str) -> list[dict]:
+        """The stored instances of a study (by DICOM UID): their simplified tags; [] when the study is unknown."""
+        request = urllib.request.Request(f"{self.rest}/tools/lookup", data=study_instance_uid.encode())
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            studies = [item["ID"] for item in json.loads(answer.read()) if item["Type"] == "Study"]
+        tags = []
+        for study in studies:
+            for instance in self.get_json(f"/studies/{study}/instances"):
+                tags.append(self.get_json(f"/instances/{instance['ID']}/simplified-tags"))
+        return tags
+
     def instances_with_uid(self, sop_instance_uid: str) -> list[str]:
         """Orthanc ids of the stored instances with this SOP Instance UID."""
         request = urllib.request.Request(f"{self.rest}/tools/lookup", data=sop_instance_uid.encode())
@@ -89,10 +119,12 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
-def start_orthanc(folder: Path, **overrides) -> Orthanc:
+def start_orthanc(folder: Path, ports: tuple[int, int] | None = None, **overrides) -> Orthanc:
     """Write a configuration into ``folder``, start Orthanc and wait until its REST API answers.
 
-    ``overrides`` replace or add configuration options (e.g.
+    ``ports`` (DICOM, HTTP) reuses given ports, e.g. to start a stopped
+    server again on its storage (see :func:`restart_orthanc`); default: free
+    ones. ``overrides`` replace or add configuration options (e.g.
     ``Jpeg2000TransferSyntaxAccepted=False``).
     """
     exe = shutil.which("Orthanc") or shutil.which("orthanc") or (
@@ -103,9 +135,12 @@ def start_orthanc(folder: Path, **overrides) -> Orthanc:
     plugin = dicomweb_plugin()
     if plugin is None:
         _missing("the Orthanc DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
-    dicom_port, http_port = free_port(), free_port()
-    while http_port == dicom_port:
-        http_port = free_port()
+    if ports is not None:
+        dicom_port, http_port = ports
+    else:
+        dicom_port, http_port = free_port(), free_port()
+        while http_port == dicom_port:
+            http_port = free_port()
     config = {
         "Name": "medlung-tests",
         "StorageDirectory": str(folder / "storage"),
@@ -127,7 +162,7 @@ def start_orthanc(folder: Path, **overrides) -> Orthanc:
     }
     config.update(overrides)
     (folder / "orthanc.json").write_text(json.dumps(config, indent=2))
-    log = open(folder / "orthanc.log", "wb")
+    log = open(folder / "orthanc.log", "ab")
     process = subprocess.Popen([exe, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     server = Orthanc(AE_TITLE, dicom_port, http_port, folder, process)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -168,6 +203,12 @@ def stop_orthanc(server: Orthanc) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait(timeout=10)
+
+
+def restart_orthanc(server: Orthanc, **overrides) -> Orthanc:
+    """Start a stopped Orthanc again on the same ports and storage (what it stored is still there)."""
+    stop_orthanc(server)
+    return start_orthanc(server.folder, ports=(server.dicom_port, server.http_port), **overrides)
 
 
 @pytest.fixture(scope="session")

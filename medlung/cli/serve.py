@@ -1,0 +1,90 @@
+"""``medlung serve``: run the DICOM node, or print the queue counts of one (``--status DIR``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from medlung.cli.common import report_exception
+from medlung.errors import MedlungError
+
+
+def _titles(ctx, param, value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    from medlung.pacs.send import _AE_TITLE
+
+    titles = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+    bad = [t for t in titles if not _AE_TITLE.match(t)]
+    if bad or not titles:
+        raise click.BadParameter(f"give AE titles of 1-16 printable characters, separated by commas (got {value!r})")
+    return titles
+
+
+@click.command()
+@click.option("--ae-title", default="MEDLUNG", show_default=True, help="This node's AE title.")
+@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True,
+              help="TCP port to listen on.")
+@click.option("--bind", default="0.0.0.0", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only).")
+@click.option("--forward", metavar="AE@HOST:PORT", help="Where each DICOM-SEG is stored (usually the PACS).")
+@click.option("--bundle", type=click.Path(path_type=Path, exists=True),
+              help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("medlung-serve"),
+              show_default=True, help="Queue folder: incoming/, outgoing/, done/, failed/ (created).")
+@click.option("--allow", callback=_titles, metavar="AE,...", help="Accept only these calling AE titles.")
+@click.option("--max-queue", type=click.IntRange(1), default=100, show_default=True,
+              help="Films waiting to be segmented before C-STORE answers 0xA700 (out of resources).")
+@click.option("--resend-interval", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Longest wait in seconds between delivery attempts while --forward is unreachable.")
+@click.option("--json-logs", is_flag=True, help="Log one JSON object per line (standard error).")
+@click.option("--status", "status_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              metavar="DIR", help="Print the queue counts of the node working in DIR, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.pass_context
+def serve(ctx, ae_title, port, bind, forward, bundle, device, workdir, allow, max_queue, resend_interval, json_logs,
+          status_dir, as_json) -> None:
+    """A DICOM node: receive CR/DX/SC films (C-STORE), segment the lungs, store the DICOM-SEG on --forward.
+
+    Each film is written to WORKDIR/incoming before the sender gets its
+    success status; the SEG waits in WORKDIR/outgoing until --forward has
+    stored it, then both move to WORKDIR/done (WORKDIR/failed, with a
+    reason file, when a film cannot be segmented). A restart resumes the
+    queue. SIGTERM or SIGINT finishes the current film and exits 0.
+    """
+    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    if status_dir is not None:
+        from medlung.pacs.serve import queue_status
+
+        try:
+            counts = queue_status(status_dir)
+        except MedlungError as exc:
+            report_exception(exc, verbose)
+            sys.exit(1)
+        if as_json:
+            click.echo(json.dumps(counts))
+        else:
+            running = counts.pop("running")
+            for state, count in counts.items():
+                click.echo(f"{state:9s}{count}")
+            click.echo(f"{'node':9s}{'running (pid ' + str(running) + ')' if running else 'not running'}")
+        return
+    if not forward:
+        raise click.UsageError("give --forward AE@HOST:PORT (where the SEGs are stored), or --status DIR.")
+    from medlung.pacs.serve import ServeConfig, serve as run_node
+
+    try:
+        config = ServeConfig(ae_title=ae_title, port=port, forward=forward, workdir=workdir, bundle=bundle,
+                             allow=allow, max_queue=max_queue, bind=bind, device=device, json_logs=json_logs,
+                             resend_interval=resend_interval)
+    except (MedlungError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        run_node(config)
+    except MedlungError as exc:
+        report_exception(exc, verbose)
+        sys.exit(1)

@@ -1,0 +1,241 @@
+"""The durable work queue of ``medlung serve``: four folders and a few renames.
+
+Layout of the work folder ``DIR``::
+
+    DIR/incoming/<key>.dcm          films received, not yet segmented
+    DIR/outgoing/<key>_seg.dcm      SEGs written, not yet delivered (their film beside them: <key>.dcm)
+    DIR/outgoing/<key>.sent         the destination stored the SEG; only the move to done/ is left
+    DIR/done/<key>.dcm, <key>_seg.dcm               delivered
+    DIR/failed/<key>.dcm, [<key>_seg.dcm,] <key>.reason.txt   given up, with the reason
+
+``<key>`` is the film's SOP Instance UID (a hash of it when it is not a
+plain UID). Every state is the presence of files, every transition is an
+atomic rename (or an atomic, fsynced new file) followed by an fsync of the
+folders concerned, so that after a crash or a kill at any point
+:meth:`Spool.recover` finds each film in exactly one well-defined state:
+
+===============================================  =========================================
+found after a crash                               resumed as
+===============================================  =========================================
+``.*.part`` temporary file                        deleted (the sender got no success: it resends)
+film in incoming, no SEG                          segmented
+film in incoming and SEG in outgoing              film moved to outgoing (not segmented again)
+SEG in outgoing, no ``.sent``                     sent
+``.sent`` in outgoing                             SEG and film moved to done (not sent again)
+film in outgoing without SEG or ``.sent``         moved back to incoming and segmented
+===============================================  =========================================
+
+The one window that can still send a SEG twice is a kill after the
+destination answered and before ``<key>.sent`` reached the disk (a few
+milliseconds); the SEG's UIDs are deterministic, so a PACS keeps it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = ["STATES", "Spool", "fsync_folder"]
+
+#: The queue folders, in the order a film goes through them (failed is the side exit).
+STATES = ("incoming", "outgoing", "done", "failed")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a folder's entries (new names, renames, deletions) durable."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+class Spool:
+    """The queue folders under one work folder.
+
+    Parameters
+    ----------
+    root : str or Path
+        The work folder; created with its four state folders.
+
+    Notes
+    -----
+    The methods are not locked: the node calls each transition of a film
+    from one thread at a time (receiver, then worker, then sender).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        for state in STATES:
+            (self.root / state).mkdir(parents=True, exist_ok=True)
+
+    # --- names ---------------------------------------------------------------------------------
+    @staticmethod
+    def key_for(sop_instance_uid: str) -> str:
+        """The file-name key of an instance: its UID, or a hash when it is not a plain UID."""
+        uid = str(sop_instance_uid or "").strip()
+        if _UID.match(uid) and len(uid) <= 64:
+            return uid
+        return "h" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+
+    def folder(self, state: str) -> Path:
+        """``DIR/<state>``."""
+        return self.root / state
+
+    def film(self, state: str, key: str) -> Path:
+        """The film file of ``key`` in ``state``."""
+        return self.root / state / f"{key}.dcm"
+
+    def seg(self, state: str, key: str) -> Path:
+        """The SEG file of ``key`` in ``state``."""
+        return self.root / state / f"{key}_seg.dcm"
+
+    def sent_marker(self, key: str) -> Path:
+        """The file saying that the SEG of ``key`` was stored by the destination."""
+        return self.root / "outgoing" / f"{key}.sent"
+
+    def reason(self, key: str) -> Path:
+        """The reason file of a failed film."""
+        return self.root / "failed" / f"{key}.reason.txt"
+
+    # --- transitions ---------------------------------------------------------------------------
+    def receive(self, key: str, data: bytes) -> Path:
+        """Write a received instance to ``incoming/<key>.dcm``: temporary file, fsync, rename, fsync folder.
+
+        Returns
+        -------
+        Path
+            The film in incoming. When this returns, the film survives a crash.
+        """
+        target = self.film("incoming", key)
+        self._write_durably(target, data)
+        return target
+
+    def segmented(self, key: str) -> Path:
+        """Make the new SEG durable, then move the film from incoming to outgoing.
+
+        Returns
+        -------
+        Path
+            The SEG in outgoing.
+        """
+        seg = self.seg("outgoing", key)
+        _fsync_file(seg)
+        outgoing = self.folder("outgoing")
+        fsync_folder(outgoing)
+        film = self.film("incoming", key)
+        if film.exists():
+            os.replace(film, self.film("outgoing", key))
+            fsync_folder(outgoing)
+            fsync_folder(self.folder("incoming"))
+        return seg
+
+    def mark_sent(self, key: str) -> None:
+        """Record that the destination stored the SEG (the commit point of a delivery), then move it to done."""
+        self._write_durably(self.sent_marker(key), b"stored\n")
+        self.finish(key)
+
+    def finish(self, key: str) -> None:
+        """Move a delivered SEG and its film from outgoing to done, then drop the ``.sent`` marker."""
+        done = self.folder("done")
+        for source, target in ((self.seg("outgoing", key), self.seg("done", key)),
+                               (self.film("outgoing", key), self.film("done", key))):
+            if source.exists():
+                os.replace(source, target)
+        fsync_folder(done)
+        self.sent_marker(key).unlink(missing_ok=True)
+        fsync_folder(self.folder("outgoing"))
+
+    def fail(self, key: str, reason: str) -> Path:
+        """Write ``failed/<key>.reason.txt``, then move the film (and its SEG, if any) to failed.
+
+        Returns
+        -------
+        Path
+            The reason file.
+        """
+        text = " ".join(str(reason).split()) + "\n"
+        self._write_durably(self.reason(key), text.encode())
+        for state in ("incoming", "outgoing"):
+            for source, target in ((self.film(state, key), self.film("failed", key)),
+                                   (self.seg(state, key), self.seg("failed", key))):
+                if source.exists():
+                    os.replace(source, target)
+        self.sent_marker(key).unlink(missing_ok=True)
+        for state in ("failed", "incoming", "outgoing"):
+            fsync_folder(self.folder(state))
+        return self.reason(key)
+
+    def recover(self) -> tuple[list[str], list[str]]:
+        """Bring every film left by an earlier run to a resumable state (see the module's table).
+
+        Returns
+        -------
+        to_segment : list of str
+            Keys of films in incoming, oldest first.
+        to_send : list of str
+            Keys of SEGs in outgoing, oldest first.
+        """
+        for state in ("incoming", "outgoing"):
+            for leftover in self.folder(state).glob(".*.part"):
+                leftover.unlink(missing_ok=True)
+        outgoing = self.folder("outgoing")
+        for marker in sorted(outgoing.glob("*.sent")):
+            self.finish(marker.name[: -len(".sent")])
+        for seg in sorted(outgoing.glob("*_seg.dcm")):
+            key = seg.name[: -len("_seg.dcm")]
+            if self.film("incoming", key).exists():
+                self.segmented(key)
+        for film in sorted(outgoing.glob("*.dcm")):
+            key = film.name[: -len(".dcm")]
+            if not film.name.endswith("_seg.dcm") and not self.seg("outgoing", key).exists():
+                os.replace(film, self.film("incoming", key))
+        fsync_folder(outgoing)
+        fsync_folder(self.folder("incoming"))
+        to_segment = [p.name[: -len(".dcm")] for p in _oldest_first(self.folder("incoming").glob("*.dcm"))]
+        to_send = [p.name[: -len("_seg.dcm")] for p in _oldest_first(outgoing.glob("*_seg.dcm"))]
+        return to_segment, to_send
+
+    def counts(self) -> dict[str, int]:
+        """Films in each state: waiting to be segmented, SEGs waiting to be sent, delivered, failed."""
+        return {
+            "incoming": sum(1 for _ in self.folder("incoming").glob("*.dcm")),
+            "outgoing": sum(1 for _ in self.folder("outgoing").glob("*_seg.dcm")),
+            "done": sum(1 for _ in self.folder("done").glob("*_seg.dcm")),
+            "failed": sum(1 for _ in self.folder("failed").glob("*.reason.txt")),
+        }
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _write_durably(self, target: Path, data: bytes) -> None:
+        """Temporary file beside ``target``, fsync, rename over ``target``, fsync the folder."""
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        temporary = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+            fsync_folder(target.parent)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _oldest_first(paths) -> list[Path]:
+    found = []
+    for path in paths:
+        try:
+            found.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:
+            continue
+    return [p for _, _, p in sorted(found)]
