@@ -41,14 +41,17 @@ def _bits(d: dict) -> str | None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list, one object per file).")
 @click.option("--spacing", default=None, help="Spacing in mm to use instead of the files' (MM or ROW,COL).")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
 @click.pass_context
-def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: str | None) -> None:
+def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: str | None,
+         max_pixels: int | None) -> None:
     """Print facts about FILES: size, spacing and its source, photometric, bits, syntax, view.
 
     Exit status 0 when every file was read, 1 when some could not be (the
     others are still printed).
     """
-    from medlung.io import load_film
+    from medlung.io import DEFAULT_MAX_PIXELS, load_film
     from medlung.spacing import parse_user_spacing
 
     verbose = ctx.obj.get("verbose", False) if ctx.obj else False
@@ -62,7 +65,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: st
     for path in files:
         try:
             with quiet_warnings():
-                film = load_film(path, spacing=spacing)
+                film = load_film(path, spacing=spacing, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
         except MedlungError as exc:
             failed += 1
             report_exception(exc, verbose)

@@ -41,9 +41,13 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
 @click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
 @click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
+@click.option("--include-identifiers", is_flag=True,
+              help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).")
 @click.pass_context
 def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, tta, workers, overwrite,
-            seg_syntax, send, stow, send_source) -> None:
+            seg_syntax, send, stow, send_source, max_pixels, include_identifiers) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
@@ -53,6 +57,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     report.json. Exit status: 0 all done, 1 some inputs failed, 2 usage error.
     """
     from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
+    from medlung.io import DEFAULT_MAX_PIXELS
     from medlung.spacing import parse_user_spacing
 
     verbose = ctx.obj.get("verbose", False) if ctx.obj else False
@@ -86,6 +91,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
                              extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
     failed = 0
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,

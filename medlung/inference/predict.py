@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from medlung.errors import MedlungError, OutputExistsError
-from medlung.io import load_film
+from medlung.io import DEFAULT_MAX_PIXELS, load_film
 from medlung.spacing import format_spacing
 from medlung.writers.report import Report
 
@@ -47,6 +47,11 @@ class PredictOptions:
         Also send the film itself.
     workers : int
         Films processed at once (threads; the model is shared).
+    max_pixels : int
+        Refuse films declaring more pixels than this, before decoding.
+    include_identifiers : bool
+        Add the patient ID and study UID of DICOM films to the report (off:
+        PNG/NIfTI/overlay/report carry no patient identifiers).
     """
 
     formats: tuple = FORMATS
@@ -57,6 +62,8 @@ class PredictOptions:
     stow: str | None = None
     send_source: bool = False
     workers: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    include_identifiers: bool = False
     extra_options: dict = field(default_factory=dict)
 
 
@@ -90,8 +97,8 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     used: set[str] = set()
     for path in paths:
         stem = _stem(path)
-        if stem in used:
-            stem = f"{path.parent.name}_{stem}" if path.parent.name else stem
+        if stem in used and path.parent.name:
+            stem = f"{_stem(Path(path.parent.name + '.x'))}_{stem}"
         base, number = stem, 2
         while stem in used:
             stem, number = f"{base}_{number}", number + 1
@@ -118,7 +125,7 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, overwrite=options.overwrite)
+    report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
     stems = output_stems(paths)
 
     def work(path: Path) -> dict:
@@ -146,7 +153,10 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(path, spacing=options.spacing)
+            film = load_film(path, spacing=options.spacing, max_pixels=options.max_pixels)
+        if options.include_identifiers and film.dataset is not None:
+            row.update(patient_id=str(film.dataset.get("PatientID", "") or ""),
+                       study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""))
         row.update(rows=film.rows, cols=film.cols, spacing_mm=list(film.spacing) if film.spacing else None,
                    spacing_source=film.spacing_source, calibrated=film.calibrated)
         targets = planned_outputs(prefix, film, options.formats)
@@ -257,5 +267,8 @@ def _film_suffix(path: Path) -> str:
 
 
 def _stem(path: Path) -> str:
+    """A safe file-name stem from the input's name: letters, digits, ``-``, ``_``, ``.``; no leading dot."""
     name = path.name
-    return name[: name.rfind(".")] if "." in name.lstrip(".") else name
+    stem = name[: name.rfind(".")] if "." in name.lstrip(".") else name
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem).lstrip(".")
+    return (safe or "film")[:120]

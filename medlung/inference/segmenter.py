@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medlung import __version__
 from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs

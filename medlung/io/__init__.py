@@ -6,11 +6,11 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from medlung.errors import SpacingWarning, UnreadableFileError
+from medlung.errors import MedlungError, SpacingWarning, UnreadableFileError
 from medlung.film import Film
 from medlung.spacing import format_spacing, parse_user_spacing
 
-__all__ = ["load_film", "sniff_format"]
+__all__ = ["DEFAULT_MAX_PIXELS", "load_film", "sniff_format"]
 
 _RASTER_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -40,13 +40,24 @@ def sniff_format(path: str | Path) -> str:
         head = handle.read(132)
     if not head:
         raise UnreadableFileError("file is empty", path, "Export the film again.")
+    if head[128:132] == b"DICM":  # DICOM wins even when its preamble is also a TIFF or PNG header
+        return "DICOM"
     for signature, name in _RASTER_SIGNATURES:
         if head.startswith(signature):
             return name
     return "DICOM"
 
 
-def load_film(path: str | Path, spacing: str | float | tuple[float, float] | None = None) -> Film:
+#: Largest film accepted, in pixels (rows x cols): 8000 x 8000. Larger declared sizes are
+#: refused before any pixel is decoded, so a broken or hostile header cannot exhaust memory.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def load_film(
+    path: str | Path,
+    spacing: str | float | tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Film:
     """Read a chest film (DICOM, PNG, JPEG or TIFF) with its pixel spacing.
 
     Parameters
@@ -57,6 +68,8 @@ def load_film(path: str | Path, spacing: str | float | tuple[float, float] | Non
         Spacing in mm given by the user, ``(row_mm, col_mm)`` or one
         isotropic value. It replaces the file's spacing (with a warning if
         the file has a different one) and its source becomes ``"user"``.
+    max_pixels : int
+        Refuse films whose declared rows x cols exceed this, before decoding.
 
     Returns
     -------
@@ -73,7 +86,15 @@ def load_film(path: str | Path, spacing: str | float | tuple[float, float] | Non
 
     user_spacing = None if spacing is None else parse_user_spacing(spacing)
     fmt = sniff_format(path)
-    film = read_dicom_film(path) if fmt == "DICOM" else read_raster_film(path)
+    try:
+        reader = read_dicom_film if fmt == "DICOM" else read_raster_film
+        film = reader(path, max_pixels=max_pixels)
+    except MedlungError:
+        raise
+    except Exception as exc:  # a broken file must never escape as a crash (incl. MemoryError, RecursionError)
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise UnreadableFileError(f"could not be read ({type(exc).__name__}: {first})", path,
+                                  "The file is damaged or not a film; export it again.") from None
     if user_spacing is None:
         return film
     notes = list(film.warnings)

@@ -83,7 +83,7 @@ def read_dicom_dataset(path: str | Path) -> Dataset:
     return ds
 
 
-def read_dicom_film(path: str | Path, dataset: Dataset | None = None) -> Film:
+def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels: int | None = None) -> Film:
     """Read a DICOM radiograph into a :class:`Film`.
 
     Parameters
@@ -92,6 +92,8 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None) -> Film:
         The file.
     dataset : pydicom.Dataset, optional
         The already-read dataset of ``path``.
+    max_pixels : int, optional
+        Refuse a declared Rows x Columns above this before decoding.
 
     Returns
     -------
@@ -110,6 +112,7 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None) -> Film:
     ds = read_dicom_dataset(path) if dataset is None else dataset
     notes: list[str] = []
     sop_name = _check_is_film(ds, path, notes)
+    _check_declared_size(ds, path, max_pixels)
     stored = _decode_pixels(ds, path)
 
     pixels = apply_modality_lut(stored, ds)
@@ -249,6 +252,26 @@ def _check_is_film(ds: Dataset, path: Path, notes: list[str]) -> str:
             _IMAGE_HINT,
         )
     return FILM_SOP_CLASSES.get(sop, "unknown SOP class")
+
+
+def _check_declared_size(ds: Dataset, path: Path, max_pixels: int | None) -> None:
+    """Rows, Columns and bit depth must be sane, and the film not larger than ``max_pixels``."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        allocated = int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored", allocated))
+    except (AttributeError, TypeError, ValueError):
+        raise UnreadableFileError("Rows, Columns or BitsAllocated missing or not a number", path,
+                                  "The header is damaged; export the film again.") from None
+    if rows < 1 or cols < 1:
+        raise UnsupportedImageError(f"declares an empty image ({rows} rows x {cols} columns)", path, _IMAGE_HINT)
+    if allocated not in (8, 16, 32) or not 1 <= stored <= allocated:
+        raise UnsupportedImageError(f"BitsAllocated {allocated} / BitsStored {stored} is not a greyscale film",
+                                    path, _IMAGE_HINT)
+    if max_pixels is not None and rows * cols > max_pixels:
+        raise UnsupportedImageError(
+            f"declares {rows} x {cols} pixels, more than the limit of {max_pixels:,}", path,
+            "Raise --max-pixels if the film is real.")
 
 
 def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:

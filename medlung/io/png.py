@@ -23,13 +23,15 @@ _MM_PER_INCH = 25.4
 _SOFTWARE_DEFAULT_PPM = {2835, 3780}
 
 
-def read_raster_film(path: str | Path) -> Film:
+def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
     """Read a PNG (8/16-bit, grey or colour), JPEG or TIFF film.
 
     Parameters
     ----------
     path : str or Path
         The file.
+    max_pixels : int, optional
+        Refuse a declared size above this before decoding.
 
     Returns
     -------
@@ -47,6 +49,14 @@ def read_raster_film(path: str | Path) -> Film:
     path = Path(path)
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise UnsupportedImageError(f"declares an empty image ({width} x {height})", path,
+                                            "Give a real film.")
+            if max_pixels is not None and width * height > max_pixels:
+                raise UnsupportedImageError(
+                    f"declares {height} x {width} pixels, more than the limit of {max_pixels:,}", path,
+                    "Raise --max-pixels if the film is real.")
             image.load()
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
@@ -56,6 +66,11 @@ def read_raster_film(path: str | Path) -> Film:
             pixels, value_range, mode = _grey_pixels(image)
             info = dict(image.info)
             image_format = image.format or path.suffix.lstrip(".").upper()
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check
+        declared = "".join(c for c in str(exc).split("pixels")[0] if c.isdigit())
+        raise UnsupportedImageError(
+            f"declares {int(declared or 0):,} pixels, more than the limit of {max_pixels or 0:,}", path,
+            "Raise --max-pixels if the film is real.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFileError(
             f"image could not be decoded ({type(exc).__name__}: {exc})",

@@ -12,6 +12,8 @@ from medlung.writers.atomic import write_atomically
 #: Report columns, in order (DESIGN.md §3), then medlung's additions.
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "right_cm2", "left_cm2", "total_cm2",
            "seconds", "error", "calibrated", "orientation", "empty_lungs", "outputs", "notes")
+#: Added only when identifiers are asked for (``--include-identifiers``).
+IDENTIFIER_COLUMNS = ("patient_id", "study_instance_uid")
 
 
 class Report:
@@ -23,22 +25,25 @@ class Report:
         Output folder.
     overwrite : bool
         Replace report files from an earlier run.
+    identifiers : bool
+        Add the patient ID and study UID columns.
     """
 
-    def __init__(self, folder: Path, overwrite: bool = False) -> None:
+    def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
         self.csv_path = Path(folder) / "report.csv"
         self.json_path = Path(folder) / "report.json"
         self.overwrite = overwrite
+        self.columns = COLUMNS + (IDENTIFIER_COLUMNS if identifiers else ())
         self.rows: list[dict] = []
 
     def add(self, row: dict) -> None:
         """Add one row and rewrite both files."""
-        self.rows.append({column: row.get(column) for column in COLUMNS})
+        self.rows.append({column: row.get(column) for column in self.columns})
         self.save()
 
     def save(self) -> None:
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
