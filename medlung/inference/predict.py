@@ -248,16 +248,18 @@ def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> st
     """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
     from medlung import pacs
 
-    files = [seg_path] + ([film_path] if film_path else [])
+    # the SEG travels alone, so that a film the PACS refuses cannot take the SEG down with it
+    batches = [[seg_path]] + ([[film_path]] if film_path else [])
     problems = []
-    if options.send:
-        for result in pacs.send_cstore(files, options.send):
-            if not result.ok:
-                problems.append(f"C-STORE to {options.send} failed: {result.message}")
-    if options.stow:
-        for result in pacs.stow_rs(files, options.stow):
-            if not result.ok:
-                problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
+    for files in batches:
+        if options.send:
+            for result in pacs.send_cstore(files, options.send):
+                if not result.ok:
+                    problems.append(f"C-STORE to {options.send} failed: {result.message}")
+        if options.stow:
+            for result in pacs.stow_rs(files, options.stow):
+                if not result.ok:
+                    problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
     return "; ".join(problems) or None
 
 

@@ -14,6 +14,8 @@ sent again.
 
 from __future__ import annotations
 
+import copy
+
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -310,12 +312,15 @@ def _check_retry_arguments(retries: int, backoff: float) -> None:
 
 def _read(path: Path):
     """(dataset, None) or (None, one-line problem)."""
-    import pydicom
-
     if not path.is_file():
         return None, f"{path}: file not found; nothing was sent"
+    from medlung.errors import MedlungError
+    from medlung.io.dicom import read_dicom_dataset
+
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = read_dicom_dataset(path)  # also files without File Meta (ACR-NEMA style)
+    except MedlungError as exc:
+        return None, f"{exc.path}: {exc.reason}; nothing was sent"
     except Exception as exc:
         return None, f"{path}: not a readable DICOM file ({type(exc).__name__}); nothing was sent"
     missing = [k for k in ("SOPClassUID", "SOPInstanceUID") if not dataset.get(k)]
@@ -350,7 +355,12 @@ def _store_one(assoc, dataset) -> tuple[int, str] | None:
     }
     if not accepted:
         return 0x0122, f"the PACS does not accept SOP class {dataset.SOPClassUID} (status 0x0122); the file is kept"
-    if syntax not in accepted:
+    if syntax not in accepted and syntax in _UNCOMPRESSED and accepted & set(_UNCOMPRESSED):
+        # implicit <-> explicit VR little endian: a re-encoding, done when the copy is sent
+        dataset = copy.copy(dataset)
+        dataset.file_meta = copy.deepcopy(dataset.file_meta)
+        dataset.file_meta.TransferSyntaxUID = sorted(accepted & set(_UNCOMPRESSED))[0]
+    elif syntax not in accepted:
         try:
             dataset = _uncompressed(dataset)
         except Exception as exc:
@@ -373,8 +383,6 @@ def _store_one(assoc, dataset) -> tuple[int, str] | None:
 
 def _uncompressed(dataset):
     """An Explicit VR Little Endian copy of a compressed dataset (the file is not touched)."""
-    import copy
-
     import numpy as np
     from pydicom.pixels import pack_bits
 
