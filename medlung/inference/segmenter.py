@@ -124,13 +124,38 @@ class LungMasks:
         return self.labels > 0
 
 
+#: Where a wheel installs the shipped bundle, relative to the installation prefix (see setup.cfg).
+INSTALLED_BUNDLE = "share/medlung/bundles/medlung_cxr_lung"
+
+
 def find_default_model() -> Path:
-    """The shipped bundle: ``$MEDLUNG_BUNDLE`` or ``bundles/medlung_cxr_lung`` in the source tree."""
-    path = Path(os.environ.get("MEDLUNG_BUNDLE", DEFAULT_BUNDLE))
-    if not (path / "models" / "model.pt").is_file():
-        raise ModelError("the shipped model was not found", path,
-                         "Give --bundle DIR (a medlung bundle or a training run's best.pt), or set MEDLUNG_BUNDLE.")
-    return path
+    """The shipped bundle.
+
+    Looked for in this order: ``$MEDLUNG_BUNDLE``; ``bundles/medlung_cxr_lung``
+    in the source tree (a checkout or an editable install); the copy a wheel
+    installs under ``<prefix>/share/medlung/bundles/``.
+    """
+    if "MEDLUNG_BUNDLE" in os.environ:
+        candidates = [Path(os.environ["MEDLUNG_BUNDLE"])]
+    else:
+        candidates = [DEFAULT_BUNDLE] + _installed_bundles()
+    for path in candidates:
+        if (path / "models" / "model.pt").is_file():
+            return path
+    raise ModelError("the shipped model was not found", candidates[0],
+                     "Give --bundle DIR (a medlung bundle or a training run's best.pt), or set MEDLUNG_BUNDLE.")
+
+
+def _installed_bundles() -> list[Path]:
+    """The bundle folder recorded in the installed distribution's file list, if any."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("medlung").files or []
+    except metadata.PackageNotFoundError:
+        return []
+    marker = f"{INSTALLED_BUNDLE}/models/model.pt"
+    return [Path(f.locate()).resolve().parents[1] for f in files if str(f).replace("\\", "/").endswith(marker)]
 
 
 def load_model(source: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSpec]:

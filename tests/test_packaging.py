@@ -1,0 +1,38 @@
+"""A wheel carries the shipped bundle, and an installed medlung finds it without the source tree."""
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheels,
+                    REPO], check=True, capture_output=True)
+    wheel = next(wheels.glob("medlung-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
+    assert any(n.endswith("medlung/samples/CHNCXR_0001_0.png") for n in names)
+    prefix = tmp_path / "prefix"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", prefix, wheel], check=True,
+                   capture_output=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+    # -S: no site-packages hooks, so the editable install of the checkout cannot shadow the installed wheel
+    path = f"{site}:{sysconfig.get_path('purelib')}"
+    code = ("import medlung, medlung.inference.segmenter as s; print(medlung.__file__); print(s.find_default_model());"
+            "from medlung.samples import sample_paths; m = medlung.Segmenter(device='cpu')(medlung.load_film("
+            "sample_paths()[0])); print(m.labels.shape)")
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, bundle, shape = result.stdout.strip().splitlines()[-3:]
+    assert module.startswith(str(site))
+    assert bundle == str((prefix / "share" / "medlung" / "bundles" / "medlung_cxr_lung").resolve())
+    assert shape == "(512, 512)"
