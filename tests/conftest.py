@@ -49,7 +49,7 @@ def shenzhen_pixels(shenzhen_film) -> np.ndarray:
 @pytest.fixture(scope="session")
 def shipped_bundle() -> Path:
     """The model shipped in the repository (bundles/medlung_cxr_lung, or $MEDLUNG_BUNDLE)."""
-    path = Path(os.environ.get("MEDLUNG_BUNDLE", REPO / "bundles" / "medlung_cxr_lung"))
+    path = Path(os.environ.get("MEDLUNG_BUNDLE") or REPO / "bundles" / "medlung_cxr_lung")
     if not (path / "models" / "model.pt").is_file():
         reason = f"no shipped model at {path}"
         if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":

@@ -135,7 +135,7 @@ def find_default_model() -> Path:
     in the source tree (a checkout or an editable install); the copy a wheel
     installs under ``<prefix>/share/medlung/bundles/``.
     """
-    if "MEDLUNG_BUNDLE" in os.environ:
+    if os.environ.get("MEDLUNG_BUNDLE"):
         candidates = [Path(os.environ["MEDLUNG_BUNDLE"])]
     else:
         candidates = [DEFAULT_BUNDLE] + _installed_bundles()
