@@ -24,7 +24,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/medlung info $$($(PY) -c "from medlung.samples import sample_paths; print(' '.join(map(str, sample_paths())))")
+	$(VENV)/bin/medlung predict $$($(PY) -c "from medlung.samples import sample_paths; print(' '.join(map(str, sample_paths())))") -o $(OUT) --overwrite
+	@echo; cut -d, -f1-9 $(OUT)/report.csv
 
 test: venv
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
