@@ -43,7 +43,8 @@ from medlung.errors import MedlungError
 @click.pass_context
 def train(ctx: click.Context, data, output, network, features, epochs, batch_size, roi_size, lr, working_spacing,
           val_fraction, seed, resume, overwrite, device, precision, strict, limit, workers, nproc) -> None:
-    """Train on DATA: a folder with images/ and masks/, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+    """Train on DATA: a folder with images/ and masks/, a DICOM folder of films and the DICOM-SEGs that
+    reference them, a CSV (image,mask[,split]) or a MONAI datalist JSON.
 
     Writes config.json, split.json, metrics.csv, best.pt, last.pt, curves.png,
     samples.png and summary.json into RUN. An existing RUN is refused unless

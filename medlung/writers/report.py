@@ -59,5 +59,5 @@ def _csv_value(value):
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "nan"
     if isinstance(value, (list, tuple)):
-        return ";".join(str(v) for v in value)
+        return ";".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
     return value
