@@ -27,3 +27,21 @@ def quiet_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def spacing_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: check a ``--spacing`` value (MM or ROW,COL) and keep it as given."""
+    from medlung.errors import MedlungError
+    from medlung.spacing import parse_user_spacing
+
+    if value is not None:
+        try:
+            parse_user_spacing(value)
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def is_verbose(ctx: click.Context) -> bool:
+    """Whether ``medlung --verbose`` was given."""
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("verbose"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.common import is_verbose, quiet_warnings, report_exception
 from medlung.errors import MedlungError
 
 _PARTS = ("test", "validation", "training", "all")
@@ -42,7 +42,7 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     worst.png into OUT. Exit status: 0 all films scored, 1 some failed, 2
     usage error.
     """
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    verbose = is_verbose(ctx)
     if not pred_or_model.exists():
         raise click.BadParameter(f"{pred_or_model} does not exist.", param_hint="PRED_OR_MODEL")
     if not data.exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.common import is_verbose, quiet_warnings, report_exception
 from medlung.errors import MedlungError
 
 
@@ -29,7 +29,7 @@ def export(ctx: click.Context, run: Path, output: Path, overwrite: bool, version
     LICENSE. A run still training (no summary.json) gives a bundle marked
     provisional. An existing bundle is refused unless --overwrite.
     """
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    verbose = is_verbose(ctx)
     try:
         with quiet_warnings():
             import json

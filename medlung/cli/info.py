@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
 from medlung.errors import MedlungError
 
 _FIELDS = (
@@ -40,7 +40,8 @@ def _bits(d: dict) -> str | None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list, one object per file).")
-@click.option("--spacing", default=None, help="Spacing in mm to use instead of the files' (MM or ROW,COL).")
+@click.option("--spacing", default=None, callback=spacing_option,
+              help="Spacing in mm to use instead of the files' (MM or ROW,COL).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
 @click.pass_context
@@ -52,14 +53,8 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: st
     others are still printed).
     """
     from medlung.io import DEFAULT_MAX_PIXELS, load_film
-    from medlung.spacing import parse_user_spacing
 
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
-    if spacing is not None:
-        try:
-            parse_user_spacing(spacing)
-        except MedlungError as exc:
-            raise click.BadParameter(str(exc), param_hint="--spacing") from None
+    verbose = is_verbose(ctx)
 
     records, failed = [], 0
     for path in files:

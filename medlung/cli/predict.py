@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
 from medlung.errors import MedlungError
 
 
@@ -31,7 +31,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--format", "formats", default="seg,png,nifti,overlay", show_default=True, callback=_formats,
               help="Outputs to write (seg only for DICOM films).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--spacing", default=None, help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.")
+@click.option("--spacing", default=None, callback=spacing_option,
+              help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.")
 @click.option("--roi-size", type=click.IntRange(32), default=None, help="Sliding-window size on the working grid.")
 @click.option("--overlap", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
@@ -58,14 +59,8 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     """
     from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
     from medlung.io import DEFAULT_MAX_PIXELS
-    from medlung.spacing import parse_user_spacing
 
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
-    if spacing is not None:
-        try:
-            parse_user_spacing(spacing)
-        except MedlungError as exc:
-            raise click.BadParameter(str(exc), param_hint="--spacing") from None
+    verbose = is_verbose(ctx)
     if send:
         from medlung.pacs import parse_destination
 

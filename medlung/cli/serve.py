@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import report_exception
+from medlung.cli.common import is_verbose, report_exception
 from medlung.errors import MedlungError
 
 
@@ -56,7 +56,7 @@ def serve(ctx, ae_title, port, bind, forward, bundle, device, workdir, allow, ma
     reason file, when a film cannot be segmented). A restart resumes the
     queue. SIGTERM or SIGINT finishes the current film and exits 0.
     """
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    verbose = is_verbose(ctx)
     if status_dir is not None:
         from medlung.pacs.serve import queue_status
 

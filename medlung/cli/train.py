@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.common import is_verbose, quiet_warnings, report_exception
 from medlung.errors import MedlungError
 
 
@@ -50,7 +50,7 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     samples.png and summary.json into RUN. An existing RUN is refused unless
     --resume or --overwrite is given.
     """
-    verbose = ctx.obj.get("verbose", False) if ctx.obj else False
+    verbose = is_verbose(ctx)
     if nproc > 1:
         sys.exit(_launch_distributed(nproc))
     from medlung.training.config import TrainConfig
