@@ -21,8 +21,9 @@ def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
     assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
     assert any(n.endswith("medlung/samples/CHNCXR_0001_0.png") for n in names)
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", prefix, wheel], check=True,
-                   capture_output=True)
+    # --ignore-installed: never uninstall the medlung of the running environment (pip would, even with --prefix)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", prefix,
+                    wheel], check=True, capture_output=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     # -S: no site-packages hooks, so the editable install of the checkout cannot shadow the installed wheel
     path = f"{site}:{sysconfig.get_path('purelib')}"
