@@ -3,8 +3,9 @@
 ``export_bundle(run_dir, bundle_dir)`` writes ``models/model.pt`` and
 ``model.ts``, ``configs/`` (metadata with its schema, inference, evaluate,
 train, multi-GPU train, logging) and the model card. The configs it writes
-call :func:`bundle_segmenter`, :func:`evaluate_datalist` and the other
-helpers here, around medlung's Segmenter, ``predict_files`` and Trainer.
+call :func:`bundle_segmenter`, :func:`log_evaluation` and the other
+helpers here, around medlung's Segmenter, ``predict_files``,
+:func:`medlung.evaluation.evaluate` and Trainer.
 """
 
 from medlung.bundle.components import (
@@ -16,17 +17,17 @@ from medlung.bundle.components import (
     check_inputs,
     export_after_training,
     finish_predict,
+    log_evaluation,
     log_json,
     parse_formats,
     require_distributed,
     train_config,
     trainer,
 )
-from medlung.bundle.evaluate import evaluate_datalist
 from medlung.bundle.export import export_bundle, read_run
 
 __all__ = [
-    "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs", "evaluate_datalist",
+    "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs", "log_evaluation",
     "export_after_training", "export_bundle", "finish_predict", "log_json", "parse_formats", "read_run",
     "require_distributed", "train_config", "trainer",
 ]

@@ -4,7 +4,7 @@ The configs in ``bundles/*/configs`` build a :class:`~medlung.inference.Segmente
 call :func:`~medlung.inference.predict.collect_inputs` and
 :func:`~medlung.inference.predict.predict_files` (inference), the
 :class:`~medlung.training.loop.Trainer` (training) and
-:func:`medlung.bundle.evaluate.evaluate_datalist` (evaluation). What is here
+:func:`medlung.evaluation.evaluate` (evaluation). What is here
 only adapts command-line overrides (``--tta true`` arrives as the string
 ``"true"``), checks them, and logs progress through :mod:`logging`, which the
 bundle's ``configs/logging.conf`` sets up.
@@ -332,3 +332,25 @@ def log_json(title: str, content) -> None:
     if not content:
         return
     logger.info(f"{title}: {json.dumps(content, default=str)}")
+
+
+def log_evaluation(result) -> dict:
+    """Log the summary of :func:`medlung.evaluation.evaluate` (bundle ``evaluate.json``) and return it.
+
+    Parameters
+    ----------
+    result : medlung.evaluation.EvaluationResult
+        What the evaluation returned; its files are already written.
+
+    Returns
+    -------
+    dict
+        The summary (the content of ``summary.json``).
+    """
+    summary = result.summary
+    dice = summary["metrics"].get("dice", {})
+    mean, median = dice.get("mean"), dice.get("median")
+    logger.info(f"{summary['ok']}/{summary['films']} films scored ({summary['part']}): mean Dice "
+                f"{'n/a' if mean is None else f'{mean:.4f}'}, median {'n/a' if median is None else f'{median:.4f}'}; "
+                f"outputs in {Path(result.outputs.get('summary.json', '.')).parent}")
+    return summary

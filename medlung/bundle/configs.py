@@ -54,7 +54,7 @@ format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 """
 
 IMPORTS = ["$import logging", "$import os", "$import torch", "$import medlung", "$import medlung.bundle",
-           "$import medlung.inference.predict", "$import medlung.samples"]
+           "$import medlung.evaluation", "$import medlung.inference.predict", "$import medlung.samples"]
 
 
 def network_def(settings: dict) -> dict:
@@ -134,7 +134,7 @@ def inference_config(settings: dict) -> dict:
 
 
 def evaluate_config(settings: dict) -> dict:
-    """``configs/evaluate.json``: Dice of the bundle's Segmenter on a datalist, native grid."""
+    """``configs/evaluate.json``: ``medlung evaluate`` with the bundle's Segmenter on a datalist, native grid."""
     return {
         "imports": IMPORTS,
         **_model_keys(settings),
@@ -143,9 +143,10 @@ def evaluate_config(settings: dict) -> dict:
         "part": "test",
         "limit": None,
         "overwrite": False,
-        "evaluation": ("$medlung.bundle.evaluate_datalist(@segmenter, @dataset_dir, @output_dir, part=@part, "
-                       "limit=@limit, overwrite=@overwrite)"),
-        "run": ["$@evaluation"],
+        "evaluation": ("$medlung.evaluation.evaluate(@bundle_root, @dataset_dir, @output_dir, part=@part, "
+                       "limit=@limit, overwrite=medlung.bundle.as_bool(@overwrite, 'overwrite'), "
+                       "segmenter=@segmenter)"),
+        "run": ["$medlung.bundle.log_evaluation(@evaluation)"],
     }
 
 

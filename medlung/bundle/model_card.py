@@ -110,8 +110,8 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         "segments both lungs on frontal chest radiographs. It is part of "
         "medlung and runs through medlung's `Segmenter`:")
     add("")
-    add(f"1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
-        f"films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;")
+    add("1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
+        "films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;")
     add(f"2. it is resampled to a **{spacing:g} mm working grid** and scaled per film from its 0.5th-99.5th "
         "percentiles to [0, 1];")
     add(f"3. the network runs as a sliding window of {roi}x{roi} pixels (overlap 0.25, gaussian blending);")
@@ -268,8 +268,9 @@ def _usage(name: str) -> list[str]:
         "```",
         "",
         "`DATA` is a folder with `images/` + `masks/`, a CSV `image,mask[,split]` or a MONAI datalist JSON. Each "
-        "film is segmented by the same Segmenter and scored on its native grid (both lungs as one mask): "
-        "`EVAL/evaluation.csv` (per film) and `EVAL/evaluation.json` (mean/median/min Dice, mean IoU).",
+        "film is segmented by the same Segmenter and scored on its native grid, as `medlung evaluate` does; "
+        "`EVAL` receives `metrics.csv` (Dice, IoU, HD95, ASSD per film, both lungs and "
+        "each lung), `summary.json`, `boxplot.png` and `worst.png`.",
         "",
         "### Training",
         "",
@@ -328,7 +329,8 @@ def _usage(name: str) -> list[str]:
         "The configs name medlung components only: inference builds `medlung.bundle.bundle_segmenter` "
         "(a `medlung.inference.Segmenter`), then calls `medlung.inference.predict.collect_inputs`, "
         "`PredictOptions` and `predict_files` (what `medlung predict` runs); training builds "
-        "`medlung.training.loop.Trainer`; evaluation calls `medlung.bundle.evaluate_datalist`. "
+        "`medlung.training.loop.Trainer`; evaluation calls `medlung.evaluation.evaluate` "
+        "(what `medlung evaluate` runs). "
         "`network_def` is `medlung.networks.build_network`.",
     ]
     return out

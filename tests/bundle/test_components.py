@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from medlung.bundle import as_bool, as_optional, as_spacing, bundle_segmenter, check_inputs, evaluate_datalist, parse_formats
-from medlung.errors import BundleError, OutputExistsError
+from medlung.bundle import as_bool, as_optional, as_spacing, bundle_segmenter, check_inputs, log_evaluation, parse_formats
+from medlung.errors import BundleError
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -54,13 +53,15 @@ def test_bundle_segmenter_checks_the_folder_and_the_weights(tiny_bundle, tmp_pat
         bundle_segmenter(tiny_bundle, device="cpu", features=[16, 16, 32, 64, 128, 16])
 
 
-def test_evaluate_datalist_writes_per_film_rows_and_refuses_to_overwrite(tiny_bundle, tiny_csv, tmp_path):
+def test_bundle_evaluation_is_medlung_evaluate_with_the_bundle_segmenter(tiny_bundle, tiny_csv, tmp_path, caplog):
+    from medlung.errors import MedlungError
+    from medlung.evaluation import evaluate
+
     segmenter = bundle_segmenter(tiny_bundle, device="cpu")
-    summary = evaluate_datalist(segmenter, tiny_csv, tmp_path, part="validation", limit=1)
-    assert summary["films"] == 1 and summary["scored"] == 1 and summary["part"] == "validation"
-    rows = json.loads((tmp_path / "evaluation.json").read_text())["films"]
-    assert rows[0]["status"] == "ok" and rows[0]["rows"] == 512
-    with pytest.raises(OutputExistsError, match="--overwrite"):
-        evaluate_datalist(segmenter, tiny_csv, tmp_path, part="validation", limit=1)
-    with pytest.raises(BundleError, match="part must be one of"):
-        evaluate_datalist(segmenter, tiny_csv, tmp_path / "x", part="train")
+    result = evaluate(tiny_bundle, tiny_csv, tmp_path, part="validation", limit=1, segmenter=segmenter)
+    with caplog.at_level("INFO", logger="medlung.bundle"):
+        summary = log_evaluation(result)
+    assert summary["films"] == 1 and summary["ok"] == 1 and summary["part"] == "validation"
+    assert "mean Dice" in caplog.text
+    with pytest.raises(MedlungError, match="overwrite"):
+        evaluate(tiny_bundle, tiny_csv, tmp_path, part="validation", limit=1, segmenter=segmenter)

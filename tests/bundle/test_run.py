@@ -147,9 +147,9 @@ def test_evaluate_config_reports_dice(tiny_bundle, tiny_csv, tmp_path):
                         tiny_bundle / "configs" / "evaluate.json", "--dataset_dir", tiny_csv, "--output_dir",
                         tmp_path / "eval", "--device", "cpu", "--part", "test")
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    summary = report["summary"]
-    assert summary["films"] == 2 and summary["scored"] == 2 and summary["part"] == "test"
-    assert 0 <= summary["mean_dice"] <= 1 and summary["model_version"] == "tiny_bundle@0.1.0"
-    assert len((tmp_path / "eval" / "evaluation.csv").read_text().splitlines()) == 3
-    assert "mean Dice" in result.stdout
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["films"] == 2 and summary["ok"] == 2 and summary["part"] == "test"
+    assert 0 <= summary["metrics"]["dice"]["mean"] <= 1 and summary["model_version"] == "tiny_bundle@0.1.0"
+    assert len((tmp_path / "eval" / "metrics.csv").read_text().splitlines()) == 3
+    assert (tmp_path / "eval" / "boxplot.png").is_file() and (tmp_path / "eval" / "worst.png").is_file()
+    assert "mean Dice" in result.stdout + result.stderr
