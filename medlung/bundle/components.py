@@ -246,7 +246,7 @@ def finish_predict(report, output_dir, fail_on_error=True) -> dict:
     BundleError
         When ``fail_on_error`` and a film failed.
     """
-    failed = [row for row in report.rows if row.get("status") != "ok"]
+    failed = [row for row in report.rows if row.get("status") == "error"]
     outcome = {"done": len(report.rows) - len(failed), "failed": len(failed),
                "report": str(Path(output_dir) / "report.csv")}
     logger.info(f"done {outcome['done']}, failed {outcome['failed']}; report: {outcome['report']}")

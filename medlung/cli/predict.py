@@ -55,7 +55,9 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
     (0 background, 1 patient right lung, 2 patient left lung, spacing in the
     affine), <stem>_overlay.png, and one row per input in report.csv and
-    report.json. Exit status: 0 all done, 1 some inputs failed, 2 usage error.
+    report.json. Re-running skips films whose outputs exist (unless
+    --overwrite); the earlier report is kept as report.<n>.csv. Exit status:
+    0 all done, 1 some inputs failed, 2 usage error.
     """
     from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
     from medlung.io import DEFAULT_MAX_PIXELS
@@ -68,9 +70,6 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
-    if (output / "report.csv").exists() and not overwrite:
-        raise click.UsageError(f"{output} already holds report.csv from an earlier run: "
-                               "use --overwrite to replace it, or choose another -o.")
     paths = collect_inputs(inputs)
     if not paths:
         raise click.UsageError("no films found in the inputs given.")
@@ -88,18 +87,19 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
                              send=send, stow=stow, send_source=send_source, workers=workers,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
                              extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
-    failed = 0
+    counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         def progress(row: dict) -> None:
-            nonlocal failed
-            if row["status"] != "ok":
-                failed += 1
+            counts[row["status"]] += 1
+            if row["status"] == "error":
                 click.echo(f"\nerror: {row['error']}", err=True)
             bar.update(1)
 
         with quiet_warnings():
-            predict_files(paths, output, segmenter, options, progress)
+            report = predict_files(paths, output, segmenter, options, progress)
     seconds = time.perf_counter() - started
-    click.echo(f"done {len(paths) - failed}, failed {failed}, {seconds:.1f} s; report: {output / 'report.csv'}")
+    failed = counts["error"]
+    skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
+    click.echo(f"done {counts['ok']}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)

@@ -3,6 +3,9 @@
 For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
 ``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
 row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
+Re-running into the same folder skips films whose outputs all exist (status
+``skipped``) and writes only the missing outputs of the others, unless
+``overwrite`` is set; the earlier report is kept as ``report.<n>.csv``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from medlung.errors import MedlungError, OutputExistsError
+from medlung.errors import MedlungError
 from medlung.io import DEFAULT_MAX_PIXELS, load_film
 from medlung.spacing import format_spacing
 from medlung.writers.report import Report
@@ -98,7 +101,7 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     for path in paths:
         stem = _stem(path)
         if stem in used and path.parent.name:
-            stem = f"{_stem(Path(path.parent.name + '.x'))}_{stem}"
+            stem = f"{_safe_name(path.parent.name)}_{stem}"
         base, number = stem, 2
         while stem in used:
             stem, number = f"{base}_{number}", number + 1
@@ -126,6 +129,7 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
+    report.keep_earlier()
     stems = output_stems(paths)
 
     def work(path: Path) -> dict:
@@ -161,9 +165,13 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
                    spacing_source=film.spacing_source, calibrated=film.calibrated)
         targets = planned_outputs(prefix, film, options.formats)
         if not options.overwrite:
-            existing = [p for p in targets.values() if p.exists()]
-            if existing:
-                raise OutputExistsError("already exists", existing[0], "Use --overwrite to replace it.")
+            kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
+            if kept and len(kept) == len(targets):
+                row.update(status="skipped", outputs=[str(p) for p in targets.values()],
+                           notes=["all outputs exist from an earlier run: skipped (--overwrite redoes them)"],
+                           seconds=round(time.perf_counter() - started, 3))
+                return row
+            targets = {kind: p for kind, p in targets.items() if kind not in kept}
         masks = segmenter(film)
         row.update(_areas(masks))
         outputs = write_outputs(film, masks, targets, segmenter.model_version, options)
@@ -269,8 +277,12 @@ def _film_suffix(path: Path) -> str:
 
 
 def _stem(path: Path) -> str:
-    """A safe file-name stem from the input's name: letters, digits, ``-``, ``_``, ``.``; no leading dot."""
+    """The input's name without its extension, made safe (see :func:`_safe_name`)."""
     name = path.name
-    stem = name[: name.rfind(".")] if "." in name.lstrip(".") else name
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem).lstrip(".")
+    return _safe_name(name[: name.rfind(".")] if "." in name.lstrip(".") else name)
+
+
+def _safe_name(text: str) -> str:
+    """Letters, digits, ``-``, ``_`` and ``.`` only, no leading dot, at most 120 characters: never a path."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text).lstrip(".")
     return (safe or "film")[:120]

@@ -373,7 +373,7 @@ class StorageNode:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 row = segment_one(film, self.spool.folder("outgoing") / key, self.segmenter, self._options)
-        if row["status"] != "ok":
+        if row["status"] == "error":
             reason = row.get("error") or "segmentation failed"
             self.spool.fail(key, reason)
             with self._lock:

@@ -24,7 +24,7 @@ class Report:
     folder : Path
         Output folder.
     overwrite : bool
-        Replace report files from an earlier run.
+        Replace report files from an earlier run (else :meth:`keep_earlier` moves them aside).
     identifiers : bool
         Add the patient ID and study UID columns.
     """
@@ -35,6 +35,27 @@ class Report:
         self.overwrite = overwrite
         self.columns = COLUMNS + (IDENTIFIER_COLUMNS if identifiers else ())
         self.rows: list[dict] = []
+
+    def keep_earlier(self) -> Path | None:
+        """Move the report of an earlier run aside (``report.<n>.csv/.json``) unless overwriting.
+
+        Returns
+        -------
+        Path or None
+            Where the earlier ``report.csv`` now is.
+        """
+        if self.overwrite or not (self.csv_path.exists() or self.json_path.exists()):
+            return None
+        number = 1
+        while any(p.with_name(f"report.{number}{p.suffix}").exists() for p in (self.csv_path, self.json_path)):
+            number += 1
+        kept = None
+        for path in (self.csv_path, self.json_path):
+            if path.exists():
+                target = path.with_name(f"report.{number}{path.suffix}")
+                path.rename(target)
+                kept = kept or target
+        return kept
 
     def add(self, row: dict) -> None:
         """Add one row and rewrite both files."""

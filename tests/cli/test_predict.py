@@ -102,17 +102,26 @@ def test_png_film_has_no_seg_and_is_flagged_uncalibrated(predicted):
     assert row["calibrated"] == "False" and row["total_cm2"] == "" and "not calibrated" in row["notes"]
 
 
-def test_existing_outputs_are_never_overwritten_silently(predicted, inputs, shipped_bundle):
+def test_rerun_skips_finished_films_and_never_overwrites_silently(predicted, inputs, shipped_bundle):
     out, _ = predicted
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    earlier_report = (out / "report.csv").read_text()
     result = medlung("predict", inputs / "chest.dcm", "-o", out, bundle=shipped_bundle)
-    assert result.returncode == 2 and "report.csv" in result.stderr
-    (out / "report.csv").rename(out / "report.old")
-    before = (out / "chest_lungs.png").stat().st_mtime_ns
+    assert result.returncode == 0, result.stderr
+    assert "done 0, skipped 1" in result.stdout
+    row = next(csv.DictReader(open(out / "report.csv")))
+    assert row["status"] == "skipped" and "--overwrite" in row["notes"]
+    assert (out / "report.1.csv").read_text() == earlier_report  # the earlier report is kept
+    for name in ("chest_lungs.png", "chest_seg.dcm", "chest_labels.nii.gz", "chest_overlay.png"):
+        assert (out / name).stat().st_mtime_ns == before[name]
+    # an interrupted earlier run: the missing output alone is written
+    (out / "chest_overlay.png").unlink()
     result = medlung("predict", inputs / "chest.dcm", "-o", out, bundle=shipped_bundle)
-    assert result.returncode == 1 and "already exists" in result.stderr
-    assert (out / "chest_lungs.png").stat().st_mtime_ns == before
+    assert result.returncode == 0 and (out / "chest_overlay.png").exists()
+    assert (out / "chest_lungs.png").stat().st_mtime_ns == before["chest_lungs.png"]
     result = medlung("predict", inputs / "chest.dcm", "-o", out, "--overwrite", bundle=shipped_bundle)
     assert result.returncode == 0, result.stderr
+    assert (out / "chest_lungs.png").stat().st_mtime_ns != before["chest_lungs.png"]
     assert not list(out.glob(".*.part"))
 
 
