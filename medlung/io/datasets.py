@@ -227,7 +227,17 @@ def check_datalist(datalist: Datalist) -> Datalist:
 
 
 def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> Datalist:
-    """Split the training entries into training/validation/test, seeded, each film in one part only."""
+    """Split the training entries into training/validation/test, seeded, each film in one part only.
+
+    Parameters
+    ----------
+    datalist : Datalist
+        Entries to split (all parts are pooled first).
+    seed : int
+        Seed of the permutation.
+    fractions : tuple of float
+        Training, validation and test fractions.
+    """
     entries = sorted(datalist.all_entries(), key=lambda e: e["image"])
     unique = list({e["image"]: e for e in entries}.values())
     order = np.random.default_rng(seed).permutation(len(unique))
@@ -238,7 +248,8 @@ def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1))
         "test": [unique[i] for i in order[n_val:n_val + n_test]],
         "training": [unique[i] for i in order[n_val + n_test:]],
     }
-    return Datalist(parts=parts, source=datalist.source + f", split 80/10/10 with seed {seed}",
+    shares = "/".join(f"{round(100 * f)}" for f in fractions)
+    return Datalist(parts=parts, source=datalist.source + f", split {shares} with seed {seed}",
                     problems=list(datalist.problems), has_split=True)
 
 

@@ -124,7 +124,8 @@ class Trainer:
         c = self.config
         datalist = find_datalist(c.data)
         if not datalist.has_split or not datalist.parts["validation"]:
-            datalist = split_datalist(datalist, seed=c.seed)
+            datalist = split_datalist(datalist, seed=c.seed,
+                                      fractions=(1 - 2 * c.val_fraction, c.val_fraction, c.val_fraction))
         if c.limit:
             for part in datalist.parts:
                 datalist.parts[part] = datalist.parts[part][: c.limit]
@@ -238,7 +239,8 @@ class Trainer:
     def _train_epoch(self, net, loader, optimizer, scheduler, loss_fn, epoch) -> dict:
         net.train()
         losses, dices, ious, images = [], [], [], 0
-        for batch in _progress(loader, f"epoch {epoch}", self.rank == 0):
+        bar = _progress(loader, f"epoch {epoch}", self.rank == 0)
+        for batch in bar:
             image, label = batch["image"].to(self.device), batch["label"].to(self.device)
             optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.dtype):
@@ -252,6 +254,8 @@ class Trainer:
             dices.append(dice)
             ious.append(iou)
             images += image.shape[0]
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.4f}")
         return {"train_loss": float(np.mean(losses)), "train_dice": float(np.mean(dices)),
                 "train_iou": float(np.mean(ious)), "images": images}
 

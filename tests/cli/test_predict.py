@@ -156,3 +156,19 @@ def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):
         a = np.asarray(Image.open(tmp_path / "one" / name))
         b = np.asarray(Image.open(tmp_path / "two" / name))
         assert dice(a, b) == 1.0
+
+
+def test_outputs_are_byte_identical_across_runs(inputs, shipped_bundle, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = medlung("predict", inputs / "chest.dcm", "-o", out, bundle=shipped_bundle)
+        assert result.returncode == 0, result.stderr
+        runs.append(out)
+    for name in ("chest_lungs.png", "chest_labels.nii.gz", "chest_overlay.png"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    # the SEG differs only in its creation date/time (documented): same UIDs, same pixels
+    import pydicom
+
+    a, b = (pydicom.dcmread(r / "chest_seg.dcm") for r in runs)
+    assert a.SOPInstanceUID == b.SOPInstanceUID and a.PixelData == b.PixelData

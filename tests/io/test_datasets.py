@@ -92,3 +92,10 @@ def test_dicom_folder_with_segs_as_a_pacs_export(shared_data, tmp_path):
     assert len(datalist.problems) == 1 and "CHNCXR_0003_0.dcm: no DICOM-SEG" in datalist.problems[0]
     for entry in check_datalist(datalist).parts["training"]:
         np.testing.assert_array_equal(load_label_map(entry["label"]), truths[entry["image"]])
+
+
+def test_split_follows_the_requested_fractions(shared_data):
+    datalist = find_datalist(shared_data / "shenzhen")
+    split = split_datalist(datalist, seed=1, fractions=(0.6, 0.2, 0.2))
+    assert {p: len(v) for p, v in split.parts.items()} == {"training": 340, "validation": 113, "test": 113}
+    assert "split 60/20/20 with seed 1" in split.source
