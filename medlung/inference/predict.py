@@ -203,25 +203,28 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
 
 
 def write_outputs(film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions) -> list[Path]:
-    """Write the requested files for one film."""
+    """Write the requested files for one film, concurrently (compression releases the GIL).
+
+    Each file is written atomically; if one writer fails, the others still
+    finish and the first error is raised.
+    """
+    from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import write_overlay
 
-    written = []
-    if "seg" in targets:
-        from medlung.writers.dicom_seg import write_dicom_seg
-
-        written.append(write_dicom_seg(film, masks.labels, targets["seg"], model_version=model_version,
-                                       options=seg_options(masks, options), transfer_syntax=options.seg_syntax,
-                                       overwrite=options.overwrite))
-    if "png" in targets:
-        written.append(write_lungs_png(targets["png"], masks.labels, film.spacing, options.overwrite))
-    if "nifti" in targets:
-        written.append(write_labels_nifti(targets["nifti"], masks.labels, film.spacing, options.overwrite))
-    if "overlay" in targets:
-        written.append(write_overlay(targets["overlay"], film.pixels, masks.labels, overlay_lines(film, masks),
-                                     options.overwrite))
-    return written
+    writers = {
+        "seg": lambda path: write_dicom_seg(film, masks.labels, path, model_version=model_version,
+                                            options=seg_options(masks, options), transfer_syntax=options.seg_syntax,
+                                            overwrite=options.overwrite),
+        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
+        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
+        "overlay": lambda path: write_overlay(path, film.pixels, masks.labels, overlay_lines(film, masks),
+                                              options.overwrite),
+    }
+    kinds = [kind for kind in FORMATS if kind in targets]
+    with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
+        futures = [pool.submit(writers[kind], targets[kind]) for kind in kinds]
+    return [future.result() for future in futures]
 
 
 def seg_options(masks, options: PredictOptions) -> dict:
