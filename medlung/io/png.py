@@ -68,9 +68,9 @@ def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
             image_format = image.format or path.suffix.lstrip(".").upper()
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check
         declared = "".join(c for c in str(exc).split("pixels")[0] if c.isdigit())
-        raise UnsupportedImageError(
-            f"declares {int(declared or 0):,} pixels, more than the limit of {max_pixels or 0:,}", path,
-            "Raise --max-pixels if the film is real.") from None
+        limit = f"the limit of {max_pixels:,}" if max_pixels else "Pillow's decompression-bomb limit"
+        raise UnsupportedImageError(f"declares {int(declared or 0):,} pixels, more than {limit}", path,
+                                    "Raise --max-pixels if the film is real.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFileError(
             f"image could not be decoded ({type(exc).__name__}: {exc})",
