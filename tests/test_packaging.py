@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheels,
-                    REPO], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            wheels, REPO], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(wheels.glob("medlung-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
