@@ -16,15 +16,34 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("MEDLUNG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``, or fail when ``MEDLUNG_REQUIRE_SHARED=1`` (CI) says the thing must be there."""
+    if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":
+        pytest.fail(f"MEDLUNG_REQUIRE_SHARED=1 but {reason}")
+    pytest.skip(reason)
+
+
+def write_shenzhen_csv(shared: Path, path: Path, counts: dict) -> Path:
+    """A CSV (image,mask,split; absolute paths) with the first ``counts[part]`` films of each part of splits.csv."""
+    import csv
+
+    rows = list(csv.DictReader(open(shared / "shenzhen" / "splits.csv")))
+    base = shared / "shenzhen"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "mask", "split"])
+        writer.writeheader()
+        for part, count in counts.items():
+            for r in [r for r in rows if r["split"] == part][:count]:
+                writer.writerow({"image": base / r["image"], "mask": base / r["mask"], "split": part})
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real films; skipped with a reason when absent, failed when CI requires them."""
     path = shared_data_dir()
     if not (path / "dicom").is_dir() or not (path / "shenzhen").is_dir():
-        reason = f"real data not found at {path} (set MEDLUNG_SHARED_DATA or clone beside ../shared)"
-        if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":
-            pytest.fail(f"MEDLUNG_REQUIRE_SHARED=1 but {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"real data not found at {path} (set MEDLUNG_SHARED_DATA or clone beside ../shared)")
     return path
 
 
@@ -51,10 +70,7 @@ def shipped_bundle() -> Path:
     """The model shipped in the repository (bundles/medlung_cxr_lung, or $MEDLUNG_BUNDLE)."""
     path = Path(os.environ.get("MEDLUNG_BUNDLE") or REPO / "bundles" / "medlung_cxr_lung")
     if not (path / "models" / "model.pt").is_file():
-        reason = f"no shipped model at {path}"
-        if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":
-            pytest.fail(f"MEDLUNG_REQUIRE_SHARED=1 but {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"no shipped model at {path}")
     return path
 
 

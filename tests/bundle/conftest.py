@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import write_shenzhen_csv
 
 #: Tiny model settings, as the MONAI model zoo CI runs bundles: a few films, one epoch, small widths.
 TINY_FEATURES = (8, 8, 16, 32, 64, 8)
@@ -26,16 +27,8 @@ def bundle_cli(*args, env=None, launcher=None, cwd=None) -> subprocess.Completed
 @pytest.fixture(scope="session")
 def tiny_csv(shared_data, tmp_path_factory) -> Path:
     """2 training, 2 validation and 2 test Shenzhen films (real films and masks) with absolute paths."""
-    rows = list(csv.DictReader(open(shared_data / "shenzhen" / "splits.csv")))
-    chosen = [r for part in ("train", "val", "test") for r in [r for r in rows if r["split"] == part][:2]]
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "mask", "split"])
-        writer.writeheader()
-        for r in chosen:
-            base = shared_data / "shenzhen"
-            writer.writerow({"image": base / r["image"], "mask": base / r["mask"], "split": r["split"]})
-    return path
+    return write_shenzhen_csv(shared_data, tmp_path_factory.mktemp("data") / "tiny.csv",
+                              {"train": 2, "val": 2, "test": 2})
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from PIL import Image
 from medlung.networks import build_network
 from medlung.training.config import TrainConfig
 from medlung.training.loop import Trainer
+from tests.conftest import write_shenzhen_csv
 
 TINY = dict(features=(8, 8, 16, 32, 64, 8), roi_size=128, working_spacing=3.0, batch_size=4, precision="fp32")
 TINY_ARGS = ["--features", "8,8,16,32,64,8", "--roi-size", "128", "--spacing", "3.0", "--batch-size", "4",
@@ -31,17 +32,8 @@ def medlung(*args, env=None):
 @pytest.fixture(scope="module")
 def small_csv(shared_data, tmp_path_factory):
     """A CSV with 8 training, 3 validation and 2 test Shenzhen films (real films, real masks)."""
-    rows = list(csv.DictReader(open(shared_data / "shenzhen" / "splits.csv")))
-    chosen = ([r for r in rows if r["split"] == "train"][:8] + [r for r in rows if r["split"] == "val"][:3]
-              + [r for r in rows if r["split"] == "test"][:2])
-    path = tmp_path_factory.mktemp("csv") / "small.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "mask", "split"])
-        writer.writeheader()
-        for r in chosen:
-            base = shared_data / "shenzhen"
-            writer.writerow({"image": base / r["image"], "mask": base / r["mask"], "split": r["split"]})
-    return path
+    return write_shenzhen_csv(shared_data, tmp_path_factory.mktemp("csv") / "small.csv",
+                              {"train": 8, "val": 3, "test": 2})
 
 
 @pytest.fixture(scope="module")
