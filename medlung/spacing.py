@@ -53,9 +53,18 @@ def check_spacing(value: object) -> tuple[Spacing | None, str | None]:
         numbers = tuple(float(v) for v in values)
     except (TypeError, ValueError):
         return None, f"is not numeric {_show(values)}"
-    if not all(math.isfinite(n) and n > 0 for n in numbers):
+    if any(positive_number(n) is None for n in numbers):
         return None, f"is not positive and finite {_show(values)}"
     return (numbers[0], numbers[1]), None
+
+
+def positive_number(value: object) -> float | None:
+    """``value`` as a positive finite float (a spacing, a magnification factor), else ``None``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def parse_user_spacing(text: str | float | Iterable[float]) -> Spacing:

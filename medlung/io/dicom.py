@@ -19,7 +19,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from medlung.errors import FilmWarning, PixelDecodeError, SpacingWarning, UnreadableFileError, UnsupportedImageError
 from medlung.film import Film
-from medlung.spacing import check_spacing
+from medlung.spacing import check_spacing, positive_number
 
 #: SOP classes medlung reads as films, with the short name used in reports.
 FILM_SOP_CLASSES = {
@@ -203,14 +203,13 @@ def dicom_spacing(ds: Dataset, notes: list[str] | None = None) -> tuple[tuple[fl
             notes.append(f"{keyword} {problem}: ignored, spacing taken from the next source")
             continue
         if keyword == "ImagerPixelSpacing" and "EstimatedRadiographicMagnificationFactor" in ds:
-            factor, problem = check_spacing([_raw_value(ds, "EstimatedRadiographicMagnificationFactor")] * 2)
+            raw = _raw_value(ds, "EstimatedRadiographicMagnificationFactor")
+            factor = positive_number(raw)
             if factor is None:
-                notes.append(
-                    f"EstimatedRadiographicMagnificationFactor {problem.replace('(', '').replace(')', '')}: "
-                    "ImagerPixelSpacing used without magnification correction"
-                )
+                notes.append(f"EstimatedRadiographicMagnificationFactor {raw!r} is not a positive number: "
+                             "ImagerPixelSpacing used without magnification correction")
             else:
-                spacing = (spacing[0] / factor[0], spacing[1] / factor[0])
+                spacing = (spacing[0] / factor, spacing[1] / factor)
         return spacing, keyword
     return None, "unknown"
 
@@ -224,7 +223,7 @@ def _raw_value(ds: Dataset, keyword: str):
         value = getattr(raw, "value", None)
         if isinstance(value, bytes):
             value = value.decode("latin-1", "replace").strip().split("\\")
-    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+    if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
         return list(value)
     return value
 

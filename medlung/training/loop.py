@@ -58,7 +58,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     capability = torch.backends.cpu.get_cpu_capability()
-    return torch.bfloat16 if capability in ("AVX512", "AMX") or "AMX" in capability else None
+    return torch.bfloat16 if capability == "AVX512" or "AMX" in capability else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
