@@ -94,7 +94,7 @@ def child_naive(film: Path, out: Path, device: str) -> dict:
 
     import medlung
     from medlung.inference.segmenter import load_model
-    from medlung.training.loop import autocast, resolve_device, resolve_precision
+    from medlung.networks.running import autocast, resolve_device, resolve_precision
 
     device = resolve_device(device)
     model, spec = load_model(None, device)

@@ -23,6 +23,7 @@ from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
 from medlung.networks import build_network
+from medlung.networks.running import predict_logits, resolve_device, resolve_precision
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
 from medlung.transforms.presets import INTENSITY_PERCENTILES
@@ -238,8 +239,6 @@ class Segmenter:
     def __init__(self, model: str | Path | None = None, device: str = "auto", roi_size: int | None = None,
                  overlap: float = 0.25, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
                  min_lung_mm2: float = 1500.0) -> None:
-        from medlung.training.loop import resolve_device, resolve_precision
-
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
         self.roi_size = int(roi_size or self.spec.roi_size)
@@ -327,7 +326,6 @@ class Segmenter:
         """
         from monai.transforms import ScaleIntensityRangePercentiles
 
-        from medlung.training.loop import predict_logits
 
         low, high = self.spec.intensity_percentiles
         scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)

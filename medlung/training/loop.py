@@ -13,13 +13,11 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset
-from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.transforms import Compose
 from monai.utils import set_determinism
@@ -28,6 +26,7 @@ from medlung import __version__
 from medlung.errors import MedlungError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.networks import build_network, count_parameters
+from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
 from medlung.training.config import TrainConfig
 from medlung.transforms.presets import INTENSITY_PERCENTILES, augmentation_transforms, labelled_transforms
 
@@ -38,44 +37,6 @@ METRIC_COLUMNS = (
 
 class TrainingError(MedlungError):
     """Training cannot start or go on (bad data, existing run, bad checkpoint)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("CUDA was asked for but no CUDA device is available", hint="Use --device cpu.")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 where the hardware supports it ("auto"), or None for fp32."""
-    if name == "fp32":
-        return None
-    if name == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    capability = torch.backends.cpu.get_cpu_capability()
-    return torch.bfloat16 if capability == "AVX512" or "AMX" in capability else None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed-precision context for ``device``, or a no-op for fp32."""
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype) -> torch.Tensor:
-    """Sliding-window logits for a batch of films on the working grid (gaussian blending)."""
-    with torch.no_grad(), autocast(device, dtype):
-        logits = sliding_window_inference(
-            image.to(device), roi_size=(roi_size, roi_size), sw_batch_size=4, predictor=model,
-            overlap=overlap, mode="gaussian",
-        )
-    return logits.float()
 
 
 def dice_iou(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:

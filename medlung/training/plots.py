@@ -50,7 +50,7 @@ def plot_samples(path: Path, model, dataset, roi_size: int, overlap: float, devi
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medlung.training.loop import predict_logits
+    from medlung.networks.running import predict_logits
 
     items = list(dataset)
     model.eval()

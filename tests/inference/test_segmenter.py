@@ -26,7 +26,7 @@ def test_lungs_match_the_ground_truth_on_test_films(segmenter, shared_data, stem
     masks = segmenter(film)
     assert masks.labels.shape == (512, 512) and masks.labels.dtype == np.uint8
     assert set(np.unique(masks.labels)) == {0, 1, 2}
-    assert dice(masks.lungs, _truth(shared_data, stem)) > 0.92
+    assert dice(masks.lungs, _truth(shared_data, stem)) >= 0.93
     # patient right lung is on the image left of a PA film
     assert dice(masks.labels == 1, _truth(shared_data, stem, "_lung_R")) > 0.9
     assert dice(masks.labels == 2, _truth(shared_data, stem, "_lung_L")) > 0.9

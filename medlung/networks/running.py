@@ -1,0 +1,76 @@
+"""Where and how a network runs: device, mixed precision, sliding-window logits.
+
+Shared by training, validation and inference so that all three see a film
+the same way.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from monai.inferers import sliding_window_inference
+
+from medlung.errors import MedlungError
+
+
+class DeviceError(MedlungError):
+    """The device asked for is not available."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("CUDA was asked for but no CUDA device is available", hint="Use --device cpu.")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where the hardware supports it (``"auto"``), or None for fp32."""
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return torch.bfloat16 if capability == "AVX512" or "AMX" in capability else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed-precision context for ``device``, or a no-op for fp32."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype) -> torch.Tensor:
+    """Sliding-window logits for a batch of films on the working grid (gaussian blending).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, on ``device``, in eval mode.
+    image : torch.Tensor
+        ``(N, 1, rows, cols)`` films on the working grid, intensity-scaled.
+    roi_size : int
+        Window size, working-grid pixels.
+    overlap : float
+        Window overlap, 0-1.
+    device : torch.device
+    dtype : torch.dtype or None
+        Autocast dtype (None: fp32).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 2, rows, cols)`` float32 logits (background, lung).
+    """
+    with torch.no_grad(), autocast(device, dtype):
+        logits = sliding_window_inference(
+            image.to(device), roi_size=(roi_size, roi_size), sw_batch_size=4, predictor=model,
+            overlap=overlap, mode="gaussian",
+        )
+    return logits.float()
