@@ -247,8 +247,10 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             segmenter = Segmenter(pred_or_model, device=device, tta=tta)
+    model = None
     if segmenter is not None:
         model_version = segmenter.model_version
+        model = describe_model(segmenter)
 
     stems = output_stems([Path(e["image"]) for e in entries])
     rows: list[dict] = []
@@ -270,12 +272,23 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "pred_or_model": None if pred_or_model is None else str(pred_or_model),
         "source": source_kind, "model_version": model_version, "tta": bool(tta) if source_kind == "model" else None,
+        "model": model,
         "data": str(data), "data_source": datalist.source, "part": part, "limit": limit, "notes": notes,
     })
     out.mkdir(parents=True, exist_ok=True)
     pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
     outputs = write_outputs(out, rows, summary, pictures, overwrite)
     return EvaluationResult(rows, summary, outputs)
+
+
+def describe_model(segmenter) -> dict:
+    """What was evaluated: network, widths, parameters, working spacing (mm) and window (px)."""
+    from medlung.networks import count_parameters
+
+    spec = segmenter.spec
+    return {"network": spec.network, "features": [int(f) for f in spec.features],
+            "parameters": count_parameters(segmenter.model), "working_spacing_mm": spec.working_spacing,
+            "roi_size": segmenter.roi_size}
 
 
 def check_outputs(out: Path, overwrite: bool) -> None:

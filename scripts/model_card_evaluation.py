@@ -42,7 +42,10 @@ def _row(name: str, summary: dict) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     seconds = summary.get("segment_seconds_mean")
-    return (f"| {name} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | {stat('dice', 'median')} | "
+    model = summary.get("model") or {}
+    described = (f"{model['parameters']:,} | {model['working_spacing_mm']:g} mm / {model['roi_size']} px"
+                 if model else "n/a | n/a")
+    return (f"| {name} | {described} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | {stat('dice', 'median')} | "
             f"{stat('dice', 'p5')} | {stat('dice', 'min')} | {stat('dice_right', 'mean')} | {stat('dice_left', 'mean')} | "
             f"{stat('iou', 'mean')} | {stat('hd95', 'mean', 1)} / {stat('hd95', 'median', 1)} {unit} | "
             f"{stat('assd', 'mean', 2)} {unit} | {'' if seconds is None else f'{seconds:.2f}'} |")
@@ -68,9 +71,9 @@ def main() -> None:
              "PNGs carry no pixel spacing, so distances are in **pixels** (about 0.84 mm by the nominal 43 cm "
              "rule, not calibrated). Per-lung scores use the per-lung ground-truth masks.", "",
              "### Shenzhen test split (native grid)", "",
-             "| model | films | Dice mean | median | 5th pct | min | right | left | IoU | HD95 mean / median | "
-             "ASSD | s/film |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | parameters | grid / window | films | Dice mean | median | 5th pct | min | right | left | IoU | "
+             "HD95 mean / median | ASSD | s/film |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     first_folder = None
     for item in args.eval:
         name, folder = item.split("=", 1)

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,8 @@ def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_
             assert float(folder_rows[stem][metric]) == pytest.approx(float(direct_rows[stem][metric]), abs=1e-6)
     summary = json.loads((direct / "summary.json").read_text())
     assert summary["source"] == "model" and summary["model_version"]
+    bundle_config = json.loads((Path(shipped_bundle) / "configs" / "inference.json").read_text())
+    assert summary["model"]["network"] == bundle_config["network_def"]["name"]
+    assert summary["model"]["working_spacing_mm"] == float(bundle_config["working_spacing"])
+    assert summary["model"]["parameters"] > 100_000
+    assert json.loads((from_folder / "summary.json").read_text())["model"] is None
