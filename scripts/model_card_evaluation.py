@@ -9,7 +9,8 @@ shows are copied (shrunk) into the bundle's ``docs/images/``. Run it after
 
     python scripts/model_card_evaluation.py --bundle bundles/medlung_cxr_lung \\
         --eval "BasicUNet (shipped)=runs/eval_basicunet" --eval "BasicUNet + TTA=runs/eval_basicunet_tta" \\
-        --eval "UNet++=runs/eval_unetpp" --other runs/other_hospitals --note "free text"
+        --eval "UNet++=runs/eval_unetpp" --other runs/other_hospitals --note "free text" \\
+        --run "shipped=runs/shipped" --run "UNet++=runs/unetpp"
 """
 
 from __future__ import annotations
@@ -57,11 +58,34 @@ def _segment_seconds(folder: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _experiment_rows(runs: list[str]) -> list[str]:
+    """The "settings chosen by experiment" table: one row per training run, from its config.json and metrics.csv."""
+    lines = ["### How the settings were chosen", "",
+             "Training runs compared on the **validation** split (working-grid Dice of `medlung train`, best epoch); "
+             "the shipped settings are the best of these. Times are wall-clock on 2 CPU cores, often shared with "
+             "another run (noisy).", "",
+             "| run | network | widths | parameters | grid / window | epochs | best val Dice (epoch) | "
+             "training time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for item in runs:
+        name, folder = item.split("=", 1)
+        config = json.loads((Path(folder) / "config.json").read_text())
+        history = list(csv.DictReader(open(Path(folder) / "metrics.csv")))
+        best = max(history, key=lambda row: float(row["val_dice"]))
+        minutes = sum(float(row["seconds"]) for row in history) / 60
+        lines.append(f"| {name} | `{config['network']}` | {','.join(str(f) for f in config['features'])} | "
+                     f"{config['parameters']:,} | {config['working_spacing']:g} mm / {config['roi_size']} px | "
+                     f"{len(history)} of {config['epochs']} | {float(best['val_dice']):.4f} ({best['epoch']}) | "
+                     f"{minutes:.0f} min |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--eval", action="append", default=[], help="NAME=FOLDER of medlung evaluate")
     parser.add_argument("--other", type=Path, help="medlung predict output on other hospitals' films")
+    parser.add_argument("--run", action="append", default=[], help="NAME=RUN folder of medlung train (experiments)")
     parser.add_argument("--note", action="append", default=[], help="a paragraph to add")
     args = parser.parse_args()
 
@@ -84,6 +108,8 @@ def main() -> None:
         lines.append(_row(name, summary))
     lines += ["", "s/film: mean time of the segmenter per film on 2 CPU cores while other work ran (noisy).", ""]
     lines += [f"{note}\n" for note in args.note]
+    if args.run:
+        lines += _experiment_rows(args.run)
     if first_folder is not None:
         _shrink(first_folder / "boxplot.png", images / "test_boxplot.png", 900)
         _shrink(first_folder / "worst.png", images / "test_worst.png", 640)
