@@ -166,6 +166,14 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     for key, value in rows:
         add(f"| {key} | {value} |")
     add("")
+    add("To train this model again from the same data and settings (the split is fixed by the CSV; the seed fixes "
+        "initialisation, augmentation and batch order; numbers may differ in the last digits on other hardware):")
+    add("")
+    add("```bash")
+    add(retrain_command(s))
+    add(f"medlung export RUN -o bundles/{name} --version X.Y.Z")
+    add("```")
+    add("")
     add("## Results from training (working grid)")
     add("")
     add("Mean per-film Dice and IoU of the lung mask on the working grid, as measured by `medlung train` "
@@ -227,6 +235,15 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         add(f"* **{version}**: {text}")
     add("")
     return "\n".join(lines)
+
+
+def retrain_command(settings: dict) -> str:
+    """The ``medlung train`` command line that repeats a run with its recorded settings."""
+    features = ",".join(str(int(f)) for f in settings["features"])
+    return (f"medlung train {settings.get('data') or 'DATA'} -o RUN --network {settings['network']} "
+            f"--features {features} --spacing {float(settings['working_spacing']):g} "
+            f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])} "
+            f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g} --seed {int(settings['seed'])}")
 
 
 def _usage(name: str) -> list[str]:

@@ -74,6 +74,18 @@ def test_model_card_and_licence(tiny_run, tiny_bundle):
            "bundles/medlung_cxr_lung/configs/inference.json" in card
     assert "--dataset_dir IN --output_dir OUT" in card
     assert "Provisional" not in card
+    # the documented retrain command gives medlung train the run's recorded settings
+    import shlex
+
+    from medlung.cli.train import train
+
+    command = next(line for line in card.splitlines() if line.startswith("medlung train "))
+    params = train.make_context("train", shlex.split(command)[2:]).params
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert str(params["data"]) == config["data"] and params["features"] == ",".join(map(str, config["features"]))
+    for option, key in (("working_spacing", "working_spacing"), ("roi_size", "roi_size"), ("epochs", "epochs"),
+                        ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"), ("network", "network")):
+        assert params[option] == config[key], option
     licence = (tiny_bundle / "LICENSE").read_text()
     assert "CC BY-NC-SA 4.0" in licence and "Stirenko" in licence and "National Library of Medicine" in licence
 
