@@ -90,7 +90,7 @@ def test_command_line_overrides_reach_the_segmenter(shipped_bundle, films, tmp_p
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["--working_spacing", "2.0"], "working_spacing is 2.0 in the running config"),
+    (["--working_spacing", "3.0"], "working_spacing is 3.0 in the running config"),  # the weights' is not 3.0
     (["--tta", "maybe"], "tta must be true or false"),
     (["--formats", "seg,jpeg"], "formats must be a comma-separated subset"),
 ])
