@@ -133,7 +133,8 @@ def test_anisotropic_spacing_keeps_the_grid_and_the_areas(segmenter, shenzhen_pi
     ds = factory.radiograph(wide, factory.DX_PRESENTATION, PixelSpacing=[0.9, 0.7])
     masks = segmenter(medlung.load_film(factory.write(ds, tmp_path / "aniso.dcm")))
     assert masks.labels.shape == (512, 600) and masks.spacing == (0.9, 0.7)
-    assert masks.working_shape == (round(512 * 0.9 / 1.4), round(600 * 0.7 / 1.4))
+    working = segmenter.spec.working_spacing
+    assert masks.working_shape == (round(512 * 0.9 / working), round(600 * 0.7 / working))
     assert masks.areas_cm2["right"] == pytest.approx((masks.labels == 1).sum() * 0.9 * 0.7 / 100)
 
 
