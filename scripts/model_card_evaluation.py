@@ -46,8 +46,9 @@ def _row(name: str, summary: dict) -> str:
     model = summary.get("model") or {}
     described = (f"{model['parameters']:,} | {model['working_spacing_mm']:g} mm / {model['roi_size']} px"
                  if model else "n/a | n/a")
-    return (f"| {name} | {described} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | {stat('dice', 'median')} | "
-            f"{stat('dice', 'p5')} | {stat('dice', 'min')} | {stat('dice_right', 'mean')} | {stat('dice_left', 'mean')} | "
+    return (f"| {name} | {described} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | "
+            f"{stat('dice', 'median')} | {stat('dice', 'p5')} | {stat('dice', 'min')} | {stat('dice_right', 'mean')} | "
+            f"{stat('dice_left', 'mean')} | "
             f"{stat('iou', 'mean')} | {stat('hd95', 'mean', 1)} / {stat('hd95', 'median', 1)} {unit} | "
             f"{stat('assd', 'mean', 2)} {unit} | {'' if seconds is None else f'{seconds:.2f}'} |")
 

@@ -326,7 +326,6 @@ class Segmenter:
         """
         from monai.transforms import ScaleIntensityRangePercentiles
 
-
         low, high = self.spec.intensity_percentiles
         scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)
         batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
