@@ -152,6 +152,9 @@ def evaluate_config(settings: dict) -> dict:
 
 def train_config(settings: dict) -> dict:
     """``configs/train.json``: ``medlung train`` (the Trainer) on a folder, CSV or datalist JSON."""
+    from medlung.training.config import TrainConfig
+
+    default = TrainConfig()
     return {
         "imports": IMPORTS,
         "bundle_root": ".",
@@ -161,14 +164,14 @@ def train_config(settings: dict) -> dict:
         "network_def": network_def(settings),
         "working_spacing": float(settings["working_spacing"]),
         "roi_size": int(settings["roi_size"]),
-        "epochs": int(settings.get("epochs", 40)),
-        "batch_size": int(settings.get("batch_size", 8)),
-        "lr": float(settings.get("lr", 3e-3)),
-        "weight_decay": float(settings.get("weight_decay", 1e-4)),
-        "val_fraction": float(settings.get("val_fraction", 0.1)),
-        "seed": int(settings.get("seed", 0)),
+        "epochs": int(settings.get("epochs", default.epochs)),
+        "batch_size": int(settings.get("batch_size", default.batch_size)),
+        "lr": float(settings.get("lr", default.lr)),
+        "weight_decay": float(settings.get("weight_decay", default.weight_decay)),
+        "val_fraction": float(settings.get("val_fraction", default.val_fraction)),
+        "seed": int(settings.get("seed", default.seed)),
         "precision": "auto",
-        "overlap": float(settings.get("overlap", 0.25)),
+        "overlap": float(settings.get("overlap", default.overlap)),
         "strict": False,
         "limit": None,
         "num_workers": 0,

@@ -18,14 +18,15 @@ from medlung.errors import MedlungError
 @click.argument("data", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="RUN folder for checkpoints, metrics, figures.")
 @click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True)
-@click.option("--features", default="16,16,32,64,128,16", show_default=True, help="Six channel widths.")
-@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
+@click.option("--features", default="24,24,48,96,192,24", show_default=True,
+              help="Six channel widths (default: the shipped model's).")
+@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--roi-size", type=click.IntRange(32), default=256, show_default=True,
+@click.option("--roi-size", type=click.IntRange(32), default=224, show_default=True,
               help="Training crop and sliding-window size on the working grid, pixels.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
               help="Peak learning rate (AdamW, one-cycle).")
-@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True), default=1.4,
+@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True), default=2.0,
               show_default=True, help="Working spacing in mm.")
 @click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
               help="Validation and test fraction when DATA has no split.")

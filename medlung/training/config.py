@@ -55,10 +55,10 @@ class TrainConfig:
     output: str = ""
     network: str = "basicunet"
     features: tuple = DEFAULT_FEATURES
-    epochs: int = 40
+    epochs: int = 32
     batch_size: int = 8
-    roi_size: int = 256
-    working_spacing: float = 1.4
+    roi_size: int = 224
+    working_spacing: float = 2.0
     lr: float = 3e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1

@@ -141,3 +141,16 @@ def test_unetpp_returns_a_tensor():
     assert isinstance(out, torch.Tensor) and out.shape == (1, 2, 64, 64)
     with pytest.raises(ValueError, match="network must be one of"):
         build_network("resnet")
+
+
+def test_defaults_train_the_shipped_recipe(shipped_bundle):
+    from medlung.cli.train import train
+
+    params = train.make_context("train", ["DATA", "-o", "RUN"]).params
+    config = TrainConfig()
+    recorded = json.loads((shipped_bundle / "configs" / "train.json").read_text())
+    widths = ",".join(str(f) for f in recorded["network_def"]["features"])
+    assert params["features"] == ",".join(str(f) for f in config.features) == widths
+    assert params["network"] == config.network == recorded["network_def"]["name"]
+    for option in ("working_spacing", "roi_size", "epochs", "batch_size", "lr", "seed"):
+        assert params[option] == getattr(config, option) == recorded[option], option
