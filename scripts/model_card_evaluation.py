@@ -25,7 +25,8 @@ from PIL import Image
 BEGIN, END = "<!-- medlung:evaluation:begin -->", "<!-- medlung:evaluation:end -->"
 
 
-def _shrink(source: Path, target: Path, width: int) -> None:
+def shrink_picture(source: Path, target: Path, width: int) -> None:
+    """Copy a picture into the card's images, at most ``width`` pixels wide, as a small palette PNG."""
     with Image.open(source) as image:
         image = image.convert("RGB")
         if image.width > width:
@@ -112,8 +113,8 @@ def main() -> None:
     if args.run:
         lines += _experiment_rows(args.run)
     if first_folder is not None:
-        _shrink(first_folder / "boxplot.png", images / "test_boxplot.png", 900)
-        _shrink(first_folder / "worst.png", images / "test_worst.png", 640)
+        shrink_picture(first_folder / "boxplot.png", images / "test_boxplot.png", 900)
+        shrink_picture(first_folder / "worst.png", images / "test_worst.png", 640)
         summary = json.loads((first_folder / "summary.json").read_text())
         worst = summary.get("worst_by_dice", [])[:5]
         lines += ["### Failure cases", "",
@@ -143,7 +144,7 @@ def main() -> None:
                          f"{row['notes'].split(';')[0] if row['notes'] else ''} |")
             overlay = args.other / f"{stem}_overlay.png"
             if overlay.exists():
-                _shrink(overlay, images / f"other_{stem}.png", 360)
+                shrink_picture(overlay, images / f"other_{stem}.png", 360)
         lines.append("")
         lines += [f"![{p.stem}](images/{p.name})" for p in sorted(images.glob("other_*.png"))]
         lines.append("")
