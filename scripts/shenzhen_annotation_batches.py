@@ -194,7 +194,8 @@ def section(scores: list[FilmScore], batches: list[Batch], low_dice: float, figu
              f"{low_dice:g}** lie in {len(flagged)} of the {len(batches)} bins, which hold {len(inside)} of the "
              f"{len(scores)} films scored. "
              "In those annotation batches the masks draw the left lung's inner border straight down behind the "
-             "heart; elsewhere it follows the heart's edge. The film gives little hint of which way its mask was drawn, "
+             "heart; elsewhere it follows the heart's edge. The film gives little hint of which way its mask was "
+             "drawn, "
              "so the model learns the majority way and misses the retrocardiac part on those films, even on the "
              "films it was trained on. The last column compares the masks themselves, independent of any model: the "
              "truth left lung's area relative to the right one's, inside and outside those batches.", "",
@@ -224,9 +225,9 @@ def section(scores: list[FilmScore], batches: list[Batch], low_dice: float, figu
         lines += [f"| {part} | all | {_stats([s.dice for s in chosen])} |",
                   f"| {part} | outside the batches | {_stats([s.dice for s in chosen if s.film not in inside])} |",
                   f"| {part} | inside the batches | {_stats([s.dice for s in chosen if s.film in inside])} |"]
-    lines += ["", "Measured with `medlung evaluate MODEL ../shared/data/shenzhen/splits.csv -o OUT --part PART` for each "
-              "part and `scripts/shenzhen_annotation_batches.py` (bins of consecutive film numbers; a bin is flagged "
-              "when a set share of its films has a low left-lung Dice).", "", END]
+    lines += ["", "Measured with `medlung evaluate MODEL ../shared/data/shenzhen/splits.csv -o OUT --part PART` "
+              "for each part and `scripts/shenzhen_annotation_batches.py` (bins of consecutive film numbers; a bin "
+              "is flagged when a set share of its films has a low left-lung Dice).", "", END]
     return lines
 
 

@@ -59,14 +59,16 @@ def test_the_bin_where_low_left_lung_dice_is_common_is_flagged_and_reported(tmp_
     bundle = tmp_path / "bundle"
     (bundle / "docs").mkdir(parents=True)
     card = bundle / "docs" / "README.md"
-    card.write_text("# card\n<!-- medlung:evaluation:begin -->\ntables\n<!-- medlung:evaluation:end -->\n\n## How to run\n")
+    card.write_text("# card\n<!-- medlung:evaluation:begin -->\ntables\n<!-- medlung:evaluation:end -->\n\n"
+                    "## How to run\n")
 
     done = _run("--eval", training, "--eval", test, "--masks", masks, "--bundle", bundle, "--montage", training,
                 "--bin-size", 10)
     assert done.returncode == 0, done.stderr
     text = card.read_text()
     assert text.index("medlung:evaluation:end") < text.index("medlung:annotations:begin") < text.index("## How to run")
-    assert "**5 of the 6 films with a left-lung Dice below 0.88** lie in 1 of the 4 bins, which hold 10 of the 31" in text
+    assert ("**5 of the 6 films with a left-lung Dice below 0.88** lie in 1 of the 4 bins, which hold 10 of the 31"
+            in text)
     assert "| CHNCXR_0001-0010 | 10 / 0 / 0 | 5 | 0.8850 | 0.900 / n/a |" in text
     assert "| all other films | 20 / 0 / 1 | 1 | 0.9552 | n/a / 0.800 |" in text
     assert "| test | outside the batches | 1 | 0.9800 | 0.9800 | 0.9800 |" in text
