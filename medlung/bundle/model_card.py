@@ -130,6 +130,9 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         "(see the evaluation section).")
     add("* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
         "a known pixel spacing; the working grid treats them with medlung's nominal rule.")
+    add("* The left lung follows the heart's edge, as most training masks draw it: the part of the left lower "
+        "lobe behind the heart is left out of the mask and of the left lung's area. A few annotation batches of "
+        "the training masks include it (see the evaluation section).")
     add("* Dice on the working grid (below) is measured before clean-up and before the native-grid resize.")
     add("")
     add("## Training data")
