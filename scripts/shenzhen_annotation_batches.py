@@ -117,6 +117,11 @@ def find_batches(scores: list[FilmScore], size: int, low_dice: float, share: flo
         A bin is flagged when at least this fraction of its films are low.
     min_films : int
         Bins with fewer scored films are never flagged.
+
+    Returns
+    -------
+    list of Batch
+        The bins that hold scored films, in film-number order.
     """
     bins: dict[int, list[FilmScore]] = {}
     for score in scores:
@@ -195,10 +200,9 @@ def section(scores: list[FilmScore], batches: list[Batch], low_dice: float, figu
              f"{len(scores)} films scored. "
              "In those annotation batches the masks draw the left lung's inner border straight down behind the "
              "heart; elsewhere it follows the heart's edge. The film gives little hint of which way its mask was "
-             "drawn, "
-             "so the model learns the majority way and misses the retrocardiac part on those films, even on the "
-             "films it was trained on. The last column compares the masks themselves, independent of any model: the "
-             "truth left lung's area relative to the right one's, inside and outside those batches.", "",
+             "drawn, so the model learns the majority way and misses the retrocardiac part on those films, even on "
+             "the films it was trained on. The last column compares the masks themselves, independent of any "
+             "model: the truth left lung's area relative to the right one's, inside and outside those batches.", "",
              "| films | scored (training / validation / test) | left-lung Dice < "
              f"{low_dice:g} | mean left-lung Dice | median truth left/right area (normal / TB films) |",
              "|---|---|---|---|---|"]
