@@ -116,7 +116,8 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         "percentiles to [0, 1];")
     add(f"3. the network runs as a sliding window of {roi}x{roi} pixels (overlap 0.25, gaussian blending);")
     add("4. the lung-minus-background logit is resized back to the film's **native grid** and thresholded at 0; "
-        "small components are removed and the lungs are split into the patient's right (label 1) and left "
+        "small components are removed, the largest component on each side of the film is kept (one lung a "
+        "side) and the lungs are split into the patient's right (label 1) and left "
         "(label 2) using PatientOrientation (standard PA display assumed when absent).")
     add("")
     add("Every output keeps the film's native size and spacing: DICOM-SEG (for DICOM films), `_lungs.png` "

@@ -110,6 +110,18 @@ def test_clean_up_keeps_two_lungs_and_fills_holes():
     assert not assumed and labels[50, 20] == 2
 
 
+def test_clean_up_keeps_a_lung_on_each_side_not_gas_larger_than_the_smaller_lung(shared_data):
+    """Bowel gas under the right lung, larger than the left lung (as a network drew it on CHNCXR_0303_0, a
+    child's film): the clean-up keeps both lungs of the real truth mask and drops the gas."""
+    right = _truth(shared_data, "CHNCXR_0303_0", "_lung_R")
+    left = _truth(shared_data, "CHNCXR_0303_0", "_lung_L")
+    gas = np.zeros_like(right)
+    gas[380:470, 150:300] = True  # below the diaphragm, centre left of the image's middle column
+    assert left.sum() < gas.sum() < right.sum() and not (gas & (right | left)).any()
+    cleaned = clean_lung_mask(right | left | gas, pixel_area_mm2=0.7, min_area_mm2=1500.0)
+    np.testing.assert_array_equal(cleaned, right | left)
+
+
 def test_touching_lungs_are_divided_at_the_mediastinum():
     mask = np.zeros((100, 100), bool)
     mask[10:90, 10:90] = True
