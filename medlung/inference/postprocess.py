@@ -1,9 +1,10 @@
 """From a lung mask on the native grid to right/left lung labels.
 
 Clean-up: drop components smaller than a physical area, fill holes, keep
-the largest component on each side of the film (one lung a side). Right/left: PatientOrientation's first value is
-the patient direction of increasing column index; ``L`` (the standard PA
-display) puts the patient's right lung on the image left.
+the largest component on each side of the film (one lung a side).
+Right/left: PatientOrientation's first value is the patient direction of
+increasing column index; ``L`` (the standard PA display) puts the patient's
+right lung on the image left.
 """
 
 from __future__ import annotations
@@ -46,10 +47,7 @@ def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float
     if count == 0:
         return np.zeros(mask.shape, bool)
     step = _sampling_step(mask.shape)
-    sampled = components[::step, ::step]
-    columns = np.broadcast_to(np.arange(sampled.shape[1]) * step, sampled.shape)  # image column of each sample
-    samples = np.bincount(sampled.ravel(), minlength=count + 1).astype(np.float64)
-    centres = np.bincount(sampled.ravel(), weights=columns.ravel(), minlength=count + 1) / np.maximum(samples, 1)
+    samples, centres = _sampled_components(components, count, step)
     sizes = samples * float(step * step)
     large = sizes * pixel_area_mm2 >= min_area_mm2
     large[0] = False
@@ -64,6 +62,25 @@ def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float
 def _sampling_step(shape: tuple[int, int], pixels: float = 4e6) -> int:
     """Every n-th row/column still gives ``pixels`` samples: enough to rank components and place them."""
     return max(1, int((shape[0] * shape[1] / pixels) ** 0.5))
+
+
+def _sampled_components(components: np.ndarray, count: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of each labelled component on every ``step``-th row/column, and its mean image column.
+
+    Returns
+    -------
+    samples : numpy.ndarray of float
+        ``(count + 1,)`` samples per label (label 0 is the background).
+    centres : numpy.ndarray of float
+        ``(count + 1,)`` mean column, in native-grid pixels; NaN for a
+        component too small to be sampled.
+    """
+    sampled = components[::step, ::step]
+    columns = np.broadcast_to(np.arange(sampled.shape[1]) * step, sampled.shape)  # image column of each sample
+    samples = np.bincount(sampled.ravel(), minlength=count + 1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = np.bincount(sampled.ravel(), weights=columns.ravel(), minlength=count + 1) / samples
+    return samples, centres
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -112,13 +129,11 @@ def split_lungs(mask: np.ndarray, orientation: tuple[str, str] | None) -> tuple[
     components, count = ndimage.label(mask)
     cols = mask.shape[1]
     if count >= 2:
-        step = _sampling_step(mask.shape)
-        sampled = components[::step, ::step]
-        side = np.zeros(count + 1, np.uint8)
-        for index in range(1, count + 1):
-            columns = np.nonzero(sampled == index)[1]
-            column = columns.mean() * step if columns.size else float(np.nonzero(components == index)[1].mean())
-            side[index] = image_left_label if column < cols / 2 else image_right_label
+        samples, centres = _sampled_components(components, count, _sampling_step(mask.shape))
+        for index in np.nonzero(samples[1:] == 0)[0] + 1:  # too small to be sampled: place it exactly
+            centres[index] = np.nonzero(components == index)[1].mean()
+        side = np.where(centres < cols / 2, image_left_label, image_right_label).astype(np.uint8)
+        side[0] = 0
         labels = side[components]
         if len(np.unique(side[1:])) == 1:
             notes.append("both lung components lie on one side of the film")
