@@ -134,6 +134,11 @@ def find_batches(scores: list[FilmScore], size: int, low_dice: float, share: flo
     return batches
 
 
+def films_in_flagged(batches: list[Batch]) -> set[str]:
+    """Names of the films in the flagged bins."""
+    return {score.film for batch in batches if batch.flagged for score in batch.films}
+
+
 def _stats(values: list[float]) -> str:
     s = summarize(values)
     if not s["n"]:
@@ -190,7 +195,7 @@ def section(scores: list[FilmScore], batches: list[Batch], low_dice: float, figu
             montage: tuple[str, str] | None = None) -> list[str]:
     """The markdown lines of the section, markers included; ``montage`` is (caption, picture link)."""
     flagged = [b for b in batches if b.flagged]
-    inside = {s.film for b in flagged for s in b.films}
+    inside = films_in_flagged(batches)
     low_total = sum(b.low_left for b in batches)
     low_inside = sum(b.low_left for b in flagged)
     lines = [BEGIN, "", "### Annotation batches in the Shenzhen masks", "",
@@ -280,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     link = os.path.relpath(figure_path, args.bundle / "docs") if args.bundle and figure_path else None
     montage = None
     if args.bundle and args.montage:
-        inside = {s.film for b in batches if b.flagged for s in b.films}
         picture = args.bundle / "docs" / "images" / "annotation_batches_worst.png"
         shrink_picture(args.montage / "worst.png", picture, 640)
-        montage = (montage_caption(args.montage, inside), os.path.relpath(picture, args.bundle / "docs"))
+        montage = (montage_caption(args.montage, films_in_flagged(batches)),
+                   os.path.relpath(picture, args.bundle / "docs"))
     lines = section(scores, batches, args.low_dice, link, montage)
     print("\n".join(lines))
     if args.bundle:
