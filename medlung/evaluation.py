@@ -80,8 +80,8 @@ N_WORST_PICTURE, N_WORST_LISTED = 5, 10
 THUMBNAIL_SIDE = 320
 EMPTY_MASK_RULE = ("both masks empty: Dice 1, IoU 1, HD95 0, ASSD 0; exactly one empty: Dice 0, IoU 0, "
                    "HD95 and ASSD inf (metrics.csv 'inf'; excluded from the statistics and counted in n_inf)")
-FIELDS = (["film", "status", "image", "truth", "prediction", "rows", "cols", "spacing_row_mm", "spacing_col_mm",
-           "spacing_source", "unit"]
+FIELDS = (["film", "status", "image", "truth", "prediction", "lungs", "rows", "cols", "spacing_row_mm",
+           "spacing_col_mm", "spacing_source", "unit", "ignored_px"]
           + [f"{m}{s}" for s, _ in STRUCTURES for m in METRICS]
           + ["per_lung", "seconds", "segment_seconds", "note", "error"])
 
@@ -120,6 +120,12 @@ class Structures:
         out[self.right] = 1
         out[self.left] = 2
         return out
+
+    def without(self, ignore: np.ndarray) -> "Structures":
+        """The same structures with the pixels of ``ignore`` (bool) left out."""
+        keep = ~ignore
+        side = (lambda m: None if m is None else m & keep)
+        return Structures(self.both & keep, side(self.right), side(self.left), self.source, self.note)
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, source: str, per_lung: bool | None = None,
@@ -170,7 +176,7 @@ def is_model_source(path: str | Path) -> bool:
 
 def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path, part: str = "test",
              device: str = "auto", tta: bool = False, limit: int | None = None, overwrite: bool = False,
-             segmenter=None, progress: Callable[[dict], None] | None = None) -> EvaluationResult:
+             segmenter=None, progress: Callable[[dict], None] | None = None, lungs: str = "field") -> EvaluationResult:
     """Score predictions (a folder) or a model against the ground truth of DATA.
 
     Parameters
@@ -200,6 +206,12 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         An already loaded model (then ``pred_or_model`` only names it).
     progress : callable, optional
         Called with each finished row.
+    lungs : str
+        The lung convention scored, ``"field"`` or ``"anatomical"``: the model
+        draws it, and only films whose masks follow it are scored (films
+        whose DATA entry names the other convention are left out and
+        counted in the notes; entries that name none are taken to follow it).
+        Ignore masks of DATA are left out of every metric.
 
     Returns
     -------
@@ -225,8 +237,14 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1, got {limit}")
     check_outputs(out, overwrite)
+    if segmenter is not None:
+        lungs = segmenter.lungs
     datalist = find_datalist(data)
     entries, notes = _select(datalist, part)
+    other = [e for e in entries if e.get("lungs") and e["lungs"] != lungs]
+    if other:
+        entries = [e for e in entries if e not in other]
+        notes.append(f"{len(other)} film(s) whose masks follow another lung convention than {lungs!r} left out")
     if limit is not None:
         entries = entries[:limit]
     if not entries:
@@ -246,7 +264,7 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            segmenter = Segmenter(pred_or_model, device=device, tta=tta)
+            segmenter = Segmenter(pred_or_model, device=device, tta=tta, lungs=lungs)
     model = None
     if segmenter is not None:
         model_version = segmenter.model_version
@@ -273,7 +291,8 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         "pred_or_model": None if pred_or_model is None else str(pred_or_model),
         "source": source_kind, "model_version": model_version, "tta": bool(tta) if source_kind == "model" else None,
         "model": model,
-        "data": str(data), "data_source": datalist.source, "part": part, "limit": limit, "notes": notes,
+        "data": str(data), "data_source": datalist.source, "part": part, "limit": limit, "lungs": lungs,
+        "notes": notes,
     })
     out.mkdir(parents=True, exist_ok=True)
     pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
@@ -469,7 +488,8 @@ def _score_entry(entry: dict, stem: str, folder_index: dict | None, folder, segm
     started = time.perf_counter()
     row: dict = {k: math.nan for k in FIELDS}
     row.update(film=stem, status="error", image=entry["image"], truth=entry.get("label") or "", prediction="",
-               spacing_source="", unit="", per_lung=False, note="", error="", segment_seconds=math.nan)
+               lungs=entry.get("lungs") or "", spacing_source="", unit="", per_lung=False, note="", error="",
+               segment_seconds=math.nan, ignored_px=0)
     pictures = None
     try:
         with warnings.catch_warnings():
@@ -498,6 +518,13 @@ def _score_entry(entry: dict, stem: str, folder_index: dict | None, folder, segm
             row["prediction"] = f"model {segmenter.model_version}"
             row["segment_seconds"] = round(masks.seconds, 4)
             pred = Structures.from_labels(masks.labels, row["prediction"], per_lung=True)
+        if entry.get("ignore"):
+            from medlung.io.masks import load_label_map
+
+            ignore = load_label_map(entry["ignore"], film.shape) > 0
+            _check_grid(ignore, film.shape, Path(entry["ignore"]), "ignore mask")
+            truth, pred = truth.without(ignore), pred.without(ignore)
+            row["ignored_px"] = int(ignore.sum())
         row.update(_metrics(pred, truth, spacing))
         row["per_lung"] = truth.per_lung and pred.per_lung
         row["note"] = "; ".join(n for n in (truth.note, pred.note) if n)

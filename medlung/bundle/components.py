@@ -99,9 +99,9 @@ def parse_formats(value) -> tuple[str, ...]:
     return chosen
 
 
-def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap: float = 0.25, sw_batch_size: int = 4,
-                     tta=False, precision: str = "auto", min_lung_mm2: float = 1500.0, network_name: str | None = None,
-                     features=None, working_spacing=None):
+def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap=None, sw_batch_size: int = 4,
+                     tta=False, precision: str = "auto", min_lung_mm2=None, network_name: str | None = None,
+                     features=None, working_spacing=None, lungs: str = "field"):
     """The :class:`~medlung.inference.Segmenter` of a bundle, with command-line overrides applied.
 
     The network and working spacing belong to the trained weights in
@@ -118,16 +118,18 @@ def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap: 
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     roi_size : int, optional
         Sliding-window size on the working grid, pixels.
-    overlap : float
-        Sliding-window overlap, 0-1.
+    overlap : float, optional
+        Sliding-window overlap, 0-1 (default: the model's plan).
     sw_batch_size : int
         Windows per forward pass.
     tta : bool or str
         Average with the mirrored film.
     precision : str
         ``"auto"``, ``"bf16"`` or ``"fp32"``.
-    min_lung_mm2 : float
-        Smallest lung component kept, mm².
+    min_lung_mm2 : float, optional
+        Smallest lung component kept, mm² (default: the model's plan).
+    lungs : str
+        Lung convention to draw, ``"field"`` or ``"anatomical"``.
     network_name, features, working_spacing : optional
         The running config's ``network_def#name``, ``network_def#features``
         and ``working_spacing``, checked against the weights.
@@ -148,9 +150,14 @@ def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap: 
         raise BundleError("not a medlung bundle (models/model.pt or configs/inference.json missing)", root,
                           "Give --bundle_root BUNDLE_DIR, or run from inside the bundle folder.")
     roi = as_optional(roi_size)
-    segmenter = Segmenter(root, device=str(device), roi_size=None if roi is None else int(roi), overlap=float(overlap),
-                          sw_batch_size=int(sw_batch_size), tta=as_bool(tta, "tta"), precision=str(precision),
-                          min_lung_mm2=float(min_lung_mm2))
+    overlap, min_lung_mm2 = as_optional(overlap), as_optional(min_lung_mm2)
+    try:
+        segmenter = Segmenter(root, device=str(device), roi_size=None if roi is None else int(roi),
+                              overlap=None if overlap is None else float(overlap), sw_batch_size=int(sw_batch_size),
+                              tta=as_bool(tta, "tta"), precision=str(precision),
+                              min_lung_mm2=None if min_lung_mm2 is None else float(min_lung_mm2), lungs=str(lungs))
+    except ValueError as exc:
+        raise BundleError(str(exc).rstrip("."), root, "Change the override (e.g. --lungs field).") from None
     spec = segmenter.spec
     if network_name is not None and network_name != spec.network:
         _fixed("network_def#name", network_name, spec.network)

@@ -4,14 +4,19 @@ Every config names medlung components (``_target_`` or ``$`` expressions);
 none re-implements them. The keys are documented in the bundle's
 ``docs/README.md`` (JSON has no comments); :data:`KEY_DOCS` is that table.
 
-``configs/inference.json`` keeps the contract that
-:func:`medlung.inference.segmenter.load_model` reads: top-level
+``configs/inference.json`` holds the model's plan (:mod:`medlung.plans`) as
+top-level keys that :func:`medlung.plans.plan_from_bundle_config` reads back:
 ``network_def`` (``_target_`` ``medlung.networks.build_network`` with
-``name`` and ``features``), ``working_spacing`` (mm) and ``roi_size``
-(pixels).
+``name``, ``features`` and ``out_channels``), ``working_spacing`` (mm),
+``roi_size`` (pixels), ``intensity_percentiles``, ``head`` and
+``conventions`` (one per output channel of a sigmoid head), plus the
+post-processing defaults ``overlap`` and ``min_lung_mm2``; ``lungs`` chooses
+the convention drawn.
 """
 
 from __future__ import annotations
+
+from medlung.plans import DEFAULT_CONVENTION, ModelPlan
 
 #: MONAI Bundle convention: logging for ``python -m monai.bundle run`` (INFO to stdout; chatty libraries at WARNING).
 LOGGING_CONF = """\
@@ -59,22 +64,26 @@ IMPORTS = ["$import logging", "$import os", "$import torch", "$import medlung", 
 
 def network_def(settings: dict) -> dict:
     """The ``network_def`` item: ``medlung.networks.build_network`` with the run's architecture."""
-    return {"_target_": "medlung.networks.build_network", "name": settings["network"],
-            "features": [int(f) for f in settings["features"]], "in_channels": 1, "out_channels": 2}
+    return {"_target_": "medlung.networks.build_network", **ModelPlan.from_dict(settings).network_def()}
 
 
 def _model_keys(settings: dict) -> dict:
+    plan = ModelPlan.from_dict(settings)
     return {
         "bundle_root": ".",
         "device": "auto",
         "network_def": network_def(settings),
-        "working_spacing": float(settings["working_spacing"]),
-        "roi_size": int(settings["roi_size"]),
-        "overlap": float(settings.get("overlap", 0.25)),
+        "working_spacing": plan.working_spacing,
+        "roi_size": plan.roi_size,
+        "intensity_percentiles": list(plan.intensity_percentiles),
+        "head": plan.head,
+        "conventions": list(plan.conventions),
+        "lungs": DEFAULT_CONVENTION if DEFAULT_CONVENTION in plan.conventions else plan.conventions[0],
+        "overlap": plan.overlap,
         "sw_batch_size": 4,
         "tta": False,
         "precision": "auto",
-        "min_lung_mm2": 1500.0,
+        "min_lung_mm2": plan.min_lung_mm2,
         "segmenter": {
             "_target_": "medlung.bundle.bundle_segmenter",
             "bundle_root": "@bundle_root",
@@ -85,6 +94,7 @@ def _model_keys(settings: dict) -> dict:
             "tta": "@tta",
             "precision": "@precision",
             "min_lung_mm2": "@min_lung_mm2",
+            "lungs": "@lungs",
             "network_name": "@network_def#name",
             "features": "@network_def#features",
             "working_spacing": "@working_spacing",
@@ -123,6 +133,7 @@ def inference_config(settings: dict) -> dict:
                 "tta": "$@segmenter.tta",
                 "overlap": "$@segmenter.overlap",
                 "roi_size": "$@segmenter.roi_size",
+                "lungs": "$@segmenter.lungs",
             },
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},

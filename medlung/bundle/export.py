@@ -20,6 +20,7 @@ from medlung import __version__
 from medlung.bundle import configs, model_card
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
+from medlung.plans import ModelPlan, plan_from_checkpoint
 from medlung.writers.atomic import write_atomically
 
 #: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
@@ -107,17 +108,14 @@ def read_run(run_dir: str | Path) -> RunRecord:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         weights = state["model"]
-        network = state["network"]
-        preprocessing = state["preprocessing"]
+        plan_from_checkpoint(state)
     except (KeyError, TypeError, RuntimeError, EOFError, OSError) as exc:
         raise BundleError(f"not a medlung checkpoint ({type(exc).__name__}: {exc})", checkpoint,
                           "Give the folder of a run made by medlung train.") from None
     config = _read_json(run / "config.json") or {}
     summary = _read_json(run / "summary.json")
     settings = {**state.get("config", {}), **{k: v for k, v in config.items() if not isinstance(v, dict) or k == "extra"}}
-    settings.update(network=network["name"], features=list(network["features"]),
-                    working_spacing=float(preprocessing["working_spacing"]), roi_size=int(preprocessing["roi_size"]),
-                    intensity_percentiles=list(preprocessing.get("intensity_percentiles", (0.5, 99.5))))
+    settings.update(plan_from_checkpoint(state).to_dict())
     weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     return RunRecord(run_dir=run, state=weights, settings=settings, config=config, summary=summary,
                      epoch=int(state.get("epoch", 0)), best=dict(state.get("best", {})),
@@ -236,7 +234,7 @@ def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra
 
     from medlung.networks import build_network
 
-    net = build_network(settings["network"], settings["features"])
+    net = build_network(**ModelPlan.from_dict(settings).network_def())
     net.load_state_dict(state)
     net.eval()
     with torch.no_grad():

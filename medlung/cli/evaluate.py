@@ -26,15 +26,19 @@ _PARTS = ("test", "validation", "training", "all")
 @click.option("--tta", is_flag=True, help="For a model: average with the mirrored film.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate at most N films.")
 @click.option("--overwrite", is_flag=True, help="Replace the results already in OUT.")
+@click.option("--lungs", type=click.Choice(["field", "anatomical"]), default="field", show_default=True,
+              help="Lung convention scored: films whose DATA entry names the other one are left out.")
 @click.pass_context
-def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite) -> None:
+def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite, lungs) -> None:
     """Score PRED_OR_MODEL against the masks of DATA.
 
     PRED_OR_MODEL is a folder of predicted masks matched by film stem
     (<stem>_labels.nii.gz, <stem>_seg.dcm, <stem>_lungs.png or <stem>.png, as
     medlung predict writes them), or a model to run: a medlung bundle, a
     training run folder or a .pt checkpoint. DATA is a folder with images/
-    and masks/, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+    and masks/, a CSV (image,mask[,split][,lungs][,ignore]) or a MONAI
+    datalist JSON; ignore masks (column/key ignore, or masks/<stem>_ignore.png)
+    are left out of every metric.
 
     Per film: Dice, IoU, HD95 and average symmetric surface distance for both
     lungs and each lung, in mm when the film's spacing is known, in pixels
@@ -75,7 +79,7 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     try:
         with quiet_warnings():
             result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
-                                    overwrite=overwrite, progress=progress)
+                                    overwrite=overwrite, progress=progress, lungs=lungs)
     except DatasetError as exc:
         report_exception(exc, verbose)
         sys.exit(2)

@@ -38,14 +38,24 @@ from medlung.errors import MedlungError
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--strict", is_flag=True, help="Stop when any film or mask is unusable.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
+@click.option("--init", "init_model", type=click.Path(path_type=Path, exists=True),
+              help="Start from this model's weights (bundle, run folder or checkpoint) instead of random ones.")
+@click.option("--sick-film-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability of the sick/portable-film augmentation (opacities, base haze, lines, leads, text).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
               help="Processes for DistributedDataParallel (runs torchrun; gloo on CPU, nccl on CUDA).")
 @click.pass_context
 def train(ctx: click.Context, data, output, network, features, epochs, batch_size, roi_size, lr, working_spacing,
-          val_fraction, seed, resume, overwrite, device, precision, strict, limit, workers, nproc) -> None:
+          val_fraction, seed, resume, overwrite, device, precision, strict, limit, init_model, sick_film_prob, workers,
+          nproc) -> None:
     """Train on DATA: a folder with images/ and masks/, a DICOM folder of films and the DICOM-SEGs that
-    reference them, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+    reference them, a CSV (image,mask[,split][,lungs][,ignore]) or a MONAI datalist JSON.
+
+    Each mask follows a lung convention: field (the default) or anatomical (a
+    `lungs` column or key); the network gets one output per convention found,
+    and each film supervises only its own. Ignore masks (an `ignore` column or
+    key, or masks/<stem>_ignore.png) are left out of loss and metrics.
 
     Writes config.json, split.json, metrics.csv, best.pt, last.pt, curves.png,
     samples.png and summary.json into RUN. An existing RUN is refused unless
@@ -78,7 +88,7 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
             data=str(data), output=str(output), network=network, features=widths, epochs=epochs,
             batch_size=batch_size, roi_size=roi_size, working_spacing=working_spacing, lr=lr,
             val_fraction=val_fraction, seed=seed, device=device, precision=precision, strict=strict, limit=limit,
-            num_workers=workers,
+            num_workers=workers, init=str(init_model.resolve()) if init_model else None, sick_film_prob=sick_film_prob,
         )
     try:
         with quiet_warnings():

@@ -12,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-RIGHT, LEFT = 1, 2
+from medlung.labels import LEFT, RIGHT
+from medlung.plans import DEFAULT_MIN_LUNG_MM2
+
 #: Orientation assumed when a film does not say: standard PA display.
 STANDARD_PA = ("L", "F")
 
 
-def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float = 1500.0) -> np.ndarray:
+def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float = DEFAULT_MIN_LUNG_MM2) -> np.ndarray:
     """Keep one lung component on each side of the film, without holes or specks.
 
     Parameters

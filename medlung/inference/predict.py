@@ -249,7 +249,7 @@ def overlay_lines(film, masks) -> list[str]:
 
 def _areas(masks) -> dict:
     row = {"orientation": "\\".join(masks.orientation) + (" (assumed)" if masks.orientation_assumed else ""),
-           "empty_lungs": masks.empty}
+           "empty_lungs": masks.empty, "lungs": masks.convention}
     if masks.areas_cm2:
         row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
     return row

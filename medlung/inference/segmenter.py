@@ -1,9 +1,14 @@
 """The Segmenter: film -> LungMasks on the native grid.
 
 The network runs on the working grid (a fixed spacing in mm). Only the lung
-logit margin (lung minus background, one channel) is brought back to the
+logit margin of the asked convention (one channel) is brought back to the
 native grid, bilinearly, and thresholded at 0 there: the mask follows the
 film's own pixels, and no multi-channel full-resolution tensor is built.
+
+The margin is ``lung - background`` for a softmax model, and the convention's
+own logit for a per-convention (sigmoid) model; there the ``field`` margin is
+the smaller of the field and anatomical logits, so a lung field never reaches
+outside the whole lung of the same film.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
 from medlung.networks import build_network
 from medlung.networks.running import predict_logits, resolve_device, resolve_precision
+from medlung.plans import DEFAULT_CONVENTION, ModelPlan, plan_from_bundle_config, plan_from_checkpoint
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
-from medlung.transforms.presets import INTENSITY_PERCENTILES
 from medlung.transforms.working_grid import ToWorkingGrid, nominal_spacing
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "medlung_cxr_lung"
@@ -38,31 +43,41 @@ class ModelError(MedlungError):
 
 @dataclass
 class ModelSpec:
-    """What a trained model needs around it.
+    """A loaded model's plan and where it came from.
 
     Attributes
     ----------
-    network : str
-        ``"basicunet"`` or ``"unetpp"``.
-    features : tuple of int
-        Network widths.
-    working_spacing : float
-        Working pixel size, mm.
-    roi_size : int
-        Sliding-window size on the working grid, pixels.
+    plan : ModelPlan
+        Network, working grid, intensity rule, output head and conventions.
     version : str
         Model version (bundle version, or ``"run:<folder>@epoch<N>"``).
     source : str
         Where it was loaded from.
     """
 
-    network: str
-    features: tuple
-    working_spacing: float
-    roi_size: int
+    plan: ModelPlan
     version: str
     source: str
-    intensity_percentiles: tuple = INTENSITY_PERCENTILES
+
+    @property
+    def network(self) -> str:
+        return self.plan.network
+
+    @property
+    def features(self) -> tuple:
+        return self.plan.features
+
+    @property
+    def working_spacing(self) -> float:
+        return self.plan.working_spacing
+
+    @property
+    def roi_size(self) -> int:
+        return self.plan.roi_size
+
+    @property
+    def intensity_percentiles(self) -> tuple:
+        return self.plan.intensity_percentiles
 
 
 @dataclass
@@ -87,6 +102,8 @@ class LungMasks:
         True when the standard PA display was assumed.
     empty : list of str
         Lungs not found (``"right"``, ``"left"``).
+    convention : str
+        The lung convention drawn: ``"field"`` or ``"anatomical"``.
     working_spacing : float
         Working pixel size, mm.
     working_shape : tuple of int
@@ -114,6 +131,7 @@ class LungMasks:
     working_spacing: float
     working_shape: tuple
     model_version: str
+    convention: str = DEFAULT_CONVENTION
     probability: np.ndarray | None = None
     notes: list = field(default_factory=list)
     seconds: float = 0.0
@@ -183,18 +201,15 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
             config = json.loads((path / "configs" / "inference.json").read_text())
             metadata_path = path / "configs" / "metadata.json"
             version = json.loads(metadata_path.read_text()).get("version", "?") if metadata_path.is_file() else "?"
-            net_def = config["network_def"]
-            spec = ModelSpec(net_def["name"], tuple(net_def["features"]), float(config["working_spacing"]),
-                             int(config["roi_size"]), f"{path.name}@{version}", str(path))
+            spec = ModelSpec(plan_from_bundle_config(config), f"{path.name}@{version}", str(path))
             state = torch.load(path / "models" / "model.pt", map_location="cpu", weights_only=True)
         else:
             checkpoint = path / "best.pt" if path.is_dir() else path
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            spec = ModelSpec(state["network"]["name"], tuple(state["network"]["features"]),
-                             float(state["preprocessing"]["working_spacing"]), int(state["preprocessing"]["roi_size"]),
-                             f"run:{checkpoint.parent.name}@epoch{state['epoch']}", str(checkpoint))
+            spec = ModelSpec(plan_from_checkpoint(state), f"run:{checkpoint.parent.name}@epoch{state['epoch']}",
+                             str(checkpoint))
             state = state["model"]
-        model = build_network(spec.network, spec.features)
+        model = build_network(spec.network, spec.features, out_channels=spec.plan.out_channels)
         model.load_state_dict(state)
     except FileNotFoundError as exc:
         raise ModelError(f"model file missing ({exc.filename})", path,
@@ -216,8 +231,8 @@ class Segmenter:
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     roi_size : int, optional
         Sliding-window size on the working grid (default: the model's).
-    overlap : float
-        Sliding-window overlap, 0-1.
+    overlap : float, optional
+        Sliding-window overlap, 0-1 (default: the model's plan).
     sw_batch_size : int
         Windows per forward pass.
     tta : bool
@@ -226,8 +241,12 @@ class Segmenter:
         twice the network time.
     precision : str
         ``"auto"`` (bf16 where the CPU/GPU has it), ``"bf16"`` or ``"fp32"``.
-    min_lung_mm2 : float
-        Components smaller than this are dropped.
+    min_lung_mm2 : float, optional
+        Components smaller than this are dropped, mm² (default: the model's plan).
+    lungs : str
+        Lung convention to draw: ``"field"`` (the radiographic lung field, the
+        default) or ``"anatomical"`` (the whole lung, behind the heart too);
+        the model must have been trained for it.
 
     Examples
     --------
@@ -237,19 +256,27 @@ class Segmenter:
     """
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", roi_size: int | None = None,
-                 overlap: float = 0.25, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
-                 min_lung_mm2: float = 1500.0) -> None:
+                 overlap: float | None = None, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
+                 min_lung_mm2: float | None = None, lungs: str = DEFAULT_CONVENTION) -> None:
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
-        self.roi_size = int(roi_size or self.spec.roi_size)
+        plan = self.spec.plan
+        if plan.head == "softmax" and lungs != plan.conventions[0]:
+            raise ValueError(f"this model draws the {plan.conventions[0]} lung convention only, not {lungs!r}; "
+                             "use lungs='field' or a model trained for both conventions.")
+        if plan.head == "sigmoid":
+            plan.channel(lungs)  # raises for a convention the model was not trained for
+        self.lungs = lungs
+        self.roi_size = int(roi_size or plan.roi_size)
+        overlap = plan.overlap if overlap is None else overlap
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.tta = tta
         self.dtype = resolve_precision(precision, self.device)
-        self.min_lung_mm2 = min_lung_mm2
-        self.to_working_grid = ToWorkingGrid(self.spec.working_spacing)
+        self.min_lung_mm2 = plan.min_lung_mm2 if min_lung_mm2 is None else min_lung_mm2
+        self.to_working_grid = ToWorkingGrid(plan.working_spacing)
 
     @property
     def model_version(self) -> str:
@@ -285,7 +312,7 @@ class Segmenter:
             areas_px=counts, orientation=film.orientation or ("L", "F"), orientation_assumed=assumed,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
-            model_version=self.model_version, probability=prob, notes=notes,
+            model_version=self.model_version, convention=self.lungs, probability=prob, notes=notes,
             seconds=time.perf_counter() - started, timings=clock.stages,
         )
 
@@ -317,7 +344,7 @@ class Segmenter:
                 yield Path(path), exc
 
     def lung_margin(self, image: torch.Tensor) -> torch.Tensor:
-        """Lung-minus-background logit on the working grid, ``(rows, cols)`` float32.
+        """The asked convention's lung margin (logit, > 0 = lung) on the working grid, ``(rows, cols)`` float32.
 
         Parameters
         ----------
@@ -333,7 +360,17 @@ class Segmenter:
         if self.tta:
             mirrored = predict_logits(self.model, batch.flip(-1), self.roi_size, self.overlap, self.device, self.dtype)
             logits = (logits + mirrored.flip(-1)) / 2
-        return (logits[0, 1] - logits[0, 0]).cpu()
+        return self.margin_of(logits[0]).cpu()
+
+    def margin_of(self, logits: torch.Tensor) -> torch.Tensor:
+        """The asked convention's lung margin (> 0 = lung) from one film's logits ``(channels, rows, cols)``."""
+        plan = self.spec.plan
+        if plan.head == "softmax":
+            return logits[1] - logits[0]
+        margin = logits[plan.channel(self.lungs)]
+        if self.lungs == "field" and "anatomical" in plan.conventions:
+            margin = torch.minimum(margin, logits[plan.channel("anatomical")])
+        return margin
 
 
 def _upsample(margin: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:

@@ -1,9 +1,15 @@
 """Finding training data from one DATA argument: a folder, a CSV or a MONAI datalist JSON.
 
 Every layout ends as a :class:`Datalist`: lists of ``{"image": path,
-"label": path}`` for the training, validation and test parts, plus the
-problems found (unreadable files, size mismatches, empty masks) so they can
-be reported before training starts.
+"label": path, "lungs": convention, "ignore": path or ""}`` for the training,
+validation and test parts, plus the problems found (unreadable files, size
+mismatches, empty masks) so they can be reported before training starts.
+
+``lungs`` names the convention the mask follows (``field`` or ``anatomical``,
+see :mod:`medlung.plans`), ``""`` when the layout does not say (training then
+takes ``field``; ``medlung evaluate --lungs`` takes the convention asked). ``ignore``
+is an optional mask of pixels left out of the loss and the metrics (a
+``ignore`` column or key, or ``<stem>_ignore.png`` beside a folder's masks).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from medlung.errors import MedlungError
+from medlung.plans import CONVENTIONS
 
 #: Suffixes a mask's stem may add to its film's stem, tried in this order.
 MASK_SUFFIXES = ("", "_lungs", "_lung", "_mask", "_masks", "_label", "_labels", "_seg")
 FILM_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", "")
 MASK_FILE_SUFFIXES = (".png", ".nii.gz", ".nii")
+#: Suffix of an ignore mask's stem in a folder layout (``masks/<stem>_ignore.png``).
+IGNORE_SUFFIX = "_ignore"
 PARTS = ("training", "validation", "test")
 _SPLIT_NAMES = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
                 "validation": "validation", "test": "test", "testing": "test"}
@@ -105,9 +114,14 @@ def _from_folder(folder: Path) -> Datalist:
         raise DatasetError("has no images/ and masks/ folders", folder,
                            "Put films in images/ and masks in masks/, or give a CSV or datalist JSON.")
     mask_by_stem: dict[str, Path] = {}
+    ignore_by_stem: dict[str, Path] = {}
     for path in sorted(masks.rglob("*")):
         if path.is_file() and path.name.lower().endswith(MASK_FILE_SUFFIXES):
-            mask_by_stem[_stem(path)] = path
+            stem = _stem(path)
+            if stem.endswith(IGNORE_SUFFIX):
+                ignore_by_stem[stem[: -len(IGNORE_SUFFIX)]] = path
+            else:
+                mask_by_stem[stem] = path
     datalist = Datalist()
     rules: dict[str, int] = {}
     for film in sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith(".")):
@@ -117,7 +131,8 @@ def _from_folder(folder: Path) -> Datalist:
             datalist.problems.append(f"{film}: no mask in {masks} named {stem}{{{','.join(MASK_SUFFIXES)}}}.png|.nii.gz")
             continue
         rules[match[0] or "(same stem)"] = rules.get(match[0] or "(same stem)", 0) + 1
-        datalist.parts["training"].append({"image": str(film), "label": str(match[1])})
+        ignore = ignore_by_stem.get(stem, "")
+        datalist.parts["training"].append(entry(film, match[1], ignore=ignore))
     described = ", ".join(f"'{k}' x{v}" for k, v in rules.items()) or "none"
     datalist.source = f"folder {folder} (images/ + masks/, mask suffix matched: {described})"
     return datalist
@@ -154,7 +169,7 @@ def _from_dicom_folder(folder: Path) -> Datalist:
                                "referenced SOP Instance UID)")
     for uid, film in films.items():
         if uid in segs:
-            datalist.parts["training"].append({"image": str(film), "label": str(segs[uid])})
+            datalist.parts["training"].append(entry(film, segs[uid]))
         else:
             datalist.problems.append(f"{film}: no DICOM-SEG in {folder} references it (SOP Instance UID {uid})")
             warnings.warn(f"{film}: no DICOM-SEG references it; skipped", stacklevel=2)
@@ -168,12 +183,17 @@ def _from_csv(path: Path) -> Datalist:
         raise DatasetError("CSV needs image and mask columns", path, "Add a header line: image,mask[,split].")
     datalist = Datalist(source=f"CSV {path}", has_split="split" in rows[0])
     for number, row in enumerate(rows, start=2):
-        entry = {"image": _resolve(path, row["image"]), "label": _resolve(path, row["mask"])}
         part = _SPLIT_NAMES.get((row.get("split") or "train").strip().lower())
         if part is None:
             datalist.problems.append(f"{path}:{number}: unknown split {row.get('split')!r} (use train, val or test)")
             continue
-        datalist.parts[part].append(entry)
+        lungs = (row.get("lungs") or "").strip().lower()
+        if lungs and lungs not in CONVENTIONS:
+            datalist.problems.append(f"{path}:{number}: unknown lungs convention {row.get('lungs')!r} "
+                                     f"(use {' or '.join(CONVENTIONS)})")
+            continue
+        ignore = _resolve(path, row["ignore"]) if (row.get("ignore") or "").strip() else ""
+        datalist.parts[part].append(entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore))
     return datalist
 
 
@@ -188,9 +208,14 @@ def _from_json(path: Path) -> Datalist:
     datalist = Datalist(source=f"datalist {path}", has_split="validation" in content)
     for part, key in (("training", "training"), ("validation", "validation"), ("test", "test")):
         for item in content.get(key, []) or []:
-            datalist.parts[part].append(
-                {"image": _resolve(path, item["image"]), "label": _resolve(path, item.get("label", item.get("mask")))}
-            )
+            lungs = str(item.get("lungs") or "").lower()
+            if lungs and lungs not in CONVENTIONS:
+                datalist.problems.append(f"{path}: {item['image']}: unknown lungs convention {lungs!r} "
+                                         f"(use {' or '.join(CONVENTIONS)})")
+                continue
+            ignore = _resolve(path, item["ignore"]) if item.get("ignore") else ""
+            datalist.parts[part].append(entry(_resolve(path, item["image"]),
+                                              _resolve(path, item.get("label", item.get("mask"))), lungs, ignore))
     return datalist
 
 
@@ -205,25 +230,50 @@ def check_datalist(datalist: Datalist) -> Datalist:
 
     checked = Datalist(source=datalist.source, problems=list(datalist.problems), has_split=datalist.has_split)
     for part in PARTS:
-        for entry in datalist.parts[part]:
+        for item in datalist.parts[part]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    film = load_film(entry["image"])
-                mask = load_label_map(entry["label"], film.shape)
+                    film = load_film(item["image"])
+                mask = load_label_map(item["label"], film.shape)
             except MedlungError as exc:
                 checked.problems.append(str(exc))
                 continue
             if mask.shape != film.shape:
                 checked.problems.append(
-                    f"{entry['label']}: mask is {mask.shape[0]}x{mask.shape[1]} (rows x cols) but its film "
-                    f"{entry['image']} is {film.rows}x{film.cols}. Give a mask on the film's grid."
+                    f"{item['label']}: mask is {mask.shape[0]}x{mask.shape[1]} (rows x cols) but its film "
+                    f"{item['image']} is {film.rows}x{film.cols}. Give a mask on the film's grid."
                 )
             elif not mask.any():
-                checked.problems.append(f"{entry['label']}: mask is empty (no lung pixel). Fix or remove it.")
+                checked.problems.append(f"{item['label']}: mask is empty (no lung pixel). Fix or remove it.")
+            elif not _ignore_fits(item, film.shape, checked.problems):
+                continue
             else:
-                checked.parts[part].append(entry)
+                checked.parts[part].append(item)
     return checked
+
+
+def _ignore_fits(item: dict, shape: tuple, problems: list) -> bool:
+    """Whether an entry's ignore mask (if any) can be read and lies on its film's grid; else a problem line."""
+    from medlung.io.masks import load_label_map
+
+    if not item.get("ignore"):
+        return True
+    try:
+        ignore = load_label_map(item["ignore"], shape)
+    except MedlungError as exc:
+        problems.append(str(exc))
+        return False
+    if ignore.shape != tuple(shape):
+        problems.append(f"{item['ignore']}: ignore mask is {ignore.shape[0]}x{ignore.shape[1]} (rows x cols) but its "
+                        f"film {item['image']} is {shape[0]}x{shape[1]}. Give it on the film's grid.")
+        return False
+    return True
+
+
+def entry(image, label, lungs: str = "", ignore="") -> dict:
+    """One datalist entry: film, mask, the mask's lung convention (``""``: not said) and an optional ignore mask."""
+    return {"image": str(image), "label": str(label), "lungs": lungs, "ignore": str(ignore) if ignore else ""}
 
 
 def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> Datalist:

@@ -7,10 +7,7 @@ from typing import Sequence
 import torch
 from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
 
-NETWORKS = ("basicunet", "unetpp")
-#: Default feature widths (6 values, MONAI convention): the shipped model's (1.1M parameters for BasicUNet),
-#: small enough to train on 2 CPU cores in under an hour.
-DEFAULT_FEATURES = (24, 24, 48, 96, 192, 24)
+from medlung.plans import DEFAULT_FEATURES, NETWORKS
 
 
 class UNetPlusPlus(torch.nn.Module):

@@ -1,4 +1,11 @@
-"""The training loop: DiceCE on the working grid, sliding-window validation, best-by-Dice.
+"""The training loop: partial-label loss on the working grid, sliding-window validation, best-by-Dice.
+
+The network has one sigmoid output channel per lung convention found in the
+data (``field``, ``anatomical``; see :mod:`medlung.plans`); each film
+supervises the convention its mask follows (:mod:`medlung.transforms.conventions`).
+Validation Dice is measured per film on its own convention's channel, outside
+its ignore mask, and averaged per convention; the model is chosen by the mean
+of the per-convention averages.
 
 Reproducibility: every epoch reseeds Python, NumPy, torch, the augmentation
 transforms and the batch order from ``seed + epoch``, and checkpoints hold
@@ -18,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset
-from monai.losses import DiceCELoss
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
@@ -27,11 +33,14 @@ from medlung.errors import MedlungError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.networks import build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
+from medlung.plans import CONVENTIONS, DEFAULT_CONVENTION, ModelPlan
 from medlung.training.config import TrainConfig
-from medlung.transforms.presets import INTENSITY_PERCENTILES, augmentation_transforms, labelled_transforms
+from medlung.training.losses import PartialLabelLoss
+from medlung.transforms.presets import augmentation_transforms, partial_label_transforms, sick_film_transforms
 
 METRIC_COLUMNS = (
-    "epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou", "lr", "seconds", "images_per_s"
+    "epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou",
+    "val_dice_field", "val_dice_anatomical", "lr", "seconds", "images_per_s"
 )
 
 
@@ -39,9 +48,11 @@ class TrainingError(MedlungError):
     """Training cannot start or go on (bad data, existing run, bad checkpoint)."""
 
 
-def dice_iou(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Dice and IoU of two binary masks (any shape); 1.0 when both are empty."""
+def dice_iou(prediction: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> tuple[float, float]:
+    """Dice and IoU of two binary masks (any shape), counted where ``where`` is true; 1.0 when both are empty."""
     p, t = prediction.bool(), target.bool()
+    if where is not None:
+        p, t = p & where.bool(), t & where.bool()
     inter = (p & t).sum().item()
     total = p.sum().item() + t.sum().item()
     union = (p | t).sum().item()
@@ -103,6 +114,14 @@ class Trainer:
                                 "Check the layout and the problems listed above.")
         return datalist
 
+    def plan_for(self, datalist: Datalist) -> ModelPlan:
+        """The model plan: the configured conventions, or those the training and validation masks follow."""
+        conventions = self.config.conventions
+        if not conventions:
+            found = {e.get("lungs") or DEFAULT_CONVENTION for p in ("training", "validation") for e in datalist.parts[p]}
+            conventions = tuple(c for c in CONVENTIONS if c in found)
+        return self.config.plan(conventions)
+
     # ---------------------------------------------------------------- main
     def fit(self, stop_after: int | None = None) -> dict:
         """Train; return the summary written to ``RUN/summary.json``.
@@ -124,10 +143,18 @@ class Trainer:
             _write_json(self.run / "split.json", {p: datalist.parts[p] for p in datalist.parts})
 
         set_determinism(c.seed)
-        model = build_network(c.network, c.features).to(self.device)
-        preprocessing = labelled_transforms(c.working_spacing)
-        train_ds = CacheDataset(datalist.parts["training"], Compose([preprocessing, augmentation_transforms(
-            (c.roi_size, c.roi_size))]), progress=False, num_workers=0)
+        self.plan = plan = self.plan_for(datalist)
+        model = build_network(plan.network, plan.features, out_channels=plan.out_channels)
+        if c.init and not self.resume:
+            from medlung.training.warm_start import warm_start
+
+            self.log(warm_start(model, plan, c.init))
+        model = model.to(self.device)
+        preprocessing = partial_label_transforms(plan)
+        augmentation = Compose([augmentation_transforms((c.roi_size, c.roi_size), keys=("image", "label", "weight")),
+                                sick_film_transforms(plan, c.sick_film_prob)])
+        train_ds = CacheDataset(datalist.parts["training"], Compose([preprocessing, augmentation]),
+                                progress=False, num_workers=0)
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
         sampler = None
         if distributed:
@@ -137,7 +164,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=c.lr, total_steps=max(2, c.epochs * steps_per_epoch), pct_start=0.1
         )
-        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        loss_fn = PartialLabelLoss()
         net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
         start_epoch, best, history = 1, {"val_dice": -1.0, "epoch": 0}, []
@@ -151,7 +178,8 @@ class Trainer:
             _write_json(self.run / "config.json", self._config_record(datalist, model))
             self.log(f"{datalist.source}: {len(train_ds)} training, {len(val_ds)} validation films; "
                      f"{c.network} {count_parameters(model):,} parameters on {self.device} "
-                     f"({'bf16' if self.dtype else 'fp32'}), working spacing {c.working_spacing} mm, roi {c.roi_size}")
+                     f"({'bf16' if self.dtype else 'fp32'}), working spacing {c.working_spacing} mm, roi {c.roi_size}, "
+                     f"conventions {', '.join(plan.conventions)}")
 
         for epoch in range(start_epoch, c.epochs + 1):
             started = time.perf_counter()
@@ -181,7 +209,9 @@ class Trainer:
                 self._save(self.run / "last.pt", model, optimizer, scheduler, epoch, best, history)
                 _write_metrics(self.run / "metrics.csv", history)
                 self.log(f"epoch {epoch}/{c.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                         f"val Dice {row['val_dice']:.4f}  IoU {row['val_iou']:.4f}  {row['seconds']:.0f}s  "
+                         f"val Dice {row['val_dice']:.4f} ("
+                         + ", ".join(f"{c} {row[f'val_dice_{c}']:.4f}" for c in self.plan.conventions)
+                         + f")  IoU {row['val_iou']:.4f}  {row['seconds']:.0f}s  "
                          f"{row['images_per_s']:.1f} img/s{'  *best*' if improved else ''}")
             if distributed:
                 torch.distributed.barrier()
@@ -203,15 +233,17 @@ class Trainer:
         bar = _progress(loader, f"epoch {epoch}", self.rank == 0)
         for batch in bar:
             image, label = batch["image"].to(self.device), batch["label"].to(self.device)
+            weight, own = batch["weight"].to(self.device), batch["own"].to(self.device)
             optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.dtype):
                 logits = net(image)
-            loss = loss_fn(logits.float(), label)
+            loss = loss_fn(logits.float(), label, weight, own)
             loss.backward()
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            dice, iou = dice_iou(logits.argmax(1, keepdim=True), label > 0.5)
+            supervised = (weight > 0) & (own[:, :, None, None] > 0)
+            dice, iou = dice_iou(logits.detach() > 0, label > 0.5, supervised)
             dices.append(dice)
             ious.append(iou)
             images += image.shape[0]
@@ -221,22 +253,32 @@ class Trainer:
                 "train_iou": float(np.mean(ious)), "images": images}
 
     def evaluate_part(self, model, dataset, loss_fn) -> dict:
-        """Loss, Dice and IoU (working grid, whole films, sliding window) averaged over ``dataset``."""
+        """Loss, Dice and IoU (working grid, whole films, sliding window) over ``dataset``.
+
+        Each film is scored on its own convention's channel outside its ignore
+        mask. ``dice`` is the mean of the per-convention mean Dice (``dice_<convention>``).
+        """
         model.eval()
-        losses, dices, ious = [], [], []
+        losses, dices, ious, per_convention = [], [], [], {c: [] for c in self.plan.conventions}
         for item in dataset:
             image, label = item["image"][None], item["label"][None].to(self.device)
+            weight, own = item["weight"][None].to(self.device), item["own"][None].to(self.device)
             logits = predict_logits(model, image, self.config.roi_size, self.config.overlap, self.device, self.dtype)
-            losses.append(loss_fn(logits, label).item())
-            dice, iou = dice_iou(logits.argmax(1, keepdim=True), label > 0.5)
+            losses.append(loss_fn(logits, label, weight, own).item())
+            channel = int(own[0].argmax())
+            where = weight[:, channel] > 0
+            dice, iou = dice_iou(logits[:, channel] > 0, label[:, channel] > 0.5, where)
             dices.append(dice)
             ious.append(iou)
-        return {"loss": float(np.mean(losses)), "dice": float(np.mean(dices)), "iou": float(np.mean(ious)),
-                "dice_per_film": dices}
+            per_convention[self.plan.conventions[channel]].append(dice)
+        means = {f"dice_{c}": float(np.mean(v)) for c, v in per_convention.items() if v}
+        return {"loss": float(np.mean(losses)), "dice": float(np.mean(list(means.values()))),
+                "iou": float(np.mean(ious)), **means, "dice_per_film": dices}
 
     def _validate(self, model, val_ds, loss_fn) -> dict:
         result = self.evaluate_part(model, val_ds, loss_fn)
-        return {"val_loss": result["loss"], "val_dice": result["dice"], "val_iou": result["iou"]}
+        return {"val_loss": result["loss"], "val_dice": result["dice"], "val_iou": result["iou"],
+                **{f"val_dice_{c}": result.get(f"dice_{c}", float("nan")) for c in CONVENTIONS}}
 
     def _finish(self, model, datalist, loss_fn, history, best) -> dict:
         from medlung.training.plots import plot_curves, plot_samples
@@ -244,7 +286,7 @@ class Trainer:
         c = self.config
         state = torch.load(self.run / "best.pt", map_location=self.device, weights_only=False)
         model.load_state_dict(state["model"])
-        preprocessing = labelled_transforms(c.working_spacing)
+        preprocessing = partial_label_transforms(self.plan)
         test = None
         if datalist.parts["test"]:
             test = self.evaluate_part(model, Dataset(datalist.parts["test"], preprocessing), loss_fn)
@@ -274,10 +316,10 @@ class Trainer:
             "best": best,
             "history": history,
             "config": self.config.to_dict(),
-            "network": {"name": self.config.network, "features": list(self.config.features),
-                        "in_channels": 1, "out_channels": 2},
-            "preprocessing": {"working_spacing": self.config.working_spacing, "roi_size": self.config.roi_size,
-                              "intensity_percentiles": list(INTENSITY_PERCENTILES)},
+            "plan": self.plan.to_dict(),
+            "network": self.plan.network_def(),
+            "preprocessing": {"working_spacing": self.plan.working_spacing, "roi_size": self.plan.roi_size,
+                              "intensity_percentiles": list(self.plan.intensity_percentiles)},
             "medlung_version": __version__,
         }
         tmp = path.with_suffix(".tmp")
@@ -293,6 +335,7 @@ class Trainer:
             "precision_used": "bf16" if self.dtype else "fp32",
             "world_size": self.world,
             "parameters": count_parameters(model),
+            "plan": self.plan.to_dict(),
             "versions": {"medlung": __version__, "monai": monai.__version__, "torch": torch.__version__,
                          "numpy": np.__version__},
             "data_summary": datalist.summary(),

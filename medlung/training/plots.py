@@ -44,7 +44,7 @@ def plot_curves(path: Path, history: list[dict], test: dict | None, best_epoch: 
 
 
 def plot_samples(path: Path, model, dataset, roi_size: int, overlap: float, device, dtype) -> None:
-    """Montage, one validation film per row: film | ground truth | prediction | overlay."""
+    """Montage, one validation film per row: film | ground truth | prediction | overlay (its own convention)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,9 +57,11 @@ def plot_samples(path: Path, model, dataset, roi_size: int, overlap: float, devi
     fig, axes = plt.subplots(len(items), 4, figsize=(12, 3 * len(items)), squeeze=False)
     for row, item in enumerate(items):
         image = item["image"][None]
-        prediction = predict_logits(model, image, roi_size, overlap, device, dtype).argmax(1)[0].cpu().numpy()
+        channel = int(item["own"].argmax())  # the film's own lung convention
+        logits = predict_logits(model, image, roi_size, overlap, device, dtype)
+        prediction = (logits[0, channel] > 0).cpu().numpy()
         film = item["image"][0].cpu().numpy()
-        truth = item["label"][0].cpu().numpy() > 0.5
+        truth = item["label"][channel].cpu().numpy() > 0.5
         overlay = np.dstack([film] * 3)
         overlay[prediction > 0] = 0.6 * overlay[prediction > 0] + 0.4 * np.array([1.0, 0.2, 0.2])
         for col, (title, picture) in enumerate(

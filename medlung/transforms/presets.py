@@ -23,16 +23,20 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from medlung.plans import DEFAULT_INTENSITY_PERCENTILES, ModelPlan
+from medlung.transforms.conventions import PartialLabelTargetd
 from medlung.transforms.loading import LoadFilmd, LoadMaskd
+from medlung.transforms.sick_film import RandSickFilmd
 from medlung.transforms.working_grid import ToWorkingGridd
 
-#: Percentiles mapped to 0 and 1.
-INTENSITY_PERCENTILES = (0.5, 99.5)
+#: Percentiles mapped to 0 and 1 (the default plan's; a model's own are in its plan).
+INTENSITY_PERCENTILES = DEFAULT_INTENSITY_PERCENTILES
 
 
-def intensity_transform(keys: str | Sequence[str] = "image") -> ScaleIntensityRangePercentilesd:
-    """Robust per-film scaling to [0, 1] (clipped)."""
-    low, high = INTENSITY_PERCENTILES
+def intensity_transform(keys: str | Sequence[str] = "image",
+                        percentiles: Sequence[float] = INTENSITY_PERCENTILES) -> ScaleIntensityRangePercentilesd:
+    """Robust per-film scaling to [0, 1] (clipped) between two film percentiles."""
+    low, high = percentiles
     return ScaleIntensityRangePercentilesd(keys, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
 
 
@@ -49,7 +53,31 @@ def labelled_transforms(working_spacing: float) -> Compose:
     )
 
 
-def augmentation_transforms(roi_size: Sequence[int]) -> Compose:
+def partial_label_transforms(plan: ModelPlan) -> Compose:
+    """Deterministic training part for a per-convention (sigmoid) model: load, partial-label targets, working grid.
+
+    Gives ``image`` ``(1, H, W)``, ``label`` and ``weight`` ``(C, H, W)`` (one channel per convention of
+    ``plan``) and ``own`` ``(C,)``; see :mod:`medlung.transforms.conventions`. Cacheable.
+    """
+    keys = ["image", "label", "weight"]
+    return Compose(
+        [
+            LoadFilmd("image"),
+            LoadMaskd("label", reference_key="image"),
+            PartialLabelTargetd(plan.conventions),
+            ToWorkingGridd(keys, plan.working_spacing, mode=["linear", "nearest", "nearest"], reference_key="image"),
+            intensity_transform("image", plan.intensity_percentiles),
+            EnsureTyped(keys + ["own"], track_meta=False),
+        ]
+    )
+
+
+def sick_film_transforms(plan: ModelPlan, prob: float = 0.5) -> Compose:
+    """Random sick/portable-film look (opacities, base haze, lines, leads, text) on cropped training films."""
+    return Compose([RandSickFilmd(prob=prob, working_spacing=plan.working_spacing)])
+
+
+def augmentation_transforms(roi_size: Sequence[int], keys: Sequence[str] = ("image", "label")) -> Compose:
     """Random part for training, suited to radiographs.
 
     Small rotations (±10°), independent zoom per axis (±15 %, so row/column
@@ -58,19 +86,20 @@ def augmentation_transforms(roi_size: Sequence[int]) -> Compose:
     No left-right flip: the patient's right and left would swap.
     """
     roi = tuple(int(r) for r in roi_size)
+    keys = list(keys)
     return Compose(
         [
             RandAffined(
-                ["image", "label"],
+                keys,
                 prob=0.8,
                 rotate_range=(0.175,),
                 scale_range=(0.15, 0.15),
                 translate_range=(0.08 * roi[0], 0.08 * roi[1]),
-                mode=("bilinear", "nearest"),
+                mode=("bilinear",) + ("nearest",) * (len(keys) - 1),
                 padding_mode="zeros",
             ),
-            SpatialPadd(["image", "label"], spatial_size=roi),
-            RandSpatialCropd(["image", "label"], roi_size=roi, random_size=False),
+            SpatialPadd(keys, spatial_size=roi),
+            RandSpatialCropd(keys, roi_size=roi, random_size=False),
             RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
             RandScaleIntensityd("image", factors=0.15, prob=0.3),
             RandShiftIntensityd("image", offsets=0.1, prob=0.3),

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from medlung.labels import COLOURS
 from medlung.writers.atomic import write_atomically
 
-#: RGB colours of the patient's right (1) and left (2) lung.
-COLOURS = {1: (255, 140, 0), 2: (30, 144, 255)}
 #: Longest side of an overlay picture, pixels (it is a picture, not a measurement).
 MAX_SIDE = 2048
 

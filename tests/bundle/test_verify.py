@@ -72,7 +72,7 @@ def test_shipped_torchscript_matches_the_state_dict(bundle):
     inference = json.loads((bundle / "configs" / "inference.json").read_text())
     assert meta["version"] == json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
     assert json.loads(extra["inference.json"]) == inference
-    net = build_network(inference["network_def"]["name"], inference["network_def"]["features"])
+    net = build_network(**{k: v for k, v in inference["network_def"].items() if k != "_target_"})
     net.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
     net.eval()
     image = torch.rand(2, 1, inference["roi_size"], inference["roi_size"] + 16,

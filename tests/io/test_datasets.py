@@ -99,3 +99,40 @@ def test_split_follows_the_requested_fractions(shared_data):
     split = split_datalist(datalist, seed=1, fractions=(0.6, 0.2, 0.2))
     assert {p: len(v) for p, v in split.parts.items()} == {"training": 340, "validation": 113, "test": 113}
     assert "split 60/20/20 with seed 1" in split.source
+
+
+def test_covid_v7_csv_gives_ignore_masks_and_a_conventions_column(shared_data, tmp_path):
+    covid = find_datalist(shared_data / "covid_v7" / "splits.csv")
+    assert {p: len(v) for p, v in covid.parts.items()} == {"training": 130, "validation": 31, "test": 31}
+    with_ignore = [e for e in covid.all_entries() if e["ignore"]]
+    assert with_ignore and all(e["ignore"].endswith("_ignore.png") for e in with_ignore)
+    assert all(e["lungs"] == "" for e in covid.all_entries())  # the CSV does not say: callers decide
+    rows = ["image,mask,lungs,split",
+            f"{shared_data}/shenzhen/images/CHNCXR_0001_0.png,{shared_data}/shenzhen/masks/CHNCXR_0001_0_lungs.png,"
+            "anatomical,train",
+            f"{shared_data}/shenzhen/images/CHNCXR_0100_0.png,{shared_data}/shenzhen/masks/CHNCXR_0100_0_lungs.png,"
+            "field,val",
+            f"{shared_data}/shenzhen/images/CHNCXR_0101_0.png,{shared_data}/shenzhen/masks/CHNCXR_0101_0_lungs.png,"
+            "whole,val"]
+    (tmp_path / "mixed.csv").write_text("\n".join(rows) + "\n")
+    mixed = find_datalist(tmp_path / "mixed.csv")
+    assert [e["lungs"] for e in mixed.all_entries()] == ["anatomical", "field"]
+    assert len(mixed.problems) == 1 and "unknown lungs convention 'whole'" in mixed.problems[0]
+
+
+def test_folder_layout_attaches_ignore_masks_and_checks_their_grid(shared_data, tmp_path):
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    stem = "CHNCXR_0001_0"
+    shutil.copy(shared_data / "shenzhen" / "images" / f"{stem}.png", folder / "images")
+    shutil.copy(shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png", folder / "masks")
+    from PIL import Image
+
+    Image.new("L", (512, 512)).save(folder / "masks" / f"{stem}_ignore.png")
+    datalist = check_datalist(find_datalist(folder))
+    (only,) = datalist.parts["training"]
+    assert only["ignore"].endswith(f"{stem}_ignore.png") and not datalist.problems
+    Image.new("L", (100, 100)).save(folder / "masks" / f"{stem}_ignore.png")
+    datalist = check_datalist(find_datalist(folder))
+    assert not datalist.parts["training"] and "ignore mask is 100x100" in datalist.problems[0]

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from medlung.networks import build_network
+from medlung.plans import plan_from_checkpoint
 from medlung.training.config import TrainConfig
 from medlung.training.loop import Trainer
 from tests.conftest import write_shenzhen_csv
@@ -57,8 +58,10 @@ def test_training_run_writes_every_output_and_loss_falls(finished_run):
     assert losses[-1] < losses[0]
     for name in ("best.pt", "last.pt"):
         state = torch.load(run / name, weights_only=False)
-        assert {"model", "optimizer", "scheduler", "epoch", "preprocessing"} <= set(state)
-        build_network("basicunet", state["network"]["features"]).load_state_dict(state["model"])
+        assert {"model", "optimizer", "scheduler", "epoch", "plan"} <= set(state)
+        plan = plan_from_checkpoint(state)
+        assert plan.head == "sigmoid" and plan.conventions == ("field",)  # the CSV names no convention: field
+        build_network(**plan.network_def()).load_state_dict(state["model"])
     best = torch.load(run / "best.pt", weights_only=False)
     assert best["best"]["val_dice"] == pytest.approx(max(float(r["val_dice"]) for r in rows), abs=1e-5)
     summary = json.loads((run / "summary.json").read_text())
