@@ -1,6 +1,7 @@
 """Write the training CSV of the two-convention model from the shared data.
 
-One row per film with ``image, mask, ignore, lungs, split, source, view``:
+One row per film with ``image, mask, ignore, lungs, split, source, view, licence, citation``
+(licence and citation of covid_v7 films, which carry their own):
 
 * Shenzhen films (``shenzhen/splits.csv``, its fixed split) whose masks follow
   the heart's edge -> ``lungs=field``; the annotation batches whose masks draw
@@ -25,7 +26,7 @@ from pathlib import Path
 
 #: Shenzhen film-number ranges (inclusive) whose masks draw the whole left lung (anatomical convention).
 SHENZHEN_ANATOMICAL_BATCHES = ((1, 50), (276, 300), (326, 350))
-COLUMNS = ("image", "mask", "ignore", "lungs", "split", "source", "view")
+COLUMNS = ("image", "mask", "ignore", "lungs", "split", "source", "view", "licence", "citation")
 
 
 def shenzhen_convention(image: str) -> str:
@@ -42,13 +43,15 @@ def rows(data: Path):
         for row in csv.DictReader(handle):
             yield {"image": shenzhen / row["image"], "mask": shenzhen / row["mask"], "ignore": "",
                    "lungs": shenzhen_convention(row["image"]), "split": row["split"], "source": "shenzhen",
-                   "view": "PA"}
+                   "view": "PA", "licence": "NLM research use; masks CC BY-NC-SA 4.0",
+                   "citation": "Jaeger et al. 2014 (Shenzhen); Stirenko et al. 2018 (masks)"}
     covid = data / "covid_v7"
     with open(covid / "splits.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             yield {"image": covid / row["image"], "mask": covid / row["mask"],
                    "ignore": covid / row["ignore"] if row.get("ignore") else "", "lungs": "anatomical",
-                   "split": row["split"], "source": "covid_v7", "view": row["view"]}
+                   "split": row["split"], "source": "covid_v7", "view": row["view"], "licence": row["license"],
+                   "citation": f"doi:{row['doi']}" if row.get("doi") else row.get("url", "")}
 
 
 def main(argv=None) -> int:
