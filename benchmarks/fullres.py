@@ -93,7 +93,7 @@ def child_naive(film: Path, out: Path, device: str) -> dict:
     from monai.transforms import ScaleIntensityRangePercentiles
 
     import medlung
-    from medlung.inference.segmenter import load_model
+    from medlung.networks.loading import load_model
     from medlung.networks.running import autocast, resolve_device, resolve_precision
 
     device = resolve_device(device)

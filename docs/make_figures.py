@@ -55,7 +55,7 @@ def working_grid(out: Path, work: Path) -> None:
     import matplotlib.pyplot as plt
 
     import medlung
-    from medlung.inference.segmenter import find_default_model, load_model
+    from medlung.networks.loading import find_default_model, load_model
     from medlung.transforms import ToWorkingGrid, film_to_metatensor, nominal_spacing
 
     spec = load_model(find_default_model(), "cpu")[1]

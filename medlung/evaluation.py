@@ -225,7 +225,7 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         Unknown part, nothing to evaluate, or ``pred_or_model`` does not exist.
     medlung.io.datasets.DatasetError
         DATA is not a data layout.
-    medlung.inference.segmenter.ModelError
+    medlung.networks.loading.ModelError
         The model cannot be loaded.
     """
     from medlung.inference.predict import output_stems

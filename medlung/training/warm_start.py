@@ -30,7 +30,7 @@ def warm_start(model: torch.nn.Module, plan: ModelPlan, source) -> str:
     str
         One line saying what was copied.
     """
-    from medlung.inference.segmenter import load_model
+    from medlung.networks.loading import load_model
 
     old_model, spec = load_model(source, "cpu")
     old_plan = spec.plan

@@ -13,7 +13,7 @@ from medlung.bundle import export_bundle
 from medlung.bundle.model_card import EVALUATION_BEGIN, EVALUATION_END
 from medlung.cli import cli
 from medlung.errors import BundleError, BundleExistsError
-from medlung.inference.segmenter import load_model
+from medlung.networks.loading import load_model
 
 FILES = ("configs/metadata.json", "configs/schema.json", "configs/inference.json", "configs/evaluate.json",
          "configs/train.json", "configs/multi_gpu_train.json", "configs/logging.conf", "models/model.pt",
