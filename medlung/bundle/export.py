@@ -282,8 +282,18 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     changelog = dict(previous.get("changelog", {})) if previous else {}
     changelog[version] = _changelog_line(record)
     changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
-    roi = int(s["roi_size"])
-    spacing = float(s["working_spacing"])
+    plan = ModelPlan.from_dict(s)
+    roi, spacing = plan.roi_size, plan.working_spacing
+    low, high = plan.intensity_percentiles
+    if plan.head == "softmax":
+        channels = {"0": "background", "1": f"lung ({plan.conventions[0]})"}
+        pred_classes = f"2 channels of logits: channel 0 background, channel 1 lung ({plan.conventions[0]})"
+        margin = "lung-minus-background logit"
+    else:
+        channels = {str(i): f"lung, {c} convention" for i, c in enumerate(plan.conventions)}
+        pred_classes = (f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
+                        + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions)))
+        margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
     return {
         "schema": MONAI_SCHEMA_URL,
         "version": version,
@@ -316,9 +326,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "data_type": "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference",
         "license": "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0",
         "image_classes": (f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
-                          "from its 0.5th-99.5th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
-        "label_classes": "one channel, 1 lung (either side), 0 everything else",
-        "pred_classes": "2 channels of logits: channel 0 background, channel 1 lung",
+                          f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
+        "label_classes": ("one channel per film, 1 lung (either side), 0 everything else, following the lung "
+                          "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"),
+        "pred_classes": pred_classes,
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
@@ -352,7 +363,8 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "pixel_spacing_mm": [spacing, spacing],
                     "patch_size": [roi, roi],
                     "preprocessing": ("film on the native grid -> working grid of "
-                                      f"{spacing:g} mm pixels (linear) -> 0.5th-99.5th percentile scaling to [0, 1]; "
+                                      f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
+                                      "[0, 1]; "
                                       f"sliding window of {roi}x{roi} with gaussian blending"),
                 }
             },
@@ -361,15 +373,15 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "type": "image",
                     "format": "labels",
                     "modality": "n/a",
-                    "num_channels": 2,
+                    "num_channels": plan.out_channels,
                     "spatial_shape": ["32*n", "32*n"],
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,
-                    "channel_def": {"0": "background", "1": "lung"},
+                    "channel_def": channels,
                     "pixel_spacing_mm": [spacing, spacing],
-                    "postprocessing": ("lung-minus-background logit resized to the native grid (bilinear), "
-                                       "threshold 0, small components removed, patient right/left split"),
+                    "postprocessing": (f"{margin} resized to the native grid (bilinear), threshold 0, small "
+                                       "components removed, patient right/left split"),
                 }
             },
         },

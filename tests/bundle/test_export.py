@@ -62,7 +62,7 @@ def test_metadata_is_filled_from_the_run(tiny_run, tiny_bundle):
     image = meta["network_data_format"]["inputs"]["image"]
     assert image["num_channels"] == 1 and image["value_range"] == [0, 1] and image["pixel_spacing_mm"] == [4.0, 4.0]
     pred = meta["network_data_format"]["outputs"]["pred"]
-    assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lung"}
+    assert pred["num_channels"] == 1 and pred["channel_def"] == {"0": "lung, field convention"}  # a field-only run
 
 
 def test_model_card_and_licence(tiny_run, tiny_bundle):
