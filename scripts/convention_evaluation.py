@@ -57,10 +57,17 @@ def write_group_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def score(model, rows: list[dict], lungs: str, out: Path, name: str) -> list[dict]:
-    """Per-film rows of ``medlung evaluate`` for ``rows`` with ``model`` drawing ``lungs``."""
+def score(model, rows: list[dict], lungs: str, out: Path, name: str, reuse: bool = False) -> list[dict]:
+    """Per-film rows of ``medlung evaluate`` for ``rows`` with ``model`` drawing ``lungs``.
+
+    With ``reuse``, a group already scored into ``out/name`` is read back instead of scored again.
+    """
     from medlung.evaluation import evaluate
     from medlung.inference import Segmenter
+
+    if reuse and (out / name / "metrics.csv").is_file():
+        with open(out / name / "metrics.csv", newline="") as handle:
+            return [{**r, "dice": float(r["dice"]) if r["dice"] else float("nan")} for r in csv.DictReader(handle)]
 
     segmenter = Segmenter(model, lungs=lungs) if not isinstance(model, Segmenter) else model
     group_csv = write_group_csv(rows, out / f"{name}.csv")
@@ -118,17 +125,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datalist", type=Path, help="CSV from scripts/two_convention_datalist.py")
     parser.add_argument("--model", type=Path, required=True, help="bundle, run folder or checkpoint")
+    parser.add_argument("--name", help="how the tables name the model (default: its folder or file name)")
     parser.add_argument("--baseline", action="append", default=[], help="NAME=MODEL scored the same way")
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--card", type=Path, help="model card to write the section into")
     parser.add_argument("--figure-film", default="", help="image path (in the datalist) for the two-convention figure")
+    parser.add_argument("--reuse", action="store_true", help="read groups already scored in --out instead of rescoring")
     args = parser.parse_args(argv)
 
     from medlung.inference import Segmenter
 
     rows = read_rows(args.datalist, args.split)
-    models = [(f"this model ({args.model.name})", str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
+    models = [(args.name or args.model.name, str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
     lines = [BEGIN, "", f"Per convention, data source and view, on the **{args.split}** split (native grid, "
              "`medlung evaluate` code; covid_v7 ignore regions left out). A metric never mixes conventions: each "
              "group is scored with the convention its masks follow. A field-only model (no anatomical output) is "
@@ -147,7 +156,7 @@ def main(argv=None) -> int:
             except ValueError:
                 segmenter, drawn = Segmenter(model, lungs="field"), "field (only output)"
             key = f"{label}|{name}"
-            scored = score(segmenter, group, lungs, args.out / _slug(label), _slug(name))
+            scored = score(segmenter, group, lungs, args.out / _slug(label), _slug(name), args.reuse)
             dice = {r["image"]: r["dice"] for r in scored if r["status"] == "ok"}
             summary[key] = stats(list(dice.values()))
             lines.append(table_row(name, lungs if drawn == lungs else f"{lungs} (model: {drawn})", label,
