@@ -101,7 +101,7 @@ def inference_config(settings: dict) -> dict:
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "formats": "seg,png,nifti,overlay",
         "spacing": None,
-        "seg_syntax": "lossless",
+        "seg_syntax": "uncompressed",
         "overwrite": False,
         "workers": 1,
         "send": None,
@@ -240,7 +240,8 @@ KEY_DOCS = (
     ("min_lung_mm2", "inference, evaluate", "Lung components smaller than this (mm²) are dropped."),
     ("formats", "inference", "Comma-separated subset of `seg,png,nifti,overlay` (seg for DICOM films only)."),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
-    ("seg_syntax", "inference", "`lossless` (JPEG 2000 lossless) or `uncompressed` DICOM-SEG."),
+    ("seg_syntax", "inference", "`uncompressed` (default: opened by OHIF via Orthanc, dcmqi, highdicom) or `jpeg2000` "
+     "(JPEG 2000 lossless, older name `lossless`; highdicom/pydicom only, not for a PACS) DICOM-SEG."),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
     ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),

@@ -41,7 +41,9 @@ class PredictOptions:
     spacing : str or None
         User spacing in mm for every film (replaces the files').
     seg_syntax : str
-        ``"lossless"`` or ``"uncompressed"`` DICOM-SEG.
+        DICOM-SEG transfer syntax: ``"uncompressed"`` (default, opened by
+        every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
+        see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
     send : str or None
         ``AE@HOST:PORT`` to C-STORE each SEG to.
     stow : str or None
@@ -60,7 +62,7 @@ class PredictOptions:
     formats: tuple = FORMATS
     overwrite: bool = False
     spacing: str | None = None
-    seg_syntax: str = "lossless"
+    seg_syntax: str = "uncompressed"
     send: str | None = None
     stow: str | None = None
     send_source: bool = False
