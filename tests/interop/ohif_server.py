@@ -1,7 +1,8 @@
 """OHIF's prebuilt viewer and a real Orthanc's DICOMweb on one origin (127.0.0.1 only), for the viewer tests.
 
 ``/dicom-web/...`` (any method) is passed to Orthanc's DICOMweb root with
-its headers, ``Host`` included, so that the URLs Orthanc writes into its
+its headers, ``Host`` included (a chunked request body is passed with
+its length), so that the URLs Orthanc writes into its
 answers (BulkDataURI) name this origin; ``/app-config.js`` is a configuration
 whose one data source is that same ``/dicom-web``; everything else is a file
 of OHIF's ``dist/``, and a path that names no file gets ``index.html`` (OHIF
@@ -136,8 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server_state.requests.append((self.command, self.path, status))
 
     def _proxy(self) -> int:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
+        body = self._request_body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         connection = http.client.HTTPConnection("127.0.0.1", self.server_state.orthanc_http_port, timeout=120)
         try:
@@ -158,6 +158,21 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         return answer.status
+
+    def _request_body(self) -> bytes | None:
+        """The request's body, also when it comes in chunks (dicomweb-client sends large STOW-RS bodies so)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields, then the empty line
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
 
     def _static(self, path: str) -> int:
         if path == "/app-config.js":

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from scipy import ndimage
@@ -121,12 +123,18 @@ def _drive(server: OhifServer, study: str, seg_series: str, out: Path) -> dict:
     """Run the Node driver; its state.json (also when it failed: the test says which step)."""
     arguments = dict(url=server.url, study=study, segSeries=seg_series, out=str(out), timeoutS=DRIVER_TIMEOUT_S,
                      chromium=os.environ.get("MEDLUNG_CHROMIUM", "/usr/bin/chromium"))
-    run = subprocess.run(["node", str(DRIVER), json.dumps(arguments)], cwd=HERE, capture_output=True, text=True,
-                         timeout=DRIVER_TIMEOUT_S + 60)
-    (out / "driver.log").write_text(run.stdout + run.stderr)
+    # its own process group: if it outlives its own limit, the driver and its Chromium are stopped together
+    process = subprocess.Popen(["node", str(DRIVER), json.dumps(arguments)], cwd=HERE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = process.communicate(timeout=DRIVER_TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        log, _ = process.communicate()
+    (out / "driver.log").write_text(log)
     state = json.loads((out / "state.json").read_text()) if (out / "state.json").is_file() else {}
-    state["returncode"] = run.returncode
-    state["log"] = (run.stdout + run.stderr)[-3000:]
+    state["returncode"] = process.returncode
+    state["log"] = log[-3000:]
     return state
 
 
@@ -235,9 +243,9 @@ def test_ohif_draws_both_lungs_where_medlung_labels_them(kind, shared_data, segm
     with OhifServer(ohif_dist, orthanc.http_port) as server:
         sent = stow_rs([film_path, seg_path], f"{server.url}/dicom-web")
         assert all(result.ok for result in sent), [result.message for result in sent]
+        for result in sent:  # stored indeed, not only answered 200
+            assert orthanc.instances_with_uid(result.sop_instance_uid), f"Orthanc lacks {result.path.name}"
         study = str(film.dataset.StudyInstanceUID)
-        import pydicom
-
         seg_series = str(pydicom.dcmread(seg_path, stop_before_pixels=True).SeriesInstanceUID)
         state = _drive(server, study, seg_series, out)
         errors = [f"{status} {method} {path}" for method, path, status in server.requests if status >= 400]
