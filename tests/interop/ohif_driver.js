@@ -9,7 +9,8 @@
 //   segSeries   SeriesInstanceUID of the SEG to open
 //   out         folder for the screenshots and state.json (created)
 //   chromium    the browser executable (default /usr/bin/chromium)
-//   timeoutS    the whole run's limit in seconds (default 240)
+//   timeoutS    the whole run's limit in seconds (default 480)
+//   stepTimeoutS  the limit for the film, and then the SEG, to be drawn (default 240)
 //   width, height  the browser window in CSS pixels (default 1280 x 900)
 //
 // Writes into out/: film.png (the study as opened), seg.png (after the SEG was opened), state.json
@@ -25,7 +26,8 @@ const puppeteer = require('puppeteer-core');
 
 const args = JSON.parse(process.argv[2]);
 const out = args.out;
-const timeoutMs = (args.timeoutS || 240) * 1000;
+const timeoutMs = (args.timeoutS || 480) * 1000;
+const stepTimeoutMs = (args.stepTimeoutS || 240) * 1000; // a film or a SEG to load and be drawn
 const width = args.width || 1280;
 const height = args.height || 900;
 fs.mkdirSync(out, { recursive: true });
@@ -169,7 +171,7 @@ function segmentationState() {
       const viewport = cs.getEnabledElements()[0].viewport;
       return Boolean(viewport.getCurrentImageId && viewport.getCurrentImageId() && viewport.getImageData
         && viewport.getImageData());
-    }, null, 90000, 'the film in the viewport');
+    }, null, stepTimeoutMs, 'the film in the viewport');
     await new Promise(resolve => setTimeout(resolve, 2000)); // let the first frame paint
     if (await skipTours(page)) step('tour skipped');
     state.film = await page.evaluate(filmGeometry);
@@ -198,7 +200,7 @@ function segmentationState() {
       if (!service || !enabled.length) return false;
       const shown = service.getSegmentationRepresentations(enabled[0].viewport.id) || [];
       return shown.length > 0;
-    }, null, 90000, 'a segmentation drawn in the viewport');
+    }, null, stepTimeoutMs, 'a segmentation drawn in the viewport');
     await new Promise(resolve => setTimeout(resolve, 3000)); // let the labelmap paint
     if (await skipTours(page)) step('tour skipped');
     state.segmentation = await page.evaluate(segmentationState);
@@ -219,7 +221,7 @@ function segmentationState() {
       const viewport = grid.viewports.get(grid.activeViewportId);
       return Boolean(viewport && viewport.displaySetInstanceUIDs.length
         && !viewport.displaySetInstanceUIDs.includes(uid));
-    }, segSet.uid, 60000, 'the SEG hydrated (the film back in the viewport)');
+    }, segSet.uid, stepTimeoutMs, 'the SEG hydrated (the film back in the viewport)');
     await new Promise(resolve => setTimeout(resolve, 3000));
     if (await skipTours(page)) step('tour skipped');
     await waitFor(page, () => {
@@ -227,7 +229,7 @@ function segmentationState() {
       if (!enabled.length) return false;
       const shown = window.services.segmentationService.getSegmentationRepresentations(enabled[0].viewport.id);
       return (shown || []).length > 0;
-    }, null, 60000, 'the hydrated segmentation drawn');
+    }, null, stepTimeoutMs, 'the hydrated segmentation drawn');
     state.hydrated = await page.evaluate(segmentationState);
     state.filmHydrated = await page.evaluate(filmGeometry);
     await page.screenshot({ path: path.join(out, 'hydrated.png') });

@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ohif_driver.js"
-DRIVER_TIMEOUT_S = 300  # the driver stops itself after this; the test waits a minute more
+DRIVER_TIMEOUT_S = 480  # the driver stops itself after this; the test waits a minute more
 NPM_TIMEOUT_S = 600
 
 #: Films for the test: name -> (Shenzhen film, how it is stored). Films of the test split.
