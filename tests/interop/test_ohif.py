@@ -225,8 +225,8 @@ def overlay_agreement(screenshot: np.ndarray, geometry: dict, labels: np.ndarray
 
 
 @pytest.mark.parametrize("kind", list(FILMS))
-def test_ohif_draws_both_lungs_where_medlung_labels_them(kind, shared_data, segmenter, orthanc,  # noqa: F811
-                                                         ohif_dist, artifacts, tmp_path):
+def test_ohif_draws_both_lungs_where_medlung_labels_them(kind, ohif_dist, shared_data, segmenter,
+                                                         orthanc, artifacts, tmp_path):  # noqa: F811
     started = time.perf_counter()
     film_path = _film(kind, shared_data, tmp_path)
     film = medlung.load_film(film_path)
