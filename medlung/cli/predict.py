@@ -93,8 +93,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
-                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
-                             extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:

@@ -256,8 +256,10 @@ def write_dicom_seg(
         Version of the model that made ``labels``; it goes into the algorithm
         identification and into the UIDs.
     options : mapping, optional
-        Options that changed the result (threshold, working spacing in mm,
-        ...); they go into the UIDs and into the Algorithm Parameters.
+        Options that changed the result: :func:`medlung.uids.output_options`
+        of the segmenter that made ``labels``. They go into the UIDs and into
+        the Algorithm Parameters, with the Transfer Syntax UID written
+        (``seg_syntax``).
     transfer_syntax : str, optional
         ``"uncompressed"`` (default: Explicit VR Little Endian, which every
         client tested opens), ``"jpeg2000"`` (JPEG 2000 Lossless, about 30
@@ -306,6 +308,9 @@ def write_dicom_seg(
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
     model_version = model_version.strip()
+    canonical_options(options)  # a mapping, or a TypeError that says so
+    # the form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID)
+    options = {**(options or {}), "seg_syntax": syntax}
     options_text = canonical_options(options)
     if not path.parent.is_dir():
         raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
