@@ -70,8 +70,9 @@ A BINARY segmentation stores 1 bit per pixel. Measured with the clients
   a frame under 32 pixels along an axis, so such tiny films fall back to
   Explicit VR Little Endian.
 * RLE Lossless: allowed for 1-bit images only since DICOM CP 2301; highdicom
-  refuses to write it for BINARY segmentations and neither DCMTK (dcmqi,
-  Orthanc) nor pydicom decodes it, so it is not offered.
+  refuses to write it for BINARY segmentations and DCMTK (dcmqi, Orthanc)
+  does not decode 1-bit RLE (DCMTK feature #1178, open), so it is not
+  offered.
 * Deflated Explicit VR Little Endian would also be lossless but dciodvfy
   (dicom3tools) cannot read it, so it is not offered.
 """
