@@ -119,11 +119,6 @@ def inference_config(settings: dict) -> dict:
             "stow": "$medlung.bundle.as_optional(@stow)",
             "send_source": "$medlung.bundle.as_bool(@send_source, 'send_source')",
             "workers": "$int(@workers)",
-            "extra_options": {
-                "tta": "$@segmenter.tta",
-                "overlap": "$@segmenter.overlap",
-                "roi_size": "$@segmenter.roi_size",
-            },
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
         "report": "$medlung.inference.predict.predict_files(@inputs, @output_dir, @segmenter, @options, @progress)",

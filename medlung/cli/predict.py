@@ -41,8 +41,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--seg-syntax", type=click.Choice(["uncompressed", "jpeg2000", "lossless"]), default="uncompressed",
               show_default=True,
               help="DICOM-SEG transfer syntax. uncompressed: Explicit VR Little Endian, opened by every client tested "
-                   "(OHIF via Orthanc, dcmqi, highdicom). jpeg2000 (older name: lossless): JPEG 2000 Lossless, about "
-                   "30x smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
+                   "(OHIF via Orthanc, dcmqi, highdicom). jpeg2000 (older name: lossless): JPEG 2000 Lossless, "
+                   "hundreds of times smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
                    "with orthanc-gdcm crashes on it, so it cannot be combined with --send/--stow.")
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
 @click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
@@ -93,8 +93,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
-                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
-                             extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:

@@ -55,21 +55,24 @@ Transfer syntax
 ---------------
 A BINARY segmentation stores 1 bit per pixel. Measured with the clients
 (``tests/writers/test_seg_clients.py``, ``benchmarks/seg_syntax.py``;
-``docs/formats.md`` has the table):
+``docs/pacs.md`` has the table):
 
 * Explicit VR Little Endian (``"uncompressed"``, the default): bit-packed,
-  4.9 MB for both lungs of a 4020x4892 film; highdicom, dcmqi, pydicom and
-  Orthanc (with or without the orthanc-gdcm plugin, frames and rendered
-  DICOMweb endpoints) all read it.
+  4.9 MB for both lungs of a 4020x4892 film; highdicom, dcmqi and pydicom
+  read it, and Orthanc (with or without the orthanc-gdcm plugin) stores it
+  and serves it whole over DICOMweb (its frames endpoint only when Columns
+  is a multiple of 8).
 * JPEG 2000 Lossless (``"jpeg2000"``; ``"lossless"`` is its older name):
-  about 30 times smaller, read by highdicom and pydicom, but dcmqi refuses it
-  ("uses lossy compression") and Orthanc cannot transcode 1-bit JPEG 2000
-  frames (HTTP 500; its GDCM plugin aborts). openjpeg cannot encode a frame
-  under 32 pixels along an axis, so such tiny films fall back to Explicit VR
-  Little Endian.
+  hundreds of times smaller (11 kB for the same lungs), read by highdicom
+  and pydicom, but dcmqi refuses it ("uses lossy compression"), Orthanc
+  cannot transcode 1-bit JPEG 2000 frames (HTTP 500) and Orthanc with the
+  orthanc-gdcm plugin crashes (SIGSEGV) when asked to. openjpeg cannot encode
+  a frame under 32 pixels along an axis, so such tiny films fall back to
+  Explicit VR Little Endian.
 * RLE Lossless: allowed for 1-bit images only since DICOM CP 2301; highdicom
-  refuses to write it for BINARY segmentations and neither DCMTK (dcmqi,
-  Orthanc) nor pydicom decodes it, so it is not offered.
+  refuses to write it for BINARY segmentations and DCMTK (dcmqi, Orthanc)
+  does not decode 1-bit RLE (DCMTK feature #1178, open), so it is not
+  offered.
 * Deflated Explicit VR Little Endian would also be lossless but dciodvfy
   (dicom3tools) cannot read it, so it is not offered.
 """
@@ -256,12 +259,14 @@ def write_dicom_seg(
         Version of the model that made ``labels``; it goes into the algorithm
         identification and into the UIDs.
     options : mapping, optional
-        Options that changed the result (threshold, working spacing in mm,
-        ...); they go into the UIDs and into the Algorithm Parameters.
+        Options that changed the result: :func:`medlung.uids.output_options`
+        of the segmenter that made ``labels``. They go into the UIDs and into
+        the Algorithm Parameters, with the Transfer Syntax UID written
+        (``seg_syntax``).
     transfer_syntax : str, optional
         ``"uncompressed"`` (default: Explicit VR Little Endian, which every
-        client tested opens), ``"jpeg2000"`` (JPEG 2000 Lossless, about 30
-        times smaller but not served by Orthanc nor read by dcmqi; see the
+        client tested opens), ``"jpeg2000"`` (JPEG 2000 Lossless, hundreds
+        of times smaller but not served by Orthanc nor read by dcmqi; see the
         module notes), ``"lossless"`` (older name of ``"jpeg2000"``) or a
         Transfer Syntax UID of :data:`BINARY_TRANSFER_SYNTAXES`.
     overwrite : bool, optional
@@ -306,6 +311,9 @@ def write_dicom_seg(
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
     model_version = model_version.strip()
+    canonical_options(options)  # a mapping, or a TypeError that says so
+    # the form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID)
+    options = {**(options or {}), "seg_syntax": syntax}
     options_text = canonical_options(options)
     if not path.parent.is_dir():
         raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")

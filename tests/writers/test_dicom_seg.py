@@ -166,7 +166,8 @@ def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen)
     assert first.SOPInstanceUID != other.SOPInstanceUID
     assert first.SOPInstanceUID != first.SeriesInstanceUID
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
-    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", {"a": 1, "b": "x"})
+    written = {"a": 1, "b": "x", "seg_syntax": ExplicitVRLittleEndian}  # the form written enters the UIDs too
+    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", written)
     assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected[:2]
     assert first.DimensionOrganizationSequence[0].DimensionOrganizationUID == expected.dimension_organization_uid
     for uid in expected:
