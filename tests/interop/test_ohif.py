@@ -51,7 +51,8 @@ DRIVER = HERE / "ohif_driver.js"
 DRIVER_TIMEOUT_S = 480  # the driver stops itself after this; the test waits a minute more
 NPM_TIMEOUT_S = 600
 
-#: Films for the test: name -> (Shenzhen film, how it is stored). Films of the test split.
+#: Films for the test: name -> (Shenzhen film, how it is stored). The large two are of the test split; the small
+#: one (train split) is the film the other SEG tests use.
 FILMS = {
     "cr_512": ("CHNCXR_0001_0", "a 512x512 CR with PixelSpacing 0.7 mm"),
     "cr_4020x4892": ("CHNCXR_0010_0", "a 4020x4892 CR (WxH) with PixelSpacing 0.0875 mm, 12 bits"),
