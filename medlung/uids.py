@@ -42,6 +42,84 @@ def canonical_options(options: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(options), sort_keys=True, separators=(",", ":"), default=str)
 
 
+#: Segmenter attributes that change its masks, by the key they enter the UIDs under.
+_SEGMENTER_OPTIONS = {
+    "roi_size": "roi_size",
+    "overlap": "overlap",
+    "sw_batch_size": "sw_batch_size",
+    "tta": "tta",
+    "min_lung_mm2": "min_lung_mm2",
+    "lungs": "lungs",
+}
+#: Model facts (:class:`~medlung.inference.segmenter.ModelSpec`) that change the masks besides its version.
+_MODEL_OPTIONS = ("network", "features", "working_spacing", "intensity_percentiles")
+
+
+def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Every option that changes what medlung writes for a film: the one source of its deterministic UIDs.
+
+    ``medlung predict``, the bundle's inference config, ``medlung serve`` and
+    the Python API (pass the result as ``options`` to
+    :func:`medlung.writers.dicom_seg.write_dicom_seg`) all derive their UIDs
+    from this mapping, so two outputs that differ in any of these options
+    never share a UID (a PACS would keep only one of them), and the same
+    options always give the same UIDs.
+
+    Parameters
+    ----------
+    segmenter : medlung.inference.Segmenter
+        The segmenter that made the masks. Read from it: the sliding-window
+        size (``roi_size``, working-grid pixels), ``overlap`` (0-1),
+        ``sw_batch_size``, ``tta``, the precision, ``min_lung_mm2`` (mm²),
+        the lung convention ``lungs`` when the segmenter has one, and the
+        model's network, features, working spacing (mm) and intensity
+        percentiles. The model version enters the UIDs on its own (see
+        :func:`derive_uid`).
+    spacing : str, float or tuple of float, optional
+        The user's spacing override in mm (``--spacing``), ``None`` when the
+        films' own spacing is used.
+    seg_syntax : str, optional
+        The DICOM-SEG form (``"uncompressed"``, ``"jpeg2000"``, ``"lossless"``
+        or a Transfer Syntax UID); names are turned into their Transfer
+        Syntax UID so that ``"lossless"`` and ``"jpeg2000"`` agree.
+    **extra
+        Further options that change the output (for tools built on medlung).
+
+    Returns
+    -------
+    dict
+        JSON-friendly option name -> value; ``None`` values are kept, so that
+        setting an option to its default is still told apart from an option
+        medlung did not have before.
+    """
+    options: dict[str, Any] = {}
+    for attribute, key in _SEGMENTER_OPTIONS.items():
+        if hasattr(segmenter, attribute):
+            options[key] = _plain(getattr(segmenter, attribute))
+    if hasattr(segmenter, "dtype"):
+        options["precision"] = "fp32" if segmenter.dtype is None else str(segmenter.dtype).replace("torch.", "")
+    spec = getattr(segmenter, "spec", None)
+    for attribute in _MODEL_OPTIONS:
+        if spec is not None and hasattr(spec, attribute):
+            options[attribute] = _plain(getattr(spec, attribute))
+    options["spacing"] = _plain(spacing)
+    if seg_syntax is not None:
+        from medlung.writers.dicom_seg import SEG_SYNTAXES
+
+        options["seg_syntax"] = SEG_SYNTAXES.get(str(seg_syntax).strip().lower(), str(seg_syntax).strip())
+    options.update({key: _plain(value) for key, value in extra.items()})
+    return options
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and numpy scalars as JSON values (lists, floats), so equal options give equal text."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
 def derive_uid(kind: str, source_uid: str, model_version: str, options: Mapping[str, Any] | None = None) -> str:
     """A deterministic ``2.25.<decimal UUID>`` UID.
 

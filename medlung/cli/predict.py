@@ -42,7 +42,12 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
-@click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True)
+@click.option("--seg-syntax", type=click.Choice(["uncompressed", "jpeg2000", "lossless"]), default="uncompressed",
+              show_default=True,
+              help="DICOM-SEG transfer syntax. uncompressed: Explicit VR Little Endian, opened by every client tested "
+                   "(OHIF via Orthanc, dcmqi, highdicom). jpeg2000 (older name: lossless): JPEG 2000 Lossless, "
+                   "hundreds of times smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
+                   "with orthanc-gdcm crashes on it, so it cannot be combined with --send/--stow.")
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
 @click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
 @click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
@@ -67,6 +72,9 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     from medlung.io import DEFAULT_MAX_PIXELS
 
     verbose = is_verbose(ctx)
+    if seg_syntax != "uncompressed" and (send or stow) and "seg" in formats:
+        raise click.BadParameter("a JPEG 2000 DICOM-SEG is not sent to a PACS (Orthanc cannot serve it and crashes "
+                                 "with orthanc-gdcm); drop --seg-syntax or --send/--stow.", param_hint="--seg-syntax")
     if send:
         from medlung.pacs import parse_destination
 
@@ -89,9 +97,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
-                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
-                             extra_options={"tta": tta, "overlap": segmenter.overlap, "roi_size": segmenter.roi_size,
-                                            "lungs": segmenter.lungs})
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:

@@ -41,7 +41,9 @@ class PredictOptions:
     spacing : str or None
         User spacing in mm for every film (replaces the files').
     seg_syntax : str
-        ``"lossless"`` or ``"uncompressed"`` DICOM-SEG.
+        DICOM-SEG transfer syntax: ``"uncompressed"`` (default, opened by
+        every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
+        see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
     send : str or None
         ``AE@HOST:PORT`` to C-STORE each SEG to.
     stow : str or None
@@ -60,14 +62,14 @@ class PredictOptions:
     formats: tuple = FORMATS
     overwrite: bool = False
     spacing: str | None = None
-    seg_syntax: str = "lossless"
+    seg_syntax: str = "uncompressed"
     send: str | None = None
     stow: str | None = None
     send_source: bool = False
     workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_identifiers: bool = False
-    extra_options: dict = field(default_factory=dict)
+    extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -174,7 +176,7 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
         masks = segmenter(film)
         row.update(_areas(masks))
-        outputs = write_outputs(film, masks, targets, segmenter.model_version, options)
+        outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
         if masks.empty:
@@ -202,11 +204,13 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     return targets
 
 
-def write_outputs(film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions) -> list[Path]:
+def write_outputs(film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions,
+                  segmenter=None) -> list[Path]:
     """Write the requested files for one film, concurrently (compression releases the GIL).
 
     Each file is written atomically; if one writer fails, the others still
-    finish and the first error is raised.
+    finish and the first error is raised. ``segmenter`` (the one that made
+    ``masks``) gives the options that enter the DICOM-SEG's UIDs.
     """
     from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_nifti, write_lungs_png
@@ -214,7 +218,8 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
 
     writers = {
         "seg": lambda path: write_dicom_seg(film, masks.labels, path, model_version=model_version,
-                                            options=seg_options(masks, options), transfer_syntax=options.seg_syntax,
+                                            options=seg_options(segmenter, masks, options),
+                                            transfer_syntax=options.seg_syntax,
                                             overwrite=options.overwrite),
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
@@ -227,9 +232,17 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
     return [future.result() for future in futures]
 
 
-def seg_options(masks, options: PredictOptions) -> dict:
-    """The options that change a SEG's content (they enter its deterministic UIDs)."""
-    return {"working_spacing": masks.working_spacing, "spacing": options.spacing, **options.extra_options}
+def seg_options(segmenter, masks, options: PredictOptions) -> dict:
+    """The options that change a SEG's content (they enter its deterministic UIDs).
+
+    :func:`medlung.uids.output_options` of the segmenter and of this run
+    (spacing override, SEG syntax, ``options.extra_options``).
+    """
+    from medlung.uids import output_options
+
+    found = output_options(segmenter, spacing=options.spacing, seg_syntax=options.seg_syntax, **options.extra_options)
+    found.setdefault("working_spacing", masks.working_spacing)
+    return found
 
 
 def overlay_lines(film, masks) -> list[str]:

@@ -150,7 +150,9 @@ class Segmenter:
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
         self.overlap = overlap
-        self.sw_batch_size = sw_batch_size
+        if int(sw_batch_size) < 1:
+            raise ValueError(f"sw_batch_size must be a positive number of windows, got {sw_batch_size}.")
+        self.sw_batch_size = int(sw_batch_size)
         self.tta = tta
         self.dtype = resolve_precision(precision, self.device)
         self.min_lung_mm2 = plan.min_lung_mm2 if min_lung_mm2 is None else min_lung_mm2
@@ -234,9 +236,10 @@ class Segmenter:
         low, high = self.spec.intensity_percentiles
         scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)
         batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
-        logits = predict_logits(self.model, batch, self.roi_size, self.overlap, self.device, self.dtype)
+        window = (self.roi_size, self.overlap, self.device, self.dtype, self.sw_batch_size)
+        logits = predict_logits(self.model, batch, *window)
         if self.tta:
-            mirrored = predict_logits(self.model, batch.flip(-1), self.roi_size, self.overlap, self.device, self.dtype)
+            mirrored = predict_logits(self.model, batch.flip(-1), *window)
             logits = (logits + mirrored.flip(-1)) / 2
         return self.margin_of(logits[0]).cpu()
 

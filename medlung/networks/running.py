@@ -46,7 +46,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype) -> torch.Tensor:
+def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype,
+                   sw_batch_size: int = 4) -> torch.Tensor:
     """Sliding-window logits for a batch of films on the working grid (gaussian blending).
 
     Parameters
@@ -62,6 +63,8 @@ def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, de
     device : torch.device
     dtype : torch.dtype or None
         Autocast dtype (None: fp32).
+    sw_batch_size : int, optional
+        Windows per forward pass (memory against speed).
 
     Returns
     -------
@@ -70,7 +73,7 @@ def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, de
     """
     with torch.no_grad(), autocast(device, dtype):
         logits = sliding_window_inference(
-            image.to(device), roi_size=(roi_size, roi_size), sw_batch_size=4, predictor=model,
+            image.to(device), roi_size=(roi_size, roi_size), sw_batch_size=int(sw_batch_size), predictor=model,
             overlap=overlap, mode="gaussian",
         )
     return logits.float()

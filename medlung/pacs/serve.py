@@ -224,10 +224,8 @@ class StorageNode:
                 self.segmenter = Segmenter(self.config.bundle, device=self.config.device)
         from medlung.inference.predict import PredictOptions
 
-        self._options = PredictOptions(
-            formats=("seg",), overwrite=False,
-            extra_options={"tta": False, "overlap": self.segmenter.overlap, "roi_size": self.segmenter.roi_size},
-        )
+        # the SEG's UIDs follow every option of the segmenter (medlung.uids.output_options)
+        self._options = PredictOptions(formats=("seg",), overwrite=False)
         for key in to_segment:
             self._jobs[key] = _Job(key)
             self._waiting += 1

@@ -12,24 +12,69 @@ that are always described, even when one is empty:
 
 Segment numbers equal medlung's label values (1 = patient right lung,
 2 = patient left lung), so :func:`medlung.io.seg.read_dicom_seg` gives the
-same label map back. The SEG is in the source film's Study, in a new Series,
-references the film (Source Image Sequence, Referenced Series Sequence and,
-per frame, the Derivation Image Sequence), and copies its Patient
-Orientation; the pixel spacing goes into the Pixel Measures functional group
-exactly as highdicom copies it from the film's PixelSpacing.
+same label map back. Each segment carries a Recommended Display CIELab Value:
+the colours of medlung's overlays (:data:`medlung.writers.overlay.COLOURS`,
+dark orange for the right lung, blue for the left), so that every viewer
+shows the two lungs as medlung's own pictures do. The SEG is in the source
+film's Study, in a new Series, references the film (Source Image Sequence,
+Referenced Series Sequence and, per frame, the Derivation Image Sequence),
+and copies its Patient Orientation.
+
+Geometry of a projection radiograph
+-----------------------------------
+A CR or DX film has no Image Plane module and no Frame of Reference, so
+highdicom writes a SEG without Plane Orientation, Plane Position and, for
+films without PixelSpacing, without Pixel Measures. The field's clients need
+all three: OHIF looks up the orientation and the Pixel Measures of every SEG
+(a SEG without them is never drawn, or blanks the viewport), dcmqi cannot
+build an image without the orientation, and highdicom's own reader
+(``highdicom.seg.segread``) refuses Pixel Measures without Slice Thickness.
+medlung therefore adds, as a 2-D image in its own plane:
+
+* shared Plane Orientation (Patient) ``1\0\0\0\1\0``: rows along x, columns
+  along y, the film's pixel grid itself (no claim about the patient's axes:
+  Patient Orientation still says where the patient's right is);
+* per-frame Plane Position (Patient) ``0\0\0``: both frames (one per lung)
+  lie on the film;
+* shared Pixel Measures with the spacing the film's own display uses: the
+  first valid of PixelSpacing, ImagerPixelSpacing (divided by Estimated
+  Radiographic Magnification Factor when present) and Nominal Scanned Pixel
+  Spacing, as :func:`medlung.io.dicom.dicom_spacing` reads it and as viewers
+  (Cornerstone/OHIF) calibrate projection radiographs. A spacing given by the
+  user (``--spacing``) is not written: the SEG must lie on the film as viewers
+  show it. A film without any spacing gets ``1\1``, the pixel unit viewers
+  fall back to, so measurements on the SEG read in pixels, as on the film.
+  Slice Thickness is ``1`` mm: a projection has none, but the Pixel Measures
+  of a SEG must carry one (highdicom, dcmqi's 3-D image).
+
+No Frame of Reference UID is invented: dciodvfy reports no error for the
+geometry without it (highdicom and dcmqi read it; dcmqi warns that the Frame
+of Reference module is absent, which is true of the film too).
 
 Transfer syntax
 ---------------
-DICOM and highdicom allow only two lossless compressions for a 1-bit BINARY
-segmentation: none of RLE or JPEG-LS (they need 8 bits per pixel), but JPEG
-2000 Lossless (``1.2.840.10008.1.2.4.90``, one codestream per frame, encoded
-with openjpeg at 1 bit per sample). ``transfer_syntax="lossless"`` (the
-default) uses it. openjpeg cannot encode a frame smaller than 32 pixels along
-an axis, so such tiny films fall back to Explicit VR Little Endian (bit-packed,
-uncompressed). Deflated Explicit VR Little Endian would also be lossless but
-dciodvfy (dicom3tools) cannot read it, so it is not offered.
-``transfer_syntax="uncompressed"`` writes Explicit VR Little Endian,
-bit-packed: 1 bit per pixel per segment, what every receiver accepts.
+A BINARY segmentation stores 1 bit per pixel. Measured with the clients
+(``tests/writers/test_seg_clients.py``, ``benchmarks/seg_syntax.py``;
+``docs/pacs.md`` has the table):
+
+* Explicit VR Little Endian (``"uncompressed"``, the default): bit-packed,
+  4.9 MB for both lungs of a 4020x4892 film; highdicom, dcmqi and pydicom
+  read it, and Orthanc (with or without the orthanc-gdcm plugin) stores it
+  and serves it whole over DICOMweb (its frames endpoint only when Columns
+  is a multiple of 8).
+* JPEG 2000 Lossless (``"jpeg2000"``; ``"lossless"`` is its older name):
+  hundreds of times smaller (11 kB for the same lungs), read by highdicom
+  and pydicom, but dcmqi refuses it ("uses lossy compression"), Orthanc
+  cannot transcode 1-bit JPEG 2000 frames (HTTP 500) and Orthanc with the
+  orthanc-gdcm plugin crashes (SIGSEGV) when asked to. openjpeg cannot encode
+  a frame under 32 pixels along an axis, so such tiny films fall back to
+  Explicit VR Little Endian.
+* RLE Lossless: allowed for 1-bit images only since DICOM CP 2301; highdicom
+  refuses to write it for BINARY segmentations and DCMTK (dcmqi, Orthanc)
+  does not decode 1-bit RLE (DCMTK feature #1178, open), so it is not
+  offered.
+* Deflated Explicit VR Little Endian would also be lossless but dciodvfy
+  (dicom3tools) cannot read it, so it is not offered.
 """
 
 from __future__ import annotations
@@ -47,11 +92,15 @@ from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationW
 from medlung.film import Film
 from medlung.uids import canonical_options, seg_uids
 from medlung.writers.atomic import write_atomically
+from medlung.writers.overlay import COLOURS
 
 __all__ = [
     "LABEL_NAMES",
+    "DEFAULT_SEG_SYNTAX",
     "SEG_SERIES_NUMBER_OFFSET",
+    "SEG_SYNTAXES",
     "choose_transfer_syntax",
+    "display_spacing",
     "empty_segments",
     "write_dicom_seg",
 ]
@@ -68,8 +117,20 @@ _IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 _JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 #: Transfer syntaxes highdicom can write for a BINARY segmentation.
 BINARY_TRANSFER_SYNTAXES = (_JPEG2000_LOSSLESS, _EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
+#: Names of the SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of JPEG 2000.
+SEG_SYNTAXES = {"uncompressed": _EXPLICIT_VR_LE, "jpeg2000": _JPEG2000_LOSSLESS, "lossless": _JPEG2000_LOSSLESS}
+#: The default form: the one every client tested opens (see the module notes).
+DEFAULT_SEG_SYNTAX = "uncompressed"
 #: openjpeg refuses to encode frames smaller than this along either axis (pixels).
 _J2K_MIN_SIZE = 32
+#: Plane Orientation (Patient) of a film's SEG: rows along x, columns along y (the film's own pixel grid).
+PROJECTION_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+#: Plane Position (Patient) of every frame, mm: both lungs lie on the film.
+PROJECTION_POSITION = (0.0, 0.0, 0.0)
+#: Slice Thickness in the Pixel Measures, mm: a projection has none, but a SEG's Pixel Measures must carry one.
+PROJECTION_SLICE_THICKNESS = 1.0
+#: Pixel Spacing written for a film without any spacing, mm: the pixel unit viewers fall back to.
+UNKNOWN_SPACING = (1.0, 1.0)
 
 # Type 2 attributes highdicom copies from the source; ACR-NEMA style films
 # may lack them. They are added, empty, to the writer's private copy.
@@ -110,9 +171,10 @@ def choose_transfer_syntax(transfer_syntax: str, shape: tuple[int, int]) -> str:
     Parameters
     ----------
     transfer_syntax : str
-        ``"lossless"`` (JPEG 2000 Lossless, or Explicit VR Little Endian for
-        frames under 32 pixels along an axis), ``"uncompressed"`` (Explicit
-        VR Little Endian) or one of :data:`BINARY_TRANSFER_SYNTAXES`.
+        ``"uncompressed"`` (Explicit VR Little Endian, bit-packed: what every
+        client opens), ``"jpeg2000"`` (JPEG 2000 Lossless, or Explicit VR
+        Little Endian for frames under 32 pixels along an axis; ``"lossless"``
+        is its older name) or one of :data:`BINARY_TRANSFER_SYNTAXES`.
     shape : tuple of int
         ``(rows, cols)`` of the film in pixels.
 
@@ -122,22 +184,45 @@ def choose_transfer_syntax(transfer_syntax: str, shape: tuple[int, int]) -> str:
         A Transfer Syntax UID.
     """
     name = str(transfer_syntax).strip()
-    if name.lower() == "lossless":
+    uid = SEG_SYNTAXES.get(name.lower())
+    if uid == _JPEG2000_LOSSLESS:
         small = min(shape) < _J2K_MIN_SIZE
         return _EXPLICIT_VR_LE if small else _JPEG2000_LOSSLESS
-    if name.lower() == "uncompressed":
-        return _EXPLICIT_VR_LE
+    if uid is not None:
+        return uid
     if name in BINARY_TRANSFER_SYNTAXES:
         if name == _JPEG2000_LOSSLESS and min(shape) < _J2K_MIN_SIZE:
             raise ValueError(
                 f"JPEG 2000 Lossless cannot encode a {shape[0]}x{shape[1]} frame (openjpeg needs at least "
-                f"{_J2K_MIN_SIZE} pixels along each axis); use transfer_syntax='lossless' or 'uncompressed'."
+                f"{_J2K_MIN_SIZE} pixels along each axis); use transfer_syntax='jpeg2000' or 'uncompressed'."
             )
         return name
     raise ValueError(
-        f"transfer_syntax must be 'lossless', 'uncompressed' or one of {', '.join(BINARY_TRANSFER_SYNTAXES)} "
-        f"(the syntaxes a BINARY segmentation can use); got {transfer_syntax!r}."
+        f"transfer_syntax must be one of {', '.join(repr(n) for n in SEG_SYNTAXES)} or a Transfer Syntax UID of "
+        f"{', '.join(BINARY_TRANSFER_SYNTAXES)} (the syntaxes a BINARY segmentation can use); got {transfer_syntax!r}."
     )
+
+
+def display_spacing(source) -> tuple[float, float]:
+    """The pixel spacing viewers use to show a film, ``(row_mm, col_mm)``: the SEG's Pixel Spacing.
+
+    Parameters
+    ----------
+    source : pydicom.Dataset
+        The film's header.
+
+    Returns
+    -------
+    tuple of float
+        The first valid of PixelSpacing, ImagerPixelSpacing (divided by
+        EstimatedRadiographicMagnificationFactor when present) and
+        NominalScannedPixelSpacing, in mm; :data:`UNKNOWN_SPACING` when the
+        film has none.
+    """
+    from medlung.io.dicom import dicom_spacing
+
+    spacing, _ = dicom_spacing(source)
+    return tuple(spacing) if spacing is not None else UNKNOWN_SPACING
 
 
 def write_dicom_seg(
@@ -147,7 +232,7 @@ def write_dicom_seg(
     *,
     model_version: str,
     options: Mapping[str, Any] | None = None,
-    transfer_syntax: str = "lossless",
+    transfer_syntax: str = DEFAULT_SEG_SYNTAX,
     overwrite: bool = False,
     series_number: int | None = None,
     instance_number: int = 1,
@@ -174,12 +259,16 @@ def write_dicom_seg(
         Version of the model that made ``labels``; it goes into the algorithm
         identification and into the UIDs.
     options : mapping, optional
-        Options that changed the result (threshold, working spacing in mm,
-        ...); they go into the UIDs and into the Algorithm Parameters.
+        Options that changed the result: :func:`medlung.uids.output_options`
+        of the segmenter that made ``labels``. They go into the UIDs and into
+        the Algorithm Parameters, with the Transfer Syntax UID written
+        (``seg_syntax``).
     transfer_syntax : str, optional
-        ``"lossless"`` (default: JPEG 2000 Lossless, see the module notes),
-        ``"uncompressed"`` or a Transfer Syntax UID of
-        :data:`BINARY_TRANSFER_SYNTAXES`.
+        ``"uncompressed"`` (default: Explicit VR Little Endian, which every
+        client tested opens), ``"jpeg2000"`` (JPEG 2000 Lossless, hundreds
+        of times smaller but not served by Orthanc nor read by dcmqi; see the
+        module notes), ``"lossless"`` (older name of ``"jpeg2000"``) or a
+        Transfer Syntax UID of :data:`BINARY_TRANSFER_SYNTAXES`.
     overwrite : bool, optional
         Replace ``path`` if it exists; by default an existing file is an error.
     series_number : int, optional
@@ -222,6 +311,9 @@ def write_dicom_seg(
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
     model_version = model_version.strip()
+    canonical_options(options)  # a mapping, or a TypeError that says so
+    # the form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID)
+    options = {**(options or {}), "seg_syntax": syntax}
     options_text = canonical_options(options)
     if not path.parent.is_dir():
         raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
@@ -243,6 +335,7 @@ def write_dicom_seg(
             hd, source, labels, descriptions, uids, int(series_number), int(instance_number), model_version,
             content_creator, content_label, syntax, series_description,
         )
+    _add_projection_geometry(hd, seg, display_spacing(source))
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
@@ -287,6 +380,17 @@ def _segmentation(
         omit_empty_frames=False,  # one frame per segment, also when a lung is empty
         series_description=series_description,
     )
+
+
+def _add_projection_geometry(hd, seg, spacing: tuple[float, float]) -> None:
+    """Add the plane orientation, plane positions and pixel measures of a 2-D film (see the module notes)."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    shared.PixelMeasuresSequence = hd.PixelMeasuresSequence(
+        pixel_spacing=[float(v) for v in spacing], slice_thickness=PROJECTION_SLICE_THICKNESS
+    )
+    shared.PlaneOrientationSequence = hd.PlaneOrientationSequence("PATIENT", list(PROJECTION_ORIENTATION))
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        frame.PlanePositionSequence = hd.PlanePositionSequence("PATIENT", list(PROJECTION_POSITION))
 
 
 def _medlung_version() -> str:
@@ -375,6 +479,7 @@ def _segment_descriptions(hd, model_version: str, options_text: str) -> list:
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
             anatomic_regions=[codes.SCT.Thorax],
+            display_color=hd.color.CIELabColor.from_rgb(*COLOURS[number]),
         )
         # Laterality of the lung: Segmented Property Type Modifier (PS3.3 C.8.20.2, CID 244).
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [

@@ -172,3 +172,13 @@ def test_outputs_are_byte_identical_across_runs(inputs, shipped_bundle, tmp_path
 
     a, b = (pydicom.dcmread(r / "chest_seg.dcm") for r in runs)
     assert a.SOPInstanceUID == b.SOPInstanceUID and a.PixelData == b.PixelData
+
+
+def test_jpeg2000_seg_is_not_sent_to_a_pacs(tmp_path, shared_dicom):
+    """Orthanc cannot serve a 1-bit JPEG 2000 SEG and crashes with orthanc-gdcm (docs/pacs.md): refused up front."""
+    out = tmp_path / "out"
+    run = medlung("predict", shared_dicom / "dx_image.dcm", "-o", out, "--seg-syntax", "jpeg2000",
+                  "--stow", "http://127.0.0.1:9/dicom-web")
+    assert run.returncode == 2, run.stderr
+    assert "--seg-syntax" in run.stderr and "JPEG 2000" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()

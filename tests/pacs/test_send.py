@@ -23,7 +23,9 @@ def film_and_seg(tmp_path, shared_data, shenzhen_pixels):
     film_path = shenzhen_cr(tmp_path / "CHNCXR_0001_0.dcm", shenzhen_pixels)
     film = load(film_path)
     labels = shenzhen_labels(shared_data)
-    seg = write_dicom_seg(film, labels, tmp_path / "CHNCXR_0001_0_seg.dcm", model_version="1.0.0")
+    # JPEG 2000 on purpose: send_cstore must also handle a compressed SEG (and decompress it for a PACS without it)
+    seg = write_dicom_seg(film, labels, tmp_path / "CHNCXR_0001_0_seg.dcm", model_version="1.0.0",
+                          transfer_syntax="jpeg2000")
     return film_path, film, seg, labels
 
 

@@ -11,11 +11,14 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
+import highdicom as hd
+
 import medlung
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.io.seg import read_dicom_seg
 from medlung.uids import derive_uid, seg_uids
-from medlung.writers.dicom_seg import empty_segments, write_dicom_seg
+from medlung.writers.dicom_seg import choose_transfer_syntax, display_spacing, empty_segments, write_dicom_seg
+from medlung.writers.overlay import COLOURS
 from tests import dicom_factory as factory
 from tests.writers.seg_support import (
     SOURCE_FILMS,
@@ -42,7 +45,7 @@ def shenzhen(tmp_path, shared_data, shenzhen_pixels):
     return film, shenzhen_labels(shared_data)
 
 
-@pytest.mark.parametrize("syntax", ["lossless", "uncompressed"])
+@pytest.mark.parametrize("syntax", ["jpeg2000", "uncompressed"])
 @pytest.mark.parametrize("name", sorted(SOURCE_FILMS))
 def test_seg_of_each_shared_film_is_valid_and_reads_back_exactly(tmp_path, shared_dicom, name, syntax):
     film = load(shared_dicom / name)
@@ -60,7 +63,7 @@ def test_seg_of_each_shared_film_is_valid_and_reads_back_exactly(tmp_path, share
 
     ds = pydicom.dcmread(path)
     small = min(film.shape) < 32  # openjpeg cannot encode such frames: uncompressed fallback
-    expected = JPEG2000Lossless if syntax == "lossless" and not small else ExplicitVRLittleEndian
+    expected = JPEG2000Lossless if syntax == "jpeg2000" and not small else ExplicitVRLittleEndian
     assert ds.file_meta.TransferSyntaxUID == expected
     assert ds.SegmentationType == "BINARY" and ds.BitsAllocated == 1 and ds.NumberOfFrames == 2
     assert film.dataset == header_before  # the caller's header is untouched
@@ -83,8 +86,13 @@ def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
     assert series.SeriesInstanceUID == source.SeriesInstanceUID
     assert series.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert list(ds.PatientOrientation) == ["L", "F"]
-    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-    assert [float(v) for v in measures.PixelSpacing] == [0.7, 0.7]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    measures = shared.PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [0.7, 0.7] and float(measures.SliceThickness) == 1.0
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        assert [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient] == [0, 0, 0]
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian  # the default form
     assert (ds.Rows, ds.Columns) == film.shape
     assert ds.SeriesNumber == 1003 and ds.InstanceNumber == 1
     assert ds.ContentLabel == "LUNGS" and "2.1" in ds.ContentDescription and str(ds.ContentCreatorName)
@@ -100,6 +108,8 @@ def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
         assert (modifier.CodeValue, modifier.CodingSchemeDesignator) == (side_code, "SCT")
         assert item.AnatomicRegionSequence[0].CodingSchemeDesignator == "SCT"
         assert item.SegmentAlgorithmType == "AUTOMATIC"
+        colour = hd.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
+        assert np.abs(np.subtract(colour, COLOURS[number])).max() <= 2  # the overlay's colour of that lung
         algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
         assert algorithm.AlgorithmName == "medlung"
         assert "0.1.0" in algorithm.AlgorithmVersion and "2.1" in algorithm.AlgorithmVersion
@@ -110,6 +120,38 @@ def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
     assert np.array_equal(back, labels)
     # the right lung (label 1) lies on the IMAGE LEFT of this PA film
     assert np.nonzero(back == 1)[1].mean() < np.nonzero(back == 2)[1].mean()
+
+
+@pytest.mark.parametrize(
+    "attributes, expected",
+    [
+        ({"PixelSpacing": [0.2, 0.25], "ImagerPixelSpacing": [0.3, 0.3]}, (0.2, 0.25)),
+        ({"ImagerPixelSpacing": [0.15, 0.15]}, (0.15, 0.15)),
+        ({"ImagerPixelSpacing": [0.15, 0.15], "EstimatedRadiographicMagnificationFactor": 1.5}, (0.1, 0.1)),
+        ({"PixelSpacing": [0.0, 0.0], "ImagerPixelSpacing": [0.15, 0.15]}, (0.15, 0.15)),
+        ({}, (1.0, 1.0)),
+    ],
+    ids=["pixel-spacing", "imager-only", "imager-magnified", "invalid-pixel-spacing", "no-spacing"],
+)
+def test_seg_pixel_measures_follow_the_films_display_spacing(tmp_path, shenzhen_pixels, attributes, expected):
+    """ImagerPixelSpacing-only films and films without spacing get Pixel Measures too (OHIF needs them)."""
+    ds = factory.radiograph(shenzhen_pixels.astype(np.uint8), factory.DX_PRESENTATION, PatientOrientation=["L", "F"],
+                            **attributes)
+    film = load(factory.write(ds, tmp_path / "film.dcm"))
+    assert display_spacing(film.dataset) == pytest.approx(expected)
+    path = _write(film, two_lungs(film.shape), tmp_path / "seg.dcm")
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == pytest.approx(expected)
+    assert dciodvfy(path)[0] == []
+
+
+def test_seg_syntax_names():
+    assert choose_transfer_syntax("uncompressed", (512, 512)) == ExplicitVRLittleEndian
+    assert choose_transfer_syntax("jpeg2000", (512, 512)) == JPEG2000Lossless
+    assert choose_transfer_syntax("lossless", (512, 512)) == JPEG2000Lossless  # the older name
+    assert choose_transfer_syntax("JPEG2000", (16, 16)) == ExplicitVRLittleEndian  # openjpeg needs 32 px
+    with pytest.raises(ValueError, match="'uncompressed', 'jpeg2000', 'lossless'"):
+        choose_transfer_syntax("rle", (512, 512))
 
 
 def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen):
@@ -124,7 +166,8 @@ def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen)
     assert first.SOPInstanceUID != other.SOPInstanceUID
     assert first.SOPInstanceUID != first.SeriesInstanceUID
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
-    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", {"a": 1, "b": "x"})
+    written = {"a": 1, "b": "x", "seg_syntax": ExplicitVRLittleEndian}  # the form written enters the UIDs too
+    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", written)
     assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected[:2]
     assert first.DimensionOrganizationSequence[0].DimensionOrganizationUID == expected.dimension_organization_uid
     for uid in expected:
@@ -203,7 +246,7 @@ def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_p
                             PixelSpacing=[0.0875, 0.0875], PatientOrientation=["L", "F"])
     film = load(factory.write(ds, tmp_path / "big.dcm"))
     sizes, seconds = {}, {}
-    for syntax in ("lossless", "uncompressed"):
+    for syntax in ("jpeg2000", "uncompressed"):
         start = time.perf_counter()
         path = _write(film, labels, tmp_path / f"{syntax}.dcm", transfer_syntax=syntax)
         seconds[syntax] = time.perf_counter() - start
@@ -212,8 +255,8 @@ def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_p
         assert np.array_equal(back, labels)
         assert dciodvfy(path)[0] == []
     print(f"4020x4892 SEG: sizes {sizes} bytes, write seconds {seconds}")
-    assert seconds["lossless"] < 10 and seconds["uncompressed"] < 10
-    assert sizes["lossless"] < sizes["uncompressed"] / 5  # 2 frames x 4892x4020 bits = 4.9 MB uncompressed
+    assert seconds["jpeg2000"] < 10 and seconds["uncompressed"] < 10
+    assert sizes["jpeg2000"] < sizes["uncompressed"] / 5  # 2 frames x 4892x4020 bits = 4.9 MB uncompressed
 
 
 def test_rewriting_gives_the_same_seg_but_for_its_creation_time(tmp_path, shared_dicom):
