@@ -82,35 +82,3 @@ def _checked(lungs: str) -> str:
     if lungs not in CONVENTIONS:
         raise ValueError(f"lungs must be one of {', '.join(CONVENTIONS)}; got {lungs!r}.")
     return lungs
-
-
-def srgb_to_cielab_dicom(rgb: tuple) -> tuple[int, int, int]:
-    """An sRGB colour as a DICOM Recommended Display CIELab Value (three unsigned 16-bit integers).
-
-    Parameters
-    ----------
-    rgb : tuple of int
-        sRGB, 0-255 per channel.
-
-    Returns
-    -------
-    tuple of int
-        L* scaled 0-100 -> 0-65535, a* and b* -128..127 -> 0-65535 (PS3.3 C.10.7.1.1), D65 white.
-    """
-    linear = []
-    for channel in rgb:
-        c = channel / 255.0
-        linear.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
-    r, g, b = linear
-    # sRGB (D65) -> CIE XYZ, normalised by the D65 white point (IEC 61966-2-1 matrix)
-    x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.9504700
-    y = (0.2126729 * r + 0.7151522 * g + 0.0721750 * b) / 1.0000000
-    z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.0888300
-
-    def f(t: float) -> float:
-        return t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
-
-    lightness = 116 * f(y) - 16
-    a_star = 500 * (f(x) - f(y))
-    b_star = 200 * (f(y) - f(z))
-    return (round(lightness * 65535 / 100), round((a_star + 128) * 65535 / 255), round((b_star + 128) * 65535 / 255))

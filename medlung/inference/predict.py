@@ -220,7 +220,7 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
         "seg": lambda path: write_dicom_seg(film, masks.labels, path, model_version=model_version,
                                             options=seg_options(segmenter, masks, options),
                                             transfer_syntax=options.seg_syntax,
-                                            overwrite=options.overwrite),
+                                            overwrite=options.overwrite, lungs=masks.convention),
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "overlay": lambda path: write_overlay(path, film.pixels, masks.labels, overlay_lines(film, masks),

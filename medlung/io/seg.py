@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medlung import labels as label_table
 from medlung.errors import SegmentationMismatchError, UnreadableFileError, UnsupportedImageError
 from medlung.film import Film
 
@@ -41,8 +42,8 @@ SEGMENTATION_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
 }
 
-_LUNG = "39607008"
-_SIDES = {"24028007": 1, "7771000": 2}
+_LUNG = label_table.SCT_LUNG[0]
+_SIDES = {lung.laterality_code[0]: lung.value for lung in label_table.LUNGS}
 _SIDE_WORDS = {"right": 1, "left": 2}
 _HINT = "Give a DICOM Segmentation (SEG) file."
 
@@ -184,10 +185,12 @@ def _laterality(item) -> int | None:
     for value in modifiers:
         if value in _SIDES:
             return _SIDES[value]
-    text = f"{item.get('SegmentLabel', '') or ''} {item.get('SegmentDescription', '') or ''}".lower()
-    words = set(text.replace("_", " ").replace("-", " ").split())
-    found = {side for word, side in _SIDE_WORDS.items() if word in words}
-    return found.pop() if len(found) == 1 else None
+    for text in (item.get("SegmentLabel", ""), item.get("SegmentDescription", "")):  # the label first
+        words = set(str(text or "").lower().replace("_", " ").replace("-", " ").replace("'s", "").split())
+        found = {side for word, side in _SIDE_WORDS.items() if word in words}
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
 
 
 def _is_lung(item) -> bool:

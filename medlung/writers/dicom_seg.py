@@ -3,17 +3,22 @@
 The object written is a BINARY Segmentation (PS3.3 A.51) with two segments
 that are always described, even when one is empty:
 
-====  ===============================  ==========================================
- no.  label                            segmented property
-====  ===============================  ==========================================
-  1   ``Right lung``                   SCT 39607008 "Lung", modifier SCT 24028007 "Right"
-  2   ``Left lung``                    SCT 39607008 "Lung", modifier SCT 7771000 "Left"
-====  ===============================  ==========================================
+====  ==========================================  ==========================================
+ no.  label (``field`` / ``anatomical``)          segmented property
+====  ==========================================  ==========================================
+  1   ``Right lung field`` / ``Right lung (anatomical)``  SCT 39607008 "Lung", modifier SCT 24028007 "Right"
+  2   ``Left lung field`` / ``Left lung (anatomical)``    SCT 39607008 "Lung", modifier SCT 7771000 "Left"
+====  ==========================================  ==========================================
+
+Labels, descriptions, codes and colours come from the label table
+(:mod:`medlung.labels`); the segment label and Segment Description name the
+lung convention the masks follow, so a reader knows whether the left lung
+stops at the heart's edge (``field``) or continues behind it (``anatomical``).
 
 Segment numbers equal medlung's label values (1 = patient right lung,
 2 = patient left lung), so :func:`medlung.io.seg.read_dicom_seg` gives the
 same label map back. Each segment carries a Recommended Display CIELab Value:
-the colours of medlung's overlays (:data:`medlung.writers.overlay.COLOURS`,
+the colours of medlung's overlays (:data:`medlung.labels.COLOURS`,
 dark orange for the right lung, blue for the left), so that every viewer
 shows the two lungs as medlung's own pictures do. The SEG is in the source
 film's Study, in a new Series, references the film (Source Image Sequence,
@@ -92,7 +97,7 @@ from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationW
 from medlung.film import Film
 from medlung.uids import canonical_options, seg_uids
 from medlung.writers.atomic import write_atomically
-from medlung.writers.overlay import COLOURS
+from medlung import labels as label_table
 
 __all__ = [
     "LABEL_NAMES",
@@ -106,7 +111,7 @@ __all__ = [
 ]
 
 #: Label value -> segment label (also the patient side, in words).
-LABEL_NAMES = {1: "Right lung", 2: "Left lung"}
+LABEL_NAMES = {lung.value: f"{lung.side.capitalize()} lung" for lung in label_table.LUNGS}
 
 #: The SEG's SeriesNumber is the film's SeriesNumber plus this offset (or the
 #: offset alone when the film has none), so that viewers list it after the film.
@@ -239,6 +244,7 @@ def write_dicom_seg(
     series_description: str = "Lungs (medlung)",
     content_label: str = "LUNGS",
     content_creator: str = "medlung^",
+    lungs: str = "field",
 ) -> Path:
     """Write the right and left lungs of a DICOM film as a BINARY DICOM-SEG.
 
@@ -258,6 +264,10 @@ def write_dicom_seg(
     model_version : str
         Version of the model that made ``labels``; it goes into the algorithm
         identification and into the UIDs.
+    lungs : str
+        The lung convention of ``labels``, ``"field"`` or ``"anatomical"``: it
+        names the segments (see :mod:`medlung.labels`). It changes the file, so
+        callers put it in ``options`` too (:func:`medlung.uids.output_options` does).
     options : mapping, optional
         Options that changed the result: :func:`medlung.uids.output_options`
         of the segmenter that made ``labels``. They go into the UIDs and into
@@ -323,7 +333,7 @@ def write_dicom_seg(
         )
 
     uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
-    descriptions = _segment_descriptions(hd, model_version, options_text)
+    descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
     if series_number is None:
         series_number = _default_series_number(source)
 
@@ -459,7 +469,7 @@ def _default_series_number(source) -> int:
     return number if number < 2**31 else SEG_SERIES_NUMBER_OFFSET
 
 
-def _segment_descriptions(hd, model_version: str, options_text: str) -> list:
+def _segment_descriptions(hd, model_version: str, options_text: str, lungs: str = "field") -> list:
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(
@@ -468,25 +478,31 @@ def _segment_descriptions(hd, model_version: str, options_text: str) -> list:
         version=f"{_medlung_version()} model {model_version}"[:64],
         parameters={"options": options_text} if options_text != "{}" else None,
     )
-    sides = {1: codes.SCT.Right, 2: codes.SCT.Left}
     descriptions = []
-    for number, label in LABEL_NAMES.items():
+    for lung in label_table.LUNGS:
         description = hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=label,
+            segment_number=lung.value,
+            segment_label=lung.segment_label(lungs),
             segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=codes.SCT.Lung,
+            segmented_property_type=_sct(hd, label_table.SCT_LUNG),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            anatomic_regions=[codes.SCT.Thorax],
-            display_color=hd.color.CIELabColor.from_rgb(*COLOURS[number]),
+            anatomic_regions=[_sct(hd, label_table.SCT_THORAX)],
+            display_color=hd.color.CIELabColor.from_rgb(*lung.colour),
         )
+        description.SegmentDescription = lung.description(lungs)[:64]
         # Laterality of the lung: Segmented Property Type Modifier (PS3.3 C.8.20.2, CID 244).
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-            hd.sr.CodedConcept.from_code(sides[number])
+            _sct(hd, lung.laterality_code)
         ]
         descriptions.append(description)
     return descriptions
+
+
+def _sct(hd, code: tuple):
+    """A SNOMED CT ``(code value, meaning)`` of the label table as a highdicom coded concept."""
+    value, meaning = code
+    return hd.sr.CodedConcept(value=value, scheme_designator="SCT", meaning=meaning)
 
 
 def _save_atomically(seg, path: Path, overwrite: bool) -> None:

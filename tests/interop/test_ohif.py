@@ -259,7 +259,7 @@ def test_ohif_draws_both_lungs_where_medlung_labels_them(kind, ohif_dist, shared
         f"(screenshots in {out})"
     )
     segments = {s["index"]: s for s in state["hydrated"]["segmentations"][0]["segments"]}
-    assert segments[1]["label"] == "Right lung" and segments[2]["label"] == "Left lung"
+    assert segments[1]["label"] == "Right lung field" and segments[2]["label"] == "Left lung field"
     colours = {number: tuple(segments[number]["color"][:3]) for number in (1, 2)}
     for number in (1, 2):  # the SEG's Recommended Display CIELab Values are the colours OHIF draws in
         assert np.abs(np.subtract(colours[number], COLOURS[number])).max() <= 3, (number, colours)

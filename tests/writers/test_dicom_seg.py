@@ -101,7 +101,7 @@ def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
     assert sorted(segments) == [1, 2]
     for number, side_code, side in ((1, "24028007", "Right"), (2, "7771000", "Left")):
         item = segments[number]
-        assert item.SegmentLabel == f"{side} lung"
+        assert item.SegmentLabel == f"{side} lung field" and "lung field" in item.SegmentDescription
         kind = item.SegmentedPropertyTypeCodeSequence[0]
         assert (kind.CodeValue, kind.CodingSchemeDesignator, kind.CodeMeaning) == ("39607008", "SCT", "Lung")
         modifier = kind.SegmentedPropertyTypeModifierCodeSequence[0]
