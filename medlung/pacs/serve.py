@@ -54,7 +54,8 @@ from medlung.pacs.queue import Spool
 from medlung.pacs.send import _AE_TITLE, parse_destination
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "queue_status", "serve"]
+__all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning", "parse_networks", "queue_status",
+           "serve"]
 
 VERIFICATION = "1.2.840.10008.1.1"
 #: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C). The A7xx codes are all "Refused: Out of Resources"; the
@@ -198,6 +199,25 @@ def is_loopback(bind: str) -> bool:
         return ipaddress.ip_address(bind).is_loopback
     except ValueError:
         return False
+
+
+def exposure_warning(config: ServeConfig) -> str | None:
+    """The start-up warning of a node reachable beyond this machine by anyone; None when it is not.
+
+    A node is exposed when it listens on an address other than loopback,
+    has no ``allow_hosts``, and either no TLS or TLS without a CA bundle
+    (encrypted, but any caller is accepted).
+    """
+    if is_loopback(config.bind) or config.networks:
+        return None
+    if config.tls is None:
+        return ("listening beyond this machine with neither --allow-host nor TLS: any host that reaches this port "
+                "can store films in plain text (AE titles are not authentication); give --allow-host CIDRs "
+                "and/or --tls-cert/--tls-key/--tls-ca")
+    if not config.tls.mutual:
+        return ("TLS without --tls-ca encrypts but does not authenticate callers: any host that reaches this port "
+                "can store films; give --tls-ca and/or --allow-host")
+    return None
 
 
 class _Logger:
@@ -392,16 +412,9 @@ class StorageNode:
                  max_queue=self.config.max_queue, max_films_per_association=self.config.max_films_per_association,
                  max_film_mb=self.config.max_film_mb, min_free_mb=self.config.min_free_mb,
                  model=self.segmenter.model_version)
-        if not is_loopback(self.config.bind) and not self.config.networks:
-            if tls is None:
-                self.log("exposed", "warning", address=self.config.bind, port=self.port,
-                         message="listening beyond this machine with neither --allow-host nor TLS: any host that "
-                                 "reaches this port can store films in plain text (AE titles are not "
-                                 "authentication); give --allow-host CIDRs and/or --tls-cert/--tls-key/--tls-ca")
-            elif not tls.mutual:
-                self.log("exposed", "warning", address=self.config.bind, port=self.port,
-                         message="TLS without --tls-ca encrypts but does not authenticate callers: any host that "
-                                 "reaches this port can store films; give --tls-ca and/or --allow-host")
+        warning = exposure_warning(self.config)
+        if warning:
+            self.log("exposed", "warning", address=self.config.bind, port=self.port, message=warning)
 
     # --- who may connect -----------------------------------------------------------------------
     def _peer_allowed(self, client_address) -> bool:
