@@ -125,7 +125,7 @@ def test_credentials_never_come_from_the_command_line(clean_env, tmp_path):
     usage = subprocess.run(
         [sys.executable, "-m", "medlung", "predict", str(tmp_path), "-o", str(tmp_path / "out"),
          "--stow", "http://127.0.0.1:1/dicom-web"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        capture_output=True, text=True, timeout=600, cwd=REPO,
         env={**os.environ, "MEDLUNG_STOW_TOKEN": "t", "MEDLUNG_STOW_USER": USER, "PYTHONPATH": str(REPO)},
     )
     assert usage.returncode == 2 and "both a bearer token" in usage.stderr and "Traceback" not in usage.stderr

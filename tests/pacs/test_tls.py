@@ -181,7 +181,7 @@ def test_tls_options_are_checked_before_the_model_loads(pki, tmp_path):
     def serve(*args):
         return subprocess.run([sys.executable, "-m", "medlung", "serve", "--forward", "PACS@127.0.0.1:104",
                                "--workdir", str(tmp_path / "w"), "--bind", "127.0.0.1", *map(str, args)],
-                              capture_output=True, text=True, timeout=120, cwd=REPO)
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
 
     mismatched = serve("--tls-cert", pki.node.cert, "--tls-key", pki.client.key, "--tls-ca", pki.ca)
     assert mismatched.returncode == 2 and "cannot be loaded" in mismatched.stderr
