@@ -65,6 +65,18 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     --overwrite); the earlier report is kept as report.<n>.csv. Exit status:
     0 all done, 1 some inputs failed, 2 usage error.
     """
+    # TLS files and DICOMweb credentials: checked before the heavy imports
+    send_tls = tls_config(tls_cert, tls_key, tls_ca)
+    if send_tls is not None and not send:
+        raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
+    if stow:
+        from medlung.pacs.send import check_stow_url, credentials_from_environment
+
+        try:
+            check_stow_url(stow)
+            credentials_from_environment()
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc), param_hint="--stow") from None
     from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
     from medlung.io import DEFAULT_MAX_PIXELS
 
@@ -76,16 +88,6 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
-    send_tls = tls_config(tls_cert, tls_key, tls_ca)
-    if send_tls is not None and not send:
-        raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
-    if stow:
-        from medlung.pacs.send import credentials_from_environment
-
-        try:
-            credentials_from_environment()
-        except MedlungError as exc:
-            raise click.BadParameter(str(exc), param_hint="--stow") from None
     paths = collect_inputs(inputs)
     if not paths:
         raise click.UsageError("no films found in the inputs given.")

@@ -389,14 +389,7 @@ def stow_rs(
     """
     from dicomweb_client.api import DICOMwebClient
 
-    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
-        raise InvalidDestinationError(
-            f"DICOMweb URL {url!r} is not an http(s) URL", hint="Give e.g. http://127.0.0.1:8042/dicom-web."
-        )
-    url = url.strip().rstrip("/")
-    if urlsplit(url).username is not None or urlsplit(url).password is not None:
-        raise InvalidDestinationError("the DICOMweb URL carries credentials, which would show in process lists "
-                                      "and logs", hint=f"Remove them from the URL. {_CREDENTIALS_HINT}")
+    url = check_stow_url(url)
     _check_retry_arguments(retries, backoff)
     if credentials is None:
         credentials = credentials_from_environment()
@@ -418,6 +411,26 @@ def stow_rs(
             refused = result
         results.append(result)
     return results
+
+
+def check_stow_url(url: str) -> str:
+    """The DICOMweb root URL, stripped of a final ``/``.
+
+    Raises
+    ------
+    InvalidDestinationError
+        When it is not an http(s) URL, or carries a user name or password
+        (which would show in process lists and logs).
+    """
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
+        raise InvalidDestinationError(
+            f"DICOMweb URL {url!r} is not an http(s) URL", hint="Give e.g. http://127.0.0.1:8042/dicom-web."
+        )
+    url = url.strip().rstrip("/")
+    if urlsplit(url).username is not None or urlsplit(url).password is not None:
+        raise InvalidDestinationError("the DICOMweb URL carries credentials, which would show in process lists "
+                                      "and logs", hint=f"Remove them from the URL. {_CREDENTIALS_HINT}")
+    return url
 
 
 def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float, credentials) -> SendResult:

@@ -129,6 +129,12 @@ def test_credentials_never_come_from_the_command_line(clean_env, tmp_path):
         env={**os.environ, "MEDLUNG_STOW_TOKEN": "t", "MEDLUNG_STOW_USER": USER, "PYTHONPATH": str(REPO)},
     )
     assert usage.returncode == 2 and "both a bearer token" in usage.stderr and "Traceback" not in usage.stderr
+    in_url = subprocess.run(
+        [sys.executable, "-m", "medlung", "predict", str(tmp_path), "-o", str(tmp_path / "out"),
+         "--stow", f"http://{USER}:{PASSWORD}@127.0.0.1:1/dicom-web"],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert in_url.returncode == 2 and "carries credentials" in in_url.stderr and PASSWORD not in in_url.stderr
 
 
 def test_credentials_from_the_environment():
