@@ -9,7 +9,6 @@ Each way an untrusted peer can be turned away has its own test.
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
