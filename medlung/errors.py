@@ -95,3 +95,11 @@ class BundleError(MedlungError):
 
 class BundleExistsError(BundleError, FileExistsError):
     """The bundle folder already exists and overwriting was not asked for."""
+
+
+class TlsConfigError(MedlungError, ValueError):
+    """A DICOM TLS certificate, key or CA bundle is missing, unreadable, or they do not fit together."""
+
+
+class CredentialsError(MedlungError, ValueError):
+    """DICOMweb credentials are missing, unreadable, or given in a way that would expose them."""

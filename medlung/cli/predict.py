@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
+from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
 
@@ -49,7 +50,12 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
                    "hundreds of times smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
                    "with orthanc-gdcm crashes on it, so it cannot be combined with --send/--stow.")
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
-@click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
+@tls_options("Our certificate (PEM) for --send over DICOM TLS, for a PACS that asks for one.",
+             "CA bundle (PEM) the --send PACS's certificate must be signed by (default: the system's CAs). "
+             "Any --tls-* option turns DICOM TLS on for --send.")
+@click.option("--stow", default=None, metavar="URL",
+              help="STOW-RS each DICOM-SEG to this DICOMweb URL; credentials from $MEDLUNG_STOW_TOKEN[_FILE] or "
+                   "$MEDLUNG_STOW_USER with $MEDLUNG_STOW_PASSWORD[_FILE], never from the command line.")
 @click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
@@ -57,7 +63,7 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).")
 @click.pass_context
 def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, lungs, tta, workers, overwrite,
-            seg_syntax, send, stow, send_source, max_pixels, include_identifiers) -> None:
+            seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels, include_identifiers) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
@@ -68,6 +74,18 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     --overwrite); the earlier report is kept as report.<n>.csv. Exit status:
     0 all done, 1 some inputs failed, 2 usage error.
     """
+    # TLS files and DICOMweb credentials: checked before the heavy imports
+    send_tls = tls_config(tls_cert, tls_key, tls_ca)
+    if send_tls is not None and not send:
+        raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
+    if stow:
+        from medlung.pacs.send import check_stow_url, credentials_from_environment
+
+        try:
+            check_stow_url(stow)
+            credentials_from_environment()
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc), param_hint="--stow") from None
     from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
     from medlung.io import DEFAULT_MAX_PIXELS
 
@@ -96,7 +114,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         report_exception(exc, verbose)
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
-                             send=send, stow=stow, send_source=send_source, workers=workers,
+                             send=send, send_tls=send_tls, stow=stow, send_source=send_source, workers=workers,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,

@@ -50,6 +50,8 @@ class PredictOptions:
         DICOMweb URL to STOW-RS each SEG to.
     send_source : bool
         Also send the film itself.
+    send_tls : medlung.pacs.tls.TlsConfig or None
+        Open the ``send`` associations over DICOM TLS with these files.
     workers : int
         Films processed at once (threads; the model is shared).
     max_pixels : int
@@ -66,6 +68,7 @@ class PredictOptions:
     send: str | None = None
     stow: str | None = None
     send_source: bool = False
+    send_tls: object = None
     workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_identifiers: bool = False
@@ -277,7 +280,7 @@ def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> st
     problems = []
     for files in batches:
         if options.send:
-            for result in pacs.send_cstore(files, options.send):
+            for result in pacs.send_cstore(files, options.send, tls=options.send_tls):
                 if not result.ok:
                     problems.append(f"C-STORE to {options.send} failed: {result.message}")
         if options.stow:

@@ -6,6 +6,16 @@ imported only when a send starts.
 
 from __future__ import annotations
 
-from medlung.pacs.send import Destination, SendResult, parse_destination, send_cstore, stow_rs
+from medlung.pacs.send import (
+    DicomwebCredentials,
+    Destination,
+    SendResult,
+    credentials_from_environment,
+    parse_destination,
+    send_cstore,
+    stow_rs,
+)
+from medlung.pacs.tls import TlsConfig
 
-__all__ = ["Destination", "SendResult", "parse_destination", "send_cstore", "stow_rs"]
+__all__ = ["DicomwebCredentials", "Destination", "SendResult", "TlsConfig", "credentials_from_environment",
+           "parse_destination", "send_cstore", "stow_rs"]

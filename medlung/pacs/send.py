@@ -14,17 +14,28 @@ sent again.
 
 from __future__ import annotations
 
+import base64
 import copy
-
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from medlung.errors import InvalidDestinationError
+from medlung.errors import CredentialsError, InvalidDestinationError
+from medlung.pacs.tls import TlsConfig
 
-__all__ = ["Destination", "SendResult", "parse_destination", "send_cstore", "stow_rs"]
+__all__ = ["DicomwebCredentials", "Destination", "SendResult", "credentials_from_environment", "parse_destination",
+           "send_cstore", "stow_rs"]
+
+#: Environment variables holding DICOMweb credentials: never command-line arguments, which show in ``ps``.
+TOKEN_VARIABLE, TOKEN_FILE_VARIABLE = "MEDLUNG_STOW_TOKEN", "MEDLUNG_STOW_TOKEN_FILE"
+USER_VARIABLE = "MEDLUNG_STOW_USER"
+PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE = "MEDLUNG_STOW_PASSWORD", "MEDLUNG_STOW_PASSWORD_FILE"
+_CREDENTIALS_HINT = (f"Set {TOKEN_VARIABLE} (or {TOKEN_FILE_VARIABLE}) for a bearer token, or {USER_VARIABLE} with "
+                     f"{PASSWORD_VARIABLE} (or {PASSWORD_FILE_VARIABLE}) for HTTP basic authentication.")
 
 _EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -80,6 +91,101 @@ class SendResult:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class DicomwebCredentials:
+    """How to authenticate to a DICOMweb server: HTTP basic or a bearer token.
+
+    Attributes
+    ----------
+    scheme : str
+        ``"basic"`` or ``"bearer"``.
+    secret : str
+        The password or the token (never shown by ``repr``).
+    user : str or None
+        The user name (basic only).
+    source : str
+        Where the secret came from (an environment variable or a file), for messages.
+    """
+
+    scheme: str
+    secret: str = field(repr=False)
+    user: str | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("basic", "bearer"):
+            raise ValueError(f"scheme must be 'basic' or 'bearer'; got {self.scheme!r}.")
+        if not self.secret or any(c in self.secret for c in "\r\n"):
+            raise CredentialsError(f"the DICOMweb {'password' if self.scheme == 'basic' else 'token'} from "
+                                   f"{self.source or 'the caller'} is empty or spans several lines",
+                                   hint=_CREDENTIALS_HINT)
+        if self.scheme == "basic" and (not self.user or ":" in self.user):
+            raise CredentialsError("HTTP basic authentication needs a user name without ':'", hint=_CREDENTIALS_HINT)
+
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header."""
+        if self.scheme == "bearer":
+            return {"Authorization": f"Bearer {self.secret}"}
+        token = base64.b64encode(f"{self.user}:{self.secret}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+
+def credentials_from_environment(environ: dict | None = None) -> DicomwebCredentials | None:
+    """DICOMweb credentials from the environment; None when none are set.
+
+    A bearer token comes from ``MEDLUNG_STOW_TOKEN`` or from the file named by
+    ``MEDLUNG_STOW_TOKEN_FILE``; HTTP basic from ``MEDLUNG_STOW_USER`` with
+    ``MEDLUNG_STOW_PASSWORD`` or the file named by ``MEDLUNG_STOW_PASSWORD_FILE``.
+    A file is read each time, so a token refreshed on disk is used by the next
+    send; surrounding white space (a final newline) is dropped.
+
+    Parameters
+    ----------
+    environ : dict, optional
+        The environment (default: ``os.environ``).
+
+    Returns
+    -------
+    DicomwebCredentials or None
+
+    Raises
+    ------
+    CredentialsError
+        When the variables contradict each other, a file cannot be read, or a secret is empty.
+    """
+    env = os.environ if environ is None else environ
+    given = [name for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE,
+                               PASSWORD_FILE_VARIABLE) if env.get(name)]
+    if not given:
+        return None
+    token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
+    basic = [n for n in given if n not in token]
+    if token and basic:
+        raise CredentialsError(f"both a bearer token ({', '.join(token)}) and basic credentials "
+                               f"({', '.join(basic)}) are set", hint="Keep one of the two.")
+    if len(token) == 2 or (PASSWORD_VARIABLE in basic and PASSWORD_FILE_VARIABLE in basic):
+        twice = token if len(token) == 2 else [PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE]
+        raise CredentialsError(f"the secret is given twice ({' and '.join(twice)})", hint="Keep one of the two.")
+    if token:
+        name = token[0]
+        secret = env[name] if name == TOKEN_VARIABLE else _read_secret(env[name], name)
+        return DicomwebCredentials("bearer", secret, source=name)
+    if USER_VARIABLE not in basic or len(basic) == 1:
+        raise CredentialsError(f"HTTP basic authentication needs both {USER_VARIABLE} and a password "
+                               f"({PASSWORD_VARIABLE} or {PASSWORD_FILE_VARIABLE})", hint=_CREDENTIALS_HINT)
+    name = PASSWORD_VARIABLE if PASSWORD_VARIABLE in basic else PASSWORD_FILE_VARIABLE
+    secret = env[name] if name == PASSWORD_VARIABLE else _read_secret(env[name], name)
+    return DicomwebCredentials("basic", secret, user=env[USER_VARIABLE], source=name)
+
+
+def _read_secret(path: str, variable: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"the file named by {variable} cannot be read ({type(exc).__name__})", path,
+                               hint=f"Point {variable} at a readable text file holding the secret.") from None
+
+
 def parse_destination(text: str) -> Destination:
     """Parse ``AE@HOST:PORT`` (``AE@[::1]:PORT`` for an IPv6 address).
 
@@ -125,6 +231,7 @@ def send_cstore(
     retries: int = 3,
     backoff: float = 1.0,
     timeout: float = 30.0,
+    tls: TlsConfig | None = None,
 ) -> list[SendResult]:
     """Store DICOM files on a PACS with C-STORE, in one association when possible.
 
@@ -148,11 +255,20 @@ def send_cstore(
         Seconds waited before the first retry; doubled for each further one.
     timeout : float, optional
         Seconds allowed for connecting, association and each C-STORE answer.
+    tls : TlsConfig, optional
+        Open the association over DICOM TLS: the PACS's certificate must be
+        signed by ``tls.ca`` (or a system-trusted authority) and name the
+        host dialled; ``tls.cert`` is shown to a PACS that asks for one.
 
     Returns
     -------
     list of SendResult
         One per path, in order.
+
+    Raises
+    ------
+    TlsConfigError
+        When the TLS files cannot be loaded (nothing is sent).
     """
     from pynetdicom import AE
 
@@ -160,6 +276,7 @@ def send_cstore(
     if not _AE_TITLE.match(calling_ae or ""):
         raise InvalidDestinationError(f"calling AE title {calling_ae!r} is not 1-16 printable characters")
     _check_retry_arguments(retries, backoff)
+    tls_args = (tls.client_context(), target.host) if tls is not None else None
     where = str(target)
     paths = [Path(p) for p in paths]
     results: dict[int, SendResult] = {}
@@ -183,12 +300,18 @@ def send_cstore(
         ae.connection_timeout = timeout
         for sop_class, syntaxes in _contexts([datasets[i] for i in pending]):
             ae.add_requested_context(sop_class, syntaxes)
-        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             last_problem = (
                 "association rejected" if assoc.is_rejected else "association aborted" if assoc.is_aborted
                 else "could not connect"
             )
+            if tls_args is not None and not assoc.is_rejected:
+                from medlung.pacs.tls import handshake_problem
+
+                last_problem = handshake_problem(target.host, target.port, tls_args[0], timeout) or last_problem
+            elif assoc.is_aborted:
+                last_problem += " (if that port expects DICOM TLS, give the TLS options)"
             continue
         still_pending = []
         try:
@@ -226,8 +349,12 @@ def stow_rs(
     backoff: float = 1.0,
     timeout: float = 30.0,
     headers: dict[str, str] | None = None,
+    credentials: DicomwebCredentials | None = None,
 ) -> list[SendResult]:
     """Store DICOM files on a DICOMweb server with STOW-RS, one request per file.
+
+    When the server refuses the credentials (HTTP 401 or 403), the files
+    after the refused one are not tried: each gets the same one-line message.
 
     Parameters
     ----------
@@ -243,34 +370,70 @@ def stow_rs(
     timeout : float, optional
         Seconds allowed for each request.
     headers : dict, optional
-        Extra HTTP headers (e.g. ``Authorization``).
+        Extra HTTP headers.
+    credentials : DicomwebCredentials, optional
+        HTTP basic or bearer authentication (default: from the environment,
+        see :func:`credentials_from_environment`; none when it sets none).
 
     Returns
     -------
     list of SendResult
         One per path, in order; ``status`` is the HTTP status code.
+
+    Raises
+    ------
+    InvalidDestinationError
+        When ``url`` is not an http(s) URL, or carries a user name or password.
+    CredentialsError
+        When the credentials in the environment are contradictory or unreadable.
     """
     from dicomweb_client.api import DICOMwebClient
 
-    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
-        raise InvalidDestinationError(
-            f"DICOMweb URL {url!r} is not an http(s) URL", hint="Give e.g. http://127.0.0.1:8042/dicom-web."
-        )
+    url = check_stow_url(url)
     _check_retry_arguments(retries, backoff)
-    url = url.strip().rstrip("/")
-    client = DICOMwebClient(url=url, headers=headers, timeout=timeout)
+    if credentials is None:
+        credentials = credentials_from_environment()
+    all_headers = {**(headers or {}), **(credentials.headers() if credentials else {})}
+    client = DICOMwebClient(url=url, headers=all_headers or None, timeout=timeout)
     client.set_http_retry_params(retry=False)  # medlung retries itself, with its own backoff
     results = []
+    refused = None  # a result refused for its credentials: the later files are not tried
     for path in (Path(p) for p in paths):
+        if refused is not None:
+            results.append(SendResult(path, False, url, status=refused.status, message=refused.message))
+            continue
         dataset, problem = _read(path)
         if problem:
             results.append(SendResult(path, False, url, message=problem))
             continue
-        results.append(_stow_one(client, dataset, path, url, retries, backoff))
+        result = _stow_one(client, dataset, path, url, retries, backoff, credentials)
+        if result.status in (401, 403):
+            refused = result
+        results.append(result)
     return results
 
 
-def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float) -> SendResult:
+def check_stow_url(url: str) -> str:
+    """The DICOMweb root URL, stripped of a final ``/``.
+
+    Raises
+    ------
+    InvalidDestinationError
+        When it is not an http(s) URL, or carries a user name or password
+        (which would show in process lists and logs).
+    """
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
+        raise InvalidDestinationError(
+            f"DICOMweb URL {url!r} is not an http(s) URL", hint="Give e.g. http://127.0.0.1:8042/dicom-web."
+        )
+    url = url.strip().rstrip("/")
+    if urlsplit(url).username is not None or urlsplit(url).password is not None:
+        raise InvalidDestinationError("the DICOMweb URL carries credentials, which would show in process lists "
+                                      "and logs", hint=f"Remove them from the URL. {_CREDENTIALS_HINT}")
+    return url
+
+
+def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float, credentials) -> SendResult:
     """STOW-RS one dataset, retrying what may be transient."""
     import requests
 
@@ -287,6 +450,8 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
             message = f"HTTP {status} from {url}: {_first_line(exc)}"
             if status in (408, 429) or (status is not None and status >= 500):
                 continue
+            if status in (401, 403):
+                return SendResult(path, False, url, uid, status, attempts, _auth_message(status, url, credentials))
             return SendResult(path, False, url, uid, status, attempts, f"{message}; the file is kept")
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             status, message = None, f"no answer from {url} ({type(exc).__name__})"
@@ -301,6 +466,17 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
         f"not sent after {attempts} attempt(s): {message}; check that the DICOMweb server is running "
         "and reachable; the file is kept",
     )
+
+
+def _auth_message(status: int, url: str, credentials: DicomwebCredentials | None) -> str:
+    """One line for HTTP 401/403: which credentials were refused (never their value) and what to do."""
+    if credentials is None:
+        return (f"HTTP {status} from {url}: the server needs credentials and none were given; "
+                f"{_CREDENTIALS_HINT[0].lower() + _CREDENTIALS_HINT[1:-1]}; the file is kept")
+    who = f"user {credentials.user!r} ({credentials.source})" if credentials.scheme == "basic" else (
+        f"the bearer token ({credentials.source})")
+    verdict = "refused" if status == 401 else "not allowed to store"
+    return f"HTTP {status} from {url}: {who} {verdict}; check the credentials and their rights; the file is kept"
 
 
 def _check_retry_arguments(retries: int, backoff: float) -> None:

@@ -18,15 +18,28 @@ Three kinds of threads share one durable queue (:class:`medlung.pacs.queue.Spool
 Stopping (:meth:`StorageNode.stop`, SIGTERM, SIGINT): the SCP stops
 accepting, the worker finishes the film it is on, the sender its current
 send; whatever is left waits in the queue for the next start.
+
+Who may store (checked in this order, each refusal logged with the peer's
+address): the peer's address must be in ``allow_hosts`` (CIDRs; checked on
+the TCP connection, before a byte is read); with TLS the peer must complete
+the handshake (and, with a CA bundle, show a certificate signed by it); the
+calling AE title must be in ``allow`` (AE titles are not authentication:
+any host can claim one). Then each C-STORE is refused with an
+out-of-resources status (``0xA7xx``, nothing written) when the association
+has already stored ``max_films_per_association`` films, when the film is
+larger than ``max_film_mb``, or when storing it would leave less than
+``min_free_mb`` free on the work folder's disk.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -39,12 +52,17 @@ from pathlib import Path
 from medlung.errors import MedlungError
 from medlung.pacs.queue import Spool
 from medlung.pacs.send import _AE_TITLE, parse_destination
+from medlung.pacs.tls import TlsConfig
 
-__all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "queue_status", "serve"]
+__all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning", "parse_networks", "queue_status",
+           "serve"]
 
 VERIFICATION = "1.2.840.10008.1.1"
-#: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C).
+#: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C). The A7xx codes are all "Refused: Out of Resources"; the
+#: low byte says which limit: 00 queue full or too little disk, 01 film too large, 02 too many films on
+#: one association.
 SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
+FILM_TOO_LARGE, ASSOCIATION_FULL = 0xA701, 0xA702
 #: Delivery: SEGs per association, and associations retried inside one attempt.
 SEND_RETRIES, SEND_BACKOFF_S = 1, 0.5
 #: The first wait after an undelivered SEG; doubled each time up to ``resend_interval``.
@@ -58,6 +76,9 @@ ACSE_TIMEOUT_S, IDLE_TIMEOUT_S = 30, 300
 MAX_PDU_BYTES = 1 << 20
 #: How long a stop waits for the sender's current association before leaving it to the next start.
 SENDER_STOP_TIMEOUT_S = 60.0
+#: Default limits per association: films stored, size of one film (a 4020x4892 16-bit film is 39 MB),
+#: and disk space (MB) left free on the work folder's file system.
+MAX_FILMS_PER_ASSOCIATION, MAX_FILM_MB, MIN_FREE_MB = 500, 256, 1024
 
 
 class WorkdirBusyError(MedlungError):
@@ -94,6 +115,21 @@ class ServeConfig:
         Longest wait, in seconds, between delivery attempts while ``forward`` is unreachable.
     send_timeout : float
         Seconds allowed for connecting to ``forward`` and for each answer.
+    allow_hosts : tuple of str
+        Peer addresses accepted, as CIDRs (``10.1.2.0/24``, ``10.1.2.7``); empty = any.
+    tls : TlsConfig, optional
+        Listen with DICOM TLS only (plain associations are refused), and
+        forward over TLS with the same files. With ``tls.ca``, callers must
+        show a certificate it signed.
+    forward_plain : bool
+        Forward without TLS even when ``tls`` is given.
+    max_films_per_association : int
+        C-STOREs one association may make; later ones are refused (``0xA702``).
+    max_film_mb : float
+        Largest film accepted, in MB (10**6 bytes); larger ones are refused (``0xA701``).
+    min_free_mb : float
+        Disk space, in MB, that must stay free on the work folder's file
+        system after a film is written; otherwise the film is refused (``0xA700``).
     """
 
     ae_title: str
@@ -108,9 +144,24 @@ class ServeConfig:
     json_logs: bool = False
     resend_interval: float = 60.0
     send_timeout: float = 30.0
+    allow_hosts: tuple = ()
+    tls: TlsConfig | None = None
+    forward_plain: bool = False
+    max_films_per_association: int = MAX_FILMS_PER_ASSOCIATION
+    max_film_mb: float = MAX_FILM_MB
+    min_free_mb: float = MIN_FREE_MB
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
+        self.networks = tuple(parse_networks(self.allow_hosts))
+        if self.tls is not None and self.tls.cert is None:
+            raise ValueError("listening with DICOM TLS needs this node's certificate (--tls-cert) and key.")
+        if not isinstance(self.max_films_per_association, int) or self.max_films_per_association < 1:
+            raise ValueError(f"max_films_per_association must be a whole number >= 1; "
+                             f"got {self.max_films_per_association!r}.")
+        if not self.max_film_mb > 0 or not self.min_free_mb >= 0:
+            raise ValueError(f"max_film_mb must be > 0 and min_free_mb >= 0 (MB); "
+                             f"got {self.max_film_mb!r} and {self.min_free_mb!r}.")
         for title in (self.ae_title, *self.allow):
             if not isinstance(title, str) or not _AE_TITLE.match(title) or not title.strip():
                 raise ValueError(f"AE title {title!r} is not 1-16 printable characters without backslash.")
@@ -121,6 +172,52 @@ class ServeConfig:
         if not self.resend_interval > 0:
             raise ValueError(f"resend_interval must be a number of seconds > 0; got {self.resend_interval!r}.")
         parse_destination(self.forward)
+
+
+def parse_networks(texts) -> list:
+    """``ipaddress`` networks from CIDR texts (``10.1.2.0/24``, ``10.1.2.7``, ``fd00::/8``).
+
+    Raises
+    ------
+    ValueError
+        Naming the text that is not an address or a CIDR.
+    """
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(str(text).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or a CIDR such as 10.1.2.0/24.") from None
+    return networks
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether a listening address reaches this machine only."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(config: ServeConfig) -> str | None:
+    """The start-up warning of a node reachable beyond this machine by anyone; None when it is not.
+
+    A node is exposed when it listens on an address other than loopback,
+    has no ``allow_hosts``, and either no TLS or TLS without a CA bundle
+    (encrypted, but any caller is accepted).
+    """
+    if is_loopback(config.bind) or config.networks:
+        return None
+    if config.tls is None:
+        return ("listening beyond this machine with neither --allow-host nor TLS: any host that reaches this port "
+                "can store films in plain text (AE titles are not authentication); give --allow-host CIDRs "
+                "and/or --tls-cert/--tls-key/--tls-ca")
+    if not config.tls.mutual:
+        return ("TLS without --tls-ca encrypts but does not authenticate callers: any host that reaches this port "
+                "can store films; give --tls-ca and/or --allow-host")
+    return None
 
 
 class _Logger:
@@ -202,6 +299,7 @@ class StorageNode:
         self._threads: list[threading.Thread] = []
         self._lock_file = None
         self._options = None
+        self._handshakes = threading.BoundedSemaphore(ASSOCIATIONS)  # TLS handshakes under way
 
     # --- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -291,17 +389,75 @@ class StorageNode:
         ae.maximum_pdu_size = MAX_PDU_BYTES
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_REJECTED, self._on_rejected)]
+        ssl_context = self.config.tls.server_context() if self.config.tls is not None else None
         try:
-            self._server = ae.start_server((self.config.bind, self.config.port), block=False, evt_handlers=handlers)
+            self._server = ae.make_server((self.config.bind, self.config.port), ssl_context=ssl_context,
+                                          evt_handlers=handlers, server_class=_guarded_server_class(), node=self)
         except OSError as exc:
             self.request_stop()
             reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be opened ({exc.strerror or exc})"
             raise MedlungError(f"port {self.config.port} on {self.config.bind} {reason}",
                                hint="Choose another --port or stop the program that holds it.") from None
+        ae._servers.append(self._server)  # what AE.start_server does; the server's shutdown removes it
+        threading.Thread(target=self._server.serve_forever, name="medlung-acceptor", daemon=True).start()
         self.port = self._server.server_address[1]
+        tls = self.config.tls
         self.log("listening", ae_title=self.config.ae_title, address=self.config.bind, port=self.port,
                  forward=self.config.forward, allow=",".join(self.config.allow) or "any",
-                 max_queue=self.config.max_queue, model=self.segmenter.model_version)
+                 allow_hosts=",".join(str(n) for n in self.config.networks) or "any",
+                 tls="off" if tls is None else "mutual" if tls.mutual else "server-only",
+                 forward_tls=tls is not None and not self.config.forward_plain,
+                 max_queue=self.config.max_queue, max_films_per_association=self.config.max_films_per_association,
+                 max_film_mb=self.config.max_film_mb, min_free_mb=self.config.min_free_mb,
+                 model=self.segmenter.model_version)
+        warning = exposure_warning(self.config)
+        if warning:
+            self.log("exposed", "warning", address=self.config.bind, port=self.port, message=warning)
+
+    # --- who may connect -----------------------------------------------------------------------
+    def _peer_allowed(self, client_address) -> bool:
+        """Whether a new TCP peer's address is in ``allow_hosts`` (logged when not)."""
+        if not self.config.networks:
+            return True
+        try:
+            address = ipaddress.ip_address(client_address[0])
+        except ValueError:
+            address = None
+        if address is not None and getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped
+        if address is not None and any(address in network for network in self.config.networks):
+            return True
+        self.log("association-refused", "warning", address=_peer(client_address),
+                 reason="address not in --allow-host")
+        return False
+
+    def _tls_handshake(self, raw, client_address, context):
+        """The TLS socket of an accepted connection, or None (logged, closed) when the handshake fails."""
+        import socket as sockets
+        import ssl
+
+        if not self._handshakes.acquire(blocking=False):
+            self.log("association-refused", "warning", address=_peer(client_address),
+                     reason=f"more than {ASSOCIATIONS} TLS handshakes at once")
+            _close(raw)
+            return None
+        try:
+            raw.settimeout(ACSE_TIMEOUT_S)  # a silent peer gives up its thread after this
+            wrapped = context.wrap_socket(raw, server_side=True)
+            wrapped.settimeout(None)  # what pynetdicom expects of an accepted socket
+            return wrapped
+        except (ssl.SSLError, OSError) as exc:
+            if isinstance(exc, sockets.timeout):
+                reason = f"no TLS handshake within {ACSE_TIMEOUT_S} s"
+            else:
+                text = str(getattr(exc, "reason", None) or exc).lower().replace("_", " ")
+                hint = " (a plain-text association?)" if "wrong version number" in text or "http" in text else ""
+                reason = f"TLS handshake failed: {text}{hint}"
+            self.log("association-refused", "warning", address=_peer(client_address), reason=reason)
+            _close(raw)
+            return None
+        finally:
+            self._handshakes.release()
 
     def _on_echo(self, event) -> int:
         return SUCCESS
@@ -311,12 +467,42 @@ class StorageNode:
         self.log("association-rejected", "warning", calling_ae=_ae(requestor.ae_title),
                  address=f"{requestor.address}:{requestor.port}")
 
+    def _refuse(self, code: int, event, uid: str, calling: str, reason: str, comment: str):
+        """Log a refused C-STORE with the peer's address; the status to answer."""
+        requestor = event.assoc.requestor
+        self.log("store-refused", "warning", sop_instance_uid=uid, calling_ae=calling,
+                 address=f"{requestor.address}:{requestor.port}", status=f"0x{code:04X}", reason=reason)
+        return _status(code, comment)
+
     def _on_store(self, event):
-        """Write the instance durably into incoming, then answer; 0xA700 when the queue is full."""
+        """Write the instance durably into incoming, then answer; 0xA7xx when a limit refuses it."""
         started = time.perf_counter()
         uid = str(event.request.AffectedSOPInstanceUID)
         calling = _ae(event.assoc.requestor.ae_title)
         key = self.spool.key_for(uid)
+        config = self.config
+        stored_here = getattr(event.assoc, "_medlung_films", 0) + 1  # C-STOREs on this association so far
+        event.assoc._medlung_films = stored_here
+        if stored_here > config.max_films_per_association:
+            return self._refuse(ASSOCIATION_FULL, event, uid, calling,
+                                f"more than {config.max_films_per_association} films on one association",
+                                "too many films on one association; send the rest on a new one")
+        try:
+            data = event.encoded_dataset()
+        except Exception as exc:  # an encoding pynetdicom cannot hand over
+            self.log("receive-error", "error", sop_instance_uid=uid, calling_ae=calling,
+                     error=f"{type(exc).__name__}: {exc}")
+            return _status(OUT_OF_RESOURCES, f"could not queue the instance ({type(exc).__name__})")
+        megabytes = len(data) / 1e6
+        if megabytes > config.max_film_mb:
+            return self._refuse(FILM_TOO_LARGE, event, uid, calling,
+                                f"film of {megabytes:.1f} MB is larger than --max-film-mb {config.max_film_mb:g}",
+                                f"film larger than {config.max_film_mb:g} MB")
+        free_mb = shutil.disk_usage(self.spool.root).free / 1e6
+        if free_mb - megabytes < config.min_free_mb:
+            return self._refuse(OUT_OF_RESOURCES, event, uid, calling,
+                                f"{free_mb:.0f} MB free on the work folder's disk, --min-free-mb "
+                                f"{config.min_free_mb:g} must stay free", "not enough disk space; send again later")
         with self._lock:
             if self._stopping.is_set():
                 return _status(OUT_OF_RESOURCES, "the node is stopping; send again later")
@@ -331,7 +517,6 @@ class StorageNode:
             self._jobs[key] = _Job(key, calling_ae=calling)
             self._waiting += 1
         try:
-            data = event.encoded_dataset()
             self.spool.receive(key, data)
         except Exception as exc:  # disk full, bad encoding: the sender keeps its copy and retries
             with self._lock:
@@ -424,8 +609,10 @@ class StorageNode:
 
         started = time.perf_counter()
         seg = self.spool.seg("outgoing", key)
+        tls = None if self.config.forward_plain else self.config.tls
         (result,) = send_cstore([seg], self.config.forward, calling_ae=self.config.ae_title,
-                                retries=SEND_RETRIES, backoff=SEND_BACKOFF_S, timeout=self.config.send_timeout)
+                                retries=SEND_RETRIES, backoff=SEND_BACKOFF_S, timeout=self.config.send_timeout,
+                                tls=tls)
         job = self._jobs.get(key) or _Job(key)
         job.send_attempts += result.attempts
         if result.attempts == 0:  # the SEG file itself is missing or unreadable
@@ -476,6 +663,49 @@ class StorageNode:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._lock_file = handle
+
+
+def _guarded_server_class():
+    """pynetdicom's threaded server, with the node's address check and the TLS handshake in the peer's thread.
+
+    pynetdicom does the TLS handshake in its accept loop, where one silent or
+    plain-text peer would hold up every other; here the loop only accepts,
+    checks the address (:meth:`StorageNode._peer_allowed`) and starts a
+    thread, and that thread does the handshake (:meth:`StorageNode._tls_handshake`).
+    """
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    class GuardedAssociationServer(ThreadedAssociationServer):
+        def __init__(self, *args, node: StorageNode, **kwargs) -> None:
+            self.node = node
+            super().__init__(*args, **kwargs)
+
+        def get_request(self):
+            return self.socket.accept()
+
+        def verify_request(self, request, client_address) -> bool:
+            return self.node._peer_allowed(client_address)
+
+        def process_request_thread(self, request, client_address) -> None:
+            if self.ssl_context is not None:
+                request = self.node._tls_handshake(request, client_address, self.ssl_context)
+                if request is None:
+                    return
+            super().process_request_thread(request, client_address)
+
+    return GuardedAssociationServer
+
+
+def _peer(client_address) -> str:
+    host, port = client_address[0], client_address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _close(sock) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _ae(title) -> str:

@@ -152,6 +152,25 @@ _TYPE2_SOURCE_ATTRIBUTES = (
 )
 _REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
+# What the SEG keeps of the film's patient identity: the Patient module's type 1/2 attributes (and the
+# type 2C ones of an animal patient), with the issuer that qualifies the Patient ID. highdicom also copies
+# type 3 attributes of the Patient and Patient Study modules (other IDs and names, comments, age, size,
+# weight, history, occupation, ...); the standard does not require them, so they are dropped.
+_PATIENT_KEPT = frozenset({
+    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "PatientBirthDate",
+    "PatientSex", "PatientSpeciesDescription", "PatientSpeciesCodeSequence", "PatientBreedDescription",
+    "PatientBreedCodeSequence", "BreedRegistrationSequence", "ResponsiblePerson", "ResponsiblePersonRole",
+    "ResponsibleOrganization",
+})
+# Further people named by the film that no SEG module requires (General Study keeps the type 2
+# Referring Physician's Name).
+_OPTIONAL_PEOPLE = (
+    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
+    "PhysiciansReadingStudyIdentificationSequence", "ReferringPhysicianIdentificationSequence",
+    "ConsultingPhysicianName", "ConsultingPhysicianIdentificationSequence", "AdmittingDiagnosesDescription",
+    "AdmittingDiagnosesCodeSequence",
+)
+
 
 def empty_segments(labels: np.ndarray) -> tuple[int, ...]:
     """The label values (1 right lung, 2 left lung) that have no pixel in ``labels``.
@@ -349,6 +368,7 @@ def write_dicom_seg(
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
+    _drop_optional_identifiers(seg)
     # highdicom draws a random Dimension Organization UID; derive it like the
     # other UIDs so that re-running gives the same file (only the creation
     # date/time attributes differ: they record when the SEG was written).
@@ -363,6 +383,16 @@ def write_dicom_seg(
             f"{path}: no pixels for the {names}: the segment is described but empty", EmptySegmentWarning, stacklevel=2
         )
     return path
+
+
+def _drop_optional_identifiers(seg) -> None:
+    """Remove the identifying attributes highdicom copied that no module of the SEG requires."""
+    for element in list(seg):
+        if element.tag.group == 0x0010 and element.keyword not in _PATIENT_KEPT:
+            del seg[element.tag]
+    for keyword in _OPTIONAL_PEOPLE:
+        if keyword in seg:
+            delattr(seg, keyword)
 
 
 def _segmentation(

@@ -8,6 +8,7 @@ stopped at the end.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -36,6 +37,8 @@ class Orthanc:
     http_port: int
     folder: Path
     process: subprocess.Popen
+    #: (user, password) the helper's own REST calls use when the server has ``AuthenticationEnabled``.
+    credentials: tuple[str, str] | None = None
 
     @property
     def destination(self) -> str:
@@ -49,8 +52,17 @@ class Orthanc:
     def dicomweb(self) -> str:
         return f"{self.rest}/dicom-web"
 
+    def _open(self, request, timeout: float = 30):
+        """``urlopen`` with the helper's credentials, when the server wants some."""
+        if not isinstance(request, urllib.request.Request):
+            request = urllib.request.Request(request)
+        if self.credentials is not None:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        return urllib.request.urlopen(request, timeout=timeout)
+
     def get(self, route: str) -> bytes:
-        with urllib.request.urlopen(f"{self.rest}{route}", timeout=30) as answer:
+        with self._open(f"{self.rest}{route}") as answer:
             return answer.read()
 
     def get_json(self, route: str):
@@ -60,7 +72,7 @@ class Orthanc:
         request = urllib.request.Request(
             f"{self.rest}{route}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with self._open(request) as answer:
             return json.loads(answer.read())
 
     def put_json(self, route: str, body):
@@ -68,24 +80,27 @@ class Orthanc:
             f"{self.rest}{route}", data=json.dumps(body).encode(), method="PUT",
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with self._open(request) as answer:
             return answer.read()
 
     def upload(self, path: Path) -> str:
         """Store a DICOM file through the REST API; its Orthanc instance id."""
         request = urllib.request.Request(f"{self.rest}/instances", data=Path(path).read_bytes(),
                                          headers={"Content-Type": "application/dicom"})
-        with urllib.request.urlopen(request, timeout=60) as answer:
+        with self._open(request, timeout=60) as answer:
             return json.loads(answer.read())["ID"]
 
-    def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1") -> None:
-        """Declare a DICOM node (``DicomModalities``) at run time, so ``/modalities/{name}/store`` reaches it."""
-        self.put_json(f"/modalities/{name}", {"AET": ae_title, "Host": host, "Port": port})
+    def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1", **options) -> None:
+        """Declare a DICOM node (``DicomModalities``) at run time, so ``/modalities/{name}/store`` reaches it.
+
+        ``options`` are further modality settings, e.g. ``UseDicomTls=True``.
+        """
+        self.put_json(f"/modalities/{name}", {"AET": ae_title, "Host": host, "Port": port, **options})
 
     def study_instances(self, study_instance_uid: str) -> list[dict]:
         """The stored instances of a study (by DICOM UID): their simplified tags; [] when the study is unknown."""
         request = urllib.request.Request(f"{self.rest}/tools/lookup", data=study_instance_uid.encode())
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with self._open(request) as answer:
             studies = [item["ID"] for item in json.loads(answer.read()) if item["Type"] == "Study"]
         tags = []
         for study in studies:
@@ -96,7 +111,7 @@ class Orthanc:
     def instances_with_uid(self, sop_instance_uid: str) -> list[str]:
         """Orthanc ids of the stored instances with this SOP Instance UID."""
         request = urllib.request.Request(f"{self.rest}/tools/lookup", data=sop_instance_uid.encode())
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with self._open(request) as answer:
             return [item["ID"] for item in json.loads(answer.read()) if item["Type"] == "Instance"]
 
 
@@ -125,7 +140,8 @@ def start_orthanc(folder: Path, ports: tuple[int, int] | None = None, **override
     ``ports`` (DICOM, HTTP) reuses given ports, e.g. to start a stopped
     server again on its storage (see :func:`restart_orthanc`); default: free
     ones. ``overrides`` replace or add configuration options (e.g.
-    ``Jpeg2000TransferSyntaxAccepted=False``).
+    ``Jpeg2000TransferSyntaxAccepted=False``, or ``AuthenticationEnabled=True``
+    with ``RegisteredUsers``: the helper's own calls then use the first user).
     """
     exe = shutil.which("Orthanc") or shutil.which("orthanc") or (
         "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None
@@ -164,7 +180,9 @@ def start_orthanc(folder: Path, ports: tuple[int, int] | None = None, **override
     (folder / "orthanc.json").write_text(json.dumps(config, indent=2))
     log = open(folder / "orthanc.log", "ab")
     process = subprocess.Popen([exe, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    server = Orthanc(AE_TITLE, dicom_port, http_port, folder, process)
+    users = config.get("RegisteredUsers") or {}
+    credentials = next(iter(users.items())) if config.get("AuthenticationEnabled") and users else None
+    server = Orthanc(AE_TITLE, dicom_port, http_port, folder, process, credentials)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
