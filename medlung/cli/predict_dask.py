@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,10 @@ def predict_on_cluster(paths: list[Path], manifest: Path | None, output: Path, s
     options : medlung.inference.predict.PredictOptions
         What to write.
     """
+    if not verbose:  # Dask's own log lines (heartbeats, nanny restarts) are not the user's business
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")  # worker processes inherit it
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     from medlung import distributed
 
     started = time.perf_counter()
