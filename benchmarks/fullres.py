@@ -12,13 +12,23 @@ film (bicubic upsampling), JPEG 2000 lossless, then measures:
 
 Prints the ratios naive/medlung and medlung/floor and the Dice between (a)
 and (b), measured in this one run (the machine is noisy: compare ratios).
-Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu]``.
+Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu] [--parts] [--modes N_PNG,N_DICOM]``.
 Also times a batch of 512x512 PNG films (model loaded once).
+
+``--parts`` adds where a film's floor goes, each in wall and CPU seconds
+(CPU seconds stay meaningful when other work shares the machine): every
+JPEG 2000 decoder installed (with a bit-exactness check against pydicom's
+default), each output alone (SEG lossless and uncompressed, PNG and NIfTI at
+several compression levels, overlay), and the clean-up on the native grid.
+``--modes`` times ``medlung predict`` as a user runs it on N_PNG 512x512 PNGs
+and N_DICOM full-resolution DICOMs: one process, ``--workers 2`` and
+``--scheduler local:2`` (films/min, model loading and cluster start included).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -86,6 +96,123 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
             "total_cm2": masks.areas_cm2["total"]}
 
 
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start) -> dict:
+    return {"wall": time.perf_counter() - start[0], "cpu": time.process_time() - start[1]}
+
+
+def child_parts(film: Path, out: Path, device: str) -> dict:
+    """Decoders, each output alone, compression levels and the clean-up, on the full-resolution film."""
+    import gzip
+    import io
+    import warnings
+
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    import medlung
+    from medlung.inference.postprocess import clean_lung_mask, split_lungs
+    from medlung.io import j2k
+    from medlung.writers.dicom_seg import write_dicom_seg
+    from medlung.writers.masks import write_labels_nifti, write_lungs_png
+    from medlung.writers.overlay import write_overlay
+
+    warnings.simplefilter("ignore")
+    parts: dict = {"decode": {}, "write": {}}
+    reference = pydicom.pixels.pixel_array(film, decoding_plugin="pylibjpeg")
+    j2k.register()
+    decoders = [("pylibjpeg-openjpeg (pydicom default)", "pylibjpeg", None)]
+    decoders += [(f"imagecodecs {n} thread{'s' if n > 1 else ''}", j2k.PLUGIN, str(n)) for n in (1, 2)]
+    decoders += [("python-gdcm", "gdcm", None)]  # Pillow (also exact) was 1.5x slower than the default
+    for name, plugin, threads in decoders:
+        if threads:
+            os.environ["MEDLUNG_DECODE_THREADS"] = threads
+        try:
+            start = _clock()
+            pixels = pydicom.pixels.pixel_array(film, decoding_plugin=plugin)
+            parts["decode"][name] = {**_since(start), "exact": bool(np.array_equal(pixels, reference))}
+        except Exception as exc:  # not installed here
+            parts["decode"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:80]}"}
+    os.environ.pop("MEDLUNG_DECODE_THREADS", None)
+    start = _clock()
+    loaded = medlung.load_film(film)
+    parts["load_film (default decoder)"] = _since(start)
+
+    segmenter = medlung.Segmenter(device=device)
+    masks = segmenter(loaded)
+    labels = masks.labels
+    targets = {
+        "seg lossless": lambda p: write_dicom_seg(loaded, labels, p, model_version="bench", options={},
+                                                  transfer_syntax="lossless"),
+        "seg uncompressed": lambda p: write_dicom_seg(loaded, labels, p, model_version="bench", options={},
+                                                      transfer_syntax="uncompressed"),
+        "png (medlung)": lambda p: write_lungs_png(p, labels, loaded.spacing),
+        "nifti (medlung)": lambda p: write_labels_nifti(p, labels, loaded.spacing),
+        "overlay (medlung)": lambda p: write_overlay(p, loaded.pixels, labels, ["right lung 1 cm2"]),
+    }
+    for index, (name, write) in enumerate(targets.items()):
+        path = out / f"part{index}_{name.split()[0]}"
+        start = _clock()
+        write(path)
+        parts["write"][name] = {**_since(start), "kB": path.stat().st_size / 1000}
+    mask = np.where(labels > 0, 255, 0).astype(np.uint8)
+    for level in (1, 6, 9):
+        buffer = io.BytesIO()
+        start = _clock()
+        Image.fromarray(mask).save(buffer, format="PNG", compress_level=level)
+        parts["write"][f"png level {level}"] = {**_since(start), "kB": len(buffer.getvalue()) / 1000}
+    import nibabel
+
+    raw = nibabel.Nifti1Image(labels[:, :, None], np.eye(4)).to_bytes()
+    for level in (1, 6, 9):
+        start = _clock()
+        data = gzip.compress(raw, compresslevel=level, mtime=0)
+        parts["write"][f"nifti gzip {level}"] = {**_since(start), "kB": len(data) / 1000}
+    lungs = labels > 0
+    start = _clock()
+    split_lungs(clean_lung_mask(lungs, 0.0875 ** 2), loaded.orientation)
+    parts["cleanup native grid"] = _since(start)
+    parts["segmenter stages"] = masks.timings
+    return parts
+
+
+def modes(folder: Path, counts: tuple[int, int], film: Path) -> list[tuple[str, str, int, float, float]]:
+    """``medlung predict`` as run by a user, in each mode: (inputs, mode, films, wall s, CPU s of the run)."""
+    import shutil
+
+    shenzhen = sorted((REPO.parent / "shared" / "data" / "shenzhen" / "images").glob("*.png"))
+    inputs = {"512x512 PNG": folder / "modes_png", "4020x4892 J2K DICOM": folder / "modes_dicom"}
+    inputs["512x512 PNG"].mkdir()
+    inputs["4020x4892 J2K DICOM"].mkdir()
+    for path in (shenzhen or [SAMPLE])[: counts[0]]:
+        shutil.copy(path, inputs["512x512 PNG"])
+    for index in range(counts[1]):
+        shutil.copy(film, inputs["4020x4892 J2K DICOM"] / f"film{index}.dcm")
+    results = []
+    for kind, source in inputs.items():
+        count = len(list(source.iterdir()))
+        if not count:
+            continue
+        for mode, extra in (("1 process", []), ("--workers 2", ["--workers", "2"]),
+                            ("--scheduler local:2", ["--scheduler", "local:2"])):
+            out = folder / f"out_{source.name}_{len(results)}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            run = subprocess.run([sys.executable, "-m", "medlung", "predict", str(source), "-o", str(out),
+                                  "--device", "cpu", *extra], capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            if run.returncode:
+                sys.exit(f"{kind} {mode} failed:\n{run.stderr[-3000:]}")
+            results.append((kind, mode, count, wall, cpu))
+    return results
+
+
 def child_naive(film: Path, out: Path, device: str) -> dict:
     import numpy as np
     import torch
@@ -118,7 +245,9 @@ def main() -> None:
         folder = Path(folder)
         film = make_film(folder)
         results = {}
-        for kind in ("medlung",) + (() if "--skip-naive" in sys.argv else ("naive",)):
+        kinds = ("medlung",) + (() if "--skip-naive" in sys.argv else ("naive",))
+        kinds += ("parts",) if "--parts" in sys.argv else ()
+        for kind in kinds:
             run = subprocess.run([sys.executable, __file__, "--child", kind, str(film), str(folder), device],
                                  capture_output=True, text=True)
             if run.returncode:
@@ -139,12 +268,45 @@ def main() -> None:
             print(f"(b) naive sliding window roi 512 on the native grid: {n['total']:.1f} s; "
                   f"peak RSS {n['peak_rss_mb']:.0f} MB")
             print(f"    ratio naive / medlung: {n['total'] / m['total']:.1f}x; Dice(medlung, naive) = {dice:.4f}")
+        if "parts" in results:
+            print_parts(results["parts"], m)
+        if "--modes" in sys.argv:
+            counts = tuple(int(v) for v in sys.argv[sys.argv.index("--modes") + 1].split(","))
+            print("medlung predict as a user runs it (model loading and cluster start included):")
+            rows = modes(folder, counts, film)
+            for kind, mode, count, wall, cpu in rows:
+                print(f"  {kind:20s} {mode:22s} {count:3d} films  {wall:7.1f} s  {60 * count / wall:6.1f} films/min"
+                      f"  (CPU {cpu:6.1f} s, {cpu / count:5.2f} CPU s/film)")
+            for kind in dict.fromkeys(r[0] for r in rows):
+                base = next(r[3] for r in rows if r[0] == kind)
+                print(f"  {kind}: speed-up over 1 process: "
+                      + ", ".join(f"{mode} {base / wall:.2f}x" for k, mode, _, wall, _ in rows if k == kind))
+
+
+def print_parts(parts: dict, m: dict) -> None:
+    """Where the floor of a film goes (wall and CPU seconds)."""
+    def fmt(v):
+        return f"{v['wall']:6.2f} s wall {v['cpu']:6.2f} s CPU"
+
+    print("decode 4020x4892 JPEG 2000 lossless (bit-exact = same pixels as pydicom's default):")
+    for name, v in parts["decode"].items():
+        print(f"  {name:38s} " + (v["error"] if "error" in v else f"{fmt(v)}  bit-exact {v['exact']}"))
+    print(f"  {'load_film (default decoder)':38s} {fmt(parts['load_film (default decoder)'])}")
+    print("each output alone (4020x4892 labels):")
+    for name, v in parts["write"].items():
+        print(f"  {name:38s} {fmt(v)}  {v['kB']:8.0f} kB")
+    print(f"clean-up + right/left on the native grid: {fmt(parts['cleanup native grid'])}")
+    decode = parts["load_film (default decoder)"]["wall"]
+    writes = sum(parts["write"][k]["wall"] for k in ("seg lossless", "png (medlung)", "nifti (medlung)",
+                                                      "overlay (medlung)"))
+    print(f"floor from the parts (decode + the four default outputs, one after the other): {decode + writes:.2f} s;"
+          f" end to end / that floor: {m['total'] / (decode + writes):.2f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, film, out, device = sys.argv[2:6]
-        function = child_medlung if kind == "medlung" else child_naive
+        function = {"medlung": child_medlung, "naive": child_naive, "parts": child_parts}[kind]
         print(json.dumps(function(Path(film), Path(out), device)))
     else:
         main()

@@ -24,7 +24,7 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (created).")
 @click.option("--bundle", type=click.Path(path_type=Path, exists=True),
@@ -61,9 +61,15 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
 @click.option("--include-identifiers", is_flag=True,
               help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).")
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+              help="Run on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:N worker processes "
+                   "(needs medlung[dask]; OUT must be storage every worker shares).")
+@click.option("--manifest", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Films listed in a file (one path per line, or a CSV with a 'path' column), read lazily.")
 @click.pass_context
 def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, lungs, tta, workers, overwrite,
-            seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels, include_identifiers) -> None:
+            seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels, include_identifiers, scheduler,
+            manifest) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
@@ -73,6 +79,9 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     report.json. Re-running skips films whose outputs exist (unless
     --overwrite); the earlier report is kept as report.<n>.csv. Exit status:
     0 all done, 1 some inputs failed, 2 usage error.
+
+    With --scheduler the films are segmented by Dask workers, each loading
+    the model once; with local:N, --workers is the threads of each worker.
     """
     # TLS files and DICOMweb credentials: checked before the heavy imports
     send_tls = tls_config(tls_cert, tls_key, tls_ca)
@@ -100,9 +109,27 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
+    if not inputs and manifest is None:
+        raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
+    if manifest is not None and not manifest.is_file():
+        raise click.BadParameter(f"{manifest} is not a file.", param_hint="--manifest")
     paths = collect_inputs(inputs)
-    if not paths:
+    if not paths and manifest is None:
         raise click.UsageError("no films found in the inputs given.")
+    if scheduler is not None:
+        from medlung.cli.predict_dask import predict_on_cluster
+
+        sys.exit(predict_on_cluster(paths, manifest, output, scheduler, bundle, device, roi_size, overlap, tta,
+                                    workers, PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing,
+                                                            seg_syntax=seg_syntax, send=send, send_tls=send_tls,
+                                                            stow=stow, send_source=send_source,
+                                                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                                                            include_identifiers=include_identifiers),
+                                    verbose, lungs=lungs))
+    if manifest is not None:
+        from medlung.distributed import read_manifest
+
+        paths = collect_inputs([*paths, *read_manifest(manifest)])
 
     started = time.perf_counter()
     try:

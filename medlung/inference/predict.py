@@ -101,18 +101,29 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
     """Output name stem of each input; clashing stems get their parent folder's name, then a number."""
-    stems: dict[Path, str] = {}
-    used: set[str] = set()
-    for path in paths:
+    namer = OutputNamer()
+    return {path: namer(path) for path in paths}
+
+
+class OutputNamer:
+    """Output name stems given one input at a time, in input order (what :func:`output_stems` gives a list).
+
+    Keeps only the stems used so far, so that a stream of inputs (a manifest)
+    is named without holding its paths.
+    """
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, path: Path) -> str:
         stem = _stem(path)
-        if stem in used and path.parent.name:
+        if stem in self.used and path.parent.name:
             stem = f"{_safe_name(path.parent.name)}_{stem}"
         base, number = stem, 2
-        while stem in used:
+        while stem in self.used:
             stem, number = f"{base}_{number}", number + 1
-        used.add(stem)
-        stems[path] = stem
-    return stems
+        self.used.add(stem)
+        return stem
 
 
 def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:

@@ -8,6 +8,7 @@ inverted; Presentation LUT Shape INVERSE inverts once more).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -274,6 +275,7 @@ def _check_declared_size(ds: Dataset, path: Path, max_pixels: int | None) -> Non
 
 
 def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:
+    _use_fastest_j2k_decoder()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -289,6 +291,14 @@ def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:
     if pixels.ndim != 2:
         raise UnsupportedImageError(f"pixel array has shape {pixels.shape}, expected (rows, cols)", path, _IMAGE_HINT)
     return pixels
+
+
+@functools.cache
+def _use_fastest_j2k_decoder() -> bool:
+    """JPEG 2000 through imagecodecs' multi-threaded OpenJPEG when installed (bit-identical; see medlung.io.j2k)."""
+    from medlung.io import j2k
+
+    return j2k.register()
 
 
 def _stored_range(ds: Dataset) -> tuple[float, float]:

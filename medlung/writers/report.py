@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from medlung.writers.atomic import write_atomically
@@ -82,3 +83,64 @@ def _csv_value(value):
     if isinstance(value, (list, tuple)):
         return ";".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
     return value
+
+
+class StreamingReport(Report):
+    """A report for runs too long to rewrite after every film (a Dask run over an archive).
+
+    ``report.csv`` grows by one flushed line per film (a reader or a crash
+    sees whole rows); ``report.json`` is written alongside as ``.report.json.part``
+    and moved into place by :meth:`close`. No row is kept in memory.
+
+    Parameters
+    ----------
+    folder : Path
+        Output folder.
+    overwrite : bool
+        Replace report files from an earlier run (else :meth:`keep_earlier` moves them aside).
+    identifiers : bool
+        Add the patient ID and study UID columns.
+    """
+
+    def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
+        super().__init__(folder, overwrite=overwrite, identifiers=identifiers)
+        self.count = 0
+        self._csv = self._json = None
+        self._json_part = self.json_path.with_name(".report.json.part")
+
+    def open(self) -> "StreamingReport":
+        """Start both files (an earlier report is moved aside first unless overwriting)."""
+        self.keep_earlier()
+        self._csv = open(self.csv_path, "w", newline="")
+        self._writer = csv.DictWriter(self._csv, fieldnames=self.columns, lineterminator="\n")
+        self._writer.writeheader()
+        self._csv.flush()
+        self._json = open(self._json_part, "w")
+        self._json.write("[")
+        return self
+
+    def add(self, row: dict) -> None:
+        """Append one row to both files."""
+        row = {column: row.get(column) for column in self.columns}
+        self._writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        self._csv.flush()
+        self._json.write(("," if self.count else "") + "\n  " + json.dumps(row))
+        self.count += 1
+
+    def save(self) -> None:  # rows are written as they come
+        pass
+
+    def close(self) -> None:
+        """Finish ``report.json`` (also after an interrupted run: it then lists the rows written so far)."""
+        if self._csv is not None:
+            self._csv.close()
+            self._json.write("\n]\n" if self.count else "]\n")
+            self._json.close()
+            os.replace(self._json_part, self.json_path)
+            self._csv = self._json = None
+
+    def __enter__(self) -> "StreamingReport":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
