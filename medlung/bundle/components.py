@@ -200,7 +200,8 @@ def check_inputs(inputs: list, dataset_dir, output_dir, overwrite=False) -> None
 
 
 class ProgressLogger:
-    """Logs one line per finished film (the ``progress`` callback of ``predict_files``).
+    """Logs one line per finished film (the ``progress`` callback of ``predict_files``), and a warning per film the
+    quality check flags.
 
     Parameters
     ----------
@@ -212,6 +213,7 @@ class ProgressLogger:
         self.total = int(total)
         self.done = 0
         self.failed = 0
+        self.flagged = 0
 
     def __call__(self, row: dict) -> None:
         self.done += 1
@@ -219,6 +221,10 @@ class ProgressLogger:
             area = row.get("total_cm2")
             size = f"{area:.1f} cm2" if isinstance(area, (int, float)) else "area not calibrated"
             logger.info(f"[{self.done}/{self.total}] {row['file']}: ok, lungs {size}, {row.get('seconds', 0):.1f} s")
+            if row.get("qc") == "flagged":
+                self.flagged += 1
+                logger.warning(f"[{self.done}/{self.total}] {row['file']}: quality flagged: "
+                               f"{'; '.join(row.get('qc_reasons') or [])}")
         else:
             self.failed += 1
             logger.error(f"[{self.done}/{self.total}] {row.get('error')}")
