@@ -256,6 +256,10 @@ def finish_predict(report, output_dir, fail_on_error=True) -> dict:
     outcome = {"done": len(report.rows) - len(failed), "failed": len(failed),
                "report": str(Path(output_dir) / "report.csv")}
     logger.info(f"done {outcome['done']}, failed {outcome['failed']}; report: {outcome['report']}")
+    flagged = sum(row.get("qc") == "flagged" for row in report.rows)
+    if flagged:
+        logger.warning(f"{flagged} of {len(report.rows)} film(s) flagged by the quality check: see the qc_reasons "
+                       "column of the report")
     if failed and as_bool(fail_on_error, "fail_on_error"):
         raise BundleError(f"{len(failed)} of {len(report.rows)} film(s) failed (the others were written)",
                           Path(output_dir) / "report.csv", "See the error column of the report.")

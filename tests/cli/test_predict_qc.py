@@ -60,11 +60,3 @@ def test_qc_fail_turns_flagged_films_into_errors(films, shipped_bundle, tmp_path
     assert not (tmp_path / "dx_image_lungs.png").exists() and not (tmp_path / "CR1_6154_lungs.png").exists()
     assert "error: " in result.stderr and "Traceback" not in result.stderr
 
-
-def test_the_documented_wrong_spacing_is_flagged(shared_dicom, shipped_bundle, tmp_path):
-    result = medlung("predict", shared_dicom / "CR-MONO1-10-chest.dcm", "-o", tmp_path, "--format", "png",
-                     "--spacing", "0.143", bundle=shipped_bundle)
-    assert result.returncode == 0, result.stderr
-    row = _rows(tmp_path)["CR-MONO1-10-chest.dcm"]
-    assert row["qc"] == "flagged"
-    assert row["qc_reasons"].startswith("field_of_view: the film measures 63x63 mm")
