@@ -3,7 +3,7 @@
 The thresholds of :mod:`medlung.quality` were calibrated with this script:
 every Shenzhen and covid_v7 film is a chest film, so each flag there is a
 false alarm (the issue asks for at most 1 %), and every non-chest or lateral
-shared DICOM must be flagged. Usage (about 15 minutes on 2 CPU cores)::
+shared DICOM must be flagged. Usage (about 10 minutes on 2 idle CPU cores)::
 
     python scripts/quality_flags_survey.py ../shared/data --measures qc_measures.jsonl
 
