@@ -89,6 +89,10 @@ class EvaluationError(MedlungError):
     """An evaluation cannot run, or one film cannot be scored (no prediction, unreadable mask)."""
 
 
+class QualityCheckError(MedlungError):
+    """A film failed the quality check and ``--qc-fail`` asked for that to be an error."""
+
+
 class BundleError(MedlungError):
     """A MONAI bundle cannot be exported, read or run (missing run files, bad config override, no films)."""
 

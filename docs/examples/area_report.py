@@ -11,7 +11,8 @@ cm² value.
 Writes into OUT:
 
 * ``areas.csv``: file, status, rows, cols, spacing_mm, spacing_source,
-  calibrated, right_cm2, left_cm2, total_cm2, right_px, left_px, error;
+  calibrated, right_cm2, left_cm2, total_cm2, right_px, left_px, qc (``ok`` or
+  ``flagged``), qc_reasons (the quality flags' codes), error;
 * ``areas.png``: right and left lung area (cm²) of each calibrated film
   (needs matplotlib; skipped with a message when it is not installed).
 
@@ -31,7 +32,7 @@ import medlung
 from medlung.inference.predict import collect_inputs
 
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "calibrated",
-           "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "error")
+           "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "qc", "qc_reasons", "error")
 
 
 def measure(paths, segmenter, spacing=None) -> list[dict]:
@@ -52,12 +53,15 @@ def measure(paths, segmenter, spacing=None) -> list[dict]:
             "calibrated": result.areas_cm2 is not None,
             "right_px": result.areas_px["right"],
             "left_px": result.areas_px["left"],
+            "qc": result.qc,  # "flagged" when the film or its lungs look wrong for a frontal chest film
+            "qc_reasons": ";".join(dict.fromkeys(reason.code for reason in result.qc_reasons)),
         }
         if result.areas_cm2 is not None:
             row.update({f"{side}_cm2": round(result.areas_cm2[side], 2) for side in ("right", "left", "total")})
         rows.append(row)
         print(f"{path.name}: {row.get('total_cm2', 'not calibrated')}"
-              f"{' cm²' if row['calibrated'] else ''} ({row['spacing_source']})")
+              f"{' cm²' if row['calibrated'] else ''} ({row['spacing_source']})"
+              f"{'' if result.qc == 'ok' else ', quality flagged: ' + row['qc_reasons']}")
     return rows
 
 

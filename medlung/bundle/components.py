@@ -207,7 +207,8 @@ def check_inputs(inputs: list, dataset_dir, output_dir, overwrite=False) -> None
 
 
 class ProgressLogger:
-    """Logs one line per finished film (the ``progress`` callback of ``predict_files``).
+    """Logs one line per finished film (the ``progress`` callback of ``predict_files``), and a warning per film the
+    quality check flags.
 
     Parameters
     ----------
@@ -219,6 +220,7 @@ class ProgressLogger:
         self.total = int(total)
         self.done = 0
         self.failed = 0
+        self.flagged = 0
 
     def __call__(self, row: dict) -> None:
         self.done += 1
@@ -226,6 +228,10 @@ class ProgressLogger:
             area = row.get("total_cm2")
             size = f"{area:.1f} cm2" if isinstance(area, (int, float)) else "area not calibrated"
             logger.info(f"[{self.done}/{self.total}] {row['file']}: ok, lungs {size}, {row.get('seconds', 0):.1f} s")
+            if row.get("qc") == "flagged":
+                self.flagged += 1
+                logger.warning(f"[{self.done}/{self.total}] {row['file']}: quality flagged: "
+                               f"{'; '.join(row.get('qc_reasons') or [])}")
         else:
             self.failed += 1
             logger.error(f"[{self.done}/{self.total}] {row.get('error')}")
@@ -257,6 +263,10 @@ def finish_predict(report, output_dir, fail_on_error=True) -> dict:
     outcome = {"done": len(report.rows) - len(failed), "failed": len(failed),
                "report": str(Path(output_dir) / "report.csv")}
     logger.info(f"done {outcome['done']}, failed {outcome['failed']}; report: {outcome['report']}")
+    flagged = sum(row.get("qc") == "flagged" for row in report.rows)
+    if flagged:
+        logger.warning(f"{flagged} of {len(report.rows)} film(s) flagged by the quality check: see the qc_reasons "
+                       "column of the report")
     if failed and as_bool(fail_on_error, "fail_on_error"):
         raise BundleError(f"{len(failed)} of {len(report.rows)} film(s) failed (the others were written)",
                           Path(output_dir) / "report.csv", "See the error column of the report.")

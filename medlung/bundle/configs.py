@@ -118,6 +118,7 @@ def inference_config(settings: dict) -> dict:
         "stow": None,
         "send_source": False,
         "fail_on_error": True,
+        "qc_fail": False,
         "inputs": "$medlung.inference.predict.collect_inputs([@dataset_dir])",
         "options": {
             "_target_": "medlung.inference.predict.PredictOptions",
@@ -129,6 +130,7 @@ def inference_config(settings: dict) -> dict:
             "stow": "$medlung.bundle.as_optional(@stow)",
             "send_source": "$medlung.bundle.as_bool(@send_source, 'send_source')",
             "workers": "$int(@workers)",
+            "qc_fail": "$medlung.bundle.as_bool(@qc_fail, 'qc_fail')",
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
         "report": "$medlung.inference.predict.predict_files(@inputs, @output_dir, @segmenter, @options, @progress)",
@@ -251,6 +253,7 @@ KEY_DOCS = (
     ("workers", "inference", "Films processed at once (threads)."),
     ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
     ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
+    ("qc_fail", "inference", "`true`: films the quality check flags are errors and write nothing (`--qc-fail`)."),
     ("part / limit", "evaluate", "`test`, `validation`, `training` or `all`; at most `limit` films."),
     ("epochs, batch_size, lr, weight_decay, val_fraction, seed", "train", "As `medlung train`."),
     ("strict / limit / num_workers", "train", "Stop on unusable films / films per part / DataLoader workers."),

@@ -66,10 +66,13 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
                    "(needs medlung[dask]; OUT must be storage every worker shares).")
 @click.option("--manifest", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Films listed in a file (one path per line, or a CSV with a 'path' column), read lazily.")
+@click.option("--qc-fail", is_flag=True,
+              help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
+                   "write nothing (default: written, flagged in the report, the SEG and the log).")
 @click.pass_context
 def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, lungs, tta, workers, overwrite,
             seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels, include_identifiers, scheduler,
-            manifest) -> None:
+            manifest, qc_fail) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
@@ -77,8 +80,10 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     (0 background, 1 patient right lung, 2 patient left lung, spacing in the
     affine), <stem>_overlay.png, and one row per input in report.csv and
     report.json. Re-running skips films whose outputs exist (unless
-    --overwrite); the earlier report is kept as report.<n>.csv. Exit status:
-    0 all done, 1 some inputs failed, 2 usage error.
+    --overwrite); the earlier report is kept as report.<n>.csv. Each film gets
+    a quality check (report columns qc and qc_reasons); a flagged film is
+    written and says so, or fails with --qc-fail. Exit status: 0 all done,
+    1 some inputs failed, 2 usage error.
 
     With --scheduler the films are segmented by Dask workers, each loading
     the model once; with local:N, --workers is the threads of each worker.
@@ -142,14 +147,18 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, send_tls=send_tls, stow=stow, send_source=send_source, workers=workers,
-                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers)
-    counts = {"ok": 0, "skipped": 0, "error": 0}
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
+                             qc_fail=qc_fail)
+    counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         def progress(row: dict) -> None:
             counts[row["status"]] += 1
             if row["status"] == "error":
                 click.echo(f"\nerror: {row['error']}", err=True)
+            elif row.get("qc") == "flagged":
+                counts["flagged"] += 1
+                click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
             bar.update(1)
 
         with quiet_warnings():
@@ -157,5 +166,6 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     seconds = time.perf_counter() - started
     failed = counts["error"]
     skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
-    click.echo(f"done {counts['ok']}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
+    flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
+    click.echo(f"done {counts['ok']}{flagged}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)

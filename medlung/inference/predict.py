@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from medlung.errors import MedlungError
+from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import DEFAULT_MAX_PIXELS, load_film
+from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
 from medlung.writers.report import Report
 
 FORMATS = ("seg", "png", "nifti", "overlay")
+#: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
+SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
 FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
 
@@ -59,6 +62,9 @@ class PredictOptions:
     include_identifiers : bool
         Add the patient ID and study UID of DICOM films to the report (off:
         PNG/NIfTI/overlay/report carry no patient identifiers).
+    qc_fail : bool
+        A film the quality check flags becomes an error row and writes no
+        outputs (default: its outputs are written and say it is flagged).
     """
 
     formats: tuple = FORMATS
@@ -72,6 +78,7 @@ class PredictOptions:
     workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_identifiers: bool = False
+    qc_fail: bool = False
     extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
 
 
@@ -190,6 +197,10 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
         masks = segmenter(film)
         row.update(_areas(masks))
+        row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
+        if masks.qc != QC_OK and options.qc_fail:
+            raise QualityCheckError(f"quality check failed ({'; '.join(row['qc_reasons'])})", path,
+                                    "No outputs written (--qc-fail); run without --qc-fail to keep them.")
         outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
@@ -226,6 +237,7 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
     finish and the first error is raised. ``segmenter`` (the one that made
     ``masks``) gives the options that enter the DICOM-SEG's UIDs.
     """
+    from medlung.quality import series_description
     from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import write_overlay
@@ -234,7 +246,9 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
         "seg": lambda path: write_dicom_seg(film, masks.labels, path, model_version=model_version,
                                             options=seg_options(segmenter, masks, options),
                                             transfer_syntax=options.seg_syntax,
-                                            overwrite=options.overwrite, lungs=masks.convention),
+                                            overwrite=options.overwrite, lungs=masks.convention,
+                                            series_description=series_description(SEG_SERIES_DESCRIPTION,
+                                                                                  masks.qc_reasons)),
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "overlay": lambda path: write_overlay(path, film.pixels, masks.labels, overlay_lines(film, masks),
@@ -271,6 +285,8 @@ def overlay_lines(film, masks) -> list[str]:
         lines.append(f"spacing {format_spacing(film.spacing)} from {film.spacing_source}")
     if masks.orientation_assumed:
         lines.append("orientation assumed: standard PA")
+    if masks.qc_reasons:
+        lines.append(f"QC flagged: {', '.join(dict.fromkeys(r.code for r in masks.qc_reasons))}")
     return lines
 
 

@@ -28,6 +28,7 @@ from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lu
 from medlung.networks.loading import ModelError, ModelSpec, find_default_model, load_model
 from medlung.networks.running import predict_logits, resolve_device, resolve_precision
 from medlung.plans import DEFAULT_CONVENTION
+from medlung.quality import QC_OK, check_quality
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
 from medlung.transforms.working_grid import ToWorkingGrid, nominal_spacing
@@ -73,6 +74,12 @@ class LungMasks:
         Time spent in the segmenter.
     timings : dict
         Seconds per stage: working_grid, network, native_grid, cleanup.
+    qc : str
+        ``"ok"`` or ``"flagged"`` (see :mod:`medlung.quality`).
+    qc_reasons : list of medlung.quality.QcReason
+        Why the film is flagged (code and sentence); empty when ``ok``.
+    qc_measures : dict
+        What the quality check measured (see :func:`medlung.quality.measure_lungs`).
     """
 
     labels: np.ndarray
@@ -91,6 +98,9 @@ class LungMasks:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    qc: str = QC_OK
+    qc_reasons: list = field(default_factory=list)
+    qc_measures: dict = field(default_factory=dict)
 
     @property
     def lungs(self) -> np.ndarray:
@@ -176,6 +186,7 @@ class Segmenter:
         pixel_area = float(np.prod(film.spacing if film.spacing else nominal_spacing(film.shape)))
         lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
         labels, assumed, notes = split_lungs(lungs, film.orientation)
+        quality = check_quality(film, labels, margin.numpy())
         clock.stop("cleanup")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
@@ -194,6 +205,7 @@ class Segmenter:
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, convention=self.lungs, probability=prob, notes=notes,
             seconds=time.perf_counter() - started, timings=clock.stages,
+            qc=quality.qc, qc_reasons=quality.reasons, qc_measures=quality.measures,
         )
 
     def segment_files(self, paths, spacing=None):
@@ -234,7 +246,9 @@ class Segmenter:
         from monai.transforms import ScaleIntensityRangePercentiles
 
         low, high = self.spec.intensity_percentiles
-        scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)
+        with warnings.catch_warnings():  # a flat film (a 16x16 stub) divides by zero: it is flagged, not warned of
+            warnings.filterwarnings("ignore", message="Divide by zero")
+            scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)
         batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
         window = (self.roi_size, self.overlap, self.device, self.dtype, self.sw_batch_size)
         logits = predict_logits(self.model, batch, *window)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from medlung.bundle import as_bool, as_optional, as_spacing, bundle_segmenter, check_inputs, log_evaluation, parse_formats
+from medlung.bundle import (ProgressLogger, as_bool, as_optional, as_spacing, bundle_segmenter, check_inputs,
+                            finish_predict, log_evaluation, parse_formats)
 from medlung.errors import BundleError
 
 
@@ -65,3 +66,22 @@ def test_bundle_evaluation_is_medlung_evaluate_with_the_bundle_segmenter(tiny_bu
     assert "mean Dice" in caplog.text
     with pytest.raises(MedlungError, match="overwrite"):
         evaluate(tiny_bundle, tiny_csv, tmp_path, part="validation", limit=1, segmenter=segmenter)
+
+
+def test_progress_logger_and_finish_warn_of_flagged_films(tmp_path, caplog):
+    from medlung.writers.report import Report
+
+    report = Report(tmp_path)
+    rows = [{"file": "chest.dcm", "status": "ok", "total_cm2": 400.0, "qc": "ok", "qc_reasons": []},
+            {"file": "hip.dcm", "status": "ok", "total_cm2": 620.0, "qc": "flagged",
+             "qc_reasons": ["not_chest: BodyPartExamined is HIP, not CHEST"]}]
+    progress = ProgressLogger(len(rows))
+    with caplog.at_level("INFO", logger="medlung.bundle"):
+        for row in rows:
+            report.add(row)
+            progress(row)
+        finish_predict(report, tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["[2/2] hip.dcm: quality flagged: not_chest: BodyPartExamined is HIP, not CHEST",
+                        "1 of 2 film(s) flagged by the quality check: see the qc_reasons column of the report"]
+    assert progress.flagged == 1 and progress.failed == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel
 import numpy as np
@@ -65,6 +66,12 @@ def test_bundle_inference_writes_what_medlung_predict_writes(shipped_bundle, fil
     report = json.loads((tmp_path / "bundle" / "report.json").read_text())
     assert [r["status"] for r in report] == ["ok"] * 3
     assert "done 3, failed 0" in result.stdout + result.stderr
+    # the quality check is reported by both doors alike: the dog's lateral thorax is flagged
+    assert {Path(r["file"]).name: r["qc"] for r in report} == {
+        "CHNCXR_0001_0.png": "ok", "CR-MONO1-10-chest.dcm": "ok", "dx_image.dcm": "flagged"}
+    flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible]"
+    assert ours.SeriesDescription == theirs.SeriesDescription == flagged
+    assert "dx_image.dcm: quality flagged: lateral:" in result.stdout + result.stderr
 
 
 def test_command_line_overrides_reach_the_segmenter(shipped_bundle, films, tmp_path):

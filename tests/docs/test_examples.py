@@ -51,10 +51,12 @@ def test_area_report(shared_data, shipped_bundle, tmp_path):
     dx = rows["dx_image.dcm"]
     assert dx["status"] == "ok" and dx["calibrated"] == "True" and dx["spacing_source"] == "PixelSpacing"
     assert float(dx["total_cm2"]) == pytest.approx(float(dx["right_cm2"]) + float(dx["left_cm2"]), abs=0.02)
+    assert dx["qc"] == "flagged" and dx["qc_reasons"].startswith("lateral;not_human")  # a dog's lateral thorax
     for name in ("CR-MONO1-10-chest.dcm", "CHNCXR_0001_0.png", "CHNCXR_0002_0.png"):
         row = rows[name]
         assert row["status"] == "ok" and row["calibrated"] == "False", row
         assert row["total_cm2"] == "" and int(row["right_px"]) > 0 and int(row["left_px"]) > 0
+        assert row["qc"] == "ok" and row["qc_reasons"] == ""
     # one bad file is an error row, not the end of the loop
     assert rows["seg_image_cr_binary.dcm"]["status"] == "error"
     assert "not a radiograph" in rows["seg_image_cr_binary.dcm"]["error"]
