@@ -216,3 +216,183 @@ def _principal(orientation: Sequence[str]) -> tuple[str, str]:
         raise ValueError(f"PatientOrientation {row}\\{col} puts rows and columns on one axis; "
                          "one value must be L or R and the other H or F.")
     return row, col
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Detecting a film that looks mirrored or turned, when its orientation is unknown
+# --------------------------------------------------------------------------------------------------------------
+
+#: ``orientation_check`` values: how the film the network saw looks against the standard display.
+CHECK_VERDICTS = ("ok", "mirrored?", "upside down?", "rotated 180?", "rotated 90?", "unknown")
+#: A lung component smaller than this fraction of the largest one is not a lung (specks, gas).
+_MIN_LUNG_FRACTION = 0.15
+#: Heart score below which a film is called mirrored (0 would be the even bet; see :func:`check_orientation`).
+MIRROR_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class OrientationCheck:
+    """How a film looks against the standard display, judged from its lungs and its densities.
+
+    Attributes
+    ----------
+    verdict : str
+        One of :data:`CHECK_VERDICTS`: ``"ok"``, ``"mirrored?"``,
+        ``"upside down?"``, ``"rotated 180?"``, ``"rotated 90?"``, or
+        ``"unknown"`` when no lungs were found to judge by.
+    correction : DisplayTransform
+        The transform that would put the film in the standard display
+        (identity when ``"ok"`` or ``"unknown"``). For ``"rotated 90?"`` it is
+        a first guess: segment the turned film again and check once more.
+    cues : dict
+        The measurements behind it (dimensionless; positive = standard), each
+        taken after the corrections decided before it: ``side_by_side``
+        (lungs side by side rather than stacked), ``head_up`` (abdomen below
+        the lungs denser than the neck above, and the lung bases wider than
+        the apices) and ``heart_right`` (the heart's density, and the wider
+        gap from the midline to the left lung's medial edge, on the image
+        right; ``None`` without two lungs).
+    """
+
+    verdict: str
+    correction: DisplayTransform = IDENTITY
+    cues: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        """True when the film looks mirrored or turned."""
+        return self.verdict not in ("ok", "unknown")
+
+    @property
+    def detected_orientation(self) -> tuple[str, str]:
+        """The PatientOrientation the film seems to be stored with."""
+        return self.correction.stored_orientation
+
+
+def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
+    """Judge whether a film looks mirrored or turned, from the network's lung mask and the film's densities.
+
+    Weights-independent: it reads anatomy, not the network's confidence.
+
+    * **Turned a quarter**: the two lungs lie one above the other; the lung
+      pixel count per image column dips at the mediastinum, per row it does
+      not; the step in density from chest to abdomen (below) runs along the
+      rows rather than down the columns.
+    * **Upside down**: the abdomen (dense, bright in MONOCHROME2) lies below the
+      lungs and the neck and shoulders (less dense) above; the lungs are
+      narrow at the apices and wide at the bases.
+    * **Mirrored**: the heart lies toward the patient's left (the image right
+      in the standard display): the mediastinum below the hila is denser right
+      of the chest's midline, and the left lung's medial edge lies farther
+      from the midline than the right lung's.
+
+    Parameters
+    ----------
+    lungs : numpy.ndarray of bool
+        ``(rows, cols)`` lung mask as the network drew it (before the clean-up
+        into one lung a side), on any grid with roughly square pixels (the
+        working grid).
+    image : numpy.ndarray
+        The film on the same grid, MONOCHROME2 (dense = bright), any scale.
+
+    Returns
+    -------
+    OrientationCheck
+    """
+    from scipy import ndimage
+
+    lungs = np.asarray(lungs, bool)
+    image = np.asarray(image, np.float32)
+    components, count = ndimage.label(lungs)
+    if count == 0 or lungs.mean() < 0.01:
+        return OrientationCheck("unknown")
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    order = np.argsort(sizes)[::-1]
+    kept = [index + 1 for index in order[:2] if sizes[index] >= _MIN_LUNG_FRACTION * sizes[order[0]]]
+    union = np.isin(components, kept)
+    scale = float(np.percentile(image, 95) - np.percentile(image, 5)) or 1.0
+    image = image / scale
+
+    # lungs side by side, and the density step from chest to abdomen along the columns rather than along the rows
+    side_by_side = (_side_by_side(union, components, kept)
+                    + (abs(_head_up(union, image)) - abs(_head_up(union.T, image.T))) / 2)
+    turned = side_by_side < 0
+    if turned:
+        union, components, image = union.T, components.T, image.T
+    head_up = _head_up(union, image)
+    head_down = head_up < 0
+    if head_down:
+        union, components, image = union[::-1], components[::-1], image[::-1]
+    heart = _heart_right(union, components, kept, image)
+    mirrored = heart is not None and heart < -MIRROR_MARGIN
+    correction = DisplayTransform(transpose=turned, flip_rows=head_down, flip_cols=mirrored)
+    if turned:
+        verdict = "rotated 90?"
+    else:
+        verdict = {(False, False): "ok", (False, True): "mirrored?", (True, False): "upside down?",
+                   (True, True): "rotated 180?"}[(head_down, mirrored)]
+    cues = {"side_by_side": side_by_side, "head_up": head_up, "heart_right": heart}
+    return OrientationCheck(verdict, correction, {k: None if v is None else round(float(v), 3) for k, v in cues.items()})
+
+
+def _side_by_side(union: np.ndarray, components: np.ndarray, kept: list) -> float:
+    """Positive when the lungs lie side by side (upright), negative when stacked (turned a quarter)."""
+    def dip(profile: np.ndarray) -> float:
+        profile = profile[np.nonzero(profile)[0][0]: np.nonzero(profile)[0][-1] + 1].astype(np.float64)
+        n = len(profile)
+        middle = profile[2 * n // 5: 3 * n // 5 + 1] if n >= 5 else profile
+        return 1.0 - middle.min() / profile.max()
+
+    score = dip(union.sum(axis=0)) - dip(union.sum(axis=1))
+    if len(kept) == 2:
+        rows, cols = np.array([np.argwhere(components == k).mean(axis=0) for k in kept]).T
+        d_row, d_col = abs(rows[0] - rows[1]), abs(cols[0] - cols[1])
+        score = (score + (d_col - d_row) / (d_col + d_row + 1e-9)) / 2
+    return float(score)
+
+
+def _head_up(union: np.ndarray, image: np.ndarray) -> float:
+    """Positive when the head is up: denser below the lungs than above, lung fields narrower at the bottom."""
+    rows = np.nonzero(union.any(axis=1))[0]
+    cols = np.nonzero(union.any(axis=0))[0]
+    top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1] + 1
+    height = bottom - top + 1
+    band = max(2, height // 8)
+    above = image[max(0, top - band): top, left:right]
+    below = image[bottom + 1: bottom + 1 + band, left:right]
+    density = float(below.mean() - above.mean()) if above.size and below.size else 0.0
+    widths = union[top: bottom + 1].sum(axis=1).astype(np.float64)
+    quarter = max(1, height // 4)
+    narrow_bases = float((widths[:quarter].mean() - widths[-quarter:].mean()) / widths.max())
+    return density + narrow_bases
+
+
+def _heart_right(union: np.ndarray, components: np.ndarray, kept: list, image: np.ndarray) -> float | None:
+    """Positive when the heart lies on the image right (standard display); ``None`` without two lungs."""
+    if len(kept) != 2:
+        return None
+    first, second = (components == k for k in kept)
+    image_left, image_right = (first, second) if np.argwhere(first)[:, 1].mean() < np.argwhere(second)[:, 1].mean() \
+        else (second, first)
+    rows = np.nonzero(union.any(axis=1))[0]
+    top, bottom = rows[0], rows[-1]
+    lower = range(top + (bottom - top + 1) // 3, bottom + 1)  # below the hila, where the heart is
+    gaps_left, gaps_right = [], []
+    for row in lower:
+        on_left, on_right = np.nonzero(image_left[row])[0], np.nonzero(image_right[row])[0]
+        if on_left.size and on_right.size and on_left[-1] < on_right[0]:
+            midline = (on_left[0] + on_right[-1]) / 2
+            gaps_left.append(midline - on_left[-1])
+            gaps_right.append(on_right[0] - midline)
+    if not gaps_left:
+        return None
+    width = np.mean(np.add(gaps_left, gaps_right)) + 1.0
+    medial = float((np.mean(gaps_right) - np.mean(gaps_left)) / width)
+    left_edge = np.nonzero(image_left.any(axis=0))[0][0]
+    right_edge = np.nonzero(image_right.any(axis=0))[0][-1]
+    midline = (left_edge + right_edge) / 2
+    quarter = (right_edge - left_edge) / 4
+    band = image[lower.start: lower.stop]
+    density = float(band[:, int(midline): int(midline + quarter)].mean()
+                    - band[:, int(midline - quarter): int(midline)].mean())
+    return medial + density

@@ -36,6 +36,9 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--roi-size", type=click.IntRange(32), default=None, help="Sliding-window size on the working grid.")
 @click.option("--overlap", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
+@click.option("--orientation-fix", is_flag=True,
+              help="Films without PatientOrientation (PNG, no tag) that look mirrored or turned are segmented as "
+                   "detected (up to 3x network time on those films); the report's orientation_check says what was seen.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True)
@@ -47,7 +50,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--include-identifiers", is_flag=True,
               help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).")
 @click.pass_context
-def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, tta, workers, overwrite,
+def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, tta, orientation_fix, workers,
+            overwrite,
             seg_syntax, send, stow, send_source, max_pixels, include_identifiers) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
@@ -79,14 +83,16 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         with quiet_warnings():
             from medlung.inference import Segmenter
 
-            segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta)
+            segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta,
+                                  fix_orientation=orientation_fix)
     except (MedlungError, ValueError) as exc:
         report_exception(exc, verbose)
         sys.exit(1)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
-                             extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
+                             extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size,
+                                            **({"orientation_fix": True} if orientation_fix else {})})
     counts = {"ok": 0, "skipped": 0, "error": 0}
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:

@@ -24,6 +24,7 @@ from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
 from medlung.networks import build_network
 from medlung.networks.running import predict_logits, resolve_device, resolve_precision
+from medlung.orientation import OrientationCheck, check_orientation, display_transform
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
 from medlung.transforms.presets import INTENSITY_PERCENTILES
@@ -101,6 +102,11 @@ class LungMasks:
         Time spent in the segmenter.
     timings : dict
         Seconds per stage: working_grid, network, native_grid, cleanup.
+    orientation_check : str
+        How the film looked against the standard display (after its
+        PatientOrientation was applied): ``"ok"``, ``"mirrored?"``,
+        ``"upside down?"``, ``"rotated 180?"``, ``"rotated 90?"`` or
+        ``"unknown"`` (see :func:`medlung.orientation.check_orientation`).
     """
 
     labels: np.ndarray
@@ -118,6 +124,7 @@ class LungMasks:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    orientation_check: str = "unknown"
 
     @property
     def lungs(self) -> np.ndarray:
@@ -228,6 +235,11 @@ class Segmenter:
         ``"auto"`` (bf16 where the CPU/GPU has it), ``"bf16"`` or ``"fp32"``.
     min_lung_mm2 : float
         Components smaller than this are dropped.
+    fix_orientation : bool
+        For films without PatientOrientation (PNG, a missing tag), segment
+        them in the orientation :func:`~medlung.orientation.check_orientation`
+        detects instead of assuming the standard display (up to three network
+        passes; films with the tag always follow it).
 
     Examples
     --------
@@ -238,7 +250,7 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", roi_size: int | None = None,
                  overlap: float = 0.25, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
-                 min_lung_mm2: float = 1500.0) -> None:
+                 min_lung_mm2: float = 1500.0, fix_orientation: bool = False) -> None:
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
         self.roi_size = int(roi_size or self.spec.roi_size)
@@ -249,6 +261,7 @@ class Segmenter:
         self.tta = tta
         self.dtype = resolve_precision(precision, self.device)
         self.min_lung_mm2 = min_lung_mm2
+        self.fix_orientation = fix_orientation
         self.to_working_grid = ToWorkingGrid(self.spec.working_spacing)
 
     @property
@@ -259,35 +272,70 @@ class Segmenter:
         """Segment one film; see :class:`LungMasks`."""
         started = time.perf_counter()
         clock = _StageClock()
+        # orientation: run in the standard display (from PatientOrientation, or detected); labels back to stored grid
+        stored, display, check = film, display_transform(film.orientation), None
+        if self.fix_orientation and film.orientation is None:
+            display, check = self.detect_orientation(film)
+        film = display.film(stored)
         working = self.to_working_grid(film_to_metatensor(film))
         clock.stop("working_grid")
         margin = self.lung_margin(working.as_tensor())
         clock.stop("network")
+        check = check or check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())  # orientation
         native = _upsample(margin, film.shape)
         lungs = native > 0
         clock.stop("native_grid")
         pixel_area = float(np.prod(film.spacing if film.spacing else nominal_spacing(film.shape)))
         lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
         labels, assumed, notes = split_lungs(lungs, film.orientation)
+        labels, native = display.to_stored(labels), display.to_stored(native)  # orientation
+        notes += _orientation_notes(stored, display, check)  # orientation
         clock.stop("cleanup")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
         areas = None
         if film.spacing is not None:
-            areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}
+            areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}  # swap-invariant
         else:
             notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
         prob = None
         if probability:
             prob = (1.0 / (1.0 + np.exp(-native))).astype(np.float32)
         return LungMasks(
-            labels=labels, spacing=film.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
-            areas_px=counts, orientation=film.orientation or ("L", "F"), orientation_assumed=assumed,
+            labels=labels, spacing=stored.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
+            areas_px=counts, orientation=stored.orientation or display.stored_orientation, orientation_assumed=assumed,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, probability=prob, notes=notes,
             seconds=time.perf_counter() - started, timings=clock.stages,
+            orientation_check=check.verdict + (" fixed" if stored.orientation is None and not display.identity else ""),
         )
+
+    def detect_orientation(self, film: Film, passes: int = 3) -> tuple:
+        """The transform to the standard display of a film whose orientation is unknown, from the film itself.
+
+        Segments the film as stored, checks it with
+        :func:`~medlung.orientation.check_orientation`, and while the check
+        flags it, turns it as the check says and segments it again (at most
+        ``passes`` network passes).
+
+        Returns
+        -------
+        display : medlung.orientation.DisplayTransform
+            Stored grid -> standard display.
+        check : medlung.orientation.OrientationCheck
+            The check of the film as stored.
+        """
+        display = display_transform(None)
+        first = None
+        for _ in range(passes):
+            working = self.to_working_grid(film_to_metatensor(display.film(film)))
+            check = check_orientation(self.lung_margin(working.as_tensor()).numpy() > 0, working.as_tensor()[0].numpy())
+            first = first or check
+            if not check.flagged:
+                break
+            display = display.then(check.correction)
+        return display, first
 
     def segment_files(self, paths, spacing=None):
         """Segment many films, one at a time; a bad file does not stop the loop.
@@ -334,6 +382,23 @@ class Segmenter:
             mirrored = predict_logits(self.model, batch.flip(-1), self.roi_size, self.overlap, self.device, self.dtype)
             logits = (logits + mirrored.flip(-1)) / 2
         return (logits[0, 1] - logits[0, 0]).cpu()
+
+
+def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[str]:
+    """What the report says about the orientation check and any correction."""
+    notes = []
+    if stored.orientation is None and not display.identity:
+        detected = "\\".join(display.stored_orientation)
+        notes.append(f"orientation detected: the film looked {display.description}; segmented in the standard "
+                     f"display as if its PatientOrientation were {detected}")
+    elif check.flagged and stored.orientation:
+        tag = "\\".join(stored.orientation)
+        notes.append(f"orientation check: turned as its PatientOrientation {tag} says, the film still looks "
+                     f"{check.correction.description} ({check.verdict}): check the tag")
+    elif check.flagged:
+        notes.append(f"orientation check: the film looks {check.correction.description} ({check.verdict}); "
+                     "--orientation-fix segments it as detected")
+    return notes
 
 
 def _upsample(margin: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
