@@ -86,11 +86,7 @@ def measure(paths: list[Path], segmenter, fixer, folder: Path) -> dict:
             results[key]["tagged_dice"].append(lung_dice(shown, reference))
             results[key]["spacing_kept"].append(tagged.spacing == tuple(spacing))
             untagged_film = medlung.Film(stored.astype(np.float32), None, "unknown")
-            untagged = tagged if transform.identity else segmenter(untagged_film)
-            if transform.identity:  # the tagged standard film is the untagged one: same pixels, same check
-                check = tagged.orientation_check
-            else:
-                check = untagged.orientation_check
+            check = segmenter(untagged_film).orientation_check
             results[key]["flagged"].append(check not in ("ok", "unknown"))
             results[key]["verdict"].append(check)
             if fixer is not None:
@@ -98,6 +94,7 @@ def measure(paths: list[Path], segmenter, fixer, folder: Path) -> dict:
                 results[key]["fixed_dice"].append(lung_dice(transform.to_display(fixed.labels), reference))
                 results[key]["exact"].append(fixed.orientation == orientation)
             dicom.unlink()
+        print(".", end="", file=sys.stderr, flush=True)
     return results
 
 
@@ -123,7 +120,8 @@ def print_table(name: str, results: dict, films: int) -> None:
                 f"{(tagged >= 0.99).sum():>3}/{len(tagged):<3} {np.mean(r['flagged']) * 100:15.1f}% {top:<40}")
         if fix:
             fixed = np.array(r["fixed_dice"])
-            line += f" {fixed.mean():15.4f} {(fixed >= 0.99).sum():>3}/{len(fixed):<3} {np.mean(r['exact']) * 100:5.1f}%"
+            exact = np.mean(r["exact"]) * 100
+            line += f" {fixed.mean():15.4f} {(fixed >= 0.99).sum():>3}/{len(fixed):<3} {exact:5.1f}%"
         print(line)
         if not all(r["spacing_kept"]):
             print(f"   spacing NOT kept on {sum(not k for k in r['spacing_kept'])} films")

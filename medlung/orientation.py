@@ -177,7 +177,7 @@ _DESCRIPTIONS = {
 
 
 def is_frontal(orientation: Sequence[str] | None) -> bool:
-    """True when ``orientation`` is a usable frontal PatientOrientation (see :meth:`DisplayTransform.from_orientation`)."""
+    """True when ``orientation`` is a frontal PatientOrientation (see :meth:`DisplayTransform.from_orientation`)."""
     if orientation is None:
         return False
     try:
@@ -332,7 +332,8 @@ def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
         verdict = {(False, False): "ok", (False, True): "mirrored?", (True, False): "upside down?",
                    (True, True): "rotated 180?"}[(head_down, mirrored)]
     cues = {"side_by_side": side_by_side, "head_up": head_up, "heart_right": heart}
-    return OrientationCheck(verdict, correction, {k: None if v is None else round(float(v), 3) for k, v in cues.items()})
+    rounded = {name: None if value is None else round(float(value), 3) for name, value in cues.items()}
+    return OrientationCheck(verdict, correction, rounded)
 
 
 def _side_by_side(union: np.ndarray, components: np.ndarray, kept: list) -> float:

@@ -38,7 +38,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
 @click.option("--orientation-fix", is_flag=True,
               help="Films without PatientOrientation (PNG, no tag) that look mirrored or turned are segmented as "
-                   "detected (up to 3x network time on those films); the report's orientation_check says what was seen.")
+                   "detected (up to 3x network time on those films); the report's orientation_check says what "
+                   "was seen.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True)
