@@ -24,7 +24,7 @@ from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
 from medlung.networks import build_network
 from medlung.networks.running import predict_logits, resolve_device, resolve_precision
-from medlung.orientation import OrientationCheck, check_orientation, display_transform
+from medlung.orientation import OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
 from medlung.transforms.presets import INTENSITY_PERCENTILES
@@ -281,7 +281,9 @@ class Segmenter:
         clock.stop("working_grid")
         margin = self.lung_margin(working.as_tensor())
         clock.stop("network")
-        check = check or check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())  # orientation
+        if check is None:  # orientation: judge the film as the network saw it (a lateral film is not judged)
+            check = (check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())
+                     if stored.orientation is None or is_frontal(stored.orientation) else OrientationCheck("unknown"))
         native = _upsample(margin, film.shape)
         lungs = native > 0
         clock.stop("native_grid")

@@ -101,3 +101,10 @@ def test_without_the_fix_a_mirrored_png_is_only_reported(segmenter, standard, tm
     row = predict_files([path], tmp_path / "out", segmenter, PredictOptions(formats=("png",))).rows[0]
     assert row["orientation_check"] == "mirrored?" and row["orientation"] == "L\\F (assumed)"
     assert any("--orientation-fix" in note for note in row["notes"])
+
+
+def test_a_lateral_tag_is_neither_turned_nor_judged(segmenter, standard, tmp_path):
+    pixels, reference = standard
+    masks = segmenter(_dicom(pixels, ("A", "F"), (0.8, 0.7), tmp_path / "lateral.dcm"))
+    assert masks.orientation_check == "unknown" and masks.orientation_assumed
+    np.testing.assert_array_equal(masks.labels, reference.labels)  # standard PA assumed for right/left
