@@ -290,7 +290,7 @@ class Segmenter:
         pixel_area = float(np.prod(film.spacing if film.spacing else nominal_spacing(film.shape)))
         lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
         labels, assumed, notes = split_lungs(lungs, film.orientation)
-        labels, native = display.to_stored(labels), display.to_stored(native)  # orientation
+        labels, native = (np.ascontiguousarray(display.to_stored(a)) for a in (labels, native))  # orientation
         notes += _orientation_notes(stored, display, check)  # orientation
         clock.stop("cleanup")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
