@@ -41,12 +41,12 @@ sys.path.insert(0, str(REPO))
 STANDARD_SPACING = (0.8, 0.7)
 
 
-def test_films(shared: Path, limit: int | None) -> dict[str, list[Path]]:
-    """The test-split films of each data set (the first ``limit`` of each when given)."""
+def test_films(shared: Path, limit: int | None, skip: int = 0) -> dict[str, list[Path]]:
+    """The test-split films of each data set (after the first ``skip``, at most ``limit`` of each)."""
     sets = {}
     for name, folder in (("shenzhen", shared / "shenzhen"), ("covid_v7", shared / "covid_v7")):
         rows = [r for r in csv.DictReader(open(folder / "splits.csv")) if r["split"] == "test"]
-        sets[name] = [folder / r["image"] for r in rows][:limit]
+        sets[name] = [folder / r["image"] for r in rows][skip:][:limit]
     return sets
 
 
@@ -103,7 +103,7 @@ def print_table(name: str, results: dict, films: int) -> None:
 
     fix = any("fixed_dice" in r for r in results.values())
     print(f"\n{name}: {films} films")
-    header = (f"{'stored as':<8} {'how':<38} {'tagged Dice min':>15} {'mean':>7} {'>=0.99':>7} "
+    header = (f"{'stored as':<8} {'how':<50} {'tagged Dice min':>15} {'mean':>7} {'>=0.99':>7} "
               f"{'untagged flagged':>16} {'verdicts':<40}")
     if fix:
         header += f" {'--fix Dice mean':>15} {'>=0.99':>7} {'exact':>6}"
@@ -116,7 +116,7 @@ def print_table(name: str, results: dict, films: int) -> None:
         for v in r["verdict"]:
             verdicts[v] += 1
         top = ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items(), key=lambda kv: -kv[1])[:3])
-        line = (f"{key:<8} {transform.description:<38} {tagged.min():15.4f} {tagged.mean():7.4f} "
+        line = (f"{key:<8} {transform.description:<50} {tagged.min():15.4f} {tagged.mean():7.4f} "
                 f"{(tagged >= 0.99).sum():>3}/{len(tagged):<3} {np.mean(r['flagged']) * 100:15.1f}% {top:<40}")
         if fix:
             fixed = np.array(r["fixed_dice"])
@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--bundle", type=Path, default=None, help="Model (default: the shipped bundle).")
-    parser.add_argument("--limit", type=int, default=None, help="First N test films of each set.")
+    parser.add_argument("--limit", type=int, default=None, help="At most N test films of each set.")
+    parser.add_argument("--skip", type=int, default=0, help="Leave out the first N test films of each set.")
     parser.add_argument("--fix", action="store_true", help="Also measure Segmenter(fix_orientation=True).")
     parser.add_argument("--sets", default="shenzhen,covid_v7")
     args = parser.parse_args(argv)
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     segmenter = Segmenter(args.bundle, device="cpu")
     fixer = Segmenter(args.bundle, device="cpu", fix_orientation=True) if args.fix else None
     print(f"model {segmenter.model_version}; PixelSpacing of the untouched film {STANDARD_SPACING} mm")
-    sets = test_films(args.shared, args.limit)
+    sets = test_films(args.shared, args.limit, args.skip)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             started = time.perf_counter()
