@@ -191,7 +191,7 @@ def display_transform(orientation: Sequence[str] | None) -> DisplayTransform:
     """The transform to the standard display, lenient: identity when the orientation is absent or not frontal.
 
     A film without PatientOrientation is taken as stored in the standard
-    display (the DICOM default for chest films and every PNG); a lateral or
+    display (as chest films normally are, and every PNG is read); a lateral or
     malformed value is left alone (the right/left split then says it assumed
     the standard display).
     """
@@ -226,7 +226,8 @@ def _principal(orientation: Sequence[str]) -> tuple[str, str]:
 CHECK_VERDICTS = ("ok", "mirrored?", "upside down?", "rotated 180?", "rotated 90?", "unknown")
 #: A lung component smaller than this fraction of the largest one is not a lung (specks, gas).
 _MIN_LUNG_FRACTION = 0.15
-#: Heart score below which a film is called mirrored (0 would be the even bet; see :func:`check_orientation`).
+#: Heart score below which a film is called mirrored (0 would be the even bet); set before measuring, the
+#: trade-off between mirrored films found and false flags is in docs/benchmarks.md.
 MIRROR_MARGIN = 0.05
 
 
@@ -248,8 +249,8 @@ class OrientationCheck:
         The measurements behind it (dimensionless; positive = standard), each
         taken after the corrections decided before it: ``side_by_side``
         (lungs side by side rather than stacked), ``head_up`` (abdomen below
-        the lungs denser than the neck above, and the lung bases wider than
-        the apices) and ``heart_right`` (the heart's density, and the wider
+        the lungs denser than the neck above, and the lung fields narrower in
+        their lowest quarter than in their highest) and ``heart_right`` (the heart's density, and the wider
         gap from the midline to the left lung's medial edge, on the image
         right; ``None`` without two lungs).
     """
@@ -279,8 +280,9 @@ def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
       not; the step in density from chest to abdomen (below) runs along the
       rows rather than down the columns.
     * **Upside down**: the abdomen (dense, bright in MONOCHROME2) lies below the
-      lungs and the neck and shoulders (less dense) above; the lungs are
-      narrow at the apices and wide at the bases.
+      lungs and the neck and shoulders (less dense) above; the lung fields
+      end below in the narrow recesses beside the diaphragm domes (and the
+      heart), so their lowest quarter is narrower than their highest.
     * **Mirrored**: the heart lies toward the patient's left (the image right
       in the standard display): the mediastinum below the hila is denser right
       of the chest's midline, and the left lung's medial edge lies farther
