@@ -15,7 +15,8 @@ four quarter turns and transposes):
     is read): how often ``orientation_check`` flags the film, and how often its
     guess of the stored orientation is exact. The untagged standard film's
     row gives the false flags. With ``--fix`` also Dice of
-    ``Segmenter(fix_orientation=True)`` against the untouched film.
+    ``Segmenter(fix_orientation=True)`` against the untouched film without
+    the tag, and how often the orientation it used is the true one.
 
 Prints one table per data set. The shipped model unless ``--bundle``.
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/orientation.py [--limit N] [--fix]``.
@@ -86,12 +87,15 @@ def measure(paths: list[Path], segmenter, fixer, folder: Path) -> dict:
             results[key]["tagged_dice"].append(lung_dice(shown, reference))
             results[key]["spacing_kept"].append(tagged.spacing == tuple(spacing))
             untagged_film = medlung.Film(stored.astype(np.float32), None, "unknown")
-            check = segmenter(untagged_film).orientation_check
+            untagged = segmenter(untagged_film)
+            if transform.identity:  # --fix is compared with the untouched film read the same way (no spacing)
+                untagged_reference = untagged.labels
+            check = untagged.orientation_check
             results[key]["flagged"].append(check not in ("ok", "unknown"))
             results[key]["verdict"].append(check)
             if fixer is not None:
                 fixed = fixer(untagged_film)
-                results[key]["fixed_dice"].append(lung_dice(transform.to_display(fixed.labels), reference))
+                results[key]["fixed_dice"].append(lung_dice(transform.to_display(fixed.labels), untagged_reference))
                 results[key]["exact"].append(fixed.orientation == orientation)
             dicom.unlink()
         print(".", end="", file=sys.stderr, flush=True)
