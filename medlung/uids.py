@@ -50,6 +50,7 @@ _SEGMENTER_OPTIONS = {
     "tta": "tta",
     "min_lung_mm2": "min_lung_mm2",
     "lungs": "lungs",
+    "fix_orientation": "orientation_fix",
 }
 #: Model facts (:class:`~medlung.inference.segmenter.ModelSpec`) that change the masks besides its version.
 _MODEL_OPTIONS = ("network", "features", "working_spacing", "intensity_percentiles")

@@ -41,6 +41,10 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Lung convention: field (the radiographic lung field, bounded by heart and mediastinum) or "
                    "anatomical (the whole lung, behind the heart too). Opacified lung is lung in both.")
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
+@click.option("--orientation-fix", is_flag=True,
+              help="Films without PatientOrientation (PNG, no tag) that look mirrored or turned are segmented as "
+                   "detected (up to 3x network time on those films); the report's orientation_check says what "
+                   "was seen.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option("--seg-syntax", type=click.Choice(["uncompressed", "jpeg2000", "lossless"]), default="uncompressed",
@@ -70,9 +74,9 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
                    "write nothing (default: written, flagged in the report, the SEG and the log).")
 @click.pass_context
-def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, lungs, tta, workers, overwrite,
-            seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels, include_identifiers, scheduler,
-            manifest, qc_fail) -> None:
+def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, overlap, lungs, tta, orientation_fix,
+            workers, overwrite, seg_syntax, send, tls_cert, tls_key, tls_ca, stow, send_source, max_pixels,
+            include_identifiers, scheduler, manifest, qc_fail) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
@@ -141,7 +145,8 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
         with quiet_warnings():
             from medlung.inference import Segmenter
 
-            segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta, lungs=lungs)
+            segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta, lungs=lungs,
+                                  fix_orientation=orientation_fix)
     except (MedlungError, ValueError) as exc:
         report_exception(exc, verbose)
         sys.exit(1)

@@ -283,16 +283,22 @@ def overlay_lines(film, masks) -> list[str]:
         lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
     if film.spacing:
         lines.append(f"spacing {format_spacing(film.spacing)} from {film.spacing_source}")
-    if masks.orientation_assumed:
+    if masks.orientation_check.endswith("fixed"):
+        lines.append(f"orientation detected: {'/'.join(masks.orientation)}")
+    elif masks.orientation_assumed:
         lines.append("orientation assumed: standard PA")
     if masks.qc_reasons:
         lines.append(f"QC flagged: {', '.join(dict.fromkeys(r.code for r in masks.qc_reasons))}")
+    if masks.orientation_check not in ("ok", "unknown") and not masks.orientation_check.endswith("fixed"):
+        lines.append(f"orientation check: {masks.orientation_check}")
     return lines
 
 
 def _areas(masks) -> dict:
-    row = {"orientation": "\\".join(masks.orientation) + (" (assumed)" if masks.orientation_assumed else ""),
-           "empty_lungs": masks.empty, "lungs": masks.convention}
+    fixed = masks.orientation_check.endswith("fixed")
+    how = " (detected)" if fixed else " (assumed)" if masks.orientation_assumed else ""
+    row = {"orientation": "\\".join(masks.orientation) + how,
+           "orientation_check": masks.orientation_check, "empty_lungs": masks.empty, "lungs": masks.convention}
     if masks.areas_cm2:
         row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
     return row

@@ -29,6 +29,7 @@ from medlung.networks.loading import ModelError, ModelSpec, find_default_model, 
 from medlung.networks.running import predict_logits, resolve_device, resolve_precision
 from medlung.plans import DEFAULT_CONVENTION
 from medlung.quality import QC_OK, check_quality
+from medlung.orientation import OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.spacing import Spacing
 from medlung.transforms.loading import film_to_metatensor
 from medlung.transforms.working_grid import ToWorkingGrid, nominal_spacing
@@ -80,6 +81,11 @@ class LungMasks:
         Why the film is flagged (code and sentence); empty when ``ok``.
     qc_measures : dict
         What the quality check measured (see :func:`medlung.quality.measure_lungs`).
+    orientation_check : str
+        How the film looked against the standard display (after its
+        PatientOrientation was applied): ``"ok"``, ``"mirrored?"``,
+        ``"upside down?"``, ``"rotated 180?"``, ``"rotated 90?"`` or
+        ``"unknown"`` (see :func:`medlung.orientation.check_orientation`).
     """
 
     labels: np.ndarray
@@ -101,6 +107,7 @@ class LungMasks:
     qc: str = QC_OK
     qc_reasons: list = field(default_factory=list)
     qc_measures: dict = field(default_factory=dict)
+    orientation_check: str = "unknown"
 
     @property
     def lungs(self) -> np.ndarray:
@@ -135,6 +142,11 @@ class Segmenter:
         Lung convention to draw: ``"field"`` (the radiographic lung field, the
         default) or ``"anatomical"`` (the whole lung, behind the heart too);
         the model must have been trained for it.
+    fix_orientation : bool
+        For films without PatientOrientation (PNG, a missing tag), segment
+        them in the orientation :func:`~medlung.orientation.check_orientation`
+        detects instead of assuming the standard display (up to three network
+        passes; films with the tag always follow it).
 
     Examples
     --------
@@ -145,7 +157,8 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", roi_size: int | None = None,
                  overlap: float | None = None, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
-                 min_lung_mm2: float | None = None, lungs: str = DEFAULT_CONVENTION) -> None:
+                 min_lung_mm2: float | None = None, lungs: str = DEFAULT_CONVENTION,
+                 fix_orientation: bool = False) -> None:
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
         plan = self.spec.plan
@@ -166,6 +179,7 @@ class Segmenter:
         self.tta = tta
         self.dtype = resolve_precision(precision, self.device)
         self.min_lung_mm2 = plan.min_lung_mm2 if min_lung_mm2 is None else min_lung_mm2
+        self.fix_orientation = fix_orientation
         self.to_working_grid = ToWorkingGrid(plan.working_spacing)
 
     @property
@@ -176,10 +190,18 @@ class Segmenter:
         """Segment one film; see :class:`LungMasks`."""
         started = time.perf_counter()
         clock = _StageClock()
+        # orientation: run in the standard display (from PatientOrientation, or detected); labels back to stored grid
+        stored, display, check = film, display_transform(film.orientation), None
+        if self.fix_orientation and film.orientation is None:
+            display, check = self.detect_orientation(film)
+        film = display.film(stored)
         working = self.to_working_grid(film_to_metatensor(film))
         clock.stop("working_grid")
         margin = self.lung_margin(working.as_tensor())
         clock.stop("network")
+        if check is None:  # orientation: judge the film as the network saw it (a lateral film is not judged)
+            check = (check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())
+                     if stored.orientation is None or is_frontal(stored.orientation) else OrientationCheck("unknown"))
         native = _upsample(margin, film.shape)
         lungs = native > 0
         clock.stop("native_grid")
@@ -187,26 +209,55 @@ class Segmenter:
         lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
         labels, assumed, notes = split_lungs(lungs, film.orientation)
         quality = check_quality(film, labels, margin.numpy())
+        labels, native = (np.ascontiguousarray(display.to_stored(a)) for a in (labels, native))  # orientation
+        notes += _orientation_notes(stored, display, check)  # orientation
         clock.stop("cleanup")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
         areas = None
         if film.spacing is not None:
-            areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}
+            areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}  # swap-invariant
         else:
             notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
         prob = None
         if probability:
             prob = (1.0 / (1.0 + np.exp(-native))).astype(np.float32)
         return LungMasks(
-            labels=labels, spacing=film.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
-            areas_px=counts, orientation=film.orientation or ("L", "F"), orientation_assumed=assumed,
+            labels=labels, spacing=stored.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
+            areas_px=counts, orientation=stored.orientation or display.stored_orientation, orientation_assumed=assumed,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, convention=self.lungs, probability=prob, notes=notes,
             seconds=time.perf_counter() - started, timings=clock.stages,
             qc=quality.qc, qc_reasons=quality.reasons, qc_measures=quality.measures,
+            orientation_check=check.verdict + (" fixed" if stored.orientation is None and not display.identity else ""),
         )
+
+    def detect_orientation(self, film: Film, passes: int = 3) -> tuple:
+        """The transform to the standard display of a film whose orientation is unknown, from the film itself.
+
+        Segments the film as stored, checks it with
+        :func:`~medlung.orientation.check_orientation`, and while the check
+        flags it, turns it as the check says and segments it again (at most
+        ``passes`` network passes).
+
+        Returns
+        -------
+        display : medlung.orientation.DisplayTransform
+            Stored grid -> standard display.
+        check : medlung.orientation.OrientationCheck
+            The check of the film as stored.
+        """
+        display = display_transform(None)
+        first = None
+        for _ in range(passes):
+            working = self.to_working_grid(film_to_metatensor(display.film(film)))
+            check = check_orientation(self.lung_margin(working.as_tensor()).numpy() > 0, working.as_tensor()[0].numpy())
+            first = first or check
+            if not check.flagged:
+                break
+            display = display.then(check.correction)
+        return display, first
 
     def segment_files(self, paths, spacing=None):
         """Segment many films, one at a time; a bad file does not stop the loop.
@@ -266,6 +317,23 @@ class Segmenter:
         if self.lungs == "field" and "anatomical" in plan.conventions:
             margin = torch.minimum(margin, logits[plan.channel("anatomical")])
         return margin
+
+
+def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[str]:
+    """What the report says about the orientation check and any correction."""
+    notes = []
+    if stored.orientation is None and not display.identity:
+        detected = "\\".join(display.stored_orientation)
+        notes.append(f"orientation detected: the film looked {display.description}; segmented in the standard "
+                     f"display as if its PatientOrientation were {detected}")
+    elif check.flagged and stored.orientation:
+        tag = "\\".join(stored.orientation)
+        notes.append(f"orientation check: turned as its PatientOrientation {tag} says, the film still looks "
+                     f"{check.correction.description} ({check.verdict}): check the tag")
+    elif check.flagged:
+        notes.append(f"orientation check: the film looks {check.correction.description} ({check.verdict}); "
+                     "--orientation-fix segments it as detected")
+    return notes
 
 
 def _upsample(margin: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
