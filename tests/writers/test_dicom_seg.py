@@ -235,8 +235,9 @@ def test_film_without_sop_instance_uid_cannot_be_referenced(tmp_path, shenzhen_p
 
 
 @pytest.mark.slow
-def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_pixels):
-    """A 4020x4892 film at 0.0875 mm (the real film and masks upsampled): SEG time and sizes."""
+def test_full_resolution_seg_is_exact_and_jpeg2000_is_small(tmp_path, shared_data, shenzhen_pixels):
+    """A 4020x4892 film at 0.0875 mm (the real film and masks upsampled): SEG sizes (times printed, not asserted:
+    benchmarks/seg_syntax.py measures them)."""
     from PIL import Image
 
     shape = (4892, 4020)  # rows x cols
@@ -255,7 +256,6 @@ def test_full_resolution_seg_is_fast_and_small(tmp_path, shared_data, shenzhen_p
         assert np.array_equal(back, labels)
         assert dciodvfy(path)[0] == []
     print(f"4020x4892 SEG: sizes {sizes} bytes, write seconds {seconds}")
-    assert seconds["jpeg2000"] < 10 and seconds["uncompressed"] < 10
     assert sizes["jpeg2000"] < sizes["uncompressed"] / 5  # 2 frames x 4892x4020 bits = 4.9 MB uncompressed
 
 
