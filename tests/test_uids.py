@@ -28,8 +28,10 @@ def _changed(segmenter, **attributes):
     return other
 
 
-def _changed_model(segmenter, **facts):
-    return _changed(segmenter, spec=dataclasses.replace(segmenter.spec, **facts))
+def _changed_model(segmenter, version=None, **plan_values):
+    spec = segmenter.spec
+    plan = spec.plan.updated(**plan_values) if plan_values else spec.plan
+    return _changed(segmenter, spec=dataclasses.replace(spec, plan=plan, version=version or spec.version))
 
 
 def test_every_option_that_changes_the_output_changes_the_uids(segmenter):
