@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception
+from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
 _PARTS = ("test", "validation", "training", "all")
@@ -50,7 +50,6 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
 
     from medlung.errors import OutputExistsError
     from medlung.evaluation import check_outputs, evaluate as run_evaluation, is_model_source
-    from medlung.io.datasets import DatasetError
 
     try:
         check_outputs(output, overwrite)
@@ -76,12 +75,8 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
         with quiet_warnings():
             result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
                                     overwrite=overwrite, progress=progress)
-    except DatasetError as exc:
-        report_exception(exc, verbose)
-        sys.exit(2)
-    except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+    except (MedlungError, ValueError) as exc:  # a DatasetError or ModelError is a usage error: exit 2
+        fail(exc, verbose)
     summary = result.summary
     click.echo(summary_table(summary))
     seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
+from medlung.cli.common import fail, is_verbose, quiet_warnings, spacing_option
 from medlung.errors import MedlungError
 
 
@@ -70,6 +70,9 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
+    missing = [item for item in inputs if item != "-" and not Path(item).exists()]
+    if missing:  # a usage error like an empty folder (docs/cli.md, "Exit status"); a film that fails is exit 1
+        raise click.UsageError(f"{', '.join(missing)}: does not exist. Check the path; nothing was segmented.")
     paths = collect_inputs(inputs)
     if not paths:
         raise click.UsageError("no films found in the inputs given.")
@@ -81,8 +84,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
 
             segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta)
     except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+        fail(exc, verbose)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, stow=stow, send_source=send_source, workers=workers,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception
+from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
 
 @click.command()
-@click.argument("data", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="RUN folder for checkpoints, metrics, figures.")
+@click.argument("data", required=False, metavar="DATA", type=click.Path(path_type=Path))
+@click.option("-o", "--output", metavar="RUN", type=click.Path(path_type=Path, file_okay=False),
+              help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.")
 @click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True)
 @click.option("--features", default="24,24,48,96,192,24", show_default=True,
               help="Six channel widths (default: the shipped model's).")
@@ -70,6 +71,8 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     else:
         if data is None or output is None:
             raise click.UsageError("DATA and -o RUN are required (or --resume RUN).")
+        if not data.exists():
+            raise click.BadParameter(f"{data} does not exist.", param_hint="DATA")
         try:
             widths = tuple(int(f) for f in features.split(","))
         except ValueError:
@@ -84,9 +87,8 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
         with quiet_warnings():
             trainer = Trainer(config, resume=resume is not None, overwrite=overwrite, log=click.echo)
             trainer.fit()
-    except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+    except (MedlungError, ValueError) as exc:  # bad DATA, an existing RUN, an unknown device: exit 2
+        fail(exc, verbose)
 
 
 def _given(ctx: click.Context, name: str) -> bool:

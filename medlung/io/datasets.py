@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medlung.errors import MedlungError
+from medlung.errors import MedlungError, UsageError
 
 #: Suffixes a mask's stem may add to its film's stem, tried in this order.
 MASK_SUFFIXES = ("", "_lungs", "_lung", "_mask", "_masks", "_label", "_labels", "_seg")
@@ -27,7 +27,7 @@ _SPLIT_NAMES = {"train": "training", "training": "training", "val": "validation"
                 "validation": "validation", "test": "test", "testing": "test"}
 
 
-class DatasetError(MedlungError):
+class DatasetError(UsageError):
     """The DATA argument does not describe usable training data."""
 
 
