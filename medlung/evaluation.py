@@ -170,7 +170,8 @@ def is_model_source(path: str | Path) -> bool:
 
 def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path, part: str = "test",
              device: str = "auto", tta: bool = False, limit: int | None = None, overwrite: bool = False,
-             segmenter=None, progress: Callable[[dict], None] | None = None) -> EvaluationResult:
+             segmenter=None, progress: Callable[[dict], None] | None = None,
+             only_predicted: bool = False) -> EvaluationResult:
     """Score predictions (a folder) or a model against the ground truth of DATA.
 
     Parameters
@@ -200,6 +201,11 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         An already loaded model (then ``pred_or_model`` only names it).
     progress : callable, optional
         Called with each finished row.
+    only_predicted : bool
+        For a folder of predictions: score only the films of the part that
+        have a prediction there (``limit`` counts those); the others are
+        counted in the summary's ``skipped_without_prediction``. Otherwise
+        a film without prediction is an error row.
 
     Returns
     -------
@@ -227,11 +233,7 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     check_outputs(out, overwrite)
     datalist = find_datalist(data)
     entries, notes = _select(datalist, part)
-    if limit is not None:
-        entries = entries[:limit]
-    if not entries:
-        raise EvaluationError(f"no films to evaluate in part {part!r}", data,
-                              "Check DATA, or choose another --part.")
+    scope = f"{part} part" if datalist.has_split or part == "all" else "every film: DATA has no split"
 
     source_kind, folder_index, model_version = "model", None, None
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
@@ -241,7 +243,21 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
                                   "Give a folder of <stem>_labels.nii.gz / _lungs.png / _seg.dcm files, a bundle, "
                                   "a run folder or a .pt checkpoint.")
         source_kind, folder_index = "predictions", _index_folder(folder)
-    elif segmenter is None:
+    elif only_predicted:
+        raise EvaluationError("only_predicted is for a folder of predictions, not a model", pred_or_model,
+                              "Drop --only-predicted: a model predicts every film.")
+    skipped = 0
+    stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
+    if only_predicted:
+        kept = [e for e in entries if stems[Path(e["image"])] in folder_index]
+        skipped, entries = len(entries) - len(kept), kept
+    if limit is not None:
+        entries = entries[:limit]
+    if not entries:
+        raise EvaluationError(f"no films to evaluate in part {part!r}"
+                              + (f" ({skipped} without a prediction)" if skipped else ""), data,
+                              "Check DATA and the predictions, or choose another --part.")
+    if segmenter is None and source_kind == "model":
         from medlung.inference import Segmenter
 
         with warnings.catch_warnings():
@@ -252,7 +268,6 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         model_version = segmenter.model_version
         model = describe_model(segmenter)
 
-    stems = output_stems([Path(e["image"]) for e in entries])
     rows: list[dict] = []
     worst: list = []  # heap of (-dice, order, pictures): the N_WORST_PICTURE lowest Dice
     for order, entry in enumerate(entries):
@@ -273,7 +288,8 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         "pred_or_model": None if pred_or_model is None else str(pred_or_model),
         "source": source_kind, "model_version": model_version, "tta": bool(tta) if source_kind == "model" else None,
         "model": model,
-        "data": str(data), "data_source": datalist.source, "part": part, "limit": limit, "notes": notes,
+        "data": str(data), "data_source": datalist.source, "part": part, "scope": scope, "limit": limit,
+        "notes": notes, "only_predicted": bool(only_predicted), "skipped_without_prediction": skipped,
     })
     out.mkdir(parents=True, exist_ok=True)
     pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]

@@ -385,7 +385,8 @@ def log_evaluation(result) -> dict:
     summary = result.summary
     dice = summary["metrics"].get("dice", {})
     mean, median = dice.get("mean"), dice.get("median")
-    logger.info(f"{summary['ok']}/{summary['films']} films scored ({summary['part']}): mean Dice "
+    scope = summary.get("scope", summary["part"])
+    logger.info(f"{summary['ok']}/{summary['films']} films scored ({scope}): mean Dice "
                 f"{'n/a' if mean is None else f'{mean:.4f}'}, median {'n/a' if median is None else f'{median:.4f}'}; "
                 f"outputs in {Path(result.outputs.get('summary.json', '.')).parent}")
     return summary

@@ -26,8 +26,10 @@ _PARTS = ("test", "validation", "training", "all")
 @click.option("--tta", is_flag=True, help="For a model: average with the mirrored film.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate at most N films.")
 @click.option("--overwrite", is_flag=True, help="Replace the results already in OUT.")
+@click.option("--only-predicted", is_flag=True,
+              help="For a folder of predictions: score only the films that have one; say how many were skipped.")
 @click.pass_context
-def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite) -> None:
+def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite, only_predicted) -> None:
     """Score PRED_OR_MODEL against the masks of DATA.
 
     PRED_OR_MODEL is a folder of predicted masks matched by film stem
@@ -35,6 +37,10 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     medlung predict writes them), or a model to run: a medlung bundle, a
     training run folder or a .pt checkpoint. DATA is a folder with images/
     and masks/, a CSV (image,mask[,split]) or a MONAI datalist JSON.
+
+    A film of DATA without a prediction in the folder is an error row (exit
+    1) unless --only-predicted is given: then only the films with a
+    prediction are scored and the others are counted as skipped.
 
     Per film: Dice, IoU, HD95 and average symmetric surface distance for both
     lungs and each lung, in mm when the film's spacing is known, in pixels
@@ -58,6 +64,9 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     if not is_model_source(pred_or_model) and not pred_or_model.is_dir():
         raise click.BadParameter(f"{pred_or_model} is neither a folder of predictions nor a model "
                                  "(bundle folder, run folder or .pt checkpoint).", param_hint="PRED_OR_MODEL")
+    if only_predicted and is_model_source(pred_or_model):
+        raise click.BadParameter("is for a folder of predictions; a model predicts every film.",
+                                 param_hint="--only-predicted")
 
     started = time.perf_counter()
     show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
@@ -74,13 +83,15 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     try:
         with quiet_warnings():
             result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
-                                    overwrite=overwrite, progress=progress)
+                                    overwrite=overwrite, progress=progress, only_predicted=only_predicted)
     except (MedlungError, ValueError) as exc:  # a DatasetError or ModelError is a usage error: exit 2
         fail(exc, verbose)
     summary = result.summary
     click.echo(summary_table(summary))
     seconds = time.perf_counter() - started
-    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['part']} part), "
+    skipped = summary.get("skipped_without_prediction")
+    skipped = f", skipped {skipped} without a prediction" if skipped else ""
+    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['scope']}){skipped}, "
                f"failed {summary['failed']}, {seconds:.1f} s; results: {output / 'metrics.csv'}")
     sys.exit(1 if result.failed else 0)
 

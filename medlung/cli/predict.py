@@ -34,11 +34,13 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--spacing", default=None, callback=spacing_option,
               help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.")
 @click.option("--roi-size", type=click.IntRange(32), default=None, help="Sliding-window size on the working grid.")
-@click.option("--overlap", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
+@click.option("--overlap", type=click.FloatRange(0, 0.95), default=0.25, show_default=True,
+              help="Fraction by which neighbouring sliding windows overlap (more: smoother seams, slower).")
 @click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
-@click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True)
+@click.option("--seg-syntax", type=click.Choice(["lossless", "uncompressed"]), default="lossless", show_default=True,
+              help="Transfer syntax of the DICOM-SEG: JPEG 2000 lossless, or uncompressed for viewers without it.")
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
 @click.option("--stow", default=None, metavar="URL", help="STOW-RS each DICOM-SEG to this DICOMweb URL.")
 @click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
@@ -90,6 +92,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
                              extra_options={"tta": tta, "overlap": overlap, "roi_size": segmenter.roi_size})
     counts = {"ok": 0, "skipped": 0, "error": 0}
+    log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         def progress(row: dict) -> None:
@@ -97,6 +100,8 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             if row["status"] == "error":
                 click.echo(f"\nerror: {row['error']}", err=True)
             bar.update(1)
+            if log is not None:
+                log(counts)
 
         with quiet_warnings():
             report = predict_files(paths, output, segmenter, options, progress)
@@ -105,3 +110,30 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
     click.echo(f"done {counts['ok']}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)
+
+
+class _ProgressLines:
+    """Progress for logs (stderr is not a terminal): ``[done/total] ...`` every tenth of the films or every minute.
+
+    Parameters
+    ----------
+    total : int
+        Films in the batch.
+    every_s : float
+        Longest gap between two lines, seconds.
+    """
+
+    def __init__(self, total: int, every_s: float = 60.0) -> None:
+        self.total, self.every_s = total, every_s
+        self.step = max(1, -(-total // 10))
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, counts: dict) -> None:
+        done, now = sum(counts.values()), time.perf_counter()
+        if done % self.step and done != self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.started
+        eta = elapsed / done * (self.total - done)
+        click.echo(f"[{done}/{self.total}] ok {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}; "
+                   f"{elapsed:.0f} s elapsed, about {eta:.0f} s left", err=True)

@@ -14,15 +14,24 @@ from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
 
-@click.command()
+class _TrainCommand(click.Command):
+    """Shows ``train DATA -o RUN [OPTIONS]`` as the usage: DATA and -o are required unless --resume is given."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["DATA", "-o", "RUN", "[OPTIONS]"]
+
+
+@click.command(cls=_TrainCommand)
 @click.argument("data", required=False, metavar="DATA", type=click.Path(path_type=Path))
 @click.option("-o", "--output", metavar="RUN", type=click.Path(path_type=Path, file_okay=False),
               help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.")
-@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True)
+@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True,
+              help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.")
 @click.option("--features", default="24,24,48,96,192,24", show_default=True,
               help="Six channel widths (default: the shipped model's).")
-@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True,
+              help="Passes over the training films (the learning-rate schedule spans them).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Crops per optimiser step.")
 @click.option("--roi-size", type=click.IntRange(32), default=224, show_default=True,
               help="Training crop and sliding-window size on the working grid, pixels.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
@@ -31,12 +40,14 @@ from medlung.errors import MedlungError
               show_default=True, help="Working spacing in mm.")
 @click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
               help="Validation and test fraction when DATA has no split.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the split (when DATA has none), the augmentation and the initial weights.")
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Continue the run in this folder from last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the results of an existing RUN folder.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Mixed precision: auto uses bf16 where the CPU/GPU supports it.")
 @click.option("--strict", is_flag=True, help="Stop when any film or mask is unusable.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
@@ -48,9 +59,14 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     """Train on DATA: a folder with images/ and masks/, a DICOM folder of films and the DICOM-SEGs that
     reference them, a CSV (image,mask[,split]) or a MONAI datalist JSON.
 
+    DATA and -o RUN are required; to continue an interrupted run give only
+    --resume RUN (medlung train --resume RUN).
+
     Writes config.json, split.json, metrics.csv, best.pt, last.pt, curves.png,
     samples.png and summary.json into RUN. An existing RUN is refused unless
-    --resume or --overwrite is given.
+    --resume or --overwrite is given. Exit status: 0 trained, 1 training
+    failed (e.g. unusable films with --strict), 2 usage error (bad DATA, an
+    existing RUN, an unknown device); nothing is written for a usage error.
     """
     verbose = is_verbose(ctx)
     if nproc > 1:
