@@ -286,6 +286,29 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
     roi = int(s["roi_size"])
     spacing = float(s["working_spacing"])
+    source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
+    shenzhen = model_card.trained_on_shenzhen(record)
+    if shenzhen:
+        trained_on = "Trained on the Shenzhen Hospital X-ray Set with manual lung masks."
+        copyright_ = ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
+                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al.")
+        data_source = (
+            "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
+            "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
+            "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
+            "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
+            f"of this version: {source}.")
+        data_type = "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference"
+        licence = "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0"
+        validated = "the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+    else:  # describe what was used; claim no provenance or licence medlung does not know
+        trained_on = f"Trained on {source} ({_data_counts(record)})."
+        copyright_ = "Copyright (c) medlung contributors (weights); the training data's owners keep their rights."
+        data_source = f"{source} ({_data_counts(record)}). {model_card.UNKNOWN_PROVENANCE}"
+        data_type = "the training data's films; DICOM CR/DX and PNG/JPEG/TIFF at inference"
+        licence = ("weights: not recorded, set by the training data's licence (see data_source); "
+                   "medlung code Apache-2.0")
+        validated = "the data it was trained on."
     return {
         "schema": MONAI_SCHEMA_URL,
         "version": version,
@@ -303,20 +326,13 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
             "back to each film's native grid, thresholds it, removes small components and splits the patient's "
             "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
-            "in cm2). Trained on the Shenzhen Hospital X-ray Set with manual lung masks."
+            f"in cm2). {trained_on}"
         ),
         "authors": "medlung contributors",
-        "copyright": ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
-                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al."),
-        "data_source": (
-            "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
-            "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
-            "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
-            "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
-            f"of this version: {record.config.get('data_summary', {}).get('source', s.get('data', '?'))}."
-        ),
-        "data_type": "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference",
-        "license": "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0",
+        "copyright": copyright_,
+        "data_source": data_source,
+        "data_type": data_type,
+        "license": licence,
         "image_classes": (f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
                           "from its 0.5th-99.5th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
         "label_classes": "one channel, 1 lung (either side), 0 everything else",
@@ -324,7 +340,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
-            "validated outside the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+            f"validated outside {validated}"
         ),
         "references": list(model_card.REFERENCES),
         "training": {

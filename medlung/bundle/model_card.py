@@ -8,6 +8,8 @@ hospitals' films) is left in a marked section between
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medlung.bundle.configs import KEY_DOCS
 from medlung.bundle.schema import schema_md5
 
@@ -37,8 +39,26 @@ IMAGE_ATTRIBUTION = ("Images: Shenzhen Hospital X-ray Set, U.S. National Library
                      "Quant Imaging Med Surg 2014;4(6):475-477).")
 
 
+UNKNOWN_PROVENANCE = ("The provenance and licence of this run's training data were not recorded by medlung: "
+                      "state where the films and masks come from, and their licence, before sharing these weights.")
+
+
 def licence_text(meta: dict) -> str:
-    """``LICENSE``: CC BY-NC-SA 4.0 notice for the weights, with attribution."""
+    """``LICENSE``: CC BY-NC-SA 4.0 notice for weights trained on Shenzhen, else a notice to complete."""
+    if "CC-BY-NC-SA-4.0" not in meta.get("license", ""):
+        return f"""\
+medlung chest radiograph lung segmentation model, version {meta['version']}
+==========================================================================
+
+The trained weights in models/ (model.pt, model.ts) were trained on:
+{_wrap(meta.get('data_source', '?'))}
+
+{_wrap(UNKNOWN_PROVENANCE)}
+
+The medlung software and the configuration files in configs/ are licensed
+under the Apache License 2.0. The model is provided "as is", without
+warranty of any kind; it is not a medical device.
+"""
     return f"""\
 medlung chest radiograph lung segmentation model, version {meta['version']}
 ==========================================================================
@@ -138,8 +158,11 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("")
     add("## Training data")
     add("")
-    add(f"* {IMAGE_ATTRIBUTION}")
-    add(f"* {MASK_ATTRIBUTION}")
+    if trained_on_shenzhen(record):
+        add(f"* {IMAGE_ATTRIBUTION}")
+        add(f"* {MASK_ATTRIBUTION}")
+    else:
+        add(f"* {UNKNOWN_PROVENANCE}")
     if data:
         add(f"* This version: {data.get('source', '?')}: **{data.get('training', '?')} training, "
             f"{data.get('validation', '?')} validation, {data.get('test', '?')} test** films; "
@@ -165,7 +188,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
                      f"PyTorch {versions.get('torch', '?')}, NumPy {versions.get('numpy', '?')}"),
     ]
     if record.summary and record.summary.get("seconds"):
-        rows.append(("training time", f"{record.summary['seconds'] / 60:.0f} min "
+        rows.append(("training time", f"{training_time(record.summary['seconds'])} "
                                       f"({record.summary.get('images_per_s', 0):.1f} crops/s)"))
     for key, value in rows:
         add(f"| {key} | {value} |")
@@ -242,12 +265,57 @@ def readme(record, meta: dict, ts_difference: float) -> str:
 
 
 def retrain_command(settings: dict) -> str:
-    """The ``medlung train`` command line that repeats a run with its recorded settings."""
+    """The ``medlung train`` command line that repeats a run with every recorded option.
+
+    The data path is made absolute (runs made before medlung recorded it so
+    were given relative to the folder they were started from).
+    """
+    import shlex
+
     features = ",".join(str(int(f)) for f in settings["features"])
-    return (f"medlung train {settings.get('data') or 'DATA'} -o RUN --network {settings['network']} "
-            f"--features {features} --spacing {float(settings['working_spacing']):g} "
-            f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])} "
-            f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g} --seed {int(settings['seed'])}")
+    data = settings.get("data")
+    data = shlex.quote(str(Path(data).absolute())) if data else "DATA"
+    words = [f"medlung train {data} -o RUN --network {settings['network']}",
+             f"--features {features} --spacing {float(settings['working_spacing']):g}",
+             f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
+             f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g} --seed {int(settings['seed'])}"]
+    if settings.get("val_fraction") is not None:
+        words.append(f"--val-fraction {float(settings['val_fraction']):g}")
+    if settings.get("limit"):
+        words.append(f"--limit {int(settings['limit'])}")
+    if settings.get("strict"):
+        words.append("--strict")
+    return " ".join(words)
+
+
+def training_time(seconds: float) -> str:
+    """A run's duration for people: ``21 s`` under two minutes, ``90 min`` under ten hours, else hours."""
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 36000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def trained_on_shenzhen(record) -> bool:
+    """Whether every training film of the run is a Shenzhen film (``CHNCXR_*``), from its ``split.json``.
+
+    Only then do the Shenzhen provenance, attribution and licence apply; for
+    any other data the card and metadata say what was used and ask for its
+    provenance instead of claiming Shenzhen's.
+    """
+    import json
+
+    split = Path(record.run_dir) / "split.json"
+    try:
+        training = json.loads(split.read_text()).get("training") or []
+    except (OSError, ValueError):
+        training = []
+    if training:
+        return all(Path(str(e.get("image", ""))).name.startswith("CHNCXR_") for e in training)
+    source = str((record.config.get("data_summary") or {}).get("source") or record.settings.get("data") or "")
+    return "shenzhen" in source.lower()
 
 
 def _usage(name: str) -> list[str]:

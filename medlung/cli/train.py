@@ -94,7 +94,7 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
         except ValueError:
             raise click.BadParameter("give six integers such as 16,16,32,64,128,16", param_hint="--features") from None
         config = TrainConfig(
-            data=str(data), output=str(output), network=network, features=widths, epochs=epochs,
+            data=str(data.absolute()), output=str(output), network=network, features=widths, epochs=epochs,
             batch_size=batch_size, roi_size=roi_size, working_spacing=working_spacing, lr=lr,
             val_fraction=val_fraction, seed=seed, device=device, precision=precision, strict=strict, limit=limit,
             num_workers=workers,
