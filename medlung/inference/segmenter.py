@@ -120,11 +120,25 @@ class LungMasks:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    #: The segmented film (a reference, for notebook thumbnails); None when built without one.
+    film: Film | None = field(default=None, repr=False, compare=False)
 
     @property
     def lungs(self) -> np.ndarray:
         """Union mask of both lungs (bool)."""
         return self.labels > 0
+
+    def _repr_png_(self) -> bytes:
+        """The overlay thumbnail for Jupyter (:func:`medlung.notebook.masks_png`)."""
+        from medlung.notebook import masks_png
+
+        return masks_png(self)
+
+    def _repr_html_(self) -> str:
+        """The thumbnail with areas, spacing and flags for Jupyter (:func:`medlung.notebook.masks_html`)."""
+        from medlung.notebook import masks_html
+
+        return masks_html(self)
 
 
 #: Where a wheel installs the shipped bundle, relative to the installation prefix (see setup.cfg).
@@ -288,7 +302,7 @@ class Segmenter:
             prob = (1.0 / (1.0 + np.exp(-native))).astype(np.float32)
         return LungMasks(
             labels=labels, spacing=film.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
-            areas_px=counts, orientation=film.orientation or ("L", "F"), orientation_assumed=assumed,
+            areas_px=counts, orientation=film.orientation or ("L", "F"), orientation_assumed=assumed, film=film,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, probability=prob, notes=notes,
