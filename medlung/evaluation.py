@@ -59,7 +59,7 @@ from typing import Callable
 import numpy as np
 
 from medlung import __version__
-from medlung.errors import EvaluationError, MedlungError, OutputExistsError
+from medlung.errors import EvaluationError, MedlungError, OutputExistsError, UsageError
 from medlung.metrics import DISTANCE_METRICS, METRICS, compare_masks, distance_unit, summarize
 
 __all__ = ["OUTPUTS", "PARTS", "EvaluationResult", "evaluate", "find_prediction", "is_model_source",
@@ -168,6 +168,10 @@ def is_model_source(path: str | Path) -> bool:
                               or (path / "models" / "model.pt").is_file())
 
 
+class EvaluationUsageError(EvaluationError, UsageError):
+    """The evaluation cannot start (unknown part, nothing to evaluate, no such predictions): exit status 2."""
+
+
 def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path, part: str = "test",
              device: str = "auto", tta: bool = False, limit: int | None = None, overwrite: bool = False,
              segmenter=None, progress: Callable[[dict], None] | None = None,
@@ -227,9 +231,9 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
 
     out = Path(out)
     if part not in PARTS:
-        raise EvaluationError(f"unknown part {part!r}", hint=f"Choose one of {', '.join(PARTS)}.")
+        raise EvaluationUsageError(f"unknown part {part!r}", hint=f"Choose one of {', '.join(PARTS)}.")
     if limit is not None and limit < 1:
-        raise EvaluationError(f"limit must be at least 1, got {limit}")
+        raise EvaluationUsageError(f"limit must be at least 1, got {limit}")
     check_outputs(out, overwrite)
     datalist = find_datalist(data)
     entries, notes = _select(datalist, part)
@@ -239,12 +243,12 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
         folder = Path(pred_or_model)
         if not folder.is_dir():
-            raise EvaluationError("is neither a folder of predictions nor a model", folder,
+            raise EvaluationUsageError("is neither a folder of predictions nor a model", folder,
                                   "Give a folder of <stem>_labels.nii.gz / _lungs.png / _seg.dcm files, a bundle, "
                                   "a run folder or a .pt checkpoint.")
         source_kind, folder_index = "predictions", _index_folder(folder)
     elif only_predicted:
-        raise EvaluationError("only_predicted is for a folder of predictions, not a model", pred_or_model,
+        raise EvaluationUsageError("only_predicted is for a folder of predictions, not a model", pred_or_model,
                               "Drop --only-predicted: a model predicts every film.")
     skipped = 0
     stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
@@ -254,7 +258,7 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if limit is not None:
         entries = entries[:limit]
     if not entries:
-        raise EvaluationError(f"no films to evaluate in part {part!r}"
+        raise EvaluationUsageError(f"no films to evaluate in part {part!r}"
                               + (f" ({skipped} without a prediction)" if skipped else ""), data,
                               "Check DATA and the predictions, or choose another --part.")
     if segmenter is None and source_kind == "model":

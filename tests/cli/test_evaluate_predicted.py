@@ -22,6 +22,10 @@ def test_only_predicted_scores_the_films_with_a_prediction(truth_as_predictions,
     model = run("evaluate", truth_as_predictions.parent / "missing", data_csv, "-o", tmp_path / "m",
                 "--only-predicted")
     assert model.exit_code == 2
+    (tmp_path / "no_predictions").mkdir()
+    none = run("evaluate", tmp_path / "no_predictions", data_csv, "-o", tmp_path / "n", "--only-predicted")
+    assert none.exit_code == 2 and "3 without a prediction" in none.stderr  # nothing to do: a usage error
+    assert not (tmp_path / "n").exists()
 
 
 def test_data_without_a_split_is_not_called_the_test_part(truth_as_predictions, shenzhen, tmp_path):
