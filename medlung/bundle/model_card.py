@@ -278,7 +278,8 @@ def retrain_command(settings: dict) -> str:
     words = [f"medlung train {data} -o RUN --network {settings['network']}",
              f"--features {features} --spacing {float(settings['working_spacing']):g}",
              f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
-             f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g} --seed {int(settings['seed'])}"]
+             f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g}",
+             f"--seed {int(settings['seed'])}"]
     if settings.get("val_fraction") is not None:
         words.append(f"--val-fraction {float(settings['val_fraction']):g}")
     if settings.get("limit"):

@@ -11,7 +11,8 @@ from medlung.writers.atomic import write_atomically
 
 #: Report columns, in order (DESIGN.md §3), then medlung's additions.
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "right_cm2", "left_cm2", "total_cm2",
-           "right_px", "left_px", "total_px", "seconds", "error", "calibrated", "orientation", "empty_lungs", "outputs", "notes")
+           "right_px", "left_px", "total_px", "seconds", "error", "calibrated", "orientation", "empty_lungs", "outputs",
+           "notes")
 #: Added only when identifiers are asked for (``--include-identifiers``).
 IDENTIFIER_COLUMNS = ("patient_id", "study_instance_uid")
 
