@@ -19,12 +19,14 @@ from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.io import load_film
 
-__all__ = ["Film", "LungMasks", "MedlungError", "Segmenter", "load_film", "write_dicom_seg", "__version__"]
+__all__ = ["Film", "LungMasks", "MedlungError", "Segmenter", "load_film", "to_dataframe", "write_dicom_seg",
+           "__version__"]
 
 _LAZY = {
     "Segmenter": ("medlung.inference", "Segmenter"),
     "LungMasks": ("medlung.inference", "LungMasks"),
     "write_dicom_seg": ("medlung.writers.dicom_seg", "write_dicom_seg"),
+    "to_dataframe": ("medlung.notebook", "to_dataframe"),
 }
 
 

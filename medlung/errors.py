@@ -36,6 +36,12 @@ class MedlungError(Exception):
         return " ".join(text.split())  # always one line
 
 
+class UsageError(MedlungError):
+    """What the command asks for cannot be done at all: an unknown device, a model that is not one, data that
+    is not a training layout, an output that exists. The commands stop before any film is processed, write
+    nothing and exit with status 2 (a film that fails inside a run is exit status 1)."""
+
+
 class UnreadableFileError(MedlungError):
     """The file is not a readable DICOM or image file (missing, truncated, random bytes)."""
 

@@ -59,7 +59,7 @@ from typing import Callable
 import numpy as np
 
 from medlung import __version__
-from medlung.errors import EvaluationError, MedlungError, OutputExistsError
+from medlung.errors import EvaluationError, MedlungError, OutputExistsError, UsageError
 from medlung.metrics import DISTANCE_METRICS, METRICS, compare_masks, distance_unit, summarize
 
 __all__ = ["OUTPUTS", "PARTS", "EvaluationResult", "evaluate", "find_prediction", "is_model_source",
@@ -174,9 +174,14 @@ def is_model_source(path: str | Path) -> bool:
                               or (path / "models" / "model.pt").is_file())
 
 
+class EvaluationUsageError(EvaluationError, UsageError):
+    """The evaluation cannot start (unknown part, nothing to evaluate, no such predictions): exit status 2."""
+
+
 def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path, part: str = "test",
              device: str = "auto", tta: bool = False, limit: int | None = None, overwrite: bool = False,
-             segmenter=None, progress: Callable[[dict], None] | None = None, lungs: str = "field") -> EvaluationResult:
+             segmenter=None, progress: Callable[[dict], None] | None = None,
+             only_predicted: bool = False, lungs: str = "field") -> EvaluationResult:
     """Score predictions (a folder) or a model against the ground truth of DATA.
 
     Parameters
@@ -212,6 +217,11 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         whose DATA entry names the other convention are left out and
         counted in the notes; entries that name none are taken to follow it).
         Ignore masks of DATA are left out of every metric.
+    only_predicted : bool
+        For a folder of predictions: score only the films of the part that
+        have a prediction there (``limit`` counts those); the others are
+        counted in the summary's ``skipped_without_prediction``. Otherwise
+        a film without prediction is an error row.
 
     Returns
     -------
@@ -233,9 +243,9 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
 
     out = Path(out)
     if part not in PARTS:
-        raise EvaluationError(f"unknown part {part!r}", hint=f"Choose one of {', '.join(PARTS)}.")
+        raise EvaluationUsageError(f"unknown part {part!r}", hint=f"Choose one of {', '.join(PARTS)}.")
     if limit is not None and limit < 1:
-        raise EvaluationError(f"limit must be at least 1, got {limit}")
+        raise EvaluationUsageError(f"limit must be at least 1, got {limit}")
     check_outputs(out, overwrite)
     if segmenter is not None:
         lungs = segmenter.lungs
@@ -245,21 +255,31 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if other:
         entries = [e for e in entries if e not in other]
         notes.append(f"{len(other)} film(s) whose masks follow another lung convention than {lungs!r} left out")
-    if limit is not None:
-        entries = entries[:limit]
-    if not entries:
-        raise EvaluationError(f"no films to evaluate in part {part!r}", data,
-                              "Check DATA, or choose another --part.")
+    scope = f"{part} part" if datalist.has_split or part == "all" else "every film: DATA has no split"
 
     source_kind, folder_index, model_version = "model", None, None
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
         folder = Path(pred_or_model)
         if not folder.is_dir():
-            raise EvaluationError("is neither a folder of predictions nor a model", folder,
+            raise EvaluationUsageError("is neither a folder of predictions nor a model", folder,
                                   "Give a folder of <stem>_labels.nii.gz / _lungs.png / _seg.dcm files, a bundle, "
                                   "a run folder or a .pt checkpoint.")
         source_kind, folder_index = "predictions", _index_folder(folder)
-    elif segmenter is None:
+    elif only_predicted:
+        raise EvaluationUsageError("only_predicted is for a folder of predictions, not a model", pred_or_model,
+                              "Drop --only-predicted: a model predicts every film.")
+    skipped = 0
+    stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
+    if only_predicted:
+        kept = [e for e in entries if stems[Path(e["image"])] in folder_index]
+        skipped, entries = len(entries) - len(kept), kept
+    if limit is not None:
+        entries = entries[:limit]
+    if not entries:
+        raise EvaluationUsageError(f"no films to evaluate in part {part!r}"
+                              + (f" ({skipped} without a prediction)" if skipped else ""), data,
+                              "Check DATA and the predictions, or choose another --part.")
+    if segmenter is None and source_kind == "model":
         from medlung.inference import Segmenter
 
         with warnings.catch_warnings():
@@ -270,7 +290,6 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         model_version = segmenter.model_version
         model = describe_model(segmenter)
 
-    stems = output_stems([Path(e["image"]) for e in entries])
     rows: list[dict] = []
     worst: list = []  # heap of (-dice, order, pictures): the N_WORST_PICTURE lowest Dice
     for order, entry in enumerate(entries):
@@ -291,8 +310,8 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         "pred_or_model": None if pred_or_model is None else str(pred_or_model),
         "source": source_kind, "model_version": model_version, "tta": bool(tta) if source_kind == "model" else None,
         "model": model,
-        "data": str(data), "data_source": datalist.source, "part": part, "limit": limit, "lungs": lungs,
-        "notes": notes,
+        "data": str(data), "data_source": datalist.source, "part": part, "scope": scope, "limit": limit,
+        "lungs": lungs, "notes": notes, "only_predicted": bool(only_predicted), "skipped_without_prediction": skipped,
     })
     out.mkdir(parents=True, exist_ok=True)
     pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]

@@ -89,6 +89,18 @@ class Film:
         """True when the spacing is known, so areas can be given in cm²."""
         return self.spacing is not None
 
+    def _repr_png_(self) -> bytes:
+        """A thumbnail for Jupyter (:func:`medlung.notebook.film_png`)."""
+        from medlung.notebook import film_png
+
+        return film_png(self)
+
+    def _repr_html_(self) -> str:
+        """The thumbnail and the film's facts for Jupyter (:func:`medlung.notebook.film_html`)."""
+        from medlung.notebook import film_html
+
+        return film_html(self)
+
     def describe(self) -> dict:
         """Facts about the film as a JSON-ready dict (used by ``medlung info``)."""
         return {

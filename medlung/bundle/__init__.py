@@ -19,6 +19,7 @@ from medlung.bundle.components import (
     finish_predict,
     log_evaluation,
     log_json,
+    one_line_errors,
     parse_formats,
     require_distributed,
     train_config,
@@ -28,6 +29,7 @@ from medlung.bundle.export import export_bundle, read_run
 
 __all__ = [
     "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs", "log_evaluation",
-    "export_after_training", "export_bundle", "finish_predict", "log_json", "parse_formats", "read_run",
+    "export_after_training", "export_bundle", "finish_predict", "log_json", "one_line_errors", "parse_formats",
+    "read_run",
     "require_distributed", "train_config", "trainer",
 ]

@@ -25,6 +25,41 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", "none", "null", ""}
 
 
+def one_line_errors() -> None:
+    """Make ``python -m monai.bundle run`` print a medlung error as one ``error: ...`` line.
+
+    MONAI wraps an exception raised inside a config expression in a
+    ``RuntimeError("Failed to evaluate ...")``, so a :class:`BundleError`
+    (``output_dir already holds report.csv``) would surface in the middle of
+    a 50-line traceback. The configs call this first in ``initialize``: it
+    installs a :data:`sys.excepthook` that, for an uncaught exception whose
+    chain holds a :class:`~medlung.errors.MedlungError`, prints that error's
+    one-line message (exit status 1, as before). Other exceptions keep their
+    traceback, and ``MEDLUNG_TRACEBACK=1`` shows it for medlung's errors too.
+    Python code that runs a config itself still receives the exceptions.
+    """
+    import sys
+
+    from medlung.errors import MedlungError
+
+    previous = sys.excepthook
+    if getattr(previous, "_medlung_one_line", False):
+        return
+
+    def hook(kind, value, tb):
+        error, seen = value, set()
+        while error is not None and not isinstance(error, MedlungError) and id(error) not in seen:
+            seen.add(id(error))
+            error = error.__cause__ or error.__context__
+        if isinstance(error, MedlungError) and os.environ.get("MEDLUNG_TRACEBACK", "") in ("", "0"):
+            sys.stderr.write(f"error: {error}\n")
+        else:
+            previous(kind, value, tb)
+
+    hook._medlung_one_line = True
+    sys.excepthook = hook
+
+
 def as_bool(value, name: str = "value") -> bool:
     """Read a boolean given in a config or on the ``monai.bundle`` command line.
 
@@ -367,7 +402,8 @@ def log_evaluation(result) -> dict:
     summary = result.summary
     dice = summary["metrics"].get("dice", {})
     mean, median = dice.get("mean"), dice.get("median")
-    logger.info(f"{summary['ok']}/{summary['films']} films scored ({summary['part']}): mean Dice "
+    scope = summary.get("scope", summary["part"])
+    logger.info(f"{summary['ok']}/{summary['films']} films scored ({scope}): mean Dice "
                 f"{'n/a' if mean is None else f'{mean:.4f}'}, median {'n/a' if median is None else f'{median:.4f}'}; "
                 f"outputs in {Path(result.outputs.get('summary.json', '.')).parent}")
     return summary

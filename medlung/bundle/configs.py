@@ -108,7 +108,7 @@ def inference_config(settings: dict) -> dict:
         "imports": IMPORTS,
         **_model_keys(settings),
         "dataset_dir": "$str(medlung.samples.SAMPLES_DIR)",
-        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "output_dir": "$os.path.abspath('eval')",
         "formats": "seg,png,nifti,overlay",
         "spacing": None,
         "seg_syntax": "uncompressed",
@@ -134,7 +134,8 @@ def inference_config(settings: dict) -> dict:
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
         "report": "$medlung.inference.predict.predict_files(@inputs, @output_dir, @segmenter, @options, @progress)",
-        "initialize": ["$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)"],
+        "initialize": ["$medlung.bundle.one_line_errors()",
+                       "$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)"],
         "run": ["$@report"],
         "finalize": ["$medlung.bundle.finish_predict(@report, @output_dir, @fail_on_error)"],
     }
@@ -146,13 +147,14 @@ def evaluate_config(settings: dict) -> dict:
         "imports": IMPORTS,
         **_model_keys(settings),
         "dataset_dir": "$os.path.join(@bundle_root, 'data')",
-        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "output_dir": "$os.path.abspath('eval')",
         "part": "test",
         "limit": None,
         "overwrite": False,
         "evaluation": ("$medlung.evaluation.evaluate(@bundle_root, @dataset_dir, @output_dir, part=@part, "
                        "limit=@limit, overwrite=medlung.bundle.as_bool(@overwrite, 'overwrite'), "
                        "segmenter=@segmenter)"),
+        "initialize": ["$medlung.bundle.one_line_errors()"],
         "run": ["$medlung.bundle.log_evaluation(@evaluation)"],
     }
 
@@ -166,7 +168,7 @@ def train_config(settings: dict) -> dict:
         "imports": IMPORTS,
         "bundle_root": ".",
         "dataset_dir": "$os.path.join(@bundle_root, 'data')",
-        "output_dir": "$os.path.join(@bundle_root, 'runs', 'train')",
+        "output_dir": "$os.path.abspath(os.path.join('runs', 'train'))",
         "device": "auto",
         "network_def": network_def(settings),
         "working_spacing": float(settings["working_spacing"]),
@@ -211,6 +213,7 @@ def train_config(settings: dict) -> dict:
         "trainer": {"_target_": "medlung.bundle.trainer", "config": "@train_config", "resume": "@resume",
                     "overwrite": "@overwrite"},
         "summary": "$@trainer.fit()",
+        "initialize": ["$medlung.bundle.one_line_errors()"],
         "run": ["$medlung.bundle.log_json('training summary', @summary)"],
         "finalize": ["$medlung.bundle.export_after_training(@output_dir, @export_dir, @export_overwrite, "
                      "@export_version)"],
@@ -227,7 +230,7 @@ def multi_gpu_train_config() -> dict:
     return {
         "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
         "world_size": "$medlung.bundle.require_distributed()",
-        "initialize": ["$@world_size"],
+        "initialize": ["$medlung.bundle.one_line_errors()", "$@world_size"],
     }
 
 
@@ -237,7 +240,8 @@ KEY_DOCS = (
     ("dataset_dir", "inference", "Folder searched recursively for DICOM/PNG films (default: medlung's sample films)."),
     ("dataset_dir", "train, evaluate", "Folder with images/ + masks/, CSV `image,mask[,split]` or MONAI datalist "
                                        "JSON (default `BUNDLE/data`)."),
-    ("output_dir", "all", "Where outputs go (inference/evaluate default `BUNDLE/eval`, train `BUNDLE/runs/train`)."),
+    ("output_dir", "all", "Where outputs go (inference/evaluate default `./eval`, train `./runs/train`, "
+                          "relative to the folder you run from; never inside the bundle unless you run there)."),
     ("device", "all", "`auto` (CUDA when present), `cpu` or `cuda`."),
     ("roi_size", "inference, evaluate", "Sliding-window size on the working grid, pixels (training: crop size)."),
     ("overlap", "inference, evaluate", "Sliding-window overlap, 0-1."),

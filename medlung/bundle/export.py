@@ -294,6 +294,34 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         pred_classes = (f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
                         + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions)))
         margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
+    source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
+    shenzhen = model_card.trained_on_shenzhen(record)
+    sources = sorted(model_card.training_sources(record))
+    covid = "covid_v7" in sources
+    if shenzhen:
+        trained_on = ("Trained on the Shenzhen Hospital X-ray Set with manual lung masks"
+                      + (" and COVID-19 films with V7 Labs' whole-lung masks." if covid else "."))
+        copyright_ = ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
+                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al."
+                      + (" and the COVID-19 image data collection (Cohen et al.) with V7 Labs' masks" if covid else ""))
+        data_source = (
+            "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
+            "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
+            "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
+            "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
+            f"of this version: {source}."
+            + (" " + model_card.COVID_V7_ATTRIBUTION if covid else ""))
+        data_type = "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference"
+        licence = "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0"
+        validated = "the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+    else:  # describe what was used; claim no provenance or licence medlung does not know
+        trained_on = f"Trained on {source} ({_data_counts(record)})."
+        copyright_ = "Copyright (c) medlung contributors (weights); the training data's owners keep their rights."
+        data_source = f"{source} ({_data_counts(record)}). {model_card.UNKNOWN_PROVENANCE}"
+        data_type = "the training data's films; DICOM CR/DX and PNG/JPEG/TIFF at inference"
+        licence = ("weights: not recorded, set by the training data's licence (see data_source); "
+                   "medlung code Apache-2.0")
+        validated = "the data it was trained on."
     return {
         "schema": MONAI_SCHEMA_URL,
         "version": version,
@@ -311,20 +339,13 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
             "back to each film's native grid, thresholds it, removes small components and splits the patient's "
             "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
-            "in cm2). Trained on the Shenzhen Hospital X-ray Set with manual lung masks."
+            f"in cm2). {trained_on}"
         ),
         "authors": "medlung contributors",
-        "copyright": ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
-                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al."),
-        "data_source": (
-            "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
-            "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
-            "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
-            "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
-            f"of this version: {record.config.get('data_summary', {}).get('source', s.get('data', '?'))}."
-        ),
-        "data_type": "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference",
-        "license": "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0",
+        "copyright": copyright_,
+        "data_source": data_source,
+        "data_type": data_type,
+        "license": licence,
         "image_classes": (f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
                           f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
         "label_classes": ("one channel per film, 1 lung (either side), 0 everything else, following the lung "
@@ -333,11 +354,12 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
-            "validated outside the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+            f"validated outside {validated}"
         ),
         "references": list(model_card.REFERENCES),
         "training": {
             "provisional": record.provisional,
+            "sources": sources,
             "best_epoch": record.best.get("epoch", record.epoch),
             "epochs_trained": record.epochs_done,
             "epochs_planned": record.planned_epochs,

@@ -8,6 +8,8 @@ hospitals' films) is left in a marked section between
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medlung.bundle.configs import KEY_DOCS
 from medlung.bundle.schema import schema_md5
 
@@ -36,9 +38,32 @@ IMAGE_ATTRIBUTION = ("Images: Shenzhen Hospital X-ray Set, U.S. National Library
                      "People's Hospital and Guangdong Medical College, released by NLM for research (Jaeger S et al., "
                      "Quant Imaging Med Surg 2014;4(6):475-477).")
 
+COVID_V7_ATTRIBUTION = ("Images and masks: COVID-19 image data collection (Cohen JP et al., arXiv:2006.11988), films "
+                        "under their own CC BY or CC BY-NC-SA licences (listed per film, with their source "
+                        "publication, in the data's splits.csv); whole-lung masks by V7 Labs, CC BY 4.0.")
+#: Training sources medlung recognises, with the attribution lines their weights carry.
+KNOWN_SOURCES = {"shenzhen": (IMAGE_ATTRIBUTION, MASK_ATTRIBUTION), "covid_v7": (COVID_V7_ATTRIBUTION,)}
+
+UNKNOWN_PROVENANCE = ("The provenance and licence of this run's training data were not recorded by medlung: "
+                      "state where the films and masks come from, and their licence, before sharing these weights.")
+
 
 def licence_text(meta: dict) -> str:
-    """``LICENSE``: CC BY-NC-SA 4.0 notice for the weights, with attribution."""
+    """``LICENSE``: CC BY-NC-SA 4.0 notice for weights trained on Shenzhen, else a notice to complete."""
+    if "CC-BY-NC-SA-4.0" not in meta.get("license", ""):
+        return f"""\
+medlung chest radiograph lung segmentation model, version {meta['version']}
+==========================================================================
+
+The trained weights in models/ (model.pt, model.ts) were trained on:
+{_wrap(meta.get('data_source', '?'))}
+
+{_wrap(UNKNOWN_PROVENANCE)}
+
+The medlung software and the configuration files in configs/ are licensed
+under the Apache License 2.0. The model is provided "as is", without
+warranty of any kind; it is not a medical device.
+"""
     return f"""\
 medlung chest radiograph lung segmentation model, version {meta['version']}
 ==========================================================================
@@ -57,10 +82,7 @@ the same terms:
 
 Attribution
 -----------
-{_wrap(MASK_ATTRIBUTION)}
-
-{_wrap(IMAGE_ATTRIBUTION)}
-
+{chr(10).join(_wrap(line) + chr(10) for line in attributions(meta.get('training', {}).get('sources', ['shenzhen'])))}
 Weights: trained and released by the medlung contributors.
 
 Code
@@ -138,8 +160,11 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("")
     add("## Training data")
     add("")
-    add(f"* {IMAGE_ATTRIBUTION}")
-    add(f"* {MASK_ATTRIBUTION}")
+    if trained_on_shenzhen(record):
+        for line in attributions(training_sources(record)):
+            add(f"* {line}")
+    else:
+        add(f"* {UNKNOWN_PROVENANCE}")
     if data:
         add(f"* This version: {data.get('source', '?')}: **{data.get('training', '?')} training, "
             f"{data.get('validation', '?')} validation, {data.get('test', '?')} test** films; "
@@ -165,7 +190,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
                      f"PyTorch {versions.get('torch', '?')}, NumPy {versions.get('numpy', '?')}"),
     ]
     if record.summary and record.summary.get("seconds"):
-        rows.append(("training time", f"{record.summary['seconds'] / 60:.0f} min "
+        rows.append(("training time", f"{training_time(record.summary['seconds'])} "
                                       f"({record.summary.get('images_per_s', 0):.1f} crops/s)"))
     for key, value in rows:
         add(f"| {key} | {value} |")
@@ -242,12 +267,78 @@ def readme(record, meta: dict, ts_difference: float) -> str:
 
 
 def retrain_command(settings: dict) -> str:
-    """The ``medlung train`` command line that repeats a run with its recorded settings."""
+    """The ``medlung train`` command line that repeats a run with every recorded option.
+
+    The data path is made absolute (runs made before medlung recorded it so
+    were given relative to the folder they were started from).
+    """
+    import shlex
+
     features = ",".join(str(int(f)) for f in settings["features"])
-    return (f"medlung train {settings.get('data') or 'DATA'} -o RUN --network {settings['network']} "
-            f"--features {features} --spacing {float(settings['working_spacing']):g} "
-            f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])} "
-            f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g} --seed {int(settings['seed'])}")
+    data = settings.get("data")
+    data = shlex.quote(str(Path(data).absolute())) if data else "DATA"
+    words = [f"medlung train {data} -o RUN --network {settings['network']}",
+             f"--features {features} --spacing {float(settings['working_spacing']):g}",
+             f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
+             f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g}",
+             f"--seed {int(settings['seed'])}"]
+    if settings.get("val_fraction") is not None:
+        words.append(f"--val-fraction {float(settings['val_fraction']):g}")
+    if settings.get("limit"):
+        words.append(f"--limit {int(settings['limit'])}")
+    if settings.get("strict"):
+        words.append("--strict")
+    return " ".join(words)
+
+
+def training_time(seconds: float) -> str:
+    """A run's duration for people: ``21 s`` under two minutes, ``90 min`` under ten hours, else hours."""
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 36000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def training_sources(record) -> set:
+    """The known data sets the run's training films come from (:data:`KNOWN_SOURCES`), from its ``split.json``.
+
+    A film is a Shenzhen film by its name (``CHNCXR_*``) and a covid_v7 film by
+    its folder (``.../covid_v7/...``); any other film adds ``"other"``.
+    """
+    import json
+
+    split = Path(record.run_dir) / "split.json"
+    try:
+        training = json.loads(split.read_text()).get("training") or []
+    except (OSError, ValueError):
+        training = []
+    if not training:
+        source = str((record.config.get("data_summary") or {}).get("source") or record.settings.get("data") or "")
+        return {"shenzhen"} if "shenzhen" in source.lower() else {"other"}
+    found = set()
+    for entry in training:
+        path = Path(str(entry.get("image", "")))
+        found.add("shenzhen" if path.name.startswith("CHNCXR_") else
+                  "covid_v7" if "covid_v7" in path.parts else "other")
+    return found
+
+
+def trained_on_shenzhen(record) -> bool:
+    """Whether every training film comes from known sources, Shenzhen among them (see :func:`training_sources`).
+
+    Only then do the known provenance, attribution and licence (CC BY-NC-SA
+    4.0, from the Shenzhen masks) apply; for any other data the card and
+    metadata say what was used and ask for its provenance instead.
+    """
+    sources = training_sources(record)
+    return "shenzhen" in sources and sources <= set(KNOWN_SOURCES)
+
+
+def attributions(sources) -> list[str]:
+    """The attribution lines of the known ``sources``, Shenzhen first."""
+    return [line for name in KNOWN_SOURCES if name in set(sources) for line in KNOWN_SOURCES[name]]
 
 
 def _usage(name: str) -> list[str]:

@@ -21,6 +21,25 @@ def report_exception(exc: BaseException, verbose: bool) -> None:
     error_line(str(exc))
 
 
+#: Exit status of a usage error: nothing was processed (docs/cli.md, "Exit status").
+USAGE_EXIT = 2
+#: Exit status when the run went on but some films failed (their rows say why).
+FILM_EXIT = 1
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a usage error (:class:`~medlung.errors.UsageError`, an existing output), 1 for anything else."""
+    from medlung.errors import OutputExistsError, UsageError
+
+    return USAGE_EXIT if isinstance(exc, (UsageError, OutputExistsError)) else FILM_EXIT
+
+
+def fail(exc: BaseException, verbose: bool):
+    """Report ``exc`` as one line and exit with its :func:`exit_status`."""
+    report_exception(exc, verbose)
+    raise SystemExit(exit_status(exc))
+
+
 @contextmanager
 def quiet_warnings():
     """Silence Python warnings: film warnings are reported with the film instead."""

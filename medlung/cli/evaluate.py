@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception
+from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
 _PARTS = ("test", "validation", "training", "all")
@@ -28,8 +28,10 @@ _PARTS = ("test", "validation", "training", "all")
 @click.option("--overwrite", is_flag=True, help="Replace the results already in OUT.")
 @click.option("--lungs", type=click.Choice(["field", "anatomical"]), default="field", show_default=True,
               help="Lung convention scored: films whose DATA entry names the other one are left out.")
+@click.option("--only-predicted", is_flag=True,
+              help="For a folder of predictions: score only the films that have one; say how many were skipped.")
 @click.pass_context
-def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite, lungs) -> None:
+def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite, lungs, only_predicted) -> None:
     """Score PRED_OR_MODEL against the masks of DATA.
 
     PRED_OR_MODEL is a folder of predicted masks matched by film stem
@@ -39,6 +41,10 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     and masks/, a CSV (image,mask[,split][,lungs][,ignore]) or a MONAI
     datalist JSON; ignore masks (column/key ignore, or masks/<stem>_ignore.png)
     are left out of every metric.
+
+    A film of DATA without a prediction in the folder is an error row (exit
+    1) unless --only-predicted is given: then only the films with a
+    prediction are scored and the others are counted as skipped.
 
     Per film: Dice, IoU, HD95 and average symmetric surface distance for both
     lungs and each lung, in mm when the film's spacing is known, in pixels
@@ -54,7 +60,6 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
 
     from medlung.errors import OutputExistsError
     from medlung.evaluation import check_outputs, evaluate as run_evaluation, is_model_source
-    from medlung.io.datasets import DatasetError
 
     try:
         check_outputs(output, overwrite)
@@ -63,6 +68,9 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     if not is_model_source(pred_or_model) and not pred_or_model.is_dir():
         raise click.BadParameter(f"{pred_or_model} is neither a folder of predictions nor a model "
                                  "(bundle folder, run folder or .pt checkpoint).", param_hint="PRED_OR_MODEL")
+    if only_predicted and is_model_source(pred_or_model):
+        raise click.BadParameter("is for a folder of predictions; a model predicts every film.",
+                                 param_hint="--only-predicted")
 
     started = time.perf_counter()
     show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
@@ -79,17 +87,16 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     try:
         with quiet_warnings():
             result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
-                                    overwrite=overwrite, progress=progress, lungs=lungs)
-    except DatasetError as exc:
-        report_exception(exc, verbose)
-        sys.exit(2)
-    except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+                                    overwrite=overwrite, progress=progress, only_predicted=only_predicted,
+                                    lungs=lungs)
+    except (MedlungError, ValueError) as exc:  # a DatasetError or ModelError is a usage error: exit 2
+        fail(exc, verbose)
     summary = result.summary
     click.echo(summary_table(summary))
     seconds = time.perf_counter() - started
-    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['part']} part), "
+    skipped = summary.get("skipped_without_prediction")
+    skipped = f", skipped {skipped} without a prediction" if skipped else ""
+    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['scope']}){skipped}, "
                f"failed {summary['failed']}, {seconds:.1f} s; results: {output / 'metrics.csv'}")
     sys.exit(1 if result.failed else 0)
 

@@ -49,12 +49,21 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: st
          max_pixels: int | None) -> None:
     """Print facts about FILES: size, spacing and its source, photometric, bits, syntax, view.
 
+    FILES are films or folders, searched recursively for films as medlung
+    predict searches them.
+
     Exit status 0 when every file was read, 1 when some could not be (the
     others are still printed).
     """
     from medlung.io import DEFAULT_MAX_PIXELS, load_film
 
     verbose = is_verbose(ctx)
+    if any(path.is_dir() for path in files):  # folders are searched as medlung predict searches them
+        from medlung.inference.predict import collect_inputs
+
+        files = tuple(collect_inputs(files))
+        if not files:
+            raise click.UsageError("no films found in the folders given.")
 
     records, failed = [], 0
     for path in files:

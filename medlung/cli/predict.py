@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
+from medlung.cli.common import fail, is_verbose, quiet_warnings, spacing_option
 from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
@@ -118,6 +118,9 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
+    missing = [item for item in inputs if item != "-" and not Path(item).exists()]
+    if missing:  # a usage error like an empty folder (docs/cli.md, "Exit status"); a film that fails is exit 1
+        raise click.UsageError(f"{', '.join(missing)}: does not exist. Check the path; nothing was segmented.")
     if not inputs and manifest is None:
         raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
     if manifest is not None and not manifest.is_file():
@@ -148,13 +151,13 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             segmenter = Segmenter(bundle, device=device, roi_size=roi_size, overlap=overlap, tta=tta, lungs=lungs,
                                   fix_orientation=orientation_fix)
     except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+        fail(exc, verbose)
     options = PredictOptions(formats=formats, overwrite=overwrite, spacing=spacing, seg_syntax=seg_syntax,
                              send=send, send_tls=send_tls, stow=stow, send_source=send_source, workers=workers,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, include_identifiers=include_identifiers,
                              qc_fail=qc_fail)
     counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
+    log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         def progress(row: dict) -> None:
@@ -165,6 +168,8 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
                 counts["flagged"] += 1
                 click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
             bar.update(1)
+            if log is not None:
+                log(counts)
 
         with quiet_warnings():
             report = predict_files(paths, output, segmenter, options, progress)
@@ -174,3 +179,30 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
     flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
     click.echo(f"done {counts['ok']}{flagged}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)
+
+
+class _ProgressLines:
+    """Progress for logs (stderr is not a terminal): ``[done/total] ...`` every tenth of the films or every minute.
+
+    Parameters
+    ----------
+    total : int
+        Films in the batch.
+    every_s : float
+        Longest gap between two lines, seconds.
+    """
+
+    def __init__(self, total: int, every_s: float = 60.0) -> None:
+        self.total, self.every_s = total, every_s
+        self.step = max(1, -(-total // 10))
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, counts: dict) -> None:
+        done, now = sum(counts.values()), time.perf_counter()
+        if done % self.step and done != self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.started
+        eta = elapsed / done * (self.total - done)
+        click.echo(f"[{done}/{self.total}] ok {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}; "
+                   f"{elapsed:.0f} s elapsed, about {eta:.0f} s left", err=True)

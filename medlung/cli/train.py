@@ -10,18 +10,28 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception
+from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
 
-@click.command()
-@click.argument("data", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="RUN folder for checkpoints, metrics, figures.")
-@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True)
+class _TrainCommand(click.Command):
+    """Shows ``train DATA -o RUN [OPTIONS]`` as the usage: DATA and -o are required unless --resume is given."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["DATA", "-o", "RUN", "[OPTIONS]"]
+
+
+@click.command(cls=_TrainCommand)
+@click.argument("data", required=False, metavar="DATA", type=click.Path(path_type=Path))
+@click.option("-o", "--output", metavar="RUN", type=click.Path(path_type=Path, file_okay=False),
+              help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.")
+@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True,
+              help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.")
 @click.option("--features", default="24,24,48,96,192,24", show_default=True,
               help="Six channel widths (default: the shipped model's).")
-@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True,
+              help="Passes over the training films (the learning-rate schedule spans them).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Crops per optimiser step.")
 @click.option("--roi-size", type=click.IntRange(32), default=224, show_default=True,
               help="Training crop and sliding-window size on the working grid, pixels.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
@@ -30,12 +40,14 @@ from medlung.errors import MedlungError
               show_default=True, help="Working spacing in mm.")
 @click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
               help="Validation and test fraction when DATA has no split.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the split (when DATA has none), the augmentation and the initial weights.")
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Continue the run in this folder from last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the results of an existing RUN folder.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Mixed precision: auto uses bf16 where the CPU/GPU supports it.")
 @click.option("--strict", is_flag=True, help="Stop when any film or mask is unusable.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
 @click.option("--init", "init_model", type=click.Path(path_type=Path, exists=True),
@@ -57,9 +69,14 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     and each film supervises only its own. Ignore masks (an `ignore` column or
     key, or masks/<stem>_ignore.png) are left out of loss and metrics.
 
+    DATA and -o RUN are required; to continue an interrupted run give only
+    --resume RUN (medlung train --resume RUN).
+
     Writes config.json, split.json, metrics.csv, best.pt, last.pt, curves.png,
     samples.png and summary.json into RUN. An existing RUN is refused unless
-    --resume or --overwrite is given.
+    --resume or --overwrite is given. Exit status: 0 trained, 1 training
+    failed (e.g. unusable films with --strict), 2 usage error (bad DATA, an
+    existing RUN, an unknown device); nothing is written for a usage error.
     """
     verbose = is_verbose(ctx)
     if nproc > 1:
@@ -80,12 +97,14 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     else:
         if data is None or output is None:
             raise click.UsageError("DATA and -o RUN are required (or --resume RUN).")
+        if not data.exists():
+            raise click.BadParameter(f"{data} does not exist.", param_hint="DATA")
         try:
             widths = tuple(int(f) for f in features.split(","))
         except ValueError:
             raise click.BadParameter("give six integers such as 16,16,32,64,128,16", param_hint="--features") from None
         config = TrainConfig(
-            data=str(data), output=str(output), network=network, features=widths, epochs=epochs,
+            data=str(data.absolute()), output=str(output), network=network, features=widths, epochs=epochs,
             batch_size=batch_size, roi_size=roi_size, working_spacing=working_spacing, lr=lr,
             val_fraction=val_fraction, seed=seed, device=device, precision=precision, strict=strict, limit=limit,
             num_workers=workers, init=str(init_model.resolve()) if init_model else None, sick_film_prob=sick_film_prob,
@@ -94,9 +113,8 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
         with quiet_warnings():
             trainer = Trainer(config, resume=resume is not None, overwrite=overwrite, log=click.echo)
             trainer.fit()
-    except (MedlungError, ValueError) as exc:
-        report_exception(exc, verbose)
-        sys.exit(1)
+    except (MedlungError, ValueError) as exc:  # bad DATA, an existing RUN, an unknown device: exit 2
+        fail(exc, verbose)
 
 
 def _given(ctx: click.Context, name: str) -> bool:

@@ -301,6 +301,7 @@ def _areas(masks) -> dict:
            "orientation_check": masks.orientation_check, "empty_lungs": masks.empty, "lungs": masks.convention}
     if masks.areas_cm2:
         row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
+    row.update({f"{k}_px": int(v) for k, v in masks.areas_px.items()})  # every film, calibrated or not
     return row
 
 

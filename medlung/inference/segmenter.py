@@ -108,11 +108,25 @@ class LungMasks:
     qc_reasons: list = field(default_factory=list)
     qc_measures: dict = field(default_factory=dict)
     orientation_check: str = "unknown"
+    #: The segmented film (a reference, for notebook thumbnails); None when built without one.
+    film: Film | None = field(default=None, repr=False, compare=False)
 
     @property
     def lungs(self) -> np.ndarray:
         """Union mask of both lungs (bool)."""
         return self.labels > 0
+
+    def _repr_png_(self) -> bytes:
+        """The overlay thumbnail for Jupyter (:func:`medlung.notebook.masks_png`)."""
+        from medlung.notebook import masks_png
+
+        return masks_png(self)
+
+    def _repr_html_(self) -> str:
+        """The thumbnail with areas, spacing and flags for Jupyter (:func:`medlung.notebook.masks_html`)."""
+        from medlung.notebook import masks_html
+
+        return masks_html(self)
 
 
 class Segmenter:
@@ -225,6 +239,7 @@ class Segmenter:
         return LungMasks(
             labels=labels, spacing=stored.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
             areas_px=counts, orientation=stored.orientation or display.stored_orientation, orientation_assumed=assumed,
+            film=stored,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
             model_version=self.model_version, convention=self.lungs, probability=prob, notes=notes,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medlung.errors import MedlungError
+from medlung.errors import MedlungError, UsageError
 from medlung.plans import CONVENTIONS
 
 #: Suffixes a mask's stem may add to its film's stem, tried in this order.
@@ -36,7 +36,7 @@ _SPLIT_NAMES = {"train": "training", "training": "training", "val": "validation"
                 "validation": "validation", "test": "test", "testing": "test"}
 
 
-class DatasetError(MedlungError):
+class DatasetError(UsageError):
     """The DATA argument does not describe usable training data."""
 
 

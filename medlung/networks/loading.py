@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from medlung.errors import MedlungError
+from medlung.errors import UsageError
 from medlung.networks import build_network
 from medlung.plans import ModelPlan, plan_from_bundle_config, plan_from_checkpoint
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "medlung_cxr_lung"
 
 
-class ModelError(MedlungError):
+class ModelError(UsageError):
     """A model (bundle or checkpoint) cannot be found or loaded."""
 
 
@@ -135,7 +137,11 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     except FileNotFoundError as exc:
         raise ModelError(f"model file missing ({exc.filename})", path,
                          "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
-    except (KeyError, RuntimeError, ValueError, json.JSONDecodeError) as exc:
+    except IsADirectoryError:
+        raise ModelError("folder holds no model (configs/inference.json + models/model.pt, or best.pt)", path,
+                         "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError, EOFError, OSError,
+            pickle.UnpicklingError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ModelError(f"not a medlung model ({type(exc).__name__}: {exc})", path,
                          "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
     return model.to(device).eval(), spec

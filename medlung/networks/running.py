@@ -11,20 +11,39 @@ from contextlib import nullcontext
 import torch
 from monai.inferers import sliding_window_inference
 
-from medlung.errors import MedlungError
+from medlung.errors import UsageError
 
 
-class DeviceError(MedlungError):
+class DeviceError(UsageError):
     """The device asked for is not available."""
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    """The torch device for ``name``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    ``"auto"`` is CUDA when available, else CPU.
+
+    Raises
+    ------
+    DeviceError
+        For any other name (``"gpu"``), or CUDA (or a CUDA index) that this machine does not have.
+    """
+    name = str(name).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was asked for but no CUDA device is available", hint="Use --device cpu.")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device {name!r}", hint="Use --device cpu, cuda, cuda:N or auto.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("CUDA was asked for but no CUDA device is available", hint="Use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)", hint="Use --device cuda (the first one) or a smaller index.")
+    return device
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

@@ -29,7 +29,7 @@ from monai.transforms import Compose
 from monai.utils import set_determinism
 
 from medlung import __version__
-from medlung.errors import MedlungError
+from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.networks import build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
@@ -46,6 +46,10 @@ METRIC_COLUMNS = (
 
 class TrainingError(MedlungError):
     """Training cannot start or go on (bad data, existing run, bad checkpoint)."""
+
+
+class RunExistsError(TrainingError, UsageError):
+    """The RUN folder holds an earlier run and neither resuming nor overwriting was asked for."""
 
 
 def dice_iou(prediction: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> tuple[float, float]:
@@ -80,9 +84,11 @@ class Trainer:
         self.log = log
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.run.exists() and not self.run.is_dir():
+            raise RunExistsError("is a file, not a run folder", self.run, "Give -o a folder (it is created).")
         exists = self.run.exists() and any(self.run.iterdir())
         if self.rank == 0 and exists and not (resume or overwrite):  # other ranks may see rank 0's files
-            raise TrainingError("run folder exists and is not empty", self.run,
+            raise RunExistsError("run folder exists and is not empty", self.run,
                                 "Use --resume to continue it, --overwrite to replace it, or another -o.")
         self.resume = resume
         self.device = resolve_device(config.device)
@@ -137,8 +143,8 @@ class Trainer:
         if distributed and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         main = self.rank == 0
+        datalist = self.prepare_data()  # before the RUN folder exists: bad data leaves no empty folder behind
         self.run.mkdir(parents=True, exist_ok=True)
-        datalist = self.prepare_data()
         if main:
             _write_json(self.run / "split.json", {p: datalist.parts[p] for p in datalist.parts})
 

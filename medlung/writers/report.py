@@ -12,8 +12,8 @@ from medlung.writers.atomic import write_atomically
 
 #: Report columns, in order (DESIGN.md §3), then medlung's additions.
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "lungs", "right_cm2", "left_cm2",
-           "total_cm2", "qc", "qc_reasons", "seconds", "error", "calibrated", "orientation", "orientation_check",
-           "empty_lungs", "outputs", "notes")
+           "total_cm2", "right_px", "left_px", "total_px", "qc", "qc_reasons", "seconds", "error", "calibrated",
+           "orientation", "orientation_check", "empty_lungs", "outputs", "notes")
 #: Added only when identifiers are asked for (``--include-identifiers``).
 IDENTIFIER_COLUMNS = ("patient_id", "study_instance_uid")
 

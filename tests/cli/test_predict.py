@@ -143,7 +143,7 @@ def test_usage_errors_exit_2(inputs, tmp_path):
     assert medlung("predict", inputs, "-o", tmp_path / "o", "--spacing", "0").returncode == 2
     assert medlung("predict", "-o", tmp_path / "o").returncode == 2
     result = medlung("predict", tmp_path / "empty_dir_that_is_missing", "-o", tmp_path / "o2")
-    assert result.returncode == 1 and "file not found" in result.stderr
+    assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):

@@ -76,7 +76,7 @@ def test_training_run_writes_every_output_and_loss_falls(finished_run):
 def test_existing_run_is_refused(finished_run, small_csv):
     run, _ = finished_run
     result = medlung("train", small_csv, "-o", run, "--epochs", "1", *TINY_ARGS)
-    assert result.returncode == 1 and "run folder exists" in result.stderr and "--resume" in result.stderr
+    assert result.returncode == 2 and "run folder exists" in result.stderr and "--resume" in result.stderr
 
 
 def test_resume_gives_the_uninterrupted_result(small_csv, tmp_path):
