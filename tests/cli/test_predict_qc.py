@@ -29,7 +29,9 @@ def test_flagged_films_are_written_and_say_so(films, shipped_bundle, tmp_path):
     result = medlung("predict", films, "-o", tmp_path, "--format", "seg,png", bundle=shipped_bundle)
     assert result.returncode == 0, result.stderr
     rows = _rows(tmp_path)
-    assert list(rows["dx_image.dcm"])[6:11] == ["right_cm2", "left_cm2", "total_cm2", "qc", "qc_reasons"]
+    columns = list(rows["dx_image.dcm"])
+    assert columns[columns.index("right_cm2"):columns.index("qc_reasons") + 1] == [
+        "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "total_px", "qc", "qc_reasons"]
     assert rows["CR-MONO1-10-chest.dcm"]["qc"] == "ok" and rows["CR-MONO1-10-chest.dcm"]["qc_reasons"] == ""
     assert rows["dx_image.dcm"]["qc"] == "flagged" and rows["dx_image.dcm"]["status"] == "ok"
     assert rows["dx_image.dcm"]["qc_reasons"].startswith("lateral: the header describes a lateral view")
