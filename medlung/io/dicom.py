@@ -173,7 +173,7 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
 
 
 def dicom_spacing(ds: Dataset, notes: list[str] | None = None) -> tuple[tuple[float, float] | None, str]:
-    """Find a DICOM film's pixel spacing, in the order DESIGN.md gives.
+    """Find a DICOM film's pixel spacing, in the order docs/design.md ("Spacing") gives.
 
     PixelSpacing, then ImagerPixelSpacing (divided by
     EstimatedRadiographicMagnificationFactor when that is valid), then

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from medlung.writers.atomic import write_atomically
 
-#: Report columns, in order (DESIGN.md §3), then medlung's additions.
+#: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "right_cm2", "left_cm2", "total_cm2",
            "seconds", "error", "calibrated", "orientation", "empty_lungs", "outputs", "notes")
 #: Shape of each lung (medlung.inference.measures): lengths in shape_unit (mm, or px without spacing), convex area
