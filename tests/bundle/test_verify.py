@@ -27,7 +27,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
-@pytest.fixture(params=["shipped", "tiny"])
+@pytest.fixture(params=["shipped", pytest.param("tiny", marks=pytest.mark.slow)])  # tiny: a training run
 def bundle(request, shipped_bundle, tiny_bundle):
     return shipped_bundle if request.param == "shipped" else tiny_bundle
 
@@ -39,6 +39,7 @@ def test_verify_metadata_passes_offline_against_the_shipped_schema(bundle, no_ne
                     hash_val=schema_md5())
 
 
+@pytest.mark.slow  # a python -m monai.bundle subprocess
 def test_verify_metadata_command_line_offline(shipped_bundle, tmp_path):
     # a proxy that does not exist: any download attempt would fail the command
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
