@@ -29,6 +29,7 @@ from medlung.networks import build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
 from medlung.training.config import TrainConfig
 from medlung.transforms.presets import INTENSITY_PERCENTILES, augmentation_transforms, labelled_transforms
+from medlung.writers.atomic import write_atomically
 
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou", "lr", "seconds", "images_per_s"
@@ -280,6 +281,8 @@ class Trainer:
                               "intensity_percentiles": list(INTENSITY_PERCENTILES)},
             "medlung_version": __version__,
         }
+        # not write_atomically: torch names the archive inside the file after the file it saves to ("best", "last"),
+        # and a random temporary name would make equal checkpoints differ
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
@@ -311,16 +314,17 @@ def _progress(iterable, description: str, enabled: bool):
 
 
 def _write_json(path: Path, content) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(content, indent=2, default=str)
+    write_atomically(path, lambda tmp: tmp.write_text(text), overwrite=True)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                                 for k in METRIC_COLUMNS})
+
+    write_atomically(path, write, overwrite=True)
