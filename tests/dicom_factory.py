@@ -6,12 +6,20 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid  # noqa: F401
+from pydicom.uid import (  # noqa: F401
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
-CR = "1.2.840.10008.5.1.4.1.1.1"
-DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
-DX_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+CR = ComputedRadiographyImageStorage
+DX_PRESENTATION = DigitalXRayImageStorageForPresentation
+DX_PROCESSING = DigitalXRayImageStorageForProcessing
+SECONDARY_CAPTURE = SecondaryCaptureImageStorage
 
 
 def radiograph(

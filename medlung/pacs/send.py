@@ -22,12 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, SegmentationStorage
+
 from medlung.errors import InvalidDestinationError
 
 __all__ = ["Destination", "SendResult", "parse_destination", "send_cstore", "stow_rs"]
 
-_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+_EXPLICIT_VR_LE = str(ExplicitVRLittleEndian)
+_IMPLICIT_VR_LE = str(ImplicitVRLittleEndian)
 _UNCOMPRESSED = (_EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
 #: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
 _STORED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}
@@ -387,7 +389,7 @@ def _uncompressed(dataset):
     from pydicom.pixels import pack_bits
 
     dataset = copy.deepcopy(dataset)
-    if str(dataset.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.4" and int(dataset.BitsAllocated) == 1:
+    if str(dataset.SOPClassUID) == SegmentationStorage and int(dataset.BitsAllocated) == 1:
         frames = _seg_frames(dataset)
         packed = pack_bits(np.stack(frames).ravel().astype(np.uint8), pad=True)
         del dataset.PixelData  # a fresh element: the old one is flagged as encapsulated

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
@@ -63,9 +64,9 @@ LABEL_NAMES = {1: "Right lung", 2: "Left lung"}
 #: offset alone when the film has none), so that viewers list it after the film.
 SEG_SERIES_NUMBER_OFFSET = 1000
 
-_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-_JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+_EXPLICIT_VR_LE = str(ExplicitVRLittleEndian)
+_IMPLICIT_VR_LE = str(ImplicitVRLittleEndian)
+_JPEG2000_LOSSLESS = str(JPEG2000Lossless)
 #: Transfer syntaxes highdicom can write for a BINARY segmentation.
 BINARY_TRANSFER_SYNTAXES = (_JPEG2000_LOSSLESS, _EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
 #: openjpeg refuses to encode frames smaller than this along either axis (pixels).
