@@ -25,6 +25,7 @@ from monai.utils import set_determinism
 from medlung import __version__
 from medlung.errors import MedlungError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
+from medlung.metrics import dice_iou_pooled
 from medlung.networks import build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
 from medlung.training.config import TrainConfig
@@ -38,15 +39,6 @@ METRIC_COLUMNS = (
 
 class TrainingError(MedlungError):
     """Training cannot start or go on (bad data, existing run, bad checkpoint)."""
-
-
-def dice_iou(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Dice and IoU of two binary masks (any shape); 1.0 when both are empty."""
-    p, t = prediction.bool(), target.bool()
-    inter = (p & t).sum().item()
-    total = p.sum().item() + t.sum().item()
-    union = (p | t).sum().item()
-    return (2 * inter / total if total else 1.0), (inter / union if union else 1.0)
 
 
 class Trainer:
@@ -212,7 +204,7 @@ class Trainer:
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            dice, iou = dice_iou(logits.argmax(1, keepdim=True), label > 0.5)
+            dice, iou = dice_iou_pooled(logits.argmax(1, keepdim=True), label > 0.5)
             dices.append(dice)
             ious.append(iou)
             images += image.shape[0]
@@ -229,7 +221,7 @@ class Trainer:
             image, label = item["image"][None], item["label"][None].to(self.device)
             logits = predict_logits(model, image, self.config.roi_size, self.config.overlap, self.device, self.dtype)
             losses.append(loss_fn(logits, label).item())
-            dice, iou = dice_iou(logits.argmax(1, keepdim=True), label > 0.5)
+            dice, iou = dice_iou_pooled(logits.argmax(1, keepdim=True), label > 0.5)
             dices.append(dice)
             ious.append(iou)
         return {"loss": float(np.mean(losses)), "dice": float(np.mean(dices)), "iou": float(np.mean(ious)),
