@@ -23,26 +23,23 @@ send; whatever is left waits in the queue for the next start.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from medlung.errors import MedlungError
+from medlung.logs import event_handler, log_event
 from medlung.pacs.queue import Spool
 from medlung.pacs.send import _AE_TITLE, parse_destination
 
 __all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "queue_status", "serve"]
 
-VERIFICATION = "1.2.840.10008.1.1"
 #: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C).
 SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
 #: Delivery: SEGs per association, and associations retried inside one attempt.
@@ -123,35 +120,23 @@ class ServeConfig:
         parse_destination(self.forward)
 
 
-class _Logger:
-    """Per-instance events as text lines or JSON objects, on standard error."""
+class _EventLog:
+    """The node's events through :mod:`logging` (logger ``medlung.serve``), as text lines or JSON objects.
+
+    Called as ``log(event, level="info", **fields)``; see :mod:`medlung.logs`.
+    """
 
     def __init__(self, json_logs: bool, stream=None) -> None:
-        self.json_logs = json_logs
-        self.stream = stream or sys.stderr
-        self._lock = threading.Lock()
+        self.logger = logging.getLogger("medlung.serve")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # this handler writes them; the root logger would write them twice
+        for handler in list(self.logger.handlers):
+            self.logger.removeHandler(handler)
+        self.handler = event_handler(json_logs, stream)
+        self.logger.addHandler(self.handler)
 
     def __call__(self, event: str, level: str = "info", **fields) -> None:
-        now = datetime.now(timezone.utc)
-        if self.json_logs:
-            record = {"time": now.isoformat(timespec="milliseconds"), "level": level, "event": event, **fields}
-            line = json.dumps(record, default=str)
-        else:
-            details = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v is not None)
-            line = f"{now.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z {level.upper():7s} {event} {details}".rstrip()
-        with self._lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed pipe must not stop the node
-                pass
-
-
-def _text(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    text = str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+        log_event(self.logger, event, level, **fields)
 
 
 @dataclass
@@ -185,7 +170,7 @@ class StorageNode:
     def __init__(self, config: ServeConfig, segmenter=None, log=None) -> None:
         self.config = config
         self.segmenter = segmenter
-        self.log = log or _Logger(config.json_logs)
+        self.log = log or _EventLog(config.json_logs)
         self.spool = Spool(config.workdir)
         self.port: int | None = None
         self._lock = threading.Lock()
@@ -278,13 +263,14 @@ class StorageNode:
     # --- receiving -----------------------------------------------------------------------------
     def _listen(self) -> None:
         from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+        from pynetdicom.sop_class import Verification
 
         from medlung.io.dicom import FILM_SOP_CLASSES
 
         ae = AE(ae_title=self.config.ae_title)
         for sop_class in FILM_SOP_CLASSES:
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(VERIFICATION, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         if self.config.allow:
             ae.require_calling_aet = list(self.config.allow)
         ae.maximum_associations = ASSOCIATIONS
@@ -542,8 +528,14 @@ def serve(config: ServeConfig, log=None) -> None:
     MedlungError
         When the node cannot start (work folder busy, model, port).
     """
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     node = StorageNode(config, log=log)
+    # pynetdicom's warnings and errors go to the node's log, in its form (JSON or text), not as stray lines
+    pynetdicom_log = logging.getLogger("pynetdicom")
+    handler = getattr(node.log, "handler", None)
+    saved_propagate = pynetdicom_log.propagate
+    if handler is not None:
+        pynetdicom_log.addHandler(handler)
+        pynetdicom_log.propagate = False
     previous = {}
     received = []
 
@@ -560,6 +552,9 @@ def serve(config: ServeConfig, log=None) -> None:
             node.log("signal", signal=received[0])
     finally:
         node.stop()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number, previous_handler in previous.items():
+            signal.signal(number, previous_handler)
+        if handler is not None:
+            pynetdicom_log.removeHandler(handler)
+            pynetdicom_log.propagate = saved_propagate
 
