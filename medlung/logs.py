@@ -5,7 +5,7 @@ Code logs it with :func:`log_event` on a ``logging.Logger``; the formatters
 here turn the record into a line:
 
 * :class:`TextFormatter`: ``2026-01-02T03:04:05.678Z INFO    received key=1.2.3 bytes=5120``
-* :class:`JsonFormatter`: ``{"time": "2026-01-02T03:04:05.678+00:00", "level": "info", "event": "received", "key": ...}``
+* :class:`JsonFormatter`: ``{"time": "2026-01-02T03:04:05.678+00:00", "level": "info", "event": "received", ...}``
 
 Records of other libraries (pynetdicom's warnings, say) that reach the same
 handler get the same form, with their message as the event.

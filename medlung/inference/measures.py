@@ -83,7 +83,7 @@ def lung_measures(labels: np.ndarray, spacing: Sequence[float] | None = None) ->
 
 
 def report_fields(measures: dict) -> dict:
-    """The report's columns for :func:`lung_measures`'s result: ``shape_unit``, ``right_height`` ... ``left_solidity``."""
+    """Report columns of a :func:`lung_measures` result: ``shape_unit``, ``right_height`` ... ``left_solidity``."""
     fields = {"shape_unit": measures["unit"]}
     for side in LUNG_LABELS:
         values = measures.get(side) or {}

@@ -133,7 +133,7 @@ class LungMasks:
         return lung_measures(self.labels, self.spacing)
 
     def to_itk(self):
-        """The label map as an ``itk.Image`` (extra ``[itk]``) with the film's spacing; see :mod:`medlung.io.itk_formats`."""
+        """The label map as an ``itk.Image`` (extra ``[itk]``) with the film's spacing (:mod:`medlung.io.itk_formats`)."""
         from medlung.io.itk_formats import labels_to_itk
 
         return labels_to_itk(self.labels, self.spacing)
