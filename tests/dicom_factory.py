@@ -86,7 +86,7 @@ def chest_pixels(rows: int = 512, cols: int = 512, seed: int = 0) -> np.ndarray:
     """A seeded 8-bit chest-like film ``(rows, cols)``: bright body, two dark lung fields, noise.
 
     For tests that need *a* film (loading, transforms, PNG, post-processing)
-    rather than a real one; every grey level from dark to bright occurs, and
+    rather than a real one; grey levels span about 40-245, and
     rows and columns differ, so a transposition shows.
     """
     rng = np.random.default_rng(seed)
