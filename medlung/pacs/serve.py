@@ -528,14 +528,8 @@ def serve(config: ServeConfig, log=None) -> None:
     MedlungError
         When the node cannot start (work folder busy, model, port).
     """
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     node = StorageNode(config, log=log)
-    # pynetdicom's warnings and errors go to the node's log, in its form (JSON or text), not as stray lines
-    pynetdicom_log = logging.getLogger("pynetdicom")
-    handler = getattr(node.log, "handler", None)
-    saved_propagate = pynetdicom_log.propagate
-    if handler is not None:
-        pynetdicom_log.addHandler(handler)
-        pynetdicom_log.propagate = False
     previous = {}
     received = []
 
@@ -554,7 +548,4 @@ def serve(config: ServeConfig, log=None) -> None:
         node.stop()
         for number, previous_handler in previous.items():
             signal.signal(number, previous_handler)
-        if handler is not None:
-            pynetdicom_log.removeHandler(handler)
-            pynetdicom_log.propagate = saved_propagate
 
