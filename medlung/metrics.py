@@ -51,8 +51,8 @@ import numpy as np
 
 from medlung.errors import InvalidSpacingError, MaskMismatchError
 
-__all__ = ["METRICS", "assd", "compare_masks", "dice", "distance_unit", "hd95", "iou", "summarize",
-           "surface_distances"]
+__all__ = ["METRICS", "assd", "compare_masks", "dice", "dice_iou_pooled", "distance_unit", "hd95", "iou",
+           "summarize", "surface_distances"]
 
 #: Metric names, in report order; the last two are distances (unit: mm or px).
 METRICS = ("dice", "iou", "hd95", "assd")
@@ -105,6 +105,34 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
     value = compute_iou(_tensor(p), _tensor(t), include_background=True, ignore_empty=False)
     return float(value.item())
+
+
+def dice_iou_pooled(prediction, target, where=None) -> tuple[float, float]:
+    """Dice and IoU of two binary tensors of any shape, pooled over all their pixels (training's running metric).
+
+    Training and validation call this on a whole batch on the working grid
+    (on the GPU when there is one), so the counts are pooled over the batch
+    rather than averaged per film as :func:`dice` and :func:`iou` are.
+
+    Parameters
+    ----------
+    prediction, target : torch.Tensor
+        Same shape; non-zero is foreground.
+    where : torch.Tensor, optional
+        Same shape; only these pixels count (supervised, not ignored).
+
+    Returns
+    -------
+    dice, iou : float
+        0-1 each; 1.0 when both are empty.
+    """
+    p, t = prediction.bool(), target.bool()
+    if where is not None:
+        p, t = p & where.bool(), t & where.bool()
+    inter = (p & t).sum().item()
+    total = p.sum().item() + t.sum().item()
+    union = (p | t).sum().item()
+    return (2 * inter / total if total else 1.0), (inter / union if union else 1.0)
 
 
 def surface_distances(pred: np.ndarray, truth: np.ndarray,

@@ -18,6 +18,7 @@ SPACING_SOURCES = (
     "ImagerPixelSpacing",
     "NominalScannedPixelSpacing",
     "png-pHYs",
+    "itk-header",
     "user",
     "unknown",
 )

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid  # noqa: F401
+from pydicom.uid import (  # noqa: F401
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
-CR = "1.2.840.10008.5.1.4.1.1.1"
-DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
-DX_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+CR = ComputedRadiographyImageStorage
+DX_PRESENTATION = DigitalXRayImageStorageForPresentation
+DX_PROCESSING = DigitalXRayImageStorageForProcessing
+SECONDARY_CAPTURE = SecondaryCaptureImageStorage
 
 
 def radiograph(
@@ -72,3 +80,19 @@ def write(ds: Dataset, path: Path, transfer_syntax: str | None = None, file_meta
         ds.file_meta = FileMetaDataset()
         ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
     return path
+
+
+def chest_pixels(rows: int = 512, cols: int = 512, seed: int = 0) -> np.ndarray:
+    """A seeded 8-bit chest-like film ``(rows, cols)``: bright body, two dark lung fields, noise.
+
+    For tests that need *a* film (loading, transforms, PNG, post-processing)
+    rather than a real one; grey levels span about 40-245, and
+    rows and columns differ, so a transposition shows.
+    """
+    rng = np.random.default_rng(seed)
+    r, c = np.mgrid[0:rows, 0:cols] / np.array([rows, cols])[:, None, None]
+    body = 170 + 60 * np.exp(-((c - 0.5) / 0.12) ** 2)  # mediastinum brighter
+    lungs = ((((r - 0.45) / 0.3) ** 2 + ((c - 0.28) / 0.14) ** 2 < 1)
+             | (((r - 0.45) / 0.3) ** 2 + ((c - 0.72) / 0.14) ** 2 < 1))
+    image = np.where(lungs, 60 + 40 * r, body) * (0.6 + 0.4 * (1 - r)) + rng.normal(0, 6, (rows, cols))
+    return np.clip(image, 0, 255).astype(np.uint8)

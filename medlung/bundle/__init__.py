@@ -28,8 +28,19 @@ from medlung.bundle.components import (
 from medlung.bundle.export import export_bundle, read_run
 
 __all__ = [
-    "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs", "log_evaluation",
-    "export_after_training", "export_bundle", "finish_predict", "log_json", "one_line_errors", "parse_formats",
-    "read_run",
-    "require_distributed", "train_config", "trainer",
+    "PredictEvaluator", "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs",
+    "export_after_training", "export_bundle", "finish_predict", "inference_preprocessing", "log_evaluation", "log_json",
+    "lung_postprocessing", "one_line_errors", "parse_formats", "read_run", "require_distributed", "train_config",
+    "trainer",
 ]
+
+#: The standard MONAI inference properties (medlung.bundle.workflow) import torch and MONAI: loaded when first used.
+_WORKFLOW = ("PredictEvaluator", "inference_preprocessing", "lung_postprocessing")
+
+
+def __getattr__(name: str):
+    if name in _WORKFLOW:
+        from medlung.bundle import workflow
+
+        return getattr(workflow, name)
+    raise AttributeError(f"module 'medlung.bundle' has no attribute {name!r}")

@@ -133,7 +133,39 @@ def inference_config(settings: dict) -> dict:
             "qc_fail": "$medlung.bundle.as_bool(@qc_fail, 'qc_fail')",
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
-        "report": "$medlung.inference.predict.predict_files(@inputs, @output_dir, @segmenter, @options, @progress)",
+        # the standard MONAI inference properties (monai.bundle.properties.InferProperties), as medlung components
+        # (see medlung.bundle.workflow): preprocessing -> network_def + inferer -> postprocessing is the Segmenter
+        "preprocessing": {
+            "_target_": "medlung.bundle.inference_preprocessing",
+            "working_spacing": "$float(@working_spacing)",
+            "spacing": "$medlung.bundle.as_spacing(@spacing)",
+        },
+        "dataset": {
+            "_target_": "monai.data.Dataset",
+            "data": "$[{'image': path} for path in @inputs]",
+            "transform": "@preprocessing",
+        },
+        "inferer": {
+            "_target_": "medlung.networks.running.LungInferer",
+            "roi_size": "$int(@roi_size)",
+            "overlap": "$float(@overlap)",
+            "tta": "$medlung.bundle.as_bool(@tta, 'tta')",
+            "precision": "@precision",
+        },
+        "postprocessing": {
+            "_target_": "medlung.bundle.lung_postprocessing",
+            "min_lung_mm2": "$float(@min_lung_mm2)",
+        },
+        "handlers": ["@progress"],
+        "evaluator": {
+            "_target_": "medlung.bundle.PredictEvaluator",
+            "dataset": "@dataset",
+            "output_dir": "@output_dir",
+            "segmenter": "@segmenter",
+            "options": "@options",
+            "val_handlers": "@handlers",
+        },
+        "report": "$@evaluator.run()",
         "initialize": ["$medlung.bundle.one_line_errors()",
                        "$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)"],
         "run": ["$@report"],

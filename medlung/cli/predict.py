@@ -30,7 +30,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--bundle", type=click.Path(path_type=Path, exists=True),
               help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).")
 @click.option("--format", "formats", default="seg,png,nifti,overlay", show_default=True, callback=_formats,
-              help="Outputs to write (seg only for DICOM films).")
+              help="Outputs to write, any of seg,png,nifti,overlay,mha (seg only for DICOM films; mha: the label "
+                   "map as MetaImage).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--spacing", default=None, callback=spacing_option,
               help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.")

@@ -24,11 +24,12 @@ from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
 from medlung.writers.report import Report
 
-FORMATS = ("seg", "png", "nifti", "overlay")
+FORMATS = ("seg", "png", "nifti", "overlay", "mha")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
-FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
+FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", "",
+                   ".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz"}
 
 
 @dataclass
@@ -222,7 +223,8 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     """The files a film will produce (SEG only for DICOM films)."""
-    names = {"seg": "_seg.dcm", "png": "_lungs.png", "nifti": "_labels.nii.gz", "overlay": "_overlay.png"}
+    names = {"seg": "_seg.dcm", "png": "_lungs.png", "nifti": "_labels.nii.gz", "overlay": "_overlay.png",
+             "mha": "_labels.mha"}
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
         targets.pop("seg", None)
@@ -239,7 +241,7 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
     """
     from medlung.quality import series_description
     from medlung.writers.dicom_seg import write_dicom_seg
-    from medlung.writers.masks import write_labels_nifti, write_lungs_png
+    from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import write_overlay
 
     writers = {
@@ -251,6 +253,7 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
                                                                                   masks.qc_reasons)),
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
+        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
         "overlay": lambda path: write_overlay(path, film.pixels, masks.labels, overlay_lines(film, masks),
                                               options.overwrite),
     }
@@ -302,6 +305,9 @@ def _areas(masks) -> dict:
     if masks.areas_cm2:
         row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
     row.update({f"{k}_px": int(v) for k, v in masks.areas_px.items()})  # every film, calibrated or not
+    from medlung.inference.measures import report_fields
+
+    row.update(report_fields(masks.measures))
     return row
 
 
@@ -326,12 +332,16 @@ def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> st
 
 def _film_suffix(path: Path) -> str:
     name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
     return "" if "." not in name else name[name.rfind("."):]
 
 
 def _stem(path: Path) -> str:
     """The input's name without its extension, made safe (see :func:`_safe_name`)."""
     name = path.name
+    if name.lower().endswith(".nii.gz"):
+        name = name[: -len(".gz")]
     return _safe_name(name[: name.rfind(".")] if "." in name.lstrip(".") else name)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,19 @@ class LungMasks:
     def lungs(self) -> np.ndarray:
         """Union mask of both lungs (bool)."""
         return self.labels > 0
+
+    @cached_property
+    def measures(self) -> dict:
+        """Shape of each lung, computed when first asked: see :func:`medlung.inference.measures.lung_measures`."""
+        from medlung.inference.measures import lung_measures
+
+        return lung_measures(self.labels, self.spacing)
+
+    def to_itk(self):
+        """The label map as an ``itk.Image`` (extra ``[itk]``) with the film's spacing (:mod:`medlung.io.itk_formats`)."""
+        from medlung.io.itk_formats import labels_to_itk
+
+        return labels_to_itk(self.labels, self.spacing)
 
     def _repr_png_(self) -> bytes:
         """The overlay thumbnail for Jupyter (:func:`medlung.notebook.masks_png`)."""

@@ -21,10 +21,13 @@ _RASTER_SIGNATURES = (
 
 
 def sniff_format(path: str | Path) -> str:
-    """Tell a file's format from its first bytes: ``"DICOM"``, ``"PNG"``, ``"JPEG"`` or ``"TIFF"``.
+    """Tell a file's format: ``"DICOM"``, ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"ITK"``.
 
-    Files that are none of the image formats are treated as DICOM, which may
-    lack its 128-byte preamble and File Meta (ACR-NEMA style).
+    The first bytes decide, except for the ITK formats (MetaImage, NRRD,
+    NIfTI; see :mod:`medlung.io.itk_formats`), which go by their name
+    (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``, ``.nii``, ``.nii.gz``).
+    Files that are none of these are treated as DICOM, which may lack its
+    128-byte preamble and File Meta (ACR-NEMA style).
 
     Raises
     ------
@@ -45,6 +48,10 @@ def sniff_format(path: str | Path) -> str:
     for signature, name in _RASTER_SIGNATURES:
         if head.startswith(signature):
             return name
+    from medlung.io.itk_formats import is_itk_file
+
+    if is_itk_file(path) or head.startswith(b"NRRD000"):
+        return "ITK"
     return "DICOM"
 
 
@@ -58,7 +65,7 @@ def load_film(
     spacing: str | float | tuple[float, float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Film:
-    """Read a chest film (DICOM, PNG, JPEG or TIFF) with its pixel spacing.
+    """Read a chest film (DICOM, PNG, JPEG, TIFF, or MetaImage/NRRD/NIfTI) with its pixel spacing.
 
     Parameters
     ----------
@@ -82,12 +89,13 @@ def load_film(
         With a one-line message naming the file when it cannot be used.
     """
     from medlung.io.dicom import read_dicom_film
+    from medlung.io.itk_formats import read_itk_film
     from medlung.io.png import read_raster_film
 
     user_spacing = None if spacing is None else parse_user_spacing(spacing)
     fmt = sniff_format(path)
     try:
-        reader = read_dicom_film if fmt == "DICOM" else read_raster_film
+        reader = {"DICOM": read_dicom_film, "ITK": read_itk_film}.get(fmt, read_raster_film)
         film = reader(path, max_pixels=max_pixels)
     except MedlungError:
         raise

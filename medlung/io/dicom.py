@@ -16,7 +16,18 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    SecondaryCaptureImageStorage,
+)
 
 from medlung.errors import FilmWarning, PixelDecodeError, SpacingWarning, UnreadableFileError, UnsupportedImageError
 from medlung.film import Film
@@ -24,12 +35,12 @@ from medlung.spacing import check_spacing, positive_number
 
 #: SOP classes medlung reads as films, with the short name used in reports.
 FILM_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "CR",
-    "1.2.840.10008.5.1.4.1.1.1.1": "DX for presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX for processing",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
-    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture",
-    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture",
+    ComputedRadiographyImageStorage: "CR",
+    DigitalXRayImageStorageForPresentation: "DX for presentation",
+    DigitalXRayImageStorageForProcessing: "DX for processing",
+    SecondaryCaptureImageStorage: "Secondary Capture",
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage: "Multi-frame Grayscale Byte Secondary Capture",
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage: "Multi-frame Grayscale Word Secondary Capture",
 }
 
 _IMAGE_HINT = "Give a single-frame greyscale CR, DX or Secondary Capture chest film."
@@ -174,7 +185,7 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
 
 
 def dicom_spacing(ds: Dataset, notes: list[str] | None = None) -> tuple[tuple[float, float] | None, str]:
-    """Find a DICOM film's pixel spacing, in the order DESIGN.md gives.
+    """Find a DICOM film's pixel spacing, in the order docs/design.md ("Spacing") gives.
 
     PixelSpacing, then ImagerPixelSpacing (divided by
     EstimatedRadiographicMagnificationFactor when that is valid), then

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from pydicom.uid import SegmentationStorage
 
 from medlung import labels as label_table
 from medlung.errors import SegmentationMismatchError, UnreadableFileError, UnsupportedImageError
@@ -38,8 +39,8 @@ __all__ = ["SEGMENTATION_SOP_CLASSES", "read_dicom_seg", "referenced_instance", 
 
 #: SOP Class UIDs of segmentations medlung reads.
 SEGMENTATION_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
-    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
+    SegmentationStorage: "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",  # not yet named in pydicom 3.0
 }
 
 _LUNG = label_table.SCT_LUNG[0]

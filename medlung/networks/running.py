@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from monai.inferers import sliding_window_inference
+from monai.inferers import Inferer, sliding_window_inference
 
 from medlung.errors import UsageError
 
@@ -96,3 +96,47 @@ def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, de
             overlap=overlap, mode="gaussian",
         )
     return logits.float()
+
+
+class LungInferer(Inferer):
+    """The sliding-window inferer of medlung's Segmenter, as a MONAI ``Inferer`` (``inferer(inputs, network)``).
+
+    The bundle's ``inferer`` property: gaussian-blended sliding windows on the
+    working grid (:func:`predict_logits`), optionally averaged with the
+    left-right mirrored film (the model predicts "lung", not a side, so
+    mirroring is label-safe).
+
+    Parameters
+    ----------
+    roi_size : int
+        Window size, working-grid pixels.
+    overlap : float
+        Window overlap, 0-1.
+    tta : bool
+        Also infer the mirrored film and average the logits.
+    precision : str
+        ``"auto"`` (bf16 where the CPU/GPU has it), ``"bf16"`` or ``"fp32"``.
+    """
+
+    def __init__(self, roi_size: int, overlap: float = 0.25, tta: bool = False, precision: str = "auto") -> None:
+        if not 0 <= float(overlap) < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+        self.roi_size = int(roi_size)
+        self.overlap = float(overlap)
+        self.tta = bool(tta)
+        self.precision = str(precision)
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        """Logits ``(N, C, rows, cols)`` float32 for films ``(N, 1, rows, cols)`` on the working grid, intensity-scaled.
+
+        The network runs where its parameters are; ``inputs`` are moved there.
+        """
+        device = next(network.parameters()).device
+        dtype = resolve_precision(self.precision, device)
+        batch = inputs.as_tensor() if hasattr(inputs, "as_tensor") else inputs  # plain tensor: no meta to carry
+        batch = batch.to(torch.float32)
+        logits = predict_logits(network, batch, self.roi_size, self.overlap, device, dtype)
+        if self.tta:
+            mirrored = predict_logits(network, batch.flip(-1), self.roi_size, self.overlap, device, dtype)
+            logits = (logits + mirrored.flip(-1)) / 2
+        return logits

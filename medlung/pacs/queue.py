@@ -35,28 +35,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from medlung.writers.atomic import fsync_file as _fsync_file
+from medlung.writers.atomic import fsync_folder, write_atomically
 
 __all__ = ["STATES", "Spool", "fsync_folder"]
 
 #: The queue folders, in the order a film goes through them (failed is the side exit).
 STATES = ("incoming", "outgoing", "done", "failed")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a folder's entries (new names, renames, deletions) durable."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 class Spool:
@@ -216,19 +204,8 @@ class Spool:
 
     # --- helpers -------------------------------------------------------------------------------
     def _write_durably(self, target: Path, data: bytes) -> None:
-        """Temporary file beside ``target``, fsync, rename over ``target``, fsync the folder."""
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        temporary = Path(name)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-            fsync_folder(target.parent)
-        finally:
-            temporary.unlink(missing_ok=True)
+        """Temporary file beside ``target`` (``.<name>.*.part``), fsync, rename over ``target``, fsync the folder."""
+        write_atomically(target, lambda temporary: temporary.write_bytes(data), overwrite=True, durable=True)
 
 
 def _oldest_first(paths) -> list[Path]:

@@ -31,12 +31,14 @@ from monai.utils import set_determinism
 from medlung import __version__
 from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
+from medlung.metrics import dice_iou_pooled
 from medlung.networks import build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
 from medlung.plans import CONVENTIONS, DEFAULT_CONVENTION, ModelPlan
 from medlung.training.config import TrainConfig
 from medlung.training.losses import PartialLabelLoss
 from medlung.transforms.presets import augmentation_transforms, partial_label_transforms, sick_film_transforms
+from medlung.writers.atomic import write_atomically
 
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou",
@@ -50,17 +52,6 @@ class TrainingError(MedlungError):
 
 class RunExistsError(TrainingError, UsageError):
     """The RUN folder holds an earlier run and neither resuming nor overwriting was asked for."""
-
-
-def dice_iou(prediction: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> tuple[float, float]:
-    """Dice and IoU of two binary masks (any shape), counted where ``where`` is true; 1.0 when both are empty."""
-    p, t = prediction.bool(), target.bool()
-    if where is not None:
-        p, t = p & where.bool(), t & where.bool()
-    inter = (p & t).sum().item()
-    total = p.sum().item() + t.sum().item()
-    union = (p | t).sum().item()
-    return (2 * inter / total if total else 1.0), (inter / union if union else 1.0)
 
 
 class Trainer:
@@ -249,7 +240,7 @@ class Trainer:
             scheduler.step()
             losses.append(loss.item())
             supervised = (weight > 0) & (own[:, :, None, None] > 0)
-            dice, iou = dice_iou(logits.detach() > 0, label > 0.5, supervised)
+            dice, iou = dice_iou_pooled(logits.detach() > 0, label > 0.5, supervised)
             dices.append(dice)
             ious.append(iou)
             images += image.shape[0]
@@ -273,7 +264,7 @@ class Trainer:
             losses.append(loss_fn(logits, label, weight, own).item())
             channel = int(own[0].argmax())
             where = weight[:, channel] > 0
-            dice, iou = dice_iou(logits[:, channel] > 0, label[:, channel] > 0.5, where)
+            dice, iou = dice_iou_pooled(logits[:, channel] > 0, label[:, channel] > 0.5, where)
             dices.append(dice)
             ious.append(iou)
             per_convention[self.plan.conventions[channel]].append(dice)
@@ -328,6 +319,8 @@ class Trainer:
                               "intensity_percentiles": list(self.plan.intensity_percentiles)},
             "medlung_version": __version__,
         }
+        # not write_atomically: torch names the archive inside the file after the file it saves to ("best", "last"),
+        # and a random temporary name would make equal checkpoints differ
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
@@ -360,16 +353,17 @@ def _progress(iterable, description: str, enabled: bool):
 
 
 def _write_json(path: Path, content) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(content, indent=2, default=str)
+    write_atomically(path, lambda tmp: tmp.write_text(text), overwrite=True)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                                 for k in METRIC_COLUMNS})
+
+    write_atomically(path, write, overwrite=True)

@@ -1,7 +1,9 @@
 """Atomic output files: written beside their destination, then moved into place.
 
 A reader never sees half a file, a crash leaves no partial output, and an
-existing file is replaced only when the caller says so.
+existing file is replaced only when the caller says so. This is medlung's one
+way to write a file: outputs, reports, training checkpoints and metrics,
+bundle files, and (``durable=True``, with fsyncs) the serve queue.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite: bool = False,
+                     durable: bool = False) -> Path:
     """Call ``write(temporary_path)`` and move the result to ``path``.
 
     Parameters
@@ -34,6 +37,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite:
     overwrite : bool
         Replace an existing ``path``; otherwise :class:`OutputExistsError`
         (also when the file appears while writing).
+    durable : bool
+        Also fsync the file before it is moved into place and the folder
+        after, so that the file survives a power cut once this returns.
 
     Returns
     -------
@@ -46,6 +52,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite:
     try:
         write(temporary)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600
+        if durable:
+            fsync_file(temporary)
         if overwrite:
             os.replace(temporary, path)
         else:
@@ -60,7 +68,24 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite:
     finally:
         if temporary.exists():
             temporary.unlink()
+    if durable:
+        fsync_folder(path.parent)
     return path
+
+
+def fsync_file(path: str | Path) -> None:
+    """Make a file's content durable."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a folder's entries (new names, renames, deletions) durable."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _umask() -> int:

@@ -92,6 +92,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
@@ -117,9 +118,9 @@ LABEL_NAMES = {lung.value: f"{lung.side.capitalize()} lung" for lung in label_ta
 #: offset alone when the film has none), so that viewers list it after the film.
 SEG_SERIES_NUMBER_OFFSET = 1000
 
-_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-_JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+_EXPLICIT_VR_LE = str(ExplicitVRLittleEndian)
+_IMPLICIT_VR_LE = str(ImplicitVRLittleEndian)
+_JPEG2000_LOSSLESS = str(JPEG2000Lossless)
 #: Transfer syntaxes highdicom can write for a BINARY segmentation.
 BINARY_TRANSFER_SYNTAXES = (_JPEG2000_LOSSLESS, _EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
 #: Names of the SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of JPEG 2000.

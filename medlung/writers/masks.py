@@ -1,4 +1,4 @@
-"""Masks with spacing: PNG (0/255 union, pHYs) and NIfTI label maps (spacing in the affine).
+"""Masks with spacing: PNG (0/255 union, pHYs), NIfTI and MetaImage label maps (spacing in the header).
 
 NIfTI convention: array axis 0 is the film's row axis, axis 1 its column
 axis, and the affine is ``diag(row_mm, col_mm, 1, 1)``; a third axis of
@@ -10,6 +10,7 @@ unknown the affine is the identity and the spatial unit is left unknown
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,40 @@ def read_nifti_spacing(path: str | Path) -> Spacing | None:
         return None
     zooms = image.header.get_zooms()
     return float(zooms[0]), float(zooms[1])
+
+
+def write_labels_mha(path: str | Path, labels: np.ndarray, spacing: Spacing | None, overwrite: bool = False) -> Path:
+    """Write a label map (0 background, 1 right lung, 2 left lung) as a compressed MetaImage with its spacing.
+
+    The form grand-challenge.org pipelines exchange segmentations in: one
+    ``.mha`` on the film's grid, ITK order (``DimSize`` = cols rows,
+    ``ElementSpacing`` = col_mm row_mm), written by SimpleITK.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (``<stem>_labels.mha``).
+    labels : numpy.ndarray
+        ``(rows, cols)`` uint8 label map.
+    spacing : tuple of float or None
+        ``(row_mm, col_mm)``; ``None`` leaves ITK's 1 x 1, which
+        :func:`medlung.io.itk_formats.read_itk_film` reads back as unknown.
+    overwrite : bool
+        Replace an existing file.
+    """
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
+    if spacing is not None:
+        image.SetSpacing((float(spacing[1]), float(spacing[0])))
+
+    def write(temporary: Path) -> None:
+        # ITK picks one file (.mha) or header + data (.mhd/.zraw) from the name: write as .mha, then take its place
+        named = temporary.with_name(temporary.name + ".mha")
+        try:
+            sitk.WriteImage(image, str(named), useCompression=True)
+            os.replace(named, temporary)
+        finally:
+            named.unlink(missing_ok=True)
+
+    return write_atomically(path, write, overwrite)

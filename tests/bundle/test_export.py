@@ -15,6 +15,9 @@ from medlung.cli import cli
 from medlung.errors import BundleError, BundleExistsError
 from medlung.networks.loading import load_model
 
+#: Slow: every test needs the tiny training run.
+pytestmark = pytest.mark.slow
+
 FILES = ("configs/metadata.json", "configs/schema.json", "configs/inference.json", "configs/evaluate.json",
          "configs/train.json", "configs/multi_gpu_train.json", "configs/logging.conf", "models/model.pt",
          "models/model.ts", "docs/README.md", "LICENSE")

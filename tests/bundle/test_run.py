@@ -16,6 +16,9 @@ from medlung.cli import cli
 from medlung.io import load_film
 from tests.bundle.conftest import TINY_OVERRIDES, bundle_cli
 
+#: Slow: every test runs python -m monai.bundle in a subprocess (and some train).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def films(shared_data, tmp_path_factory):

@@ -27,7 +27,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
-@pytest.fixture(params=["shipped", "tiny"])
+@pytest.fixture(params=["shipped", pytest.param("tiny", marks=pytest.mark.slow)])  # tiny: a training run
 def bundle(request, shipped_bundle, tiny_bundle):
     return shipped_bundle if request.param == "shipped" else tiny_bundle
 
@@ -39,6 +39,7 @@ def test_verify_metadata_passes_offline_against_the_shipped_schema(bundle, no_ne
                     hash_val=schema_md5())
 
 
+@pytest.mark.slow  # a python -m monai.bundle subprocess
 def test_verify_metadata_command_line_offline(shipped_bundle, tmp_path):
     # a proxy that does not exist: any download attempt would fail the command
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
@@ -98,3 +99,31 @@ def test_ckpt_export_reproduces_model_ts(bundle, tmp_path):
     image = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         assert torch.allclose(rebuilt.eval()(image), shipped.eval()(image), atol=1e-5, rtol=1e-5)
+
+
+def test_model_zoo_verify_bundle_checks(bundle, tmp_path, no_network):
+    """The steps of the MONAI model zoo's ``ci/verify_bundle.py`` (full mode), in its order, offline.
+
+    Directory (configs/metadata.json), version listed in the changelog, metadata against the schema,
+    ``verify_net_in_out`` on ``network_def`` of configs/inference.json, TorchScript export of models/model.pt
+    with ``ckpt_export``, and the shipped models/model.ts loads.
+    """
+    configs = bundle / "configs"
+    meta = json.loads((configs / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(configs / "schema.json"),
+                    hash_val=schema_md5())
+    verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"),
+                      config_file=str(configs / "inference.json"), bundle_root=str(bundle), device="cpu")
+    exported = tmp_path / "verify_model.ts"
+    ckpt_export(net_id="network_def", filepath=str(exported), ckpt_file=str(bundle / "models" / "model.pt"),
+                meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
+                bundle_root=str(bundle))
+    scripted = torch.jit.load(str(exported), map_location="cpu").eval()
+    shipped = torch.jit.load(str(bundle / "models" / "model.ts"), map_location="cpu").eval()
+    network = json.loads((configs / "inference.json").read_text())["network_def"]
+    channels = meta["network_data_format"]["outputs"]["pred"]["num_channels"]
+    assert channels == network["out_channels"] == len(meta["network_data_format"]["outputs"]["pred"]["channel_def"])
+    image = torch.rand(1, network["in_channels"], 64, 96, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        assert scripted(image).shape == shipped(image).shape == (1, channels, 64, 96)

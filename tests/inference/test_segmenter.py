@@ -53,6 +53,7 @@ def full_resolution(shared_data, tmp_path_factory):
     return path, stem
 
 
+@pytest.mark.slow  # a 4020x4892 film
 def test_full_resolution_film_gives_the_small_films_mask_on_its_native_grid(segmenter, full_resolution, shared_data):
     path, stem = full_resolution
     film = medlung.load_film(path)

@@ -9,6 +9,13 @@ from PIL import Image
 import medlung
 from medlung.errors import InvalidSpacingError, SpacingWarning, UnreadableFileError
 from medlung.io.png import save_png
+from tests.dicom_factory import chest_pixels
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    """A generated 8-bit film (rows != cols): these tests need a film, not a real one."""
+    return chest_pixels(512, 480)
 
 
 def test_shenzhen_png_loads_without_inventing_spacing(shenzhen_film, shenzhen_pixels):
@@ -20,9 +27,9 @@ def test_shenzhen_png_loads_without_inventing_spacing(shenzhen_film, shenzhen_pi
 
 
 @pytest.mark.parametrize("spacing", [(0.0875, 0.0875), (0.1, 0.2), (0.143, 0.139), (0.08333, 0.5)])
-def test_phys_spacing_round_trips_without_swapping_axes(tmp_path, shenzhen_pixels, spacing):
+def test_phys_spacing_round_trips_without_swapping_axes(tmp_path, pixels, spacing):
     path = tmp_path / "film.png"
-    save_png(path, shenzhen_pixels[:300, :200], spacing)
+    save_png(path, pixels[:300, :200], spacing)
     film = medlung.load_film(path)
     assert film.shape == (300, 200)
     assert film.spacing == spacing and film.spacing_source == "png-pHYs"
@@ -36,8 +43,8 @@ def test_phys_is_written_x_first(tmp_path):
     assert round(dpi_x / 0.0254) == 5000 and round(dpi_y / 0.0254) == 10000
 
 
-def test_sixteen_bit_png(tmp_path, shenzhen_pixels):
-    stored = shenzhen_pixels.astype(np.uint16) * 257
+def test_sixteen_bit_png(tmp_path, pixels):
+    stored = pixels.astype(np.uint16) * 257
     path = tmp_path / "film16.png"
     save_png(path, stored, None)
     film = medlung.load_film(path)
@@ -45,10 +52,10 @@ def test_sixteen_bit_png(tmp_path, shenzhen_pixels):
     np.testing.assert_array_equal(film.pixels, stored)
 
 
-def test_grey_stored_as_rgb_gives_the_grey_values(tmp_path, shenzhen_pixels):
+def test_grey_stored_as_rgb_gives_the_grey_values(tmp_path, pixels):
     path = tmp_path / "rgb.png"
-    Image.fromarray(np.stack([shenzhen_pixels] * 3, axis=-1)).save(path)
-    np.testing.assert_array_equal(medlung.load_film(path).pixels, shenzhen_pixels)
+    Image.fromarray(np.stack([pixels] * 3, axis=-1)).save(path)
+    np.testing.assert_array_equal(medlung.load_film(path).pixels, pixels)
 
 
 def test_colour_and_rgba_are_converted_to_luma(tmp_path):
@@ -60,12 +67,12 @@ def test_colour_and_rgba_are_converted_to_luma(tmp_path):
     np.testing.assert_allclose(film.pixels, 200 * 0.299, rtol=1e-5)
 
 
-def test_jpeg_film_loads_with_unknown_spacing(tmp_path, shenzhen_pixels):
+def test_jpeg_film_loads_with_unknown_spacing(tmp_path, pixels):
     path = tmp_path / "film.jpg"
-    Image.fromarray(shenzhen_pixels).save(path, quality=95, dpi=(300, 300))
+    Image.fromarray(pixels).save(path, quality=95, dpi=(300, 300))
     film = medlung.load_film(path)
     assert film.facts["format"] == "JPEG" and film.spacing is None
-    assert np.abs(film.pixels - shenzhen_pixels).mean() < 2.0
+    assert np.abs(film.pixels - pixels).mean() < 2.0
 
 
 def test_software_default_dpi_is_not_a_spacing(tmp_path):

@@ -45,6 +45,7 @@ def finished_run(small_csv, tmp_path_factory):
     return run, result
 
 
+@pytest.mark.slow  # a training run
 def test_training_run_writes_every_output_and_loss_falls(finished_run):
     run, result = finished_run
     assert "8 training, 3 validation films" in result.stdout
@@ -73,12 +74,14 @@ def test_training_run_writes_every_output_and_loss_falls(finished_run):
     assert len(split["training"]) == 8 and len(split["validation"]) == 3
 
 
+@pytest.mark.slow  # a training run
 def test_existing_run_is_refused(finished_run, small_csv):
     run, _ = finished_run
     result = medlung("train", small_csv, "-o", run, "--epochs", "1", *TINY_ARGS)
     assert result.returncode == 2 and "run folder exists" in result.stderr and "--resume" in result.stderr
 
 
+@pytest.mark.slow  # a training run
 def test_resume_gives_the_uninterrupted_result(small_csv, tmp_path):
     config = dict(data=str(small_csv), epochs=2, limit=4, **TINY)
     Trainer(TrainConfig(output=str(tmp_path / "whole"), **config), log=lambda *_: None).fit()
@@ -95,6 +98,7 @@ def test_resume_gives_the_uninterrupted_result(small_csv, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
 
 
+@pytest.mark.slow  # a training run
 def test_two_process_ddp_with_gloo(small_csv, tmp_path):
     run = tmp_path / "ddp"
     result = medlung("train", small_csv, "-o", run, "--epochs", "2", "--limit", "4", "--nproc", "2", *TINY_ARGS)

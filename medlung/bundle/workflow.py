@@ -1,0 +1,178 @@
+"""The bundle's inference config as a standard MONAI workflow: the ``InferProperties`` as medlung components.
+
+MONAI's generic consumers (``monai.bundle.create_workflow(workflow_type="inference")``,
+MONAI Deploy's bundle inference operator, MONAI Label, the model zoo's property
+check) look for ``dataset``, ``preprocessing``, ``network_def``, ``inferer``,
+``postprocessing``, ``evaluator`` and ``handlers`` in ``configs/inference.json``.
+Each is the piece of :class:`~medlung.inference.Segmenter` it names:
+
+=================  ===========================================================================
+property           medlung component
+=================  ===========================================================================
+``preprocessing``  :func:`inference_preprocessing`: load the film (spacing kept), working grid,
+                   per-film intensity scaling -- what the Segmenter does before the network
+``dataset``        a ``monai.data.Dataset`` of ``{"image": path}`` over the films found in
+                   ``dataset_dir``, with ``preprocessing`` as its transform
+``network_def``    :func:`medlung.networks.build_network` (weights: ``models/model.pt``)
+``inferer``        :class:`medlung.networks.running.LungInferer` (sliding windows, optional TTA)
+``postprocessing`` :func:`lung_postprocessing`: the lung logit margin back to the native grid,
+                   threshold, clean-up, patient right/left split -- labels 0/1/2 as the
+                   Segmenter returns them
+``evaluator``      :class:`PredictEvaluator`: ``medlung predict``'s batch over the dataset's films
+``handlers``       per-film callbacks of the evaluator (:class:`~medlung.bundle.ProgressLogger`)
+=================  ===========================================================================
+
+``preprocessing`` -> ``inferer(image, network)`` -> ``postprocessing`` gives the
+Segmenter's labels for every film (``tests/bundle/test_workflow.py`` checks
+it), so a consumer that drives those pieces itself gets what ``medlung
+predict`` writes. The ``run`` step of the config runs the ``evaluator``, which
+writes ``medlung predict``'s outputs and report.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import Compose, MapTransform
+
+from medlung.inference.postprocess import clean_lung_mask, split_lungs
+from medlung.transforms.loading import LoadFilmd
+from medlung.transforms.presets import intensity_transform
+from medlung.transforms.working_grid import ToWorkingGridd
+
+
+def inference_preprocessing(working_spacing: float, spacing: str | float | Sequence[float] | None = None,
+                            keys: KeysCollection = "image") -> Compose:
+    """The Segmenter's chain before the network, as MONAI dictionary transforms.
+
+    Parameters
+    ----------
+    working_spacing : float
+        Working pixel size of the trained weights, mm.
+    spacing : str, float or sequence of float, optional
+        Spacing in mm for every film instead of the files' (``--spacing``).
+    keys : str or sequence of str
+        Keys holding film paths (or :class:`~medlung.film.Film` objects).
+
+    Returns
+    -------
+    monai.transforms.Compose
+        ``{"image": path}`` -> ``{"image": MetaTensor (1, rows, cols)}`` on the
+        working grid, scaled to [0, 1]; its meta keeps ``native_shape``,
+        ``native_spacing``, ``spacing_known``, ``spacing_source`` and
+        ``orientation`` for :func:`lung_postprocessing`.
+    """
+    return Compose([
+        LoadFilmd(keys, spacing=spacing),
+        ToWorkingGridd(keys, float(working_spacing)),
+        intensity_transform(keys),
+    ])
+
+
+class LungLabelsd(MapTransform):
+    """Network logits on the working grid -> the Segmenter's label map on the film's native grid.
+
+    The lung-minus-background logit margin is resized bilinearly to the native
+    grid and thresholded at 0 there; small components are dropped and the
+    lungs split into patient right (1) and left (2) from the film's
+    orientation, as :class:`~medlung.inference.Segmenter` does.
+
+    Parameters
+    ----------
+    keys : str or sequence of str
+        Keys holding logits ``(C, rows, cols)`` on the working grid.
+    reference_key : str
+        Key of the preprocessed film (its meta gives the native grid).
+    min_lung_mm2 : float
+        Components smaller than this are dropped, mm².
+    lung_channel, background_channel : int
+        Logit channels of "lung" and "background".
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", reference_key: str = "image", min_lung_mm2: float = 1500.0,
+                 lung_channel: int = 1, background_channel: int = 0, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.reference_key = reference_key
+        self.min_lung_mm2 = float(min_lung_mm2)
+        self.lung_channel = int(lung_channel)
+        self.background_channel = int(background_channel)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        from medlung.inference.segmenter import _upsample
+
+        d = dict(data)
+        meta = d[self.reference_key].meta
+        native_shape = tuple(int(n) for n in meta["native_shape"])
+        native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
+        for key in self.key_iterator(d):
+            logits = torch.as_tensor(d[key]).detach().float().cpu()
+            margin = logits[self.lung_channel] - logits[self.background_channel]
+            lungs = _upsample(margin, native_shape) > 0
+            lungs = clean_lung_mask(lungs, float(np.prod(native_spacing)), self.min_lung_mm2)
+            labels, assumed, notes = split_lungs(lungs, meta.get("orientation"))
+            affine = torch.eye(3, dtype=torch.float64)
+            if meta.get("spacing_known"):
+                affine[0, 0], affine[1, 1] = native_spacing
+            out_meta = {k: v for k, v in meta.items() if k != "affine"}
+            out_meta.update(orientation_assumed=assumed, notes=notes)
+            d[key] = MetaTensor(torch.from_numpy(labels)[None], affine=affine, meta=out_meta)
+        return d
+
+
+def lung_postprocessing(min_lung_mm2: float = 1500.0, lung_channel: int = 1, background_channel: int = 0,
+                        keys: KeysCollection = "pred", reference_key: str = "image") -> Compose:
+    """The Segmenter's chain after the network: :class:`LungLabelsd` (``pred`` logits -> native labels 0/1/2)."""
+    return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, lung_channel, background_channel)])
+
+
+class PredictEvaluator:
+    """The bundle's inference engine: ``medlung predict``'s batch over the films of a dataset.
+
+    Each film is read, segmented by the Segmenter (the chain of the
+    ``preprocessing``, ``inferer`` and ``postprocessing`` properties) and
+    written as ``medlung predict`` writes it; one bad film does not stop the
+    batch.
+
+    Parameters
+    ----------
+    dataset : monai.data.Dataset
+        Items ``{"image": path}``; only the paths are used.
+    output_dir : str or Path
+        Where the outputs and ``report.csv`` / ``report.json`` go.
+    segmenter : medlung.inference.Segmenter
+        The model and its settings.
+    options : medlung.inference.predict.PredictOptions
+        Formats, overwrite, spacing, sending.
+    val_handlers : sequence of callable, optional
+        Called with each film's report row when it is done (the MONAI name of
+        an engine's handlers; here :class:`~medlung.bundle.ProgressLogger`).
+    """
+
+    def __init__(self, dataset, output_dir, segmenter, options, val_handlers: Sequence | None = None) -> None:
+        self.dataset = dataset
+        self.output_dir = output_dir
+        self.segmenter = segmenter
+        self.options = options
+        self.val_handlers = list(val_handlers or [])
+
+    @property
+    def inputs(self) -> list:
+        """The film paths of the dataset, in order."""
+        return [item["image"] for item in self.dataset.data]
+
+    def _done(self, row: dict) -> None:
+        for handler in self.val_handlers:
+            handler(row)
+
+    def run(self):
+        """Segment and write every film; returns the :class:`~medlung.writers.report.Report`."""
+        from medlung.inference.predict import predict_files
+
+        return predict_files(self.inputs, self.output_dir, self.segmenter, self.options, self._done)
+
+
+__all__ = ["LungLabelsd", "PredictEvaluator", "inference_preprocessing", "lung_postprocessing"]

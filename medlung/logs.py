@@ -1,0 +1,73 @@
+"""Event logs through the standard :mod:`logging` module: text lines, or one JSON object per line (``--json-logs``).
+
+An *event* is a short name plus fields (``received key=1.2.3 bytes=5120``).
+Code logs it with :func:`log_event` on a ``logging.Logger``; the formatters
+here turn the record into a line:
+
+* :class:`TextFormatter`: ``2026-01-02T03:04:05.678Z INFO    received key=1.2.3 bytes=5120``
+* :class:`JsonFormatter`: ``{"time": "2026-01-02T03:04:05.678+00:00", "level": "info", "event": "received", ...}``
+
+Records of other libraries (pynetdicom's warnings, say) that reach the same
+handler get the same form, with their message as the event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+__all__ = ["JsonFormatter", "TextFormatter", "event_handler", "log_event"]
+
+_FIELDS = "medlung_fields"
+
+
+def log_event(logger: logging.Logger, event: str, level: str = "info", **fields) -> None:
+    """Log ``event`` with ``fields`` at ``level`` (``"info"``, ``"warning"``, ``"error"``...)."""
+    logger.log(logging.getLevelName(level.upper()), event, extra={_FIELDS: fields})
+
+
+def _time(record: logging.LogRecord) -> datetime:
+    return datetime.fromtimestamp(record.created, timezone.utc)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (ISO 8601, UTC, ms), level, event, then the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        content = {"time": _time(record).isoformat(timespec="milliseconds"), "level": record.levelname.lower(),
+                   "event": record.getMessage(), **getattr(record, _FIELDS, {})}
+        if record.name and not record.name.startswith("medlung"):
+            content.setdefault("logger", record.name)
+        return json.dumps(content, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``<time>Z <LEVEL> <event> key=value ...`` (values with spaces are quoted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, _FIELDS, {})
+        details = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v is not None)
+        stamp = _time(record).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        return f"{stamp}Z {record.levelname:7s} {record.getMessage()} {details}".rstrip()
+
+
+class _QuietStreamHandler(logging.StreamHandler):
+    """A stream handler for which a closed pipe is not an error (a node must not stop because its log reader did)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
+def event_handler(json_logs: bool = False, stream=None) -> logging.Handler:
+    """A handler writing events to ``stream`` (default standard error) as JSON or text lines."""
+    handler = _QuietStreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if json_logs else TextFormatter())
+    return handler
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
