@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--card", type=Path, help="model card to write the section into")
     parser.add_argument("--figure-film", default="", help="image path (in the datalist) for the two-convention figure")
+    parser.add_argument("--note", action="append", default=[], help="a paragraph to add at the end of the section")
     parser.add_argument("--reuse", action="store_true", help="read groups already scored in --out instead of rescoring")
     args = parser.parse_args(argv)
 
@@ -185,6 +186,7 @@ def main(argv=None) -> int:
                   f"{figure_row['view']}; film {figure_row.get('licence', '')}, source {figure_row.get('citation', '')}; "
                   "lung mask V7 Labs, CC BY 4.0):", "",
                   "![both conventions](images/conventions_both.png)", ""]
+    lines += [f"{note}\n" for note in args.note]
     lines.append(END)
     (args.out / "conventions_summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(lines))

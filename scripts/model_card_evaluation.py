@@ -92,8 +92,8 @@ def main() -> None:
     args = parser.parse_args()
 
     images = args.bundle / "docs" / "images"
-    lines = [BEGIN, "", "Measured with `medlung evaluate` on the 85 films of the fixed Shenzhen **test** split "
-             "(never used for training or model selection), on each film's native 512x512 grid. The Shenzhen "
+    lines = [BEGIN, "", "Measured with `medlung evaluate` on films of the fixed Shenzhen **test** split "
+             "(never used for training or model selection; the table gives how many), on each film's native 512x512 grid. The Shenzhen "
              "PNGs carry no pixel spacing, so distances are in **pixels** (about 0.84 mm by the nominal 43 cm "
              "rule, not calibrated). Per-lung scores use the per-lung ground-truth masks.", "",
              "### Shenzhen test split (native grid)", "",

@@ -153,9 +153,16 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         "(see the evaluation section).")
     add("* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
         "a known pixel spacing; the working grid treats them with medlung's nominal rule.")
-    add("* The left lung follows the heart's edge, as most training masks draw it: the part of the left lower "
-        "lobe behind the heart is left out of the mask and of the left lung's area. A few annotation batches of "
-        "the training masks include it (see the evaluation section).")
+    conventions = tuple(s.get("conventions") or ("field",))
+    if "anatomical" in conventions:
+        add("* Two lung conventions, one output each: `field` (the default: the radiographic lung field, bounded by "
+            "the heart and mediastinum) and `anatomical` (the whole lung, behind the heart too); choose with "
+            "`--lungs` / `Segmenter(lungs=...)`. Opacified lung is lung in both; a field lies inside the "
+            "anatomical lung of the same film.")
+    else:
+        add("* The left lung follows the heart's edge, as most training masks draw it: the part of the left lower "
+            "lobe behind the heart is left out of the mask and of the left lung's area. A few annotation batches "
+            "of the training masks include it (see the evaluation section).")
     add("* Dice on the working grid (below) is measured before clean-up and before the native-grid resize.")
     add("")
     add("## Training data")
@@ -206,7 +213,8 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("## Results from training (working grid)")
     add("")
     add("Mean per-film Dice and IoU of the lung mask on the working grid, as measured by `medlung train` "
-        "(argmax of the logits, no clean-up):")
+        "(argmax of the logits for a softmax model, each convention's logit > 0 for a per-convention model; "
+        "no clean-up):")
     add("")
     add("| split | films | Dice | IoU |")
     add("|---|---|---|---|")
@@ -288,6 +296,10 @@ def retrain_command(settings: dict) -> str:
         words.append(f"--limit {int(settings['limit'])}")
     if settings.get("strict"):
         words.append("--strict")
+    if settings.get("init"):
+        words.append(f"--init {shlex.quote(str(settings['init']))}")
+    if settings.get("sick_film_prob") is not None and float(settings["sick_film_prob"]) != 0.5:
+        words.append(f"--sick-film-prob {float(settings['sick_film_prob']):g}")
     return " ".join(words)
 
 

@@ -10,6 +10,7 @@ from medlung.plans import (
     DEFAULT_OVERLAP,
     DEFAULT_ROI_SIZE,
     DEFAULT_WORKING_SPACING,
+    ModelPlan,
 )
 
 
@@ -108,8 +109,6 @@ class TrainConfig:
 
     def plan(self, conventions) -> "ModelPlan":
         """The :class:`~medlung.plans.ModelPlan` of a model trained with these settings (sigmoid head)."""
-        from medlung.plans import ModelPlan
-
         return ModelPlan(network=self.network, features=tuple(self.features), working_spacing=self.working_spacing,
                          roi_size=self.roi_size, intensity_percentiles=tuple(self.intensity_percentiles),
                          head="sigmoid", conventions=tuple(conventions), overlap=self.overlap)
