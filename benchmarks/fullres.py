@@ -62,7 +62,7 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     import numpy as np
 
     import medlung
-    from medlung.inference.predict import PredictOptions, planned_outputs, write_outputs
+    from medlung.pipeline.batch import PredictOptions, planned_outputs, write_outputs
 
     segmenter = medlung.Segmenter(device=device)
     segmenter(medlung.load_film(SAMPLE))  # warm-up, as in a batch

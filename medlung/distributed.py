@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from medlung.errors import MedlungError
-from medlung.inference.predict import OutputNamer, PredictOptions, segment_one
+from medlung.pipeline.batch import PredictOptions, segment_one
+from medlung.writers.naming import OutputNamer
 
 #: Name of the worker plugin that holds the model (a hash of the model arguments is appended).
 PLUGIN_NAME = "medlung-model"
@@ -146,7 +147,7 @@ def worker_segmenter(model_args: dict):
 
 
 def segment_task(path: str, prefix: str, model_args: dict, options: PredictOptions) -> dict:
-    """One film on a worker: segment it and write its outputs (:func:`medlung.inference.predict.segment_one`).
+    """One film on a worker: segment it and write its outputs (:func:`medlung.pipeline.batch.segment_one`).
 
     Never raises for a bad film: the row says ``error``.
     """

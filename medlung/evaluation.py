@@ -238,7 +238,7 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     medlung.networks.loading.ModelError
         The model cannot be loaded.
     """
-    from medlung.inference.predict import output_stems
+    from medlung.writers.naming import output_stems
     from medlung.io.datasets import find_datalist
 
     out = Path(out)

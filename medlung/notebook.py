@@ -154,7 +154,7 @@ def to_dataframe(results):
         :meth:`~medlung.inference.Segmenter.segment_files`; ``LungMasks``
         objects; report rows (dicts, as in ``report.json``); the
         :class:`~medlung.writers.report.Report` that
-        :func:`medlung.inference.predict.predict_files` returns; or the path
+        :func:`medlung.pipeline.batch.predict_files` returns; or the path
         of a ``report.csv`` / ``report.json`` / ``metrics.csv``.
 
     Returns

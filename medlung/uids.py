@@ -14,12 +14,19 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
 #: Fixed namespace of every UID medlung derives (a random UUID drawn once;
 #: changing it would change every UID medlung has ever written).
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
 
 #: The kinds of UID derived per source image; each gives a distinct UID.
 UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
+
+#: Names of the DICOM-SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of
+#: JPEG 2000. Here so that the options that enter the UIDs name the form by its UID (:func:`output_options`).
+SEG_SYNTAXES = {"uncompressed": str(ExplicitVRLittleEndian), "jpeg2000": str(JPEG2000Lossless),
+                "lossless": str(JPEG2000Lossless)}
 
 
 class SegUIDs(NamedTuple):
@@ -105,8 +112,6 @@ def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **
             options[attribute] = _plain(getattr(spec, attribute))
     options["spacing"] = _plain(spacing)
     if seg_syntax is not None:
-        from medlung.writers.dicom_seg import SEG_SYNTAXES
-
         options["seg_syntax"] = SEG_SYNTAXES.get(str(seg_syntax).strip().lower(), str(seg_syntax).strip())
     options.update({key: _plain(value) for key, value in extra.items()})
     return options

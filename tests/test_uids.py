@@ -11,7 +11,7 @@ import pydicom
 import pytest
 import torch
 
-from medlung.inference.predict import PredictOptions, predict_files
+from medlung.pipeline.batch import PredictOptions, predict_files
 from medlung.uids import output_options, seg_uids
 
 SOURCE_UID = "1.2.826.0.1.3680043.8.498.1"

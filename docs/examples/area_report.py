@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import medlung
-from medlung.inference.predict import collect_inputs
+from medlung.pipeline.batch import collect_inputs
 
 COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "calibrated",
            "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "qc", "qc_reasons", "error")

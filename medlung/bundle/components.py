@@ -1,8 +1,8 @@
 """Small pieces the bundle configs call around medlung's own components.
 
 The configs in ``bundles/*/configs`` build a :class:`~medlung.inference.Segmenter`,
-call :func:`~medlung.inference.predict.collect_inputs` and
-:func:`~medlung.inference.predict.predict_files` (inference), the
+call :func:`~medlung.pipeline.batch.collect_inputs` and
+:func:`~medlung.pipeline.batch.predict_files` (inference), the
 :class:`~medlung.training.loop.Trainer` (training) and
 :func:`medlung.evaluation.evaluate` (evaluation). What is here
 only adapts command-line overrides (``--tta true`` arrives as the string
@@ -123,7 +123,7 @@ def parse_formats(value) -> tuple[str, ...]:
     BundleError
         When a format is unknown or none is given.
     """
-    from medlung.inference.predict import FORMATS
+    from medlung.pipeline.batch import FORMATS
 
     items = value.split(",") if isinstance(value, str) else list(value or ())
     chosen = tuple(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
@@ -215,7 +215,7 @@ def check_inputs(inputs: list, dataset_dir, output_dir, overwrite=False) -> None
     Parameters
     ----------
     inputs : list of Path
-        What :func:`~medlung.inference.predict.collect_inputs` found.
+        What :func:`~medlung.pipeline.batch.collect_inputs` found.
     dataset_dir : str or Path
         The ``--dataset_dir`` it searched.
     output_dir : str or Path
@@ -278,7 +278,7 @@ def finish_predict(report, output_dir, fail_on_error=True) -> dict:
     Parameters
     ----------
     report : medlung.writers.report.Report
-        What :func:`~medlung.inference.predict.predict_files` returned.
+        What :func:`~medlung.pipeline.batch.predict_files` returned.
     output_dir : str or Path
         Where it was written.
     fail_on_error : bool or str

@@ -59,7 +59,7 @@ format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 """
 
 IMPORTS = ["$import logging", "$import os", "$import torch", "$import medlung", "$import medlung.bundle",
-           "$import medlung.evaluation", "$import medlung.inference.predict", "$import medlung.samples"]
+           "$import medlung.evaluation", "$import medlung.pipeline.batch", "$import medlung.samples"]
 
 
 def network_def(settings: dict) -> dict:
@@ -119,9 +119,9 @@ def inference_config(settings: dict) -> dict:
         "send_source": False,
         "fail_on_error": True,
         "qc_fail": False,
-        "inputs": "$medlung.inference.predict.collect_inputs([@dataset_dir])",
+        "inputs": "$medlung.pipeline.batch.collect_inputs([@dataset_dir])",
         "options": {
-            "_target_": "medlung.inference.predict.PredictOptions",
+            "_target_": "medlung.pipeline.batch.PredictOptions",
             "formats": "$medlung.bundle.parse_formats(@formats)",
             "overwrite": "$medlung.bundle.as_bool(@overwrite, 'overwrite')",
             "spacing": "$medlung.bundle.as_spacing(@spacing)",

@@ -451,7 +451,7 @@ def _usage(name: str) -> list[str]:
     out += [
         "",
         "The configs name medlung components only: inference builds `medlung.bundle.bundle_segmenter` "
-        "(a `medlung.inference.Segmenter`), then calls `medlung.inference.predict.collect_inputs`, "
+        "(a `medlung.inference.Segmenter`), then calls `medlung.pipeline.batch.collect_inputs`, "
         "`PredictOptions` and `predict_files` (what `medlung predict` runs); training builds "
         "`medlung.training.loop.Trainer`; evaluation calls `medlung.evaluation.evaluate` "
         "(what `medlung evaluate` runs). "

@@ -145,7 +145,7 @@ class PredictEvaluator:
         Where the outputs and ``report.csv`` / ``report.json`` go.
     segmenter : medlung.inference.Segmenter
         The model and its settings.
-    options : medlung.inference.predict.PredictOptions
+    options : medlung.pipeline.batch.PredictOptions
         Formats, overwrite, spacing, sending.
     val_handlers : sequence of callable, optional
         Called with each film's report row when it is done (the MONAI name of
@@ -170,7 +170,7 @@ class PredictEvaluator:
 
     def run(self):
         """Segment and write every film; returns the :class:`~medlung.writers.report.Report`."""
-        from medlung.inference.predict import predict_files
+        from medlung.pipeline.batch import predict_files
 
         return predict_files(self.inputs, self.output_dir, self.segmenter, self.options, self._done)
 

@@ -59,7 +59,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: st
 
     verbose = is_verbose(ctx)
     if any(path.is_dir() for path in files):  # folders are searched as medlung predict searches them
-        from medlung.inference.predict import collect_inputs
+        from medlung.pipeline.batch import collect_inputs
 
         files = tuple(collect_inputs(files))
         if not files:

@@ -14,7 +14,7 @@ from medlung.errors import MedlungError
 
 
 def _formats(ctx, param, value: str) -> tuple[str, ...]:
-    from medlung.inference.predict import FORMATS
+    from medlung.pipeline.batch import FORMATS
 
     chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
     unknown = [f for f in chosen if f not in FORMATS]
@@ -105,7 +105,7 @@ def predict(ctx, inputs, output, bundle, formats, device, spacing, roi_size, ove
             credentials_from_environment()
         except MedlungError as exc:
             raise click.BadParameter(str(exc), param_hint="--stow") from None
-    from medlung.inference.predict import PredictOptions, collect_inputs, predict_files
+    from medlung.pipeline.batch import PredictOptions, collect_inputs, predict_files
     from medlung.io import DEFAULT_MAX_PIXELS
 
     verbose = is_verbose(ctx)

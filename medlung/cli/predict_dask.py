@@ -29,7 +29,7 @@ def predict_on_cluster(paths: list[Path], manifest: Path | None, output: Path, s
         ``local``, ``local:N`` or a scheduler address.
     threads : int
         Threads per worker of a local cluster.
-    options : medlung.inference.predict.PredictOptions
+    options : medlung.pipeline.batch.PredictOptions
         What to write.
     """
     if not verbose:  # Dask's own log lines (heartbeats, nanny restarts) are not the user's business

@@ -16,10 +16,10 @@ from medlung.errors import MedlungError
 def _titles(ctx, param, value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
-    from medlung.pacs.send import _AE_TITLE
+    from medlung.pacs.send import AE_TITLE_PATTERN
 
     titles = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
-    bad = [t for t in titles if not _AE_TITLE.match(t)]
+    bad = [t for t in titles if not AE_TITLE_PATTERN.match(t)]
     if bad or not titles:
         raise click.BadParameter(f"give AE titles of 1-16 printable characters, separated by commas (got {value!r})")
     return titles

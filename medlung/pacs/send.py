@@ -42,7 +42,7 @@ _IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 _UNCOMPRESSED = (_EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
 #: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
 _STORED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}
-_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 printable characters, no backslash
+AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 printable characters, no backslash
 _DESTINATION_HINT = "Give the destination as AE@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242."
 
 
@@ -209,7 +209,7 @@ def parse_destination(text: str) -> Destination:
     ae_title, at, address = text.rpartition("@")
     if not at or not ae_title:
         raise InvalidDestinationError(f"PACS destination {text!r} has no AE title before '@'", hint=_DESTINATION_HINT)
-    if not _AE_TITLE.match(ae_title) or not ae_title.strip():
+    if not AE_TITLE_PATTERN.match(ae_title) or not ae_title.strip():
         raise InvalidDestinationError(
             f"AE title {ae_title!r} is not 1-16 printable characters without backslash", hint=_DESTINATION_HINT
         )
@@ -273,7 +273,7 @@ def send_cstore(
     from pynetdicom import AE
 
     target = destination if isinstance(destination, Destination) else parse_destination(destination)
-    if not _AE_TITLE.match(calling_ae or ""):
+    if not AE_TITLE_PATTERN.match(calling_ae or ""):
         raise InvalidDestinationError(f"calling AE title {calling_ae!r} is not 1-16 printable characters")
     _check_retry_arguments(retries, backoff)
     tls_args = (tls.client_context(), target.host) if tls is not None else None

@@ -7,7 +7,7 @@ Three kinds of threads share one durable queue (:class:`medlung.pacs.queue.Spool
   answer success; a full queue answers ``0xA700`` (out of resources);
 * the **worker** (one thread, the model loaded once) segments the films in
   arrival order and writes each SEG into ``DIR/outgoing``, through
-  :func:`medlung.inference.predict.segment_one`, so the SEG is the one
+  :func:`medlung.pipeline.batch.segment_one`, so the SEG is the one
   ``medlung predict`` writes for the same film (same deterministic UIDs);
 * the **sender** (one thread) stores each SEG on the ``--forward`` node
   (:func:`medlung.pacs.send_cstore`, retried with backoff); while the node
@@ -51,7 +51,7 @@ from pathlib import Path
 
 from medlung.errors import MedlungError
 from medlung.pacs.queue import Spool
-from medlung.pacs.send import _AE_TITLE, parse_destination
+from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
 
 __all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning", "parse_networks", "queue_status",
@@ -163,7 +163,7 @@ class ServeConfig:
             raise ValueError(f"max_film_mb must be > 0 and min_free_mb >= 0 (MB); "
                              f"got {self.max_film_mb!r} and {self.min_free_mb!r}.")
         for title in (self.ae_title, *self.allow):
-            if not isinstance(title, str) or not _AE_TITLE.match(title) or not title.strip():
+            if not isinstance(title, str) or not AE_TITLE_PATTERN.match(title) or not title.strip():
                 raise ValueError(f"AE title {title!r} is not 1-16 printable characters without backslash.")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be a number from 0 to 65535; got {self.port!r}.")
@@ -320,7 +320,7 @@ class StorageNode:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.segmenter = Segmenter(self.config.bundle, device=self.config.device)
-        from medlung.inference.predict import PredictOptions
+        from medlung.pipeline.batch import PredictOptions
 
         # the SEG's UIDs follow every option of the segmenter (medlung.uids.output_options)
         self._options = PredictOptions(formats=("seg",), overwrite=False)
@@ -545,7 +545,7 @@ class StorageNode:
                 self.log("worker-error", "error", key=key, error=f"{type(exc).__name__}: {exc}")
 
     def _segment(self, key: str) -> None:
-        from medlung.inference.predict import segment_one
+        from medlung.pipeline.batch import segment_one
 
         started = time.perf_counter()
         seg = self.spool.seg("outgoing", key)

@@ -94,11 +94,11 @@ from typing import Any
 import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
+from medlung import labels as label_table
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
-from medlung.uids import canonical_options, seg_uids
+from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
 from medlung.writers.atomic import write_atomically
-from medlung import labels as label_table
 
 __all__ = [
     "LABEL_NAMES",
@@ -123,8 +123,7 @@ _IMPLICIT_VR_LE = str(ImplicitVRLittleEndian)
 _JPEG2000_LOSSLESS = str(JPEG2000Lossless)
 #: Transfer syntaxes highdicom can write for a BINARY segmentation.
 BINARY_TRANSFER_SYNTAXES = (_JPEG2000_LOSSLESS, _EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
-#: Names of the SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of JPEG 2000.
-SEG_SYNTAXES = {"uncompressed": _EXPLICIT_VR_LE, "jpeg2000": _JPEG2000_LOSSLESS, "lossless": _JPEG2000_LOSSLESS}
+
 #: The default form: the one every client tested opens (see the module notes).
 DEFAULT_SEG_SYNTAX = "uncompressed"
 #: openjpeg refuses to encode frames smaller than this along either axis (pixels).

@@ -102,7 +102,7 @@ def test_seg_uids_are_those_of_a_plain_run(films, cli_run, shipped_bundle, tmp_p
 
 def test_rerun_skips_finished_films(films, cli_run, cluster, shipped_bundle):
     from medlung import distributed as md
-    from medlung.inference.predict import PredictOptions
+    from medlung.pipeline.batch import PredictOptions
 
     out, _ = cli_run
     before = {name: (out / name).stat().st_mtime_ns for name in visible_outputs(out)}
@@ -115,7 +115,7 @@ def test_rerun_skips_finished_films(films, cli_run, cluster, shipped_bundle):
 
 def test_worker_killed_mid_run_loses_no_film_and_writes_nothing_twice(films, cluster, shipped_bundle, tmp_path):
     from medlung import distributed as md
-    from medlung.inference.predict import PredictOptions
+    from medlung.pipeline.batch import PredictOptions
 
     killed = []
 
@@ -144,7 +144,7 @@ def test_manifest_of_10000_paths_streams_in_bounded_batches(films, cluster, ship
     import psutil
 
     from medlung import distributed as md
-    from medlung.inference.predict import PredictOptions
+    from medlung.pipeline.batch import PredictOptions
 
     real = sorted(films.glob("CHNCXR_*"))[:4]
     manifest = tmp_path / "manifest.csv"

@@ -10,7 +10,7 @@ from PIL import Image
 
 import medlung
 from medlung.inference import Segmenter
-from medlung.inference.predict import PredictOptions, predict_files
+from medlung.pipeline.batch import PredictOptions, predict_files
 from tests import dicom_factory as factory
 from tests.conftest import dice
 

@@ -22,6 +22,7 @@ from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import DEFAULT_MAX_PIXELS, load_film
 from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
+from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
 FORMATS = ("seg", "png", "nifti", "overlay", "mha")
@@ -105,33 +106,6 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     for path in found:
         unique.setdefault(path, None)
     return list(unique)
-
-
-def output_stems(paths: list[Path]) -> dict[Path, str]:
-    """Output name stem of each input; clashing stems get their parent folder's name, then a number."""
-    namer = OutputNamer()
-    return {path: namer(path) for path in paths}
-
-
-class OutputNamer:
-    """Output name stems given one input at a time, in input order (what :func:`output_stems` gives a list).
-
-    Keeps only the stems used so far, so that a stream of inputs (a manifest)
-    is named without holding its paths.
-    """
-
-    def __init__(self) -> None:
-        self.used: set[str] = set()
-
-    def __call__(self, path: Path) -> str:
-        stem = _stem(path)
-        if stem in self.used and path.parent.name:
-            stem = f"{_safe_name(path.parent.name)}_{stem}"
-        base, number = stem, 2
-        while stem in self.used:
-            stem, number = f"{base}_{number}", number + 1
-        self.used.add(stem)
-        return stem
 
 
 def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
@@ -335,17 +309,3 @@ def _film_suffix(path: Path) -> str:
     if name.endswith(".nii.gz"):
         return ".nii.gz"
     return "" if "." not in name else name[name.rfind("."):]
-
-
-def _stem(path: Path) -> str:
-    """The input's name without its extension, made safe (see :func:`_safe_name`)."""
-    name = path.name
-    if name.lower().endswith(".nii.gz"):
-        name = name[: -len(".gz")]
-    return _safe_name(name[: name.rfind(".")] if "." in name.lstrip(".") else name)
-
-
-def _safe_name(text: str) -> str:
-    """Letters, digits, ``-``, ``_`` and ``.`` only, no leading dot, at most 120 characters: never a path."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text).lstrip(".")
-    return (safe or "film")[:120]
