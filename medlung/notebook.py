@@ -89,16 +89,11 @@ def film_png(film) -> bytes:
 
 def masks_png(masks) -> bytes:
     """A PNG thumbnail: the lungs (right orange, left blue) over the film when the result keeps it."""
-    from medlung.writers.overlay import overlay_picture
+    from medlung.writers.overlay import area_lines, overlay_picture
 
     film = getattr(masks, "film", None)
     pixels = film.pixels if film is not None else np.zeros(masks.labels.shape, np.float32)
-    if masks.areas_cm2:
-        a = masks.areas_cm2
-        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
-    else:
-        p = masks.areas_px
-        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
+    lines = area_lines(masks)
     qc = _qc_text(masks)
     if qc:
         lines.append(f"qc {qc}")

@@ -252,12 +252,9 @@ def seg_options(segmenter, masks, options: PredictOptions) -> dict:
 
 def overlay_lines(film, masks) -> list[str]:
     """Text written on an overlay."""
-    if masks.areas_cm2:
-        a = masks.areas_cm2
-        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
-    else:
-        p = masks.areas_px
-        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
+    from medlung.writers.overlay import area_lines
+
+    lines = area_lines(masks)
     if film.spacing:
         lines.append(f"spacing {format_spacing(film.spacing)} from {film.spacing_source}")
     if masks.orientation_check.endswith("fixed"):

@@ -68,3 +68,14 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.binary_erosion(mask, iterations=max(1, max(mask.shape) // 400))
+
+
+def area_lines(masks) -> list[str]:
+    """The lung areas of a result as overlay text: cm² when calibrated, else pixels and a warning."""
+    if masks.areas_cm2:
+        a = masks.areas_cm2
+        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
+    else:
+        p = masks.areas_px
+        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
+    return lines
