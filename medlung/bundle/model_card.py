@@ -277,14 +277,15 @@ def readme(record, meta: dict, ts_difference: float) -> str:
 def retrain_command(settings: dict) -> str:
     """The ``medlung train`` command line that repeats a run with every recorded option.
 
-    The data path is made absolute (runs made before medlung recorded it so
+    Paths are shown relative to the folder export runs from when they lie
+    under it, else absolute (runs made before medlung recorded absolute paths
     were given relative to the folder they were started from).
     """
     import shlex
 
     features = ",".join(str(int(f)) for f in settings["features"])
     data = settings.get("data")
-    data = shlex.quote(str(Path(data).absolute())) if data else "DATA"
+    data = shlex.quote(_shown_path(data)) if data else "DATA"
     words = [f"medlung train {data} -o RUN --network {settings['network']}",
              f"--features {features} --spacing {float(settings['working_spacing']):g}",
              f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
@@ -297,10 +298,20 @@ def retrain_command(settings: dict) -> str:
     if settings.get("strict"):
         words.append("--strict")
     if settings.get("init"):
-        words.append(f"--init {shlex.quote(str(settings['init']))}")
+        words.append(f"--init {shlex.quote(_shown_path(settings['init']))}")
     if settings.get("sick_film_prob") is not None and float(settings["sick_film_prob"]) != 0.5:
         words.append(f"--sick-film-prob {float(settings['sick_film_prob']):g}")
     return " ".join(words)
+
+
+def _shown_path(path) -> str:
+    """A recorded path as the retrain command shows it: relative to the folder export runs from when it lies
+    under it (the repository root, for the shipped model), else absolute."""
+    absolute = Path(path).absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
 
 
 def training_time(seconds: float) -> str:

@@ -12,6 +12,11 @@ import click
 
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
+from medlung.training.config import TrainConfig
+
+
+#: The defaults of every option: TrainConfig's (medlung.training.config imports no torch).
+_DEFAULTS = TrainConfig()
 
 
 class _TrainCommand(click.Command):
@@ -25,22 +30,22 @@ class _TrainCommand(click.Command):
 @click.argument("data", required=False, metavar="DATA", type=click.Path(path_type=Path))
 @click.option("-o", "--output", metavar="RUN", type=click.Path(path_type=Path, file_okay=False),
               help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.")
-@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default="basicunet", show_default=True,
+@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default=_DEFAULTS.network, show_default=True,
               help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.")
-@click.option("--features", default="24,24,48,96,192,24", show_default=True,
+@click.option("--features", default=",".join(map(str, _DEFAULTS.features)), show_default=True,
               help="Six channel widths (default: the shipped model's).")
-@click.option("--epochs", type=click.IntRange(1), default=32, show_default=True,
+@click.option("--epochs", type=click.IntRange(1), default=_DEFAULTS.epochs, show_default=True,
               help="Passes over the training films (the learning-rate schedule spans them).")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Crops per optimiser step.")
-@click.option("--roi-size", type=click.IntRange(32), default=224, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True, help="Crops per optimiser step.")
+@click.option("--roi-size", type=click.IntRange(32), default=_DEFAULTS.roi_size, show_default=True,
               help="Training crop and sliding-window size on the working grid, pixels.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.lr, show_default=True,
               help="Peak learning rate (AdamW, one-cycle).")
-@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True), default=2.0,
-              show_default=True, help="Working spacing in mm.")
-@click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=0.1, show_default=True,
+@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True),
+              default=_DEFAULTS.working_spacing, show_default=True, help="Working spacing in mm.")
+@click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=_DEFAULTS.val_fraction, show_default=True,
               help="Validation and test fraction when DATA has no split.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
               help="Seed of the split (when DATA has none), the augmentation and the initial weights.")
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Continue the run in this folder from last.pt.")
@@ -52,7 +57,7 @@ class _TrainCommand(click.Command):
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
 @click.option("--init", "init_model", type=click.Path(path_type=Path, exists=True),
               help="Start from this model's weights (bundle, run folder or checkpoint) instead of random ones.")
-@click.option("--sick-film-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--sick-film-prob", type=click.FloatRange(0, 1), default=_DEFAULTS.sick_film_prob, show_default=True,
               help="Probability of the sick/portable-film augmentation (opacities, base haze, lines, leads, text).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
@@ -81,7 +86,6 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
     verbose = is_verbose(ctx)
     if nproc > 1:
         sys.exit(_launch_distributed(nproc))
-    from medlung.training.config import TrainConfig
     from medlung.training.loop import Trainer
 
     if resume is not None:

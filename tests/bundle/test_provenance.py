@@ -26,12 +26,15 @@ def record(tmp_path: Path, data: str, images: list[str], seconds: float = 21.0) 
                      epoch=2, best={"epoch": 2, "val_dice": 0.91}, history=[])
 
 
-def test_retrain_command_keeps_every_option_and_an_absolute_data_path(tmp_path):
-    command = model_card.retrain_command({**SETTINGS, "data": "runs/small.csv"})
+def test_retrain_command_keeps_every_option_and_a_reproducible_data_path(tmp_path, monkeypatch):
+    command = model_card.retrain_command({**SETTINGS, "data": "runs/small.csv", "init": str(tmp_path / "old")})
     words = shlex.split(command)
     assert words[words.index("--limit") + 1] == "8"
     assert words[words.index("--val-fraction") + 1] == "0.2" and "--strict" in words
-    assert Path(words[2]).is_absolute(), words[2]
+    assert words[2] == "runs/small.csv"  # under the folder export runs from: shown relative to it
+    assert Path(words[words.index("--init") + 1]).is_absolute()  # elsewhere: absolute
+    monkeypatch.chdir(tmp_path)
+    assert Path(shlex.split(model_card.retrain_command({**SETTINGS, "data": "/elsewhere/x.csv"}))[2]).is_absolute()
 
 
 def test_short_training_time_is_in_seconds(tmp_path):

@@ -99,6 +99,24 @@ def test_command_line_overrides_reach_the_segmenter(shipped_bundle, films, tmp_p
     assert again.returncode != 0 and "already holds report.csv" in again.stderr
 
 
+def test_lungs_override_gives_the_anatomical_convention_as_predict_does(shipped_bundle, films, tmp_path):
+    single = tmp_path / "in"
+    single.mkdir()
+    shutil.copy(films / "dicom" / "CR-MONO1-10-chest.dcm", single)
+    result = infer(shipped_bundle, single, tmp_path / "bundle", "--device", "cpu", "--lungs", "anatomical",
+                   "--formats", "seg,nifti")
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = predict(shipped_bundle, single, tmp_path / "cli", "--device", "cpu", "--lungs", "anatomical",
+                       "--format", "seg,nifti")
+    name = "CR-MONO1-10-chest"
+    assert np.array_equal(labels(tmp_path / "bundle" / f"{name}_labels.nii.gz"), labels(expected / f"{name}_labels.nii.gz"))
+    ours, theirs = (pydicom.dcmread(d / f"{name}_seg.dcm") for d in (tmp_path / "bundle", expected))
+    assert ours.SOPInstanceUID == theirs.SOPInstanceUID
+    assert [s.SegmentLabel for s in ours.SegmentSequence] == ["Right lung (anatomical)", "Left lung (anatomical)"]
+    report = json.loads((tmp_path / "bundle" / "report.json").read_text())
+    assert report[0]["lungs"] == "anatomical"
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["--working_spacing", "3.0"], "working_spacing is 3.0 in the running config"),  # the weights' is not 3.0
     (["--tta", "maybe"], "tta must be true or false"),

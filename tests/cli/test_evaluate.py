@@ -217,3 +217,42 @@ def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_
     assert summary["model"]["working_spacing_mm"] == float(bundle_config["working_spacing"])
     assert summary["model"]["parameters"] > 100_000
     assert json.loads((from_folder / "summary.json").read_text())["model"] is None
+
+
+def test_ignore_masks_are_left_out_of_every_metric(shared_data, tmp_path):
+    """A prediction wrong only inside the ignore mask scores like a perfect one; without the mask it does not."""
+    from PIL import Image
+
+    from medlung.evaluation import evaluate
+
+    stem = "CHNCXR_0001_0"
+    truth = np.asarray(Image.open(shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png")) > 0
+    ignore = np.zeros_like(truth)
+    ignore[200:320, 60:200] = True  # a block across the right lung
+    wrong = truth.copy()
+    wrong[ignore] = ~truth[ignore]
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(wrong.astype(np.uint8) * 255).save(tmp_path / "pred" / f"{stem}_lungs.png")
+    Image.fromarray(ignore.astype(np.uint8) * 255).save(tmp_path / "ignore.png")
+    image, mask = shared_data / "shenzhen" / "images" / f"{stem}.png", shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png"
+    (tmp_path / "with.csv").write_text(f"image,mask,ignore\n{image},{mask},{tmp_path / 'ignore.png'}\n")
+    (tmp_path / "without.csv").write_text(f"image,mask\n{image},{mask}\n")
+    kept = evaluate(tmp_path / "pred", tmp_path / "with.csv", tmp_path / "out_with", part="all").rows[0]
+    plain = evaluate(tmp_path / "pred", tmp_path / "without.csv", tmp_path / "out_without", part="all").rows[0]
+    assert kept["dice"] == pytest.approx(1.0) and kept["ignored_px"] == int(ignore.sum())
+    assert plain["dice"] < 0.97
+
+
+def test_lungs_convention_of_data_entries_decides_what_is_scored(shared_data, tmp_path):
+    from medlung.evaluation import evaluate
+
+    base = shared_data / "shenzhen"
+    rows = [f"{base}/images/{s}.png,{base}/masks/{s}_lungs.png,{c}"
+            for s, c in (("CHNCXR_0001_0", "anatomical"), ("CHNCXR_0100_0", "field"))]
+    (tmp_path / "mixed.csv").write_text("image,mask,lungs\n" + "\n".join(rows) + "\n")
+    (tmp_path / "pred").mkdir()
+    for s in ("CHNCXR_0001_0", "CHNCXR_0100_0"):
+        shutil.copy(base / "masks" / f"{s}_lungs.png", tmp_path / "pred")
+    result = evaluate(tmp_path / "pred", tmp_path / "mixed.csv", tmp_path / "out", part="all", lungs="field")
+    assert [r["film"] for r in result.rows] == ["CHNCXR_0100_0"]
+    assert result.summary["lungs"] == "field" and any("another lung convention" in n for n in result.summary["notes"])

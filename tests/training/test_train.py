@@ -150,14 +150,22 @@ def test_unetpp_returns_a_tensor():
         build_network("resnet")
 
 
-def test_defaults_train_the_shipped_recipe(shipped_bundle):
+def test_cli_defaults_are_train_config_and_the_card_repeats_the_shipped_run(shipped_bundle):
+    import subprocess as sp
+
     from medlung.cli.train import train
 
     params = train.make_context("train", ["DATA", "-o", "RUN"]).params
     config = TrainConfig()
+    assert params["features"] == ",".join(str(f) for f in config.features) and params["network"] == config.network
+    for option in ("working_spacing", "roi_size", "epochs", "batch_size", "lr", "seed", "sick_film_prob"):
+        assert params[option] == getattr(config, option), option
+    # the CLI reads its defaults without torch
+    code = "import sys, medlung.cli.train; print('torch' in sys.modules)"
+    assert sp.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    # the shipped model's own settings are in its train config, and its card's retrain command repeats them
     recorded = json.loads((shipped_bundle / "configs" / "train.json").read_text())
-    widths = ",".join(str(f) for f in recorded["network_def"]["features"])
-    assert params["features"] == ",".join(str(f) for f in config.features) == widths
-    assert params["network"] == config.network == recorded["network_def"]["name"]
-    for option in ("working_spacing", "roi_size", "epochs", "batch_size", "lr", "seed"):
-        assert params[option] == getattr(config, option) == recorded[option], option
+    card = (shipped_bundle / "docs" / "README.md").read_text()
+    command = next(line for line in card.splitlines() if line.startswith("medlung train "))
+    assert f"--epochs {recorded['epochs']}" in command and f"--lr {recorded['lr']:g}" in command
+    assert "--init " in command and f"--spacing {recorded['working_spacing']:g}" in command
