@@ -1,5 +1,0 @@
-set -e
-cd /work/main
-nice -n 5 .venv/bin/medlung export runs/tc20 -o bundles/medlung_cxr_lung --overwrite --version 2.0.0 | tail -1
-nice -n 5 .venv/bin/python scripts/model_card_evaluation.py --bundle bundles/medlung_cxr_lung --eval "2.0.0 field, Shenzhen outside the annotation batches=runs/conventions_test/2_0_0/shenzhen_outside_the_batches" --eval "1.1.0 field, same films=runs/conventions_test/1_1_0/shenzhen_outside_the_batches" --run "2.0.0 (two conventions, from 1.1.0)=runs/tc20" --note "The 13 test films of the Shenzhen annotation batches draw the left lung behind the heart (anatomical convention) and are scored in the next section with that convention."
-nice -n 5 .venv/bin/python scripts/convention_evaluation.py runs/two_conventions_v2.csv --model bundles/medlung_cxr_lung --name "2.0.0" --baseline "1.1.0=runs/bundle_1.1.0" --split test --out runs/conventions_test --reuse --card bundles/medlung_cxr_lung/docs/README.md --note "$(cat /tmp/note1.txt)" --note "$(cat /tmp/note2.txt)" > /tmp/conv_card.log 2>&1
