@@ -21,7 +21,7 @@ def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
     assert any(n.endswith("medlung/samples/CHNCXR_0001_0.png") for n in names)
-    assert any(n.endswith("medlung/samples/masks/CHNCXR_0001_0_lungs.png") for n in names)  # the notebook's mask
+    assert any(n.endswith("medlung/sample_masks/CHNCXR_0001_0_lungs.png") for n in names)  # the notebook's mask
     prefix = tmp_path / "prefix"
     # --ignore-installed: never uninstall the medlung of the running environment (pip would, even with --prefix)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", prefix,

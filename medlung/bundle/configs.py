@@ -155,6 +155,9 @@ def inference_config(settings: dict) -> dict:
         "postprocessing": {
             "_target_": "medlung.bundle.lung_postprocessing",
             "min_lung_mm2": "$float(@min_lung_mm2)",
+            "head": "@head",
+            "conventions": "@conventions",
+            "lungs": "@lungs",
         },
         "handlers": ["@progress"],
         "evaluator": {

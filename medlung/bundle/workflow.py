@@ -89,20 +89,28 @@ class LungLabelsd(MapTransform):
         Key of the preprocessed film (its meta gives the native grid).
     min_lung_mm2 : float
         Components smaller than this are dropped, mm².
-    lung_channel, background_channel : int
-        Logit channels of "lung" and "background".
+    head, conventions : str, sequence of str
+        The model's output head and lung conventions (its :class:`~medlung.plans.ModelPlan`).
+    lungs : str
+        The convention drawn (see :func:`medlung.networks.running.lung_margin_of`).
     """
 
     def __init__(self, keys: KeysCollection = "pred", reference_key: str = "image", min_lung_mm2: float = 1500.0,
-                 lung_channel: int = 1, background_channel: int = 0, allow_missing_keys: bool = False) -> None:
+                 head: str = "softmax", conventions=("field",), lungs: str = "field",
+                 allow_missing_keys: bool = False) -> None:
+        from medlung.plans import ModelPlan
+
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
         self.min_lung_mm2 = float(min_lung_mm2)
-        self.lung_channel = int(lung_channel)
-        self.background_channel = int(background_channel)
+        self.plan = ModelPlan(head=head, conventions=tuple(conventions))
+        if self.plan.head == "sigmoid":
+            self.plan.channel(lungs)  # refuses a convention the model lacks
+        self.lungs = lungs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         from medlung.inference.segmenter import _upsample
+        from medlung.networks.running import lung_margin_of
 
         d = dict(data)
         meta = d[self.reference_key].meta
@@ -110,7 +118,7 @@ class LungLabelsd(MapTransform):
         native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
         for key in self.key_iterator(d):
             logits = torch.as_tensor(d[key]).detach().float().cpu()
-            margin = logits[self.lung_channel] - logits[self.background_channel]
+            margin = lung_margin_of(logits, self.plan, self.lungs)
             lungs = _upsample(margin, native_shape) > 0
             lungs = clean_lung_mask(lungs, float(np.prod(native_spacing)), self.min_lung_mm2)
             labels, assumed, notes = split_lungs(lungs, meta.get("orientation"))
@@ -123,10 +131,10 @@ class LungLabelsd(MapTransform):
         return d
 
 
-def lung_postprocessing(min_lung_mm2: float = 1500.0, lung_channel: int = 1, background_channel: int = 0,
-                        keys: KeysCollection = "pred", reference_key: str = "image") -> Compose:
+def lung_postprocessing(min_lung_mm2: float = 1500.0, head: str = "softmax", conventions=("field",),
+                        lungs: str = "field", keys: KeysCollection = "pred", reference_key: str = "image") -> Compose:
     """The Segmenter's chain after the network: :class:`LungLabelsd` (``pred`` logits -> native labels 0/1/2)."""
-    return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, lung_channel, background_channel)])
+    return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, head, conventions, lungs)])
 
 
 class PredictEvaluator:

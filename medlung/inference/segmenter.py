@@ -27,7 +27,7 @@ from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
 from medlung.networks.loading import ModelError, ModelSpec, find_default_model, load_model
-from medlung.networks.running import predict_logits, resolve_device, resolve_precision
+from medlung.networks.running import lung_margin_of, predict_logits, resolve_device, resolve_precision
 from medlung.plans import DEFAULT_CONVENTION
 from medlung.quality import QC_OK, check_quality
 from medlung.orientation import OrientationCheck, check_orientation, display_transform, is_frontal
@@ -339,13 +339,7 @@ class Segmenter:
 
     def margin_of(self, logits: torch.Tensor) -> torch.Tensor:
         """The asked convention's lung margin (> 0 = lung) from one film's logits ``(channels, rows, cols)``."""
-        plan = self.spec.plan
-        if plan.head == "softmax":
-            return logits[1] - logits[0]
-        margin = logits[plan.channel(self.lungs)]
-        if self.lungs == "field" and "anatomical" in plan.conventions:
-            margin = torch.minimum(margin, logits[plan.channel("anatomical")])
-        return margin
+        return lung_margin_of(logits, self.spec.plan, self.lungs)
 
 
 def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[str]:

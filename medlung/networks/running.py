@@ -140,3 +140,19 @@ class LungInferer(Inferer):
             mirrored = predict_logits(network, batch.flip(-1), self.roi_size, self.overlap, device, dtype)
             logits = (logits + mirrored.flip(-1)) / 2
         return logits
+
+
+def lung_margin_of(logits: torch.Tensor, plan, lungs: str = "field") -> torch.Tensor:
+    """The lung margin (a logit, > 0 = lung) of convention ``lungs`` from one film's logits ``(channels, rows, cols)``.
+
+    A softmax model (:class:`~medlung.plans.ModelPlan` head ``"softmax"``) gives
+    lung minus background; a per-convention model gives the convention's own
+    channel, and for ``field`` the smaller of the field and anatomical logits,
+    so that the lung field never reaches outside the whole lung.
+    """
+    if plan.head == "softmax":
+        return logits[1] - logits[0]
+    margin = logits[plan.channel(lungs)]
+    if lungs == "field" and "anatomical" in plan.conventions:
+        margin = torch.minimum(margin, logits[plan.channel("anatomical")])
+    return margin

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLES_DIR = Path(__file__).resolve().parent
+#: Manual masks of sample films: kept beside, not inside, SAMPLES_DIR, which holds films only (so that a folder
+#: run over it, such as the bundle's default dataset, segments films and nothing else).
+SAMPLE_MASKS_DIR = SAMPLES_DIR.parent / "sample_masks"
 
 
 def sample_paths() -> list[Path]:
@@ -20,7 +23,7 @@ def sample_mask(film: str | Path) -> Path:
     FileNotFoundError
         When no mask is shipped for that film (only the Shenzhen sample has one).
     """
-    path = SAMPLES_DIR / "masks" / f"{Path(film).stem}_lungs.png"
+    path = SAMPLE_MASKS_DIR / f"{Path(film).stem}_lungs.png"
     if not path.is_file():
         raise FileNotFoundError(f"no sample mask for {Path(film).name}: only CHNCXR_0001_0.png has one")
     return path
