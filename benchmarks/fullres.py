@@ -12,7 +12,8 @@ film (bicubic upsampling), JPEG 2000 lossless, then measures:
 
 Prints the ratios naive/medlung and medlung/floor and the Dice between (a)
 and (b), measured in this one run (the machine is noisy: compare ratios).
-Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu] [--parts] [--modes N_PNG,N_DICOM]``.
+Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu] [--parts] [--modes N_PNG,N_DICOM]
+[--modes-only]``.
 Also times a batch of 512x512 PNG films (model loaded once).
 
 ``--parts`` adds where a film's floor goes, each in wall and CPU seconds
@@ -247,19 +248,16 @@ def main() -> None:
         results = {}
         kinds = ("medlung",) + (() if "--skip-naive" in sys.argv else ("naive",))
         kinds += ("parts",) if "--parts" in sys.argv else ()
+        kinds = () if "--modes-only" in sys.argv else kinds
         for kind in kinds:
             run = subprocess.run([sys.executable, __file__, "--child", kind, str(film), str(folder), device],
                                  capture_output=True, text=True)
             if run.returncode:
                 sys.exit(f"{kind} failed:\n{run.stderr[-3000:]}")
             results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
-        m = results["medlung"]
-        print("film: 4020x4892 (WxH), 16-bit DX, JPEG 2000 lossless, 0.0875 mm; device:", device)
-        print("(a) medlung end to end: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
-              + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2")
-        print(f"(c) floor (decode + write the same outputs): {m['floor']:.2f} s")
-        print(f"    ratio medlung / floor: {m['total'] / m['floor']:.2f}")
-        print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
+        m = results.get("medlung")
+        if m:
+            print_medlung(m, device)
         if "naive" in results:
             n = results["naive"]
             a = np.load(folder / "medlung_labels.npy") > 0
@@ -281,6 +279,16 @@ def main() -> None:
                 base = next(r[3] for r in rows if r[0] == kind)
                 print(f"  {kind}: speed-up over 1 process: "
                       + ", ".join(f"{mode} {base / wall:.2f}x" for k, mode, _, wall, _ in rows if k == kind))
+
+
+def print_medlung(m: dict, device: str) -> None:
+    """The end-to-end and floor lines of (a) and (c)."""
+    print("film: 4020x4892 (WxH), 16-bit DX, JPEG 2000 lossless, 0.0875 mm; device:", device)
+    print("(a) medlung end to end: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
+          + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2")
+    print(f"(c) floor (decode + write the same outputs): {m['floor']:.2f} s")
+    print(f"    ratio medlung / floor: {m['total'] / m['floor']:.2f}")
+    print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
 
 
 def print_parts(parts: dict, m: dict) -> None:

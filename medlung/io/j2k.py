@@ -14,6 +14,7 @@ representation, bits stored, the array's shape).
 from __future__ import annotations
 
 import os
+import threading
 
 from pydicom import uid
 
@@ -22,6 +23,7 @@ PLUGIN = "medlung-imagecodecs"
 #: JPEG 2000 transfer syntaxes the plugin decodes.
 SYNTAXES = (uid.JPEG2000Lossless, uid.JPEG2000, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K)
 DECODER_DEPENDENCIES = {syntax: ("numpy", "imagecodecs") for syntax in SYNTAXES}
+_register_lock = threading.Lock()  # pydicom's add_plugin is not thread-safe; films load in threads
 
 
 def threads() -> int:
@@ -64,6 +66,13 @@ def register() -> bool:
     """Add the plugin to pydicom's JPEG 2000 decoders, first in line (once); ``False`` when unavailable."""
     from pydicom.pixels.decoders import base
 
+    if os.environ.get("MEDLUNG_J2K_DECODER", "imagecodecs") == "pydicom":  # pydicom's own plugins only
+        return False
+    with _register_lock:
+        return _register(base)
+
+
+def _register(base) -> bool:
     done = True
     for syntax in SYNTAXES:
         decoder = base.get_decoder(syntax)

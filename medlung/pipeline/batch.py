@@ -11,6 +11,7 @@ Re-running into the same folder skips films whose outputs all exist (status
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from medlung.writers.report import Report
 FORMATS = ("seg", "png", "nifti", "overlay", "mha")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
+#: One DICOM-SEG encoded at a time per process (see write_outputs).
+_SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
 FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", "",
                    ".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz"}
@@ -218,13 +221,15 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import write_overlay
 
+    def seg_writer(path):
+        with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
+            return write_dicom_seg(film, masks.labels, path, model_version=model_version,
+                                   options=seg_options(segmenter, masks, options), transfer_syntax=options.seg_syntax,
+                                   overwrite=options.overwrite, lungs=masks.convention,
+                                   series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons))
+
     writers = {
-        "seg": lambda path: write_dicom_seg(film, masks.labels, path, model_version=model_version,
-                                            options=seg_options(segmenter, masks, options),
-                                            transfer_syntax=options.seg_syntax,
-                                            overwrite=options.overwrite, lungs=masks.convention,
-                                            series_description=series_description(SEG_SERIES_DESCRIPTION,
-                                                                                  masks.qc_reasons)),
+        "seg": seg_writer,
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
