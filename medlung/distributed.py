@@ -25,7 +25,6 @@ import csv
 import itertools
 import os
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -155,9 +154,7 @@ def segment_task(path: str, prefix: str, model_args: dict, options: PredictOptio
 
     row: dict = {"file": path, "status": "error"}
     try:
-        segmenter = worker_segmenter(model_args)
-        options = replace(options, extra_options=run_options(model_args, segmenter.roi_size,
-                                                             options.extra_options))
+        segmenter = worker_segmenter(model_args)  # its settings enter the SEG UIDs (medlung.uids.output_options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             row = segment_one(Path(path), Path(prefix), segmenter, options)
@@ -165,12 +162,6 @@ def segment_task(path: str, prefix: str, model_args: dict, options: PredictOptio
         row["error"] = str(exc) if isinstance(exc, MedlungError) else f"{path}: unexpected {type(exc).__name__}: {exc}"
     row["worker"] = _worker_address()
     return row
-
-
-def run_options(model_args: dict, roi_size: int, extra: dict | None = None) -> dict:
-    """The options entering the SEG UIDs, exactly as a plain ``medlung predict`` records them."""
-    return {"tta": bool(model_args.get("tta", False)), "overlap": model_args.get("overlap", 0.25),
-            "roi_size": roi_size, **(extra or {})}
 
 
 def _worker_address() -> str | None:
