@@ -38,7 +38,7 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     (<stem>_labels.nii.gz, <stem>_seg.dcm, <stem>_lungs.png or <stem>.png, as
     medlung predict writes them), or a model to run: a medlung bundle, a
     training run folder or a .pt checkpoint. DATA is a folder with images/
-    and masks/, a CSV (image,mask[,split][,lungs][,ignore]) or a MONAI
+    and masks/, a CSV (columns image, mask; optional split, lungs, ignore) or a MONAI
     datalist JSON; ignore masks (column/key ignore, or masks/<stem>_ignore.png)
     are left out of every metric.
 

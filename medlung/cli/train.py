@@ -67,7 +67,7 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
           val_fraction, seed, resume, overwrite, device, precision, strict, limit, init_model, sick_film_prob, workers,
           nproc) -> None:
     """Train on DATA: a folder with images/ and masks/, a DICOM folder of films and the DICOM-SEGs that
-    reference them, a CSV (image,mask[,split][,lungs][,ignore]) or a MONAI datalist JSON.
+    reference them, a CSV (columns image, mask; optional split, lungs, ignore) or a MONAI datalist JSON.
 
     Each mask follows a lung convention: field (the default) or anatomical (a
     `lungs` column or key); the network gets one output per convention found,
