@@ -40,19 +40,6 @@ def intensity_transform(keys: str | Sequence[str] = "image",
     return ScaleIntensityRangePercentilesd(keys, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
 
 
-def labelled_transforms(working_spacing: float) -> Compose:
-    """Deterministic part for film + mask pairs: load, working grid, intensity. Cacheable."""
-    return Compose(
-        [
-            LoadFilmd("image"),
-            LoadMaskd("label", reference_key="image"),
-            ToWorkingGridd(["image", "label"], working_spacing, mode=["linear", "nearest"], reference_key="image"),
-            intensity_transform("image"),
-            EnsureTyped(["image", "label"], track_meta=False),
-        ]
-    )
-
-
 def partial_label_transforms(plan: ModelPlan) -> Compose:
     """Deterministic training part for a per-convention (sigmoid) model: load, partial-label targets, working grid.
 
