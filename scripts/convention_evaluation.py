@@ -76,14 +76,6 @@ def score(model, rows: list[dict], lungs: str, out: Path, name: str, reuse: bool
     return result.rows
 
 
-def stats(values: list[float]) -> dict:
-    array = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if array.size == 0:
-        return {"n": 0}
-    return {"n": int(array.size), "mean": float(array.mean()), "median": float(np.median(array)),
-            "p5": float(np.percentile(array, 5)), "min": float(array.min())}
-
-
 def table_row(name: str, lungs: str, model: str, s: dict) -> str:
     if not s.get("n"):
         return f"| {name} | {lungs} | {model} | 0 | | | | |"
@@ -136,6 +128,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from medlung.inference import Segmenter
+    from medlung.metrics import summarize
 
     rows = read_rows(args.datalist, args.split)
     models = [(args.name or args.model.name, str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
@@ -159,13 +152,13 @@ def main(argv=None) -> int:
             key = f"{label}|{name}"
             scored = score(segmenter, group, lungs, args.out / _slug(label), _slug(name), args.reuse)
             dice = {r["image"]: r["dice"] for r in scored if r["status"] == "ok"}
-            summary[key] = stats(list(dice.values()))
+            summary[key] = summarize(list(dice.values()))
             lines.append(table_row(name, lungs if drawn == lungs else f"{lungs} (model: {drawn})", label,
                                    summary[key]))
             if source == "covid_v7":
                 for view in sorted({r["view"] for r in group}):
                     in_view = [dice[r["image"]] for r in group if r["view"] == view and r["image"] in dice]
-                    summary[f"{key}|{view}"] = stats(in_view)
+                    summary[f"{key}|{view}"] = summarize(in_view)
                     lines.append(table_row(f"covid_v7, {view}", lungs, label, summary[f"{key}|{view}"]))
     lines.append("")
     first = _slug(models[0][0])
