@@ -460,6 +460,11 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
         if failed:
             reason = failed[0].get("FailureReason")
             return SendResult(path, False, url, uid, 409, attempts, f"refused by {url} (failure reason {reason})")
+        stored = {str(item.get("ReferencedSOPInstanceUID", "")) for item in answer.get("ReferencedSOPSequence", []) or []}
+        if uid not in stored:
+            return SendResult(path, False, url, uid, 200, attempts,
+                              f"{url} answered without listing the instance as stored (no ReferencedSOPSequence "
+                              "item for its SOP Instance UID); check the server's log; the file is kept")
         return SendResult(path, True, url, uid, 200, attempts, "stored")
     return SendResult(
         path, False, url, uid, status, attempts,

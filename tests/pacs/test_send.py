@@ -158,3 +158,33 @@ def test_bad_destination_says_the_expected_form(text, words):
     with pytest.raises(InvalidDestinationError, match=words) as caught:
         parse_destination(text)
     assert "AE@HOST:PORT" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("answer", [b"", b'{"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", '
+                                        b'"Value": ["1.2.3.4"]}}]}}'], ids=["empty-body", "other-instance"])
+def test_stow_answer_that_does_not_list_the_instance_is_not_stored(film_and_seg, answer):
+    """HTTP 200 alone is not proof: a proxy or a broken server may answer 200 without storing (PS3.18 10.5.3)."""
+    import http.server
+    import threading
+
+    class Answers200(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers200)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, _, seg_path, _ = film_and_seg
+        result = stow_rs([seg_path], f"http://127.0.0.1:{server.server_port}/dicom-web", retries=0)[0]
+    finally:
+        server.shutdown()
+    assert not result.ok and result.status == 200
+    assert "without listing the instance as stored" in result.message and "\n" not in result.message
