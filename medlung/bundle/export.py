@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -106,10 +107,10 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise BundleError("no best.pt in the run folder", run,
                           "Give a medlung training run folder (medlung train DATA -o RUN).")
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         weights = state["model"]
         plan_from_checkpoint(state)
-    except (KeyError, TypeError, RuntimeError, EOFError, OSError) as exc:
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise BundleError(f"not a medlung checkpoint ({type(exc).__name__}: {exc})", checkpoint,
                           "Give the folder of a run made by medlung train.") from None
     config = _read_json(run / "config.json") or {}

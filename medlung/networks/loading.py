@@ -128,7 +128,7 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
             state = torch.load(path / "models" / "model.pt", map_location="cpu", weights_only=True)
         else:
             checkpoint = path / "best.pt" if path.is_dir() else path
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             spec = ModelSpec(plan_from_checkpoint(state), f"run:{checkpoint.parent.name}@epoch{state['epoch']}",
                              str(checkpoint))
             state = state["model"]

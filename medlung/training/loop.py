@@ -166,7 +166,7 @@ class Trainer:
 
         start_epoch, best, history = 1, {"val_dice": -1.0, "epoch": 0}, []
         if self.resume:
-            state = torch.load(self.run / "last.pt", map_location=self.device, weights_only=False)
+            state = torch.load(self.run / "last.pt", map_location=self.device, weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -281,7 +281,7 @@ class Trainer:
         from medlung.training.plots import plot_curves, plot_samples
 
         c = self.config
-        state = torch.load(self.run / "best.pt", map_location=self.device, weights_only=False)
+        state = torch.load(self.run / "best.pt", map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
         preprocessing = partial_label_transforms(self.plan)
         test = None
