@@ -120,6 +120,7 @@ class Structures:
             return cls(labels > 0, labels == 1, labels == 2, source)
         return cls(labels > 0, source=source, note=note)
 
+
 def load_truth(path: str | Path, shape: tuple[int, int]) -> Structures:
     """Read a ground-truth mask with its per-lung masks when known (rules in the module notes).
 
@@ -207,7 +208,6 @@ def load_prediction(path: str | Path, kind: str, film) -> Structures:
         return Structures.from_labels(labels, str(path), per_lung=False,
                                       note=f"prediction {path.name} is a union mask (no right/left)")
     return Structures.from_labels(labels, str(path))
-
 
 
 def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmenter) -> tuple[dict, dict | None]:
