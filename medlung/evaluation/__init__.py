@@ -61,13 +61,15 @@ from medlung.evaluation.discovery import (PARTS, PREDICTION_SUFFIXES, find_predi
                                           is_model_source, select_films)
 from medlung.evaluation.figures import N_WORST_PICTURE, THUMBNAIL_SIDE, boxplot_png, thumbnails, worst_png
 from medlung.evaluation.scoring import (EMPTY_MASK_RULE, FIELDS, N_WORST_LISTED, STRUCTURES, Structures,
-                                        build_summary, csv_value, load_prediction, load_truth, score_film)
+                                        build_summary, check_grid, csv_value, film_metrics, json_clean, json_number,
+                                        load_prediction, load_truth, score_film)
 
 __all__ = ["EMPTY_MASK_RULE", "FIELDS", "N_WORST_LISTED", "N_WORST_PICTURE", "OUTPUTS", "PARTS",
            "PREDICTION_SUFFIXES", "STRUCTURES", "THUMBNAIL_SIDE", "EvaluationResult", "EvaluationUsageError",
-           "Structures", "boxplot_png", "build_summary", "check_outputs", "describe_model", "evaluate",
-           "find_prediction", "index_folder", "is_model_source", "load_prediction", "load_truth", "score_film",
-           "select_films", "thumbnails", "worst_png", "write_outputs"]
+           "Structures", "boxplot_png", "build_summary", "check_grid", "check_outputs", "csv_value", "describe_model",
+           "evaluate", "film_metrics", "find_prediction", "index_folder", "is_model_source", "json_clean",
+           "json_number", "load_prediction", "load_truth", "score_film", "select_films", "thumbnails", "worst_png",
+           "write_outputs"]
 
 #: Files written into OUT.
 OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
