@@ -173,9 +173,14 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
         start = _clock()
         data = gzip.compress(raw, compresslevel=level, mtime=0)
         parts["write"][f"nifti gzip {level}"] = {**_since(start), "kB": len(data) / 1000}
-    lungs = labels > 0
+    # the clean-up as the Segmenter runs it: on the raw mask (the lung margin resized to the native grid, > 0)
+    from medlung.inference.native_grid import upsample_margin
+
+    working = segmenter.working_image(loaded)
+    raw_mask = upsample_margin(segmenter.lung_margin(working.as_tensor()), working.meta["native_shape"]) > 0
     start = _clock()
-    split_lungs(clean_lung_mask(lungs, 0.0875 ** 2), loaded.orientation)
+    split_lungs(clean_lung_mask(raw_mask, float(np.prod(working.meta["native_spacing"]))),
+                working.meta["orientation"])
     parts["cleanup native grid"] = _since(start)
     parts["segmenter stages"] = masks.timings
     return parts
