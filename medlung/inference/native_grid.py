@@ -10,7 +10,7 @@ property (:class:`medlung.bundle.workflow.LungLabelsd`):
 2. :func:`~medlung.inference.postprocess.clean_lung_mask` keeps one lung a
    side without holes or specks, and
    :func:`~medlung.inference.postprocess.split_lungs` labels patient right (1)
-   and left (2);
+   and left (2), both in one :func:`~medlung.inference.postprocess.clean_and_split`;
 3. the labels (and the margin) go back to the grid the film is stored on, by
    the inverse of the display transform that turned it
    (:class:`~medlung.transforms.display.ToStandardDisplay`).
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medlung.inference.postprocess import clean_lung_mask, split_lungs
+from medlung.inference.postprocess import clean_and_split
 from medlung.orientation import IDENTITY, DisplayTransform
 from medlung.plans import DEFAULT_MIN_LUNG_MM2
 
@@ -104,8 +104,7 @@ def native_labels(margin: torch.Tensor, shape: Sequence[int], spacing: Sequence[
     lungs = native > 0
     timings = {"native_grid": time.perf_counter() - started}
     started = time.perf_counter()
-    lungs = clean_lung_mask(lungs, float(np.prod(spacing)), min_lung_mm2)
-    labels, assumed, notes = split_lungs(lungs, orientation)
+    labels, assumed, notes = clean_and_split(lungs, float(np.prod(spacing)), orientation, min_lung_mm2)
     stored = np.ascontiguousarray(display.to_stored(labels))
     timings["cleanup"] = time.perf_counter() - started
     return NativeLabels(labels=stored, margin=display.to_stored(native), display_labels=labels,

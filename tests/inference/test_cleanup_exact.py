@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage
 
 from medlung.inference import postprocess
-from medlung.inference.postprocess import clean_lung_mask, fill_holes, split_lungs
+from medlung.inference.postprocess import clean_and_split, clean_lung_mask, fill_holes, split_lungs
 
 
 def _plain_sampled(components, count, step):
@@ -93,6 +93,10 @@ def _assert_same(mask, pixel_area_mm2=1.0, orientation=("L", "F"), min_area_mm2=
     assert cleaned.dtype == bool and cleaned.shape == mask.shape
     np.testing.assert_array_equal(cleaned, expected)
     np.testing.assert_array_equal(fill_holes(mask), _plain_fill(mask))
+    together = clean_and_split(mask, pixel_area_mm2, orientation, min_area_mm2)  # what native_labels runs
+    want = plain_split(expected, orientation)
+    np.testing.assert_array_equal(together[0], want[0])
+    assert together[0].dtype == np.uint8 and together[1:] == want[1:]
     for m in (mask, cleaned):  # the split of the raw mask too: every rule of it, not only the usual case
         labels, assumed, notes = split_lungs(m, orientation)
         want = plain_split(m, orientation)
