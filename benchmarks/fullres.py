@@ -116,7 +116,8 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
     from PIL import Image
 
     import medlung
-    from medlung.inference.postprocess import clean_lung_mask, split_lungs
+    from medlung.inference.native_grid import upsample_margin
+    from medlung.inference.postprocess import clean_and_split
     from medlung.io import j2k
     from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_nifti, write_lungs_png
@@ -173,9 +174,11 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
         start = _clock()
         data = gzip.compress(raw, compresslevel=level, mtime=0)
         parts["write"][f"nifti gzip {level}"] = {**_since(start), "kB": len(data) / 1000}
-    lungs = labels > 0
+    # the clean-up as the Segmenter runs it: on the raw mask (the lung margin resized to the native grid, > 0)
+    working = segmenter.working_image(loaded)
+    raw_mask = upsample_margin(segmenter.lung_margin(working.as_tensor()), working.meta["native_shape"]) > 0
     start = _clock()
-    split_lungs(clean_lung_mask(lungs, 0.0875 ** 2), loaded.orientation)
+    clean_and_split(raw_mask, float(np.prod(working.meta["native_spacing"])), working.meta["orientation"])
     parts["cleanup native grid"] = _since(start)
     parts["segmenter stages"] = masks.timings
     return parts

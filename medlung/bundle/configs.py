@@ -139,6 +139,7 @@ def inference_config(settings: dict) -> dict:
             "_target_": "medlung.bundle.inference_preprocessing",
             "working_spacing": "$float(@working_spacing)",
             "spacing": "$medlung.bundle.as_spacing(@spacing)",
+            "intensity_percentiles": "@intensity_percentiles",
         },
         "dataset": {
             "_target_": "monai.data.Dataset",

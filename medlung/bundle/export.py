@@ -385,7 +385,8 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "channel_def": {"0": "image"},
                     "pixel_spacing_mm": [spacing, spacing],
                     "patch_size": [roi, roi],
-                    "preprocessing": ("film on the native grid -> working grid of "
+                    "preprocessing": ("film on the native grid, turned to the standard display (patient right on "
+                                      "the image left, head up) as its PatientOrientation says -> working grid of "
                                       f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
                                       "[0, 1]; "
                                       f"sliding window of {roi}x{roi} with gaussian blending"),
@@ -404,7 +405,8 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "channel_def": channels,
                     "pixel_spacing_mm": [spacing, spacing],
                     "postprocessing": (f"{margin} resized to the native grid (bilinear), threshold 0, small "
-                                       "components removed, patient right/left split"),
+                                       "components removed, patient right/left split, back to the film's "
+                                       "stored orientation"),
                 }
             },
         },

@@ -9,15 +9,17 @@ Each is the piece of :class:`~medlung.inference.Segmenter` it names:
 =================  ===========================================================================
 property           medlung component
 =================  ===========================================================================
-``preprocessing``  :func:`inference_preprocessing`: load the film (spacing kept), working grid,
-                   per-film intensity scaling -- what the Segmenter does before the network
+``preprocessing``  :func:`inference_preprocessing`: load the film (spacing kept), standard display,
+                   working grid, the plan's intensity scaling -- the Segmenter's own chain
+                   (:func:`medlung.transforms.presets.inference_transforms`)
 ``dataset``        a ``monai.data.Dataset`` of ``{"image": path}`` over the films found in
                    ``dataset_dir``, with ``preprocessing`` as its transform
 ``network_def``    :func:`medlung.networks.build_network` (weights: ``models/model.pt``)
 ``inferer``        :class:`medlung.networks.running.LungInferer` (sliding windows, optional TTA)
 ``postprocessing`` :func:`lung_postprocessing`: the lung logit margin back to the native grid,
-                   threshold, clean-up, patient right/left split -- labels 0/1/2 as the
-                   Segmenter returns them
+                   threshold, clean-up, patient right/left split, back to the stored grid --
+                   labels 0/1/2 as the Segmenter returns them
+                   (:func:`medlung.inference.native_grid.native_labels`)
 ``evaluator``      :class:`PredictEvaluator`: ``medlung predict``'s batch over the dataset's films
 ``handlers``       per-film callbacks of the evaluator (:class:`~medlung.bundle.ProgressLogger`)
 =================  ===========================================================================
@@ -39,15 +41,16 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform
 
-from medlung.inference.postprocess import clean_lung_mask, split_lungs
-from medlung.transforms.loading import LoadFilmd
-from medlung.transforms.presets import intensity_transform
-from medlung.transforms.working_grid import ToWorkingGridd
+from medlung.inference.native_grid import native_labels
+from medlung.plans import DEFAULT_INTENSITY_PERCENTILES, DEFAULT_MIN_LUNG_MM2, ModelPlan
+from medlung.transforms.display import display_of
+from medlung.transforms.presets import inference_transforms
 
 
 def inference_preprocessing(working_spacing: float, spacing: str | float | Sequence[float] | None = None,
-                            keys: KeysCollection = "image") -> Compose:
-    """The Segmenter's chain before the network, as MONAI dictionary transforms.
+                            keys: KeysCollection = "image",
+                            intensity_percentiles: Sequence[float] = DEFAULT_INTENSITY_PERCENTILES) -> Compose:
+    """The Segmenter's chain before the network (:func:`medlung.transforms.presets.inference_transforms`).
 
     Parameters
     ----------
@@ -57,36 +60,38 @@ def inference_preprocessing(working_spacing: float, spacing: str | float | Seque
         Spacing in mm for every film instead of the files' (``--spacing``).
     keys : str or sequence of str
         Keys holding film paths (or :class:`~medlung.film.Film` objects).
+    intensity_percentiles : sequence of float
+        The model plan's film percentiles mapped to 0 and 1 (the config's
+        ``intensity_percentiles``; configs exported before it was passed here
+        all belong to models trained with the default).
 
     Returns
     -------
     monai.transforms.Compose
-        ``{"image": path}`` -> ``{"image": MetaTensor (1, rows, cols)}`` on the
-        working grid, scaled to [0, 1]; its meta keeps ``native_shape``,
-        ``native_spacing``, ``spacing_known``, ``spacing_source`` and
-        ``orientation`` for :func:`lung_postprocessing`.
+        ``{"image": path}`` -> ``{"image": MetaTensor (1, rows, cols)}`` in the
+        standard display, on the working grid, scaled to [0, 1]; its meta
+        keeps what :func:`lung_postprocessing` needs to bring the labels back
+        to the film's stored grid.
     """
-    return Compose([
-        LoadFilmd(keys, spacing=spacing),
-        ToWorkingGridd(keys, float(working_spacing)),
-        intensity_transform(keys),
-    ])
+    plan = ModelPlan(working_spacing=float(working_spacing),
+                     intensity_percentiles=tuple(float(p) for p in intensity_percentiles))
+    return inference_transforms(plan, keys=keys, spacing=spacing)
 
 
 class LungLabelsd(MapTransform):
-    """Network logits on the working grid -> the Segmenter's label map on the film's native grid.
+    """Network logits on the working grid -> the Segmenter's label map on the film's stored grid.
 
-    The lung-minus-background logit margin is resized bilinearly to the native
-    grid and thresholded at 0 there; small components are dropped and the
-    lungs split into patient right (1) and left (2) from the film's
-    orientation, as :class:`~medlung.inference.Segmenter` does.
+    The convention's lung margin is brought to the native grid, thresholded,
+    cleaned, split into patient right (1) and left (2) and turned back to the
+    grid the film is stored on by :func:`medlung.inference.native_grid.native_labels`,
+    as :class:`~medlung.inference.Segmenter` does.
 
     Parameters
     ----------
     keys : str or sequence of str
         Keys holding logits ``(C, rows, cols)`` on the working grid.
     reference_key : str
-        Key of the preprocessed film (its meta gives the native grid).
+        Key of the preprocessed film (its meta gives the native grid and the display transform).
     min_lung_mm2 : float
         Components smaller than this are dropped, mm².
     head, conventions : str, sequence of str
@@ -95,11 +100,9 @@ class LungLabelsd(MapTransform):
         The convention drawn (see :func:`medlung.networks.running.lung_margin_of`).
     """
 
-    def __init__(self, keys: KeysCollection = "pred", reference_key: str = "image", min_lung_mm2: float = 1500.0,
-                 head: str = "softmax", conventions=("field",), lungs: str = "field",
-                 allow_missing_keys: bool = False) -> None:
-        from medlung.plans import ModelPlan
-
+    def __init__(self, keys: KeysCollection = "pred", reference_key: str = "image",
+                 min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2, head: str = "softmax", conventions=("field",),
+                 lungs: str = "field", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
         self.min_lung_mm2 = float(min_lung_mm2)
@@ -109,29 +112,29 @@ class LungLabelsd(MapTransform):
         self.lungs = lungs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from medlung.inference.segmenter import _upsample
         from medlung.networks.running import lung_margin_of
 
         d = dict(data)
         meta = d[self.reference_key].meta
-        native_shape = tuple(int(n) for n in meta["native_shape"])
+        display = display_of(meta)
         native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
         for key in self.key_iterator(d):
             logits = torch.as_tensor(d[key]).detach().float().cpu()
             margin = lung_margin_of(logits, self.plan, self.lungs)
-            lungs = _upsample(margin, native_shape) > 0
-            lungs = clean_lung_mask(lungs, float(np.prod(native_spacing)), self.min_lung_mm2)
-            labels, assumed, notes = split_lungs(lungs, meta.get("orientation"))
+            native = native_labels(margin, meta["native_shape"], native_spacing, meta.get("orientation"),
+                                   self.min_lung_mm2, display)
             affine = torch.eye(3, dtype=torch.float64)
             if meta.get("spacing_known"):
-                affine[0, 0], affine[1, 1] = native_spacing
+                affine[0, 0], affine[1, 1] = display.display_spacing(native_spacing)  # a swap is its own inverse
             out_meta = {k: v for k, v in meta.items() if k != "affine"}
-            out_meta.update(orientation_assumed=assumed, notes=notes)
-            d[key] = MetaTensor(torch.from_numpy(labels)[None], affine=affine, meta=out_meta)
+            out_meta.update(orientation=meta.get("stored_orientation", meta.get("orientation")),
+                            spatial_shape=np.array(native.labels.shape),
+                            orientation_assumed=native.orientation_assumed, notes=native.notes)
+            d[key] = MetaTensor(torch.from_numpy(native.labels)[None], affine=affine, meta=out_meta)
         return d
 
 
-def lung_postprocessing(min_lung_mm2: float = 1500.0, head: str = "softmax", conventions=("field",),
+def lung_postprocessing(min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2, head: str = "softmax", conventions=("field",),
                         lungs: str = "field", keys: KeysCollection = "pred", reference_key: str = "image") -> Compose:
     """The Segmenter's chain after the network: :class:`LungLabelsd` (``pred`` logits -> native labels 0/1/2)."""
     return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, head, conventions, lungs)])

@@ -21,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medlung.errors import MedlungError
 from medlung.film import Film
-from medlung.inference.postprocess import LEFT, RIGHT, clean_lung_mask, split_lungs
+from medlung.inference.native_grid import native_labels
+from medlung.inference.postprocess import LEFT, RIGHT
 from medlung.networks.loading import ModelError, ModelSpec, find_default_model, load_model
 from medlung.networks.running import lung_margin_of, predict_logits, resolve_device, resolve_precision
 from medlung.plans import DEFAULT_CONVENTION
 from medlung.quality import QC_OK, check_quality
-from medlung.orientation import OrientationCheck, check_orientation, display_transform, is_frontal
+from medlung.orientation import DisplayTransform, OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.spacing import Spacing
-from medlung.transforms.loading import film_to_metatensor
-from medlung.transforms.working_grid import ToWorkingGrid, nominal_spacing
+from medlung.transforms.display import display_of
+from medlung.transforms.presets import inference_transforms
 
 # Model loading lives in medlung.networks.loading; these names stay importable from here.
 __all__ = ["LungMasks", "ModelError", "ModelSpec", "Segmenter", "find_default_model", "load_model"]
@@ -75,7 +75,8 @@ class LungMasks:
     seconds : float
         Time spent in the segmenter.
     timings : dict
-        Seconds per stage: working_grid, network, native_grid, cleanup.
+        Seconds per stage: working_grid, network, orientation_check, native_grid, cleanup
+        (clean-up, right/left split, back to the stored grid), quality.
     qc : str
         ``"ok"`` or ``"flagged"`` (see :mod:`medlung.quality`).
     qc_reasons : list of medlung.quality.QcReason
@@ -208,7 +209,9 @@ class Segmenter:
         self.dtype = resolve_precision(precision, self.device)
         self.min_lung_mm2 = plan.min_lung_mm2 if min_lung_mm2 is None else min_lung_mm2
         self.fix_orientation = fix_orientation
-        self.to_working_grid = ToWorkingGrid(plan.working_spacing)
+        #: The chain before the network, from the plan (shared with the bundle's ``preprocessing`` property).
+        self.preprocessing = inference_transforms(plan)
+        self._scale_step = len(self.preprocessing.transforms) - 1  # the intensity step is the chain's last
 
     @property
     def model_version(self) -> str:
@@ -223,23 +226,22 @@ class Segmenter:
         if self.fix_orientation and film.orientation is None:
             display, check = self.detect_orientation(film)
         film = display.film(stored)
-        working = self.to_working_grid(film_to_metatensor(film))
+        working = self.working_image(stored, display)
         clock.stop("working_grid")
         margin = self.lung_margin(working.as_tensor())
         clock.stop("network")
         if check is None:  # orientation: judge the film as the network saw it (a lateral film is not judged)
             check = (check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())
                      if stored.orientation is None or is_frontal(stored.orientation) else OrientationCheck("unknown"))
-        native = _upsample(margin, film.shape)
-        lungs = native > 0
-        clock.stop("native_grid")
-        pixel_area = float(np.prod(film.spacing if film.spacing else nominal_spacing(film.shape)))
-        lungs = clean_lung_mask(lungs, pixel_area, self.min_lung_mm2)
-        labels, assumed, notes = split_lungs(lungs, film.orientation)
-        quality = check_quality(film, labels, margin.numpy())
-        labels, native = (np.ascontiguousarray(display.to_stored(a)) for a in (labels, native))  # orientation
+        clock.stop("orientation_check")
+        meta = working.meta
+        native = native_labels(margin, meta["native_shape"], meta["native_spacing"], meta["orientation"],
+                               self.min_lung_mm2, display_of(meta))
+        clock.add(native.timings)
+        labels, assumed, notes = native.labels, native.orientation_assumed, native.notes
+        quality = check_quality(film, native.display_labels, margin.numpy())
         notes += _orientation_notes(stored, display, check)  # orientation
-        clock.stop("cleanup")
+        clock.stop("quality")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
         areas = None
@@ -249,7 +251,7 @@ class Segmenter:
             notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
         prob = None
         if probability:
-            prob = (1.0 / (1.0 + np.exp(-native))).astype(np.float32)
+            prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)
         return LungMasks(
             labels=labels, spacing=stored.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
             areas_px=counts, orientation=stored.orientation or display.stored_orientation, orientation_assumed=assumed,
@@ -280,7 +282,7 @@ class Segmenter:
         display = display_transform(None)
         first = None
         for _ in range(passes):
-            working = self.to_working_grid(film_to_metatensor(display.film(film)))
+            working = self.working_image(film, display)
             check = check_orientation(self.lung_margin(working.as_tensor()).numpy() > 0, working.as_tensor()[0].numpy())
             first = first or check
             if not check.flagged:
@@ -315,6 +317,14 @@ class Segmenter:
             except MedlungError as exc:
                 yield Path(path), exc
 
+    def working_image(self, film: Film, display: DisplayTransform | None = None):
+        """The film in the standard display on the working grid, before intensity scaling (``MetaTensor (1, r, c)``).
+
+        The first steps of :attr:`preprocessing`; ``display`` overrides the
+        film's PatientOrientation (an orientation detected from the film).
+        """
+        return self.preprocessing({"image": film, "display": display}, end=self._scale_step)["image"]
+
     def lung_margin(self, image: torch.Tensor) -> torch.Tensor:
         """The asked convention's lung margin (logit, > 0 = lung) on the working grid, ``(rows, cols)`` float32.
 
@@ -323,12 +333,9 @@ class Segmenter:
         image : torch.Tensor
             ``(1, rows, cols)`` film on the working grid, not yet intensity scaled.
         """
-        from monai.transforms import ScaleIntensityRangePercentiles
-
-        low, high = self.spec.intensity_percentiles
         with warnings.catch_warnings():  # a flat film (a 16x16 stub) divides by zero: it is flagged, not warned of
             warnings.filterwarnings("ignore", message="Divide by zero")
-            scaled = ScaleIntensityRangePercentiles(low, high, 0.0, 1.0, clip=True)(image)
+            scaled = self.preprocessing({"image": image}, start=self._scale_step)["image"]  # the plan's percentiles
         batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
         window = (self.roi_size, self.overlap, self.device, self.dtype, self.sw_batch_size)
         logits = predict_logits(self.model, batch, *window)
@@ -359,14 +366,6 @@ def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[s
     return notes
 
 
-def _upsample(margin: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a ``(rows, cols)`` map to the native ``shape`` (pixel centres aligned)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = F.interpolate(margin[None, None], size=tuple(shape), mode="bilinear", align_corners=False)
-    return out[0, 0].numpy()
-
-
 class _StageClock:
     """Seconds spent in consecutive stages."""
 
@@ -378,3 +377,8 @@ class _StageClock:
         now = time.perf_counter()
         self.stages[stage] = now - self._last
         self._last = now
+
+    def add(self, stages: dict) -> None:
+        """Stages timed elsewhere, ending now."""
+        self.stages.update(stages)
+        self._last = time.perf_counter()

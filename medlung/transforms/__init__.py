@@ -1,5 +1,6 @@
-"""MONAI transforms for films: loading, the working grid, intensity, and the presets for training and inference."""
+"""MONAI transforms for films: loading, the standard display, the working grid, intensity, and the presets for training and inference."""
 
+from medlung.transforms.display import ToStandardDisplay, ToStandardDisplayd
 from medlung.transforms.loading import LoadFilm, LoadFilmd, LoadMaskd, film_to_metatensor
 from medlung.transforms.working_grid import (
     NOMINAL_FIELD_MM,
@@ -15,6 +16,8 @@ __all__ = [
     "LoadFilmd",
     "LoadMaskd",
     "NOMINAL_FIELD_MM",
+    "ToStandardDisplay",
+    "ToStandardDisplayd",
     "ToWorkingGrid",
     "ToWorkingGridd",
     "film_to_metatensor",

@@ -1,5 +1,9 @@
 """Transform chains for training and inference, shared by the CLI and the bundle configs.
 
+Inference: :func:`inference_transforms` builds, from a model's plan, the chain
+before the network that both the :class:`~medlung.inference.Segmenter` and the
+bundle's ``preprocessing`` property run.
+
 Intensity: every film is scaled by its own 0.5th and 99.5th percentiles to
 [0, 1] (after the DICOM LUTs), which makes 8-bit PNGs and 10-16 bit DICOM
 films look alike to the network.
@@ -25,6 +29,7 @@ from monai.transforms import (
 
 from medlung.plans import DEFAULT_INTENSITY_PERCENTILES, ModelPlan
 from medlung.transforms.conventions import PartialLabelTargetd
+from medlung.transforms.display import ToStandardDisplayd
 from medlung.transforms.loading import LoadFilmd, LoadMaskd
 from medlung.transforms.sick_film import RandSickFilmd
 from medlung.transforms.working_grid import ToWorkingGridd
@@ -38,6 +43,41 @@ def intensity_transform(keys: str | Sequence[str] = "image",
     """Robust per-film scaling to [0, 1] (clipped) between two film percentiles."""
     low, high = percentiles
     return ScaleIntensityRangePercentilesd(keys, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
+
+
+def inference_transforms(plan: ModelPlan, keys: str | Sequence[str] = "image",
+                         spacing: str | float | Sequence[float] | None = None, display_key: str = "display") -> Compose:
+    """The chain before the network, from a model's plan: load, standard display, working grid, intensity.
+
+    Parameters
+    ----------
+    plan : medlung.plans.ModelPlan
+        The model's plan: its ``working_spacing`` (mm) and ``intensity_percentiles`` are used.
+    keys : str or sequence of str
+        Keys holding film paths or :class:`~medlung.film.Film` objects.
+    spacing : str, float or sequence of float, optional
+        Spacing in mm for every film read from a path, instead of the file's (``--spacing``).
+    display_key : str
+        Key that may hold a :class:`~medlung.orientation.DisplayTransform` overriding the films'
+        PatientOrientation (see :class:`~medlung.transforms.display.ToStandardDisplayd`).
+
+    Returns
+    -------
+    monai.transforms.Compose
+        ``{"image": path or Film}`` -> ``{"image": MetaTensor (1, rows, cols)}`` in the standard display
+        (:class:`~medlung.transforms.display.ToStandardDisplayd`), on the working grid
+        (:class:`~medlung.transforms.working_grid.ToWorkingGridd`), scaled to [0, 1] between the plan's
+        percentiles. The intensity step is the last one, so ``chain(data, end=len(chain.transforms) - 1)``
+        gives the film on the working grid before scaling. The meta keeps ``native_shape`` and
+        ``native_spacing`` (of the film in the standard display), ``orientation`` (after the display step),
+        ``display`` and ``stored_orientation`` for :func:`medlung.inference.native_grid.native_labels`.
+    """
+    return Compose([
+        LoadFilmd(keys, spacing=spacing),
+        ToStandardDisplayd(keys, display_key),
+        ToWorkingGridd(keys, plan.working_spacing),
+        intensity_transform(keys, plan.intensity_percentiles),
+    ])
 
 
 def partial_label_transforms(plan: ModelPlan) -> Compose:

@@ -1,0 +1,111 @@
+"""The chain after the network: a lung margin on the working grid -> labels 0/1/2 on the film's stored grid.
+
+One function, :func:`native_labels`, shared by the
+:class:`~medlung.inference.Segmenter` and the bundle's ``postprocessing``
+property (:class:`medlung.bundle.workflow.LungLabelsd`):
+
+1. the margin (one channel, > 0 = lung) is resized bilinearly to the film's
+   native grid in the standard display and thresholded at 0 there, so the mask
+   follows the film's own pixels;
+2. :func:`~medlung.inference.postprocess.clean_lung_mask` keeps one lung a
+   side without holes or specks, and
+   :func:`~medlung.inference.postprocess.split_lungs` labels patient right (1)
+   and left (2), both in one :func:`~medlung.inference.postprocess.clean_and_split`;
+3. the labels (and the margin) go back to the grid the film is stored on, by
+   the inverse of the display transform that turned it
+   (:class:`~medlung.transforms.display.ToStandardDisplay`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medlung.inference.postprocess import clean_and_split
+from medlung.orientation import IDENTITY, DisplayTransform
+from medlung.plans import DEFAULT_MIN_LUNG_MM2
+
+
+@dataclass
+class NativeLabels:
+    """Labels of one film on its native grid.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray of uint8
+        ``(rows, cols)`` on the stored grid (C-contiguous): 0 background,
+        1 patient right lung, 2 patient left lung.
+    margin : numpy.ndarray of float32
+        The bilinear margin on the stored grid (a view; > 0 = lung before clean-up).
+    display_labels : numpy.ndarray of uint8
+        The labels in the standard display (what quality measures read with the displayed film).
+    orientation_assumed : bool
+        True when the standard display was assumed for right/left.
+    notes : list of str
+        What was assumed or could not be decided.
+    timings : dict
+        Seconds: ``native_grid`` (resize and threshold), ``cleanup`` (clean-up, split, back to the stored grid).
+    """
+
+    labels: np.ndarray
+    margin: np.ndarray
+    display_labels: np.ndarray
+    orientation_assumed: bool
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def upsample_margin(margin: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
+    """Bilinear resize of a ``(rows, cols)`` map to ``shape`` (pixel centres aligned), float32 numpy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = F.interpolate(margin[None, None], size=tuple(int(n) for n in shape), mode="bilinear",
+                            align_corners=False)
+    return out[0, 0].numpy()
+
+
+def native_labels(margin: torch.Tensor, shape: Sequence[int], spacing: Sequence[float],
+                  orientation: Sequence[str] | None = None, min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
+                  display: DisplayTransform = IDENTITY) -> NativeLabels:
+    """Labels 0/1/2 on the film's stored grid from the lung margin on the working grid.
+
+    Parameters
+    ----------
+    margin : torch.Tensor
+        ``(rows, cols)`` float32 lung margin (a logit, > 0 = lung) on the working grid, in the standard display
+        (:func:`medlung.networks.running.lung_margin_of`).
+    shape : sequence of int
+        ``(rows, cols)`` of the film in the standard display, pixels (meta ``native_shape`` of
+        :func:`medlung.transforms.presets.inference_transforms`).
+    spacing : sequence of float
+        ``(row_mm, col_mm)`` of that grid, given or nominal (meta ``native_spacing``): components smaller than
+        ``min_lung_mm2`` are dropped.
+    orientation : sequence of str, optional
+        PatientOrientation of the film in the standard display (meta ``orientation``), for right/left;
+        ``None`` assumes the standard display.
+    min_lung_mm2 : float
+        Smallest lung component kept, mm².
+    display : medlung.orientation.DisplayTransform
+        The transform that put the stored film in the standard display (meta ``display``, read by
+        :func:`medlung.transforms.display.display_of`); its inverse brings the labels back.
+
+    Returns
+    -------
+    NativeLabels
+    """
+    started = time.perf_counter()
+    native = upsample_margin(margin, shape)
+    lungs = native > 0
+    timings = {"native_grid": time.perf_counter() - started}
+    started = time.perf_counter()
+    labels, assumed, notes = clean_and_split(lungs, float(np.prod(spacing)), orientation, min_lung_mm2)
+    stored = np.ascontiguousarray(display.to_stored(labels))
+    timings["cleanup"] = time.perf_counter() - started
+    return NativeLabels(labels=stored, margin=display.to_stored(native), display_labels=labels,
+                        orientation_assumed=assumed, notes=notes, timings=timings)
