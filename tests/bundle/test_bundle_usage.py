@@ -6,8 +6,9 @@ import shutil
 
 from tests.bundle.conftest import bundle_cli
 
-#: MONAI's own warning about configs that call Python (docs/bundle.md says why it is safe here).
-MONAI_CONFIG_WARNING = ("UserWarning: parsing config_file", "workflow = create_workflow(")
+#: MONAI's own warning about configs that call Python (docs/bundle.md says why it is safe here); with the itk
+#: extra installed, itk's own warnings.formatwarning prints it without the "file:line: UserWarning:" prefix.
+MONAI_CONFIG_WARNING = ("parsing config_file", "workflow = create_workflow(")
 
 
 def _our_lines(stderr: str) -> list[str]:
