@@ -9,15 +9,19 @@ here turn the record into a line:
 
 Records of other libraries (pynetdicom's warnings, say) that reach the same
 handler get the same form, with their message as the event.
+:func:`routed` sends chosen loggers to a handler for a while (the run of a
+``medlung serve`` node), then leaves them as they were: nothing is
+configured at import, and no library's records are silenced.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
-__all__ = ["JsonFormatter", "TextFormatter", "event_handler", "log_event"]
+__all__ = ["JsonFormatter", "TextFormatter", "event_handler", "log_event", "quieted", "routed"]
 
 _FIELDS = "medlung_fields"
 
@@ -64,6 +68,77 @@ def event_handler(json_logs: bool = False, stream=None) -> logging.Handler:
     handler = _QuietStreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_logs else TextFormatter())
     return handler
+
+
+class _AtLeast(logging.Filter):
+    """Lets through the records of each named logger (and its children) at or above that logger's level."""
+
+    def __init__(self, levels: dict[str, int]) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, level in self.levels.items():
+            if record.name == name or record.name.startswith(name + "."):
+                return record.levelno >= level
+        return True
+
+
+@contextmanager
+def routed(handler: logging.Handler, levels: dict[str, int]):
+    """While inside, ``handler`` writes the records of each logger in ``levels`` at that level or above.
+
+    Each logger keeps its other handlers and its propagation, and its level
+    is only ever lowered (to let the wanted records be made), never raised:
+    nothing any other handler receives is lost. On exit every logger's level
+    and handlers are what they were.
+
+    Parameters
+    ----------
+    handler : logging.Handler
+        E.g. :func:`event_handler`.
+    levels : dict
+        Logger name to lowest level written, e.g. ``{"medlung.serve": logging.INFO,
+        "pynetdicom": logging.WARNING}``.
+
+    Yields
+    ------
+    logging.Handler
+        ``handler``.
+    """
+    loggers = {name: logging.getLogger(name) for name in levels}
+    saved = {name: logger.level for name, logger in loggers.items()}
+    gate = _AtLeast(dict(levels))
+    handler.addFilter(gate)
+    try:
+        for name, logger in loggers.items():
+            if logger.getEffectiveLevel() > levels[name]:
+                logger.setLevel(levels[name])
+            logger.addHandler(handler)
+        yield handler
+    finally:
+        for name, logger in loggers.items():
+            logger.removeHandler(handler)
+            logger.setLevel(saved[name])
+        handler.removeFilter(gate)
+        handler.flush()
+
+
+@contextmanager
+def quieted(names, level: int = logging.CRITICAL):
+    """While inside, the loggers ``names`` make records at ``level`` and above only; on exit their levels are back.
+
+    For a command's own chatter controls (``--verbose``), never at import.
+    """
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(level)
+        yield
+    finally:
+        for logger, was in zip(loggers, saved):
+            logger.setLevel(was)
 
 
 def _text(value) -> str:

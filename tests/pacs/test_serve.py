@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -136,7 +137,16 @@ def make_film(path: Path, pixels: np.ndarray, shape: tuple[int, int], index: int
 
 
 def send_films(paths, port: int, calling_ae: str = CLIENT_AE) -> list[int | None]:
-    """C-STORE files to the node in one association; the status of each (None: no answer)."""
+    """C-STORE files to the node in one association; the status of each (None: no answer, twice).
+
+    pynetdicom's requestor can lose an answer: its reactor thread may take the
+    C-STORE response off the queue ``send_c_store`` reads (it then logs
+    "Received unexpected C-STORE service message", the symptom of
+    pydicom/pynetdicom#875), and ``send_c_store`` waits its DIMSE timeout and
+    aborts. It happens when the two threads are descheduled at the wrong
+    moment (busy cores). A film whose answer was lost is sent once more on a
+    new association, as any sender does; the films after it follow there.
+    """
     from pynetdicom import AE
 
     datasets = [pydicom.dcmread(p) for p in paths]
@@ -144,15 +154,24 @@ def send_films(paths, port: int, calling_ae: str = CLIENT_AE) -> list[int | None
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 300
     for sop_class, syntax in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}):
         ae.add_requested_context(sop_class, syntax)  # one context each: the node accepts every syntax
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
-    assert assoc.is_established, f"association with the node failed (rejected={assoc.is_rejected})"
-    statuses = []
-    try:
-        for dataset in datasets:
-            answer = assoc.send_c_store(dataset)
-            statuses.append(int(answer.Status) if answer and "Status" in answer else None)
-    finally:
-        assoc.release()
+    statuses: list[int | None] = []
+    lost_once: set[int] = set()
+    while len(statuses) < len(datasets):
+        assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+        assert assoc.is_established, f"association with the node failed (rejected={assoc.is_rejected})"
+        try:
+            for index in range(len(statuses), len(datasets)):
+                answer = assoc.send_c_store(datasets[index])
+                if answer and "Status" in answer:
+                    statuses.append(int(answer.Status))
+                elif index in lost_once or assoc.is_established:  # lost twice, or no answer that was an answer
+                    statuses.append(None)
+                else:  # the association was aborted with the answer lost: once more on a new one
+                    lost_once.add(index)
+                    break
+        finally:
+            if assoc.is_established:
+                assoc.release()
     return statuses
 
 
@@ -273,6 +292,16 @@ def test_status_prints_the_queue_counts(node):
     wrong = subprocess.run([sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir / "done")],
                            capture_output=True, text=True, timeout=60, cwd=REPO)
     assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "Traceback" not in wrong.stderr
+
+
+def test_pynetdicom_errors_reach_the_node_json_log(node):
+    """pynetdicom is not silenced: what it says about a peer that is not DICOM is in the node's JSON log."""
+    with socket.create_connection(("127.0.0.1", node.port), timeout=30) as probe:
+        probe.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")  # a web probe on the DICOM port
+        found = wait_until(lambda: [e for e in node.events() if e.get("logger") == "pynetdicom.dul"], 30,
+                           "pynetdicom's error in the node's log", node)
+    assert found[0]["level"] == "error" and found[0]["event"] == "Unknown PDU type received '0x47'"
+    assert "time" in found[0] and not [e for e in node.events() if e.get("logger") and e["level"] in ("debug", "info")]
 
 
 @pytest.mark.slow
