@@ -8,7 +8,7 @@ import logging
 import re
 from datetime import datetime
 
-from medlung.logs import event_handler, log_event, routed
+from medlung.logs import event_handler, log_event, quieted, routed
 
 
 class Keep(logging.Handler):
@@ -67,3 +67,14 @@ def test_json_lines_carry_the_fields_and_name_other_libraries():
     assert first == {"level": "info", "event": "sent", "key": "k1", "status": "0x0000", "attempts": 2, "empty": None}
     assert {k: v for k, v in second.items() if k != "time"} == {"level": "warning", "event": "peer said no",
                                                                "logger": "tests.other"}
+
+
+def test_quieted_lasts_only_while_inside():
+    chatty = logging.getLogger("tests.chatty")
+    chatty.setLevel(logging.INFO)
+    try:
+        with quieted(["tests.chatty"]):
+            assert not chatty.isEnabledFor(logging.ERROR) and chatty.isEnabledFor(logging.CRITICAL)
+        assert chatty.level == logging.INFO
+    finally:
+        chatty.setLevel(logging.NOTSET)

@@ -54,8 +54,8 @@ from medlung.pacs.queue import Spool
 from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["LOGGER", "ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning", "node_logging",
-           "parse_networks", "queue_status", "serve"]
+__all__ = ["LOGGER", "PYNETDICOM_LEVEL", "ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning",
+           "node_logging", "parse_networks", "queue_status", "serve"]
 
 #: The node's events (see :mod:`medlung.logs`); :func:`node_logging` writes them out.
 LOGGER = logging.getLogger("medlung.serve")
