@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-__all__ = ["JsonFormatter", "TextFormatter", "event_handler", "log_event", "quieted", "routed"]
+__all__ = ["JsonFormatter", "TextFormatter", "Throttle", "event_handler", "log_event", "quieted", "routed"]
 
 _FIELDS = "medlung_fields"
 
@@ -81,6 +83,52 @@ class _AtLeast(logging.Filter):
         for name, level in self.levels.items():
             if record.name == name or record.name.startswith(name + "."):
                 return record.levelno >= level
+        return True
+
+
+class Throttle(logging.Filter):
+    """At most ``count`` records per ``seconds`` from each logger under ``prefixes``; the rest are dropped.
+
+    A peer can make a library log once per few bytes it sends (pynetdicom
+    logs one error per 6 bytes of a stream that is not DICOM): the first
+    records of a burst get through, and the first one let through after it
+    carries ``suppressed=<n>``, the number dropped since. Records of other
+    loggers pass untouched.
+
+    Parameters
+    ----------
+    prefixes : sequence of str
+        Logger names (``"pynetdicom"`` also covers ``"pynetdicom.dul"``); each
+        logger under them is counted on its own.
+    count : int
+        Records let through per window.
+    seconds : float
+        Length of the window, in seconds.
+    clock : callable, optional
+        Seconds, monotonic (default :func:`time.monotonic`).
+    """
+
+    def __init__(self, prefixes, count: int, seconds: float, clock=time.monotonic) -> None:
+        super().__init__()
+        self.prefixes, self.count, self.seconds, self.clock = tuple(prefixes), count, seconds, clock
+        self._windows: dict[str, list] = {}  # logger name: [window start, let through, dropped]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(record.name == p or record.name.startswith(p + ".") for p in self.prefixes):
+            return True
+        with self._lock:
+            now = self.clock()
+            window = self._windows.setdefault(record.name, [now, 0, 0])
+            if now - window[0] >= self.seconds:
+                window[0], window[1] = now, 0
+            if window[1] >= self.count:
+                window[2] += 1
+                return False
+            window[1] += 1
+            dropped, window[2] = window[2], 0
+        if dropped:
+            setattr(record, _FIELDS, {**getattr(record, _FIELDS, {}), "suppressed": dropped})
         return True
 
 

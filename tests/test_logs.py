@@ -8,7 +8,7 @@ import logging
 import re
 from datetime import datetime
 
-from medlung.logs import event_handler, log_event, quieted, routed
+from medlung.logs import Throttle, event_handler, log_event, quieted, routed
 
 
 class Keep(logging.Handler):
@@ -78,3 +78,25 @@ def test_quieted_lasts_only_while_inside():
         assert chatty.level == logging.INFO
     finally:
         chatty.setLevel(logging.NOTSET)
+
+
+def test_throttle_lets_a_few_records_a_window_through_and_says_how_many_it_dropped():
+    now = [0.0]
+    stream = io.StringIO()
+    handler = event_handler(True, stream)
+    events = logging.getLogger("medlung.tests.events")
+    with routed(handler, {"tests.noisy": logging.WARNING, events.name: logging.INFO}):
+        handler.addFilter(Throttle(["tests.noisy"], 2, 60.0, clock=lambda: now[0]))
+        for chunk in range(5):
+            logging.getLogger("tests.noisy.dul").error("chunk %d", chunk)
+        logging.getLogger("tests.noisy.transport").error("another module")  # counted on its own
+        for index in range(3):
+            log_event(events, "received", index=index)  # not under the prefixes: never dropped
+        now[0] = 59.9
+        logging.getLogger("tests.noisy.dul").error("still the same window")
+        now[0] = 60.0
+        logging.getLogger("tests.noisy.dul").error("the next window")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["event"], r.get("suppressed")) for r in records] == [
+        ("chunk 0", None), ("chunk 1", None), ("another module", None),
+        ("received", None), ("received", None), ("received", None), ("the next window", 4)]

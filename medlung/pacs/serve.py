@@ -49,18 +49,21 @@ from functools import partial
 from pathlib import Path
 
 from medlung.errors import MedlungError
-from medlung.logs import event_handler, log_event, routed
+from medlung.logs import Throttle, event_handler, log_event, routed
 from medlung.pacs.queue import Spool
 from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["LOGGER", "PYNETDICOM_LEVEL", "ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning",
-           "node_logging", "parse_networks", "queue_status", "serve"]
+__all__ = ["LOGGER", "PYNETDICOM_LEVEL", "PYNETDICOM_RECORDS", "PYNETDICOM_WINDOW_S", "ServeConfig", "StorageNode",
+           "WorkdirBusyError", "exposure_warning", "node_logging", "parse_networks", "queue_status", "serve"]
 
 #: The node's events (see :mod:`medlung.logs`); :func:`node_logging` writes them out.
 LOGGER = logging.getLogger("medlung.serve")
-#: pynetdicom's records at this level and above go into the node's log while it runs.
+#: pynetdicom's records at this level and above go into the node's log while it runs...
 PYNETDICOM_LEVEL = logging.WARNING
+#: ...at most this many per this many seconds from each of its modules (a peer sending a stream that is not
+#: DICOM gets one error per 6 bytes from pynetdicom); the next one let through says how many were dropped.
+PYNETDICOM_RECORDS, PYNETDICOM_WINDOW_S = 5, 60.0
 
 VERIFICATION = "1.2.840.10008.1.1"
 #: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C). The A7xx codes are all "Refused: Out of Resources"; the
@@ -739,13 +742,15 @@ def queue_status(workdir: str | Path) -> dict:
 
 
 @contextmanager
-def node_logging(json_logs: bool = False, stream=None):
+def node_logging(json_logs: bool = False, stream=None, logger: logging.Logger = LOGGER):
     """While inside, the node's events and pynetdicom's warnings and errors are lines on ``stream``.
 
     The events of :data:`LOGGER` (``medlung.serve``, info and above) and the
     records of ``pynetdicom`` at :data:`PYNETDICOM_LEVEL` and above go to one
     handler (:func:`medlung.logs.event_handler`): text lines, or one JSON
-    object per line, pynetdicom's with ``"logger"`` naming its module. On exit
+    object per line, pynetdicom's with ``"logger"`` naming its module, at
+    most :data:`PYNETDICOM_RECORDS` per :data:`PYNETDICOM_WINDOW_S` seconds
+    from each module (:class:`medlung.logs.Throttle`). On exit
     both loggers' levels and handlers are what they were (see
     :func:`medlung.logs.routed`); nothing is silenced, in or out.
 
@@ -755,13 +760,17 @@ def node_logging(json_logs: bool = False, stream=None):
         One JSON object per line.
     stream : file, optional
         Default: standard error.
+    logger : logging.Logger
+        The logger the node's events are on (another than :data:`LOGGER` when
+        two nodes share a process; give the node ``log=partial(log_event, logger)``).
 
     Yields
     ------
     logging.Handler
     """
     handler = event_handler(json_logs, stream)
-    with routed(handler, {LOGGER.name: logging.INFO, "pynetdicom": PYNETDICOM_LEVEL}):
+    with routed(handler, {logger.name: logging.INFO, "pynetdicom": PYNETDICOM_LEVEL}):
+        handler.addFilter(Throttle(["pynetdicom"], PYNETDICOM_RECORDS, PYNETDICOM_WINDOW_S))  # after routed's levels
         yield handler
 
 

@@ -24,13 +24,13 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from medlung.logs import event_handler, log_event, routed
+from medlung.logs import log_event
 from medlung.pacs import TlsConfig
 from medlung.pacs.serve import (
     ASSOCIATION_FULL,
     FILM_TOO_LARGE,
     OUT_OF_RESOURCES,
-    PYNETDICOM_LEVEL,
+    PYNETDICOM_RECORDS,
     ServeConfig,
     StorageNode,
     exposure_warning,
@@ -81,10 +81,9 @@ def start_node(orthanc, segmenter, tmp_path):
         stream = io.StringIO()
         config = ServeConfig(NODE_AE, 0, orthanc.destination, tmp_path / f"work{len(nodes)}", bind="127.0.0.1",
                              json_logs=json_logs, resend_interval=2.0, **options)
-        # each node its own logger (two may run at once), through the injection point; pynetdicom as serve() does
+        # each node its own logger (two may run at once), through the injection point; pynetdicom as in serve()
         logger = logging.getLogger(f"medlung.serve.test{len(nodes)}")
-        logs.enter_context(routed(event_handler(json_logs, stream),
-                                  {logger.name: logging.INFO, "pynetdicom": PYNETDICOM_LEVEL}))
+        logs.enter_context(node_logging(json_logs, stream, logger))
         node = StorageNode(config, segmenter=segmenter, log=partial(log_event, logger))
         nodes.append(node)
         node.start()
@@ -191,7 +190,7 @@ def logger_state(name: str) -> tuple:
 
 
 @pytest.mark.parametrize("json_logs", [True, False], ids=["json-logs", "text-logs"])
-def test_pynetdicom_errors_during_a_run_reach_the_node_log_and_its_logger_is_left_as_it_was(
+def test_pynetdicom_errors_during_a_run_reach_the_node_log_throttled_and_its_logger_is_left_as_it_was(
         orthanc, segmenter, tmp_path, json_logs):
     before = {name: logger_state(name) for name in ("pynetdicom", "pynetdicom.dul", "medlung.serve")}
     stream = io.StringIO()
@@ -202,9 +201,14 @@ def test_pynetdicom_errors_during_a_run_reach_the_node_log_and_its_logger_is_lef
         try:
             node.start()
             with socket.create_connection(("127.0.0.1", node.port), timeout=30) as probe:
-                probe.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")  # not DICOM: pynetdicom logs an error
-                wait_until(lambda: "Unknown PDU type received '0x47'" in running.text(), 30,
-                           "pynetdicom's error in the node's log", running)
+                # not DICOM: pynetdicom logs an error per 6 bytes (100 here) and answers each with an A-ABORT
+                probe.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n".ljust(600, b"x"))
+                answered = b""
+                while len(answered) < 100 * 10:  # 10-byte A-ABORT PDUs: pynetdicom has read every chunk
+                    piece = probe.recv(4096)
+                    if not piece:
+                        break
+                    answered += piece
         finally:
             node.stop()
     if json_logs:
@@ -213,12 +217,14 @@ def test_pynetdicom_errors_during_a_run_reach_the_node_log_and_its_logger_is_lef
         pynetdicom = [e for e in events if e.get("logger", "").startswith("pynetdicom")]
         assert {"level": "error", "event": "Unknown PDU type received '0x47'", "logger": "pynetdicom.dul"}.items() \
             <= pynetdicom[0].items()
+        assert PYNETDICOM_RECORDS <= len(pynetdicom) < 20  # a flood of 100 throttled (5 a minute)
         assert all(e["level"] in ("warning", "error", "critical") for e in pynetdicom)  # no info, no debug
         assert [e["event"] for e in events if "logger" not in e][:1] == ["listening"]
     else:
         lines = running.text().splitlines()
         stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
         assert any(re.fullmatch(stamp + r" ERROR   Unknown PDU type received '0x47'", line) for line in lines)
+        assert PYNETDICOM_RECORDS <= len([line for line in lines if "Unknown PDU type" in line]) < 20
         assert re.match(r"\S+Z INFO    listening ae_title=MEDLUNG address=127.0.0.1 port=\d+ ", lines[0])
         assert re.search(r"Z INFO    stopped incoming=0 outgoing=0 done=0 failed=0$", lines[-1])
     # after the run: both loggers as they were, and pynetdicom's records no longer reach the node's stream
