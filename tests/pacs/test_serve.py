@@ -38,6 +38,9 @@ START_TIMEOUT_S = 180
 #: Seconds one small film may take from C-STORE to SEG in Orthanc, at worst, on 2 busy cores.
 PER_FILM_S = 20
 FULL_SHAPE = (4892, 4020)  # rows x cols: 4020 wide, 4892 high
+#: Seconds the test client waits for the node's answer to one C-STORE (it writes and fsyncs the film first:
+#: seconds for a 39 MB film on busy cores), less than the 300 s the load test waits for its senders.
+ANSWER_TIMEOUT_S = 60
 FILM_CLASSES = [factory.CR, factory.DX_PRESENTATION, factory.DX_PROCESSING, factory.SECONDARY_CAPTURE]
 
 
@@ -146,12 +149,14 @@ def send_films(paths, port: int, calling_ae: str = CLIENT_AE) -> list[int | None
     aborts. It happens when the two threads are descheduled at the wrong
     moment (busy cores). A film whose answer was lost is sent once more on a
     new association, as any sender does; the films after it follow there.
+    A lost answer costs :data:`ANSWER_TIMEOUT_S` seconds.
     """
     from pynetdicom import AE
 
     datasets = [pydicom.dcmread(p) for p in paths]
     ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 300
+    ae.acse_timeout = ae.network_timeout = 300
+    ae.dimse_timeout = ANSWER_TIMEOUT_S
     for sop_class, syntax in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}):
         ae.add_requested_context(sop_class, syntax)  # one context each: the node accepts every syntax
     statuses: list[int | None] = []
@@ -397,7 +402,9 @@ def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp
     node = Node(work, orthanc.destination)
     try:
         node.start()
-        wait_until(lambda: node.counts()["done"] == 5, PER_FILM_S * 3, "5 films in done/", node)
+        # a SEG reaches done/ a moment (two fsyncs) before its "sent" line: wait for both
+        wait_until(lambda: node.counts()["done"] == 5 and len(sends_per_film(node.events())) >= 3, PER_FILM_S * 3,
+                   "5 films in done/ and 3 'sent' lines", node)
         assert node.counts() == {"incoming": 0, "outgoing": 0, "done": 5, "failed": 0}
         assert not list(work.rglob("*.part")) and not list(work.rglob("*.sent"))
         events = node.events()
@@ -472,7 +479,8 @@ def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(t
         assert node.counts() == {"incoming": 0, "outgoing": 3, "done": 0, "failed": 0}
 
         pacs = restart_orthanc(pacs)
-        wait_until(lambda: node.counts()["done"] == 3, 60, "the 3 SEGs delivered", node)
+        wait_until(lambda: node.counts()["done"] == 3 and len(sends_per_film(node.events())) >= 3, 60,
+                   "the 3 SEGs delivered and logged", node)
         segs = [t for t in pacs.study_instances(study) if t.get("Modality") == "SEG"]
         assert len(segs) == 3
         assert sends_per_film(node.events()) == {Spool.key_for(pydicom.dcmread(p).SOPInstanceUID): 1 for p in paths}
