@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medlung"
 
 #: Layers from the bottom up; each entry is a package or module under medlung.
 LAYERS = (
-    ("core", ("errors", "plans", "labels", "spacing", "film", "uids", "writers.atomic")),
+    ("core", ("errors", "logs", "plans", "labels", "spacing", "film", "uids", "writers.atomic")),
     ("reading and measuring", ("io", "metrics", "orientation")),
     ("building blocks", ("transforms", "networks", "writers", "quality", "pacs", "pacs.send",
                          "pacs.queue", "pacs.tls")),

@@ -35,27 +35,35 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import logging
 import os
 import queue
 import shutil
 import signal
-import sys
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from medlung.errors import MedlungError
+from medlung.logs import Throttle, event_handler, log_event, routed
 from medlung.pacs.queue import Spool
 from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["ServeConfig", "StorageNode", "WorkdirBusyError", "exposure_warning", "parse_networks", "queue_status",
-           "serve"]
+__all__ = ["LOGGER", "PYNETDICOM_LEVEL", "PYNETDICOM_RECORDS", "PYNETDICOM_WINDOW_S", "ServeConfig", "StorageNode",
+           "WorkdirBusyError", "exposure_warning", "node_logging", "parse_networks", "queue_status", "serve"]
+
+#: The node's events (see :mod:`medlung.logs`); :func:`node_logging` writes them out.
+LOGGER = logging.getLogger("medlung.serve")
+#: pynetdicom's records at this level and above go into the node's log while it runs...
+PYNETDICOM_LEVEL = logging.WARNING
+#: ...at most this many per this many seconds from each of its modules (a peer sending a stream that is not
+#: DICOM gets one error per 6 bytes from pynetdicom); the next one let through says how many were dropped.
+PYNETDICOM_RECORDS, PYNETDICOM_WINDOW_S = 5, 60.0
 
 VERIFICATION = "1.2.840.10008.1.1"
 #: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C). The A7xx codes are all "Refused: Out of Resources"; the
@@ -220,37 +228,6 @@ def exposure_warning(config: ServeConfig) -> str | None:
     return None
 
 
-class _Logger:
-    """Per-instance events as text lines or JSON objects, on standard error."""
-
-    def __init__(self, json_logs: bool, stream=None) -> None:
-        self.json_logs = json_logs
-        self.stream = stream or sys.stderr
-        self._lock = threading.Lock()
-
-    def __call__(self, event: str, level: str = "info", **fields) -> None:
-        now = datetime.now(timezone.utc)
-        if self.json_logs:
-            record = {"time": now.isoformat(timespec="milliseconds"), "level": level, "event": event, **fields}
-            line = json.dumps(record, default=str)
-        else:
-            details = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v is not None)
-            line = f"{now.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z {level.upper():7s} {event} {details}".rstrip()
-        with self._lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed pipe must not stop the node
-                pass
-
-
-def _text(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    text = str(value)
-    return json.dumps(text) if (" " in text or not text) else text
-
-
 @dataclass
 class _Job:
     """What the node remembers about a film while it is in the queue."""
@@ -271,7 +248,9 @@ class StorageNode:
     segmenter : medlung.inference.Segmenter, optional
         A loaded model (default: loaded from ``config.bundle`` by :meth:`start`).
     log : callable, optional
-        ``log(event, level="info", **fields)``; default: lines on standard error.
+        ``log(event, level="info", **fields)``; default: :func:`medlung.logs.log_event`
+        on :data:`LOGGER` (``medlung.serve``), which :func:`serve` writes on
+        standard error through :func:`node_logging`.
 
     Examples
     --------
@@ -282,7 +261,7 @@ class StorageNode:
     def __init__(self, config: ServeConfig, segmenter=None, log=None) -> None:
         self.config = config
         self.segmenter = segmenter
-        self.log = log or _Logger(config.json_logs)
+        self.log = log or partial(log_event, LOGGER)
         self.spool = Spool(config.workdir)
         self.port: int | None = None
         self._lock = threading.Lock()
@@ -762,32 +741,67 @@ def queue_status(workdir: str | Path) -> dict:
     return {**counts, "running": running}
 
 
+@contextmanager
+def node_logging(json_logs: bool = False, stream=None, logger: logging.Logger = LOGGER):
+    """While inside, the node's events and pynetdicom's warnings and errors are lines on ``stream``.
+
+    The events of :data:`LOGGER` (``medlung.serve``, info and above) and the
+    records of ``pynetdicom`` at :data:`PYNETDICOM_LEVEL` and above go to one
+    handler (:func:`medlung.logs.event_handler`): text lines, or one JSON
+    object per line, pynetdicom's with ``"logger"`` naming its module, at
+    most :data:`PYNETDICOM_RECORDS` per :data:`PYNETDICOM_WINDOW_S` seconds
+    from each module (:class:`medlung.logs.Throttle`). On exit
+    both loggers' levels and handlers are what they were (see
+    :func:`medlung.logs.routed`); nothing is silenced, in or out.
+
+    Parameters
+    ----------
+    json_logs : bool
+        One JSON object per line.
+    stream : file, optional
+        Default: standard error.
+    logger : logging.Logger
+        The logger the node's events are on (another than :data:`LOGGER` when
+        two nodes share a process; give the node ``log=partial(log_event, logger)``).
+
+    Yields
+    ------
+    logging.Handler
+    """
+    handler = event_handler(json_logs, stream)
+    with routed(handler, {logger.name: logging.INFO, "pynetdicom": PYNETDICOM_LEVEL}):
+        handler.addFilter(Throttle(["pynetdicom"], PYNETDICOM_RECORDS, PYNETDICOM_WINDOW_S))  # after routed's levels
+        yield handler
+
+
 def serve(config: ServeConfig, log=None) -> None:
     """Run a node until SIGTERM or SIGINT, then stop it cleanly (see :class:`StorageNode`).
+
+    Its events, and pynetdicom's warnings and errors, are written on standard
+    error while it runs (:func:`node_logging`, JSON with ``config.json_logs``).
 
     Raises
     ------
     MedlungError
         When the node cannot start (work folder busy, model, port).
     """
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-    node = StorageNode(config, log=log)
-    previous = {}
-    received = []
+    with node_logging(config.json_logs):
+        node = StorageNode(config, log=log)
+        previous = {}
+        received = []
 
-    def on_signal(number, frame) -> None:  # only sets flags: the main thread may hold a lock here
-        received.append(signal.Signals(number).name)
-        node._stopping.set()
+        def on_signal(number, frame) -> None:  # only sets flags: the main thread may hold a lock here
+            received.append(signal.Signals(number).name)
+            node._stopping.set()
 
-    for number in (signal.SIGTERM, signal.SIGINT):
-        previous[number] = signal.signal(number, on_signal)
-    try:
-        node.start()
-        node.wait()
-        if received:
-            node.log("signal", signal=received[0])
-    finally:
-        node.stop()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, on_signal)
+        try:
+            node.start()
+            node.wait()
+            if received:
+                node.log("signal", signal=received[0])
+        finally:
+            node.stop()
+            for number, handler in previous.items():
+                signal.signal(number, handler)

@@ -1,16 +1,22 @@
 """What a ``medlung serve`` node refuses, and what it never writes down, on 127.0.0.1 only.
 
 The nodes run in this process (:class:`medlung.pacs.serve.StorageNode` with
-the session's loaded model and a log captured in memory) and forward to the
-session's real Orthanc; the peers are real pynetdicom clients. Each refusal
-has its own test, and each is logged with the peer's address.
+the session's loaded model and a log captured in memory, pynetdicom's
+warnings and errors included) and forward to the session's real Orthanc;
+the peers are real pynetdicom clients. Each refusal has its own test, and
+each is logged with the peer's address.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import shutil
+import socket
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +24,17 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from medlung.logs import log_event
 from medlung.pacs import TlsConfig
 from medlung.pacs.serve import (
     ASSOCIATION_FULL,
     FILM_TOO_LARGE,
     OUT_OF_RESOURCES,
+    PYNETDICOM_RECORDS,
     ServeConfig,
     StorageNode,
-    _Logger,
     exposure_warning,
+    node_logging,
 )
 from medlung.pacs.queue import Spool
 from medlung.writers.dicom_seg import write_dicom_seg
@@ -67,19 +75,24 @@ class Running:
 def start_node(orthanc, segmenter, tmp_path):
     """``start_node(**ServeConfig options)``: a node on 127.0.0.1, any free port; stopped after the test."""
     nodes = []
+    logs = ExitStack()
 
     def start(json_logs: bool = True, **options) -> Running:
         stream = io.StringIO()
         config = ServeConfig(NODE_AE, 0, orthanc.destination, tmp_path / f"work{len(nodes)}", bind="127.0.0.1",
                              json_logs=json_logs, resend_interval=2.0, **options)
-        node = StorageNode(config, segmenter=segmenter, log=_Logger(json_logs, stream))
+        # each node its own logger (two may run at once), through the injection point; pynetdicom as in serve()
+        logger = logging.getLogger(f"medlung.serve.test{len(nodes)}")
+        logs.enter_context(node_logging(json_logs, stream, logger))
+        node = StorageNode(config, segmenter=segmenter, log=partial(log_event, logger))
         nodes.append(node)
         node.start()
         return Running(node, stream)
 
-    yield start
-    for node in nodes:
-        node.stop()
+    with logs:
+        yield start
+        for node in nodes:
+            node.stop()
 
 
 def associate(port: int):
@@ -168,6 +181,57 @@ def test_start_up_warns_when_anyone_can_reach_the_node(tmp_path):
     assert exposure_warning(config(bind="127.0.0.1")) is None and exposure_warning(config(bind="::1")) is None
     with pytest.raises(ValueError, match="not an IP address or a CIDR"):
         config(allow_hosts=("10.1.2.0/33",))
+
+
+# --- logs ---------------------------------------------------------------------------------------------
+def logger_state(name: str) -> tuple:
+    logger = logging.getLogger(name)
+    return logger.level, list(logger.handlers), logger.propagate
+
+
+@pytest.mark.parametrize("json_logs", [True, False], ids=["json-logs", "text-logs"])
+def test_pynetdicom_errors_during_a_run_reach_the_node_log_throttled_and_its_logger_is_left_as_it_was(
+        orthanc, segmenter, tmp_path, json_logs):
+    before = {name: logger_state(name) for name in ("pynetdicom", "pynetdicom.dul", "medlung.serve")}
+    stream = io.StringIO()
+    config = ServeConfig(NODE_AE, 0, orthanc.destination, tmp_path / "work", bind="127.0.0.1", json_logs=json_logs)
+    node = StorageNode(config, segmenter=segmenter)  # the default log: the medlung.serve logger
+    running = Running(node, stream)
+    with node_logging(json_logs, stream):  # what serve() runs a node in
+        try:
+            node.start()
+            with socket.create_connection(("127.0.0.1", node.port), timeout=30) as probe:
+                # not DICOM: pynetdicom logs an error per 6 bytes (100 here) and answers each with an A-ABORT
+                probe.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n".ljust(600, b"x"))
+                answered = b""
+                while len(answered) < 100 * 10:  # 10-byte A-ABORT PDUs: pynetdicom has read every chunk
+                    piece = probe.recv(4096)
+                    if not piece:
+                        break
+                    answered += piece
+        finally:
+            node.stop()
+    if json_logs:
+        events = running.events()
+        assert len(events) == len(running.text().splitlines())  # every line is one JSON object
+        pynetdicom = [e for e in events if e.get("logger", "").startswith("pynetdicom")]
+        assert {"level": "error", "event": "Unknown PDU type received '0x47'", "logger": "pynetdicom.dul"}.items() \
+            <= pynetdicom[0].items()
+        assert PYNETDICOM_RECORDS <= len(pynetdicom) < 20  # a flood of 100 throttled (5 a minute)
+        assert all(e["level"] in ("warning", "error", "critical") for e in pynetdicom)  # no info, no debug
+        assert [e["event"] for e in events if "logger" not in e][:1] == ["listening"]
+    else:
+        lines = running.text().splitlines()
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+        assert any(re.fullmatch(stamp + r" ERROR   Unknown PDU type received '0x47'", line) for line in lines)
+        assert PYNETDICOM_RECORDS <= len([line for line in lines if "Unknown PDU type" in line]) < 20
+        assert re.match(r"\S+Z INFO    listening ae_title=MEDLUNG address=127.0.0.1 port=\d+ ", lines[0])
+        assert re.search(r"Z INFO    stopped incoming=0 outgoing=0 done=0 failed=0$", lines[-1])
+    # after the run: both loggers as they were, and pynetdicom's records no longer reach the node's stream
+    assert {name: logger_state(name) for name in before} == before
+    written = running.text()
+    logging.getLogger("pynetdicom.dul").error("after the node stopped")
+    assert running.text() == written
 
 
 # --- privacy ------------------------------------------------------------------------------------------
