@@ -12,7 +12,8 @@ film (bicubic upsampling), JPEG 2000 lossless, then measures:
     from a ready mask, per film over ``--films N`` copies of the film (default 4);
 (d) ``batch``: :func:`medlung.pipeline.batch.predict_files` on the same N
     films (model loaded once): what a user's batch costs per film, with the
-    next film read and the last one written while one is segmented.
+    next film read and the last one written while one is segmented; and the
+    same films one after the other (``segment_one``) for comparison.
 
 Prints the ratios naive/medlung, medlung/floor and batch/floor (wall and CPU
 seconds) and the Dice between (a) and (b), measured in this one run (the
@@ -94,17 +95,23 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
                       segmenter.model_version, options, segmenter)
     floor = {k: v / films for k, v in _since(start).items()}
 
-    # (d) a batch of the same films as medlung predict runs it (one worker)
-    from medlung.pipeline.batch import predict_files
+    # (d) a batch of the same films as medlung predict runs it (one worker), and film after film (segment_one)
+    from medlung.pipeline import batch as pipeline
 
     batch_in = out / "batch_in"
     batch_in.mkdir()
     for index in range(films):
         os.link(film, batch_in / f"film{index}.dcm")
     start = _clock()
-    report = predict_files(sorted(batch_in.iterdir()), out / "batch_out", segmenter, options)
+    report = pipeline.predict_files(sorted(batch_in.iterdir()), out / "batch_out", segmenter, options)
     batch = {k: v / films for k, v in _since(start).items()}
     assert all(row["status"] == "ok" for row in report.rows), report.rows
+    (out / "one_by_one").mkdir()
+    start = _clock()
+    if hasattr(pipeline, "FILMS_IN_FLIGHT"):  # else predict_files is already film after film
+        for path in sorted(batch_in.iterdir()):
+            assert pipeline.segment_one(path, out / "one_by_one" / path.stem, segmenter, options)["status"] == "ok"
+    sequential = {k: v / films for k, v in _since(start).items()}
 
     # 512x512 PNG films in a batch
     paths = sorted((REPO.parent / "shared" / "data" / "shenzhen" / "images").glob("*.png"))[:20] or [SAMPLE] * 20
@@ -112,7 +119,8 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     for _, result in segmenter.segment_files(paths):
         assert not isinstance(result, Exception), result
     png_each = (time.perf_counter() - started) / len(paths)
-    return {"stages": stages, "total": total, "floor": floor, "batch": batch, "films": films, "png_each": png_each,
+    return {"stages": stages, "total": total, "floor": floor, "batch": batch, "sequential": sequential,
+            "films": films, "png_each": png_each,
             "peak_rss_mb": _peak_rss_mb(), "total_cm2": masks.areas_cm2["total"]}
 
 
@@ -314,6 +322,11 @@ def print_medlung(m: dict, device: str) -> None:
     print(f"(d) batch per film (predict_files, {m['films']} films, one worker, pipelined): "
           f"{batch['wall']:.2f} s wall, {batch['cpu']:.2f} s CPU")
     print(f"    ratio batch / floor: {batch['wall'] / floor['wall']:.2f} wall, {batch['cpu'] / floor['cpu']:.2f} CPU")
+    one = m["sequential"]
+    if one["wall"] > 0.01:
+        print(f"    the same films one after the other (segment_one): {one['wall']:.2f} s wall, {one['cpu']:.2f} s CPU;"
+              f" ratio to the floor {one['wall'] / floor['wall']:.2f} wall; pipelined / one after the other "
+              f"{batch['wall'] / one['wall']:.2f} wall")
     print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
 
 
