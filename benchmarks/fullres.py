@@ -107,8 +107,12 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
             write_outputs(again, masks, planned_outputs(folder / f"floor{index}", again, options.formats),
                           segmenter.model_version, options, segmenter)
 
+    overlap = []  # the films' own seconds (read + segment + write) added up, over the batch's wall seconds
+
     def batch_run(folder: Path) -> None:
+        started = time.perf_counter()
         report = pipeline.predict_files(inputs, folder, segmenter, options)
+        overlap.append(sum(row["seconds"] for row in report.rows) / (time.perf_counter() - started))
         assert all(row["status"] == "ok" for row in report.rows), report.rows
 
     def sequential_run(folder: Path) -> None:
@@ -133,7 +137,8 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     for _, result in segmenter.segment_files(paths):
         assert not isinstance(result, Exception), result
     png_each = (time.perf_counter() - started) / len(paths)
-    return {"stages": stages, "total": total, "rounds": measured, "films": films, "png_each": png_each,
+    return {"stages": stages, "total": total, "rounds": measured, "overlap": overlap, "films": films,
+            "png_each": png_each,
             "peak_rss_mb": _peak_rss_mb(), "total_cm2": masks.areas_cm2["total"]}
 
 
@@ -344,6 +349,8 @@ def print_medlung(m: dict, device: str) -> None:
           f"(per round, wall: {per_floor})")
     print(f"    ratio one after the other / floor: {one['wall'] / floor['wall']:.2f} wall; pipelined / one after the "
           f"other: {batch['wall'] / one['wall']:.2f} wall (per round: {per_one})")
+    print("    overlap in the batch (the films' read + segment + write seconds added up / the batch's wall "
+          f"seconds; 1.00 = one step at a time): {', '.join(f'{v:.2f}' for v in m['overlap'])}")
     print(f"    ratio medlung (one film, cold) / floor: {m['total'] / floor['wall']:.2f}")
     print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
 
