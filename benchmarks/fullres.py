@@ -8,12 +8,19 @@ film (bicubic upsampling), JPEG 2000 lossless, then measures:
     to end, and the process's peak RSS;
 (b) ``naive``: MONAI ``sliding_window_inference`` with roi 512 directly on the
     native grid with the same network (own process, own peak RSS);
-(c) ``floor``: decode + writing the same outputs from a ready mask.
+(c) ``floor``: decode + writing the default outputs (SEG, PNG, NIfTI, overlay)
+    from a ready mask, per film over ``--films N`` copies of the film (default 4);
+(d) ``batch``: :func:`medlung.pipeline.batch.predict_files` on the same N
+    films (model loaded once): what a user's batch costs per film, with the
+    next film read and the last one written while one is segmented; and the
+    same films one after the other (``segment_one``) for comparison;
+    (c) and (d) in ``--rounds R`` rounds (default 3), rotated, medians printed.
 
-Prints the ratios naive/medlung and medlung/floor and the Dice between (a)
-and (b), measured in this one run (the machine is noisy: compare ratios).
-Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu] [--parts] [--modes N_PNG,N_DICOM]
-[--modes-only]``.
+Prints the ratios naive/medlung, medlung/floor and batch/floor (wall and CPU
+seconds) and the Dice between (a) and (b), measured in this one run (the
+machine is noisy: compare ratios).
+Run: ``.venv/bin/python benchmarks/fullres.py [--skip-naive] [--device cpu] [--films N] [--rounds R] [--parts]
+[--modes N_PNG,N_DICOM] [--modes-only]``.
 Also times a batch of 512x512 PNG films (model loaded once).
 
 ``--parts`` adds where a film's floor goes, each in wall and CPU seconds
@@ -31,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,12 +88,48 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     total = time.perf_counter() - started
     np.save(out / "medlung_labels.npy", masks.labels)
 
-    # (c) the floor: decode + the same writes from a ready mask
-    started = time.perf_counter()
-    again = medlung.load_film(film)
-    write_outputs(again, masks, planned_outputs(out / "floor", again, options.formats), segmenter.model_version,
-                  options)
-    floor = time.perf_counter() - started
+    # (c) the floor: decode + the default writes from a ready mask, film after film; (d) a batch of the same
+    # films as medlung predict runs it (one worker, pipelined), and film after film (segment_one). A shared
+    # machine's load changes by the minute: each round runs the three in a rotated order, and the medians count.
+    from medlung.pipeline import batch as pipeline
+
+    films = int(sys.argv[sys.argv.index("--films") + 1]) if "--films" in sys.argv else 4
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    batch_in = out / "batch_in"
+    batch_in.mkdir()
+    for index in range(films):
+        os.link(film, batch_in / f"film{index}.dcm")
+    inputs = sorted(batch_in.iterdir())
+
+    def floor_run(folder: Path) -> None:
+        for index in range(films):
+            again = medlung.load_film(film)
+            write_outputs(again, masks, planned_outputs(folder / f"floor{index}", again, options.formats),
+                          segmenter.model_version, options, segmenter)
+
+    overlap = []  # the films' own seconds (read + segment + write) added up, over the batch's wall seconds
+
+    def batch_run(folder: Path) -> None:
+        started = time.perf_counter()
+        report = pipeline.predict_files(inputs, folder, segmenter, options)
+        overlap.append(sum(row["seconds"] for row in report.rows) / (time.perf_counter() - started))
+        assert all(row["status"] == "ok" for row in report.rows), report.rows
+
+    def sequential_run(folder: Path) -> None:
+        for path in inputs:
+            assert pipeline.segment_one(path, folder / path.stem, segmenter, options)["status"] == "ok"
+
+    runs = {"floor": floor_run, "batch": batch_run, "sequential": sequential_run}
+    measured: dict = {name: [] for name in runs}
+    for number in range(rounds):
+        names = list(runs)[number % 3:] + list(runs)[:number % 3]
+        for name in names:
+            folder = out / f"{name}{number}"
+            folder.mkdir()
+            start = _clock()
+            runs[name](folder)
+            measured[name].append({k: v / films for k, v in _since(start).items()})
+            shutil.rmtree(folder)
 
     # 512x512 PNG films in a batch
     paths = sorted((REPO.parent / "shared" / "data" / "shenzhen" / "images").glob("*.png"))[:20] or [SAMPLE] * 20
@@ -93,8 +137,9 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     for _, result in segmenter.segment_files(paths):
         assert not isinstance(result, Exception), result
     png_each = (time.perf_counter() - started) / len(paths)
-    return {"stages": stages, "total": total, "floor": floor, "png_each": png_each, "peak_rss_mb": _peak_rss_mb(),
-            "total_cm2": masks.areas_cm2["total"]}
+    return {"stages": stages, "total": total, "rounds": measured, "overlap": overlap, "films": films,
+            "png_each": png_each,
+            "peak_rss_mb": _peak_rss_mb(), "total_cm2": masks.areas_cm2["total"]}
 
 
 def _clock():
@@ -157,6 +202,7 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
         "overlay (medlung)": lambda p: write_overlay(p, loaded.pixels, labels, ["right lung 1 cm2"]),
     }
     for index, (name, write) in enumerate(targets.items()):
+        write(out / f"warm{index}_{name.split()[0]}")  # a batch pays imports and first-call costs once
         path = out / f"part{index}_{name.split()[0]}"
         start = _clock()
         write(path)
@@ -186,8 +232,6 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
 
 def modes(folder: Path, counts: tuple[int, int], film: Path) -> list[tuple[str, str, int, float, float]]:
     """``medlung predict`` as run by a user, in each mode: (inputs, mode, films, wall s, CPU s of the run)."""
-    import shutil
-
     shenzhen = sorted((REPO.parent / "shared" / "data" / "shenzhen" / "images").glob("*.png"))
     inputs = {"512x512 PNG": folder / "modes_png", "4020x4892 J2K DICOM": folder / "modes_dicom"}
     inputs["512x512 PNG"].mkdir()
@@ -253,7 +297,9 @@ def main() -> None:
         kinds += ("parts",) if "--parts" in sys.argv else ()
         kinds = () if "--modes-only" in sys.argv else kinds
         for kind in kinds:
-            run = subprocess.run([sys.executable, __file__, "--child", kind, str(film), str(folder), device],
+            passed = [a for flag in ("--films", "--rounds") if flag in sys.argv
+                      for a in (flag, sys.argv[sys.argv.index(flag) + 1])]
+            run = subprocess.run([sys.executable, __file__, "--child", kind, str(film), str(folder), device, *passed],
                                  capture_output=True, text=True)
             if run.returncode:
                 sys.exit(f"{kind} failed:\n{run.stderr[-3000:]}")
@@ -289,8 +335,26 @@ def print_medlung(m: dict, device: str) -> None:
     print("film: 4020x4892 (WxH), 16-bit DX, JPEG 2000 lossless, 0.0875 mm; device:", device)
     print("(a) medlung end to end: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
           + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2")
-    print(f"(c) floor (decode + write the same outputs): {m['floor']:.2f} s")
-    print(f"    ratio medlung / floor: {m['total'] / m['floor']:.2f}")
+    import statistics
+
+    rounds = m["rounds"]
+    median = {name: {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for name, runs in rounds.items()}
+    floor, batch, one = median["floor"], median["batch"], median["sequential"]
+    count = len(rounds["floor"])
+    print(f"per film, medians of {count} rounds of {m['films']} films each (the three in a rotated order per round):")
+    print(f"(c) floor (decode + the default writes from a ready mask): {floor['wall']:.2f} s wall, "
+          f"{floor['cpu']:.2f} s CPU")
+    print(f"(d) batch (predict_files, one worker, pipelined):         {batch['wall']:.2f} s wall, {batch['cpu']:.2f} s CPU")
+    print(f"    the same films one after the other (segment_one):     {one['wall']:.2f} s wall, {one['cpu']:.2f} s CPU")
+    per_floor = ", ".join(f"{b['wall'] / f['wall']:.2f}" for b, f in zip(rounds["batch"], rounds["floor"]))
+    per_one = ", ".join(f"{b['wall'] / o['wall']:.2f}" for b, o in zip(rounds["batch"], rounds["sequential"]))
+    print(f"    ratio batch / floor: {batch['wall'] / floor['wall']:.2f} wall, {batch['cpu'] / floor['cpu']:.2f} CPU "
+          f"(per round, wall: {per_floor})")
+    print(f"    ratio one after the other / floor: {one['wall'] / floor['wall']:.2f} wall; pipelined / one after the "
+          f"other: {batch['wall'] / one['wall']:.2f} wall (per round: {per_one})")
+    print("    overlap in the batch (the films' read + segment + write seconds added up / the batch's wall "
+          f"seconds; 1.00 = one step at a time): {', '.join(f'{v:.2f}' for v in m['overlap'])}")
+    print(f"    ratio medlung (one film, cold) / floor: {m['total'] / floor['wall']:.2f}")
     print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
 
 
@@ -308,10 +372,11 @@ def print_parts(parts: dict, m: dict) -> None:
         print(f"  {name:38s} {fmt(v)}  {v['kB']:8.0f} kB")
     print(f"clean-up + right/left on the native grid: {fmt(parts['cleanup native grid'])}")
     decode = parts["load_film (default decoder)"]["wall"]
-    writes = sum(parts["write"][k]["wall"] for k in ("seg lossless", "png (medlung)", "nifti (medlung)",
-                                                      "overlay (medlung)"))
-    print(f"floor from the parts (decode + the four default outputs, one after the other): {decode + writes:.2f} s;"
-          f" end to end / that floor: {m['total'] / (decode + writes):.2f}")
+    default = ("seg uncompressed", "png (medlung)", "nifti (medlung)", "overlay (medlung)")
+    writes = sum(parts["write"][k]["wall"] for k in default)
+    writes_cpu = sum(parts["write"][k]["cpu"] for k in default)
+    print(f"the four default outputs one after the other: {writes:.2f} s wall, {writes_cpu:.2f} s CPU; with the "
+          f"decode: {decode + writes:.2f} s wall, {parts['load_film (default decoder)']['cpu'] + writes_cpu:.2f} s CPU")
 
 
 if __name__ == "__main__":

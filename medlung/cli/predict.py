@@ -46,7 +46,9 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Films without PatientOrientation (PNG, no tag) that look mirrored or turned are segmented as "
                    "detected (up to 3x network time on those films); the report's orientation_check says what "
                    "was seen.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Films processed at once.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Films processed at once (threads). With 1, the next film is read and the last one's outputs "
+                   "written while one is segmented.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option("--seg-syntax", type=click.Choice(["uncompressed", "jpeg2000", "lossless"]), default="uncompressed",
               show_default=True,

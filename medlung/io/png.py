@@ -133,7 +133,8 @@ def png_spacing(info: dict, notes: list[str] | None = None) -> Spacing | None:
     return _ppm_to_mm(ppm_y), _ppm_to_mm(ppm_x)
 
 
-def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None) -> None:
+def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None, level: int = 6,
+             strategy: int = 0) -> None:
     """Write a grey 8-bit or 16-bit PNG, with its spacing in the pHYs chunk.
 
     Parameters
@@ -144,6 +145,10 @@ def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None) -> N
         ``(rows, cols)`` uint8 or uint16, or ``(rows, cols, 3)`` uint8 RGB.
     spacing : tuple of float or None
         ``(row_mm, col_mm)``; ``None`` writes no pHYs chunk.
+    level : int
+        zlib compression level, 0-9 (6: zlib's and Pillow's default).
+    strategy : int
+        zlib strategy (``zlib.Z_DEFAULT_STRATEGY`` 0, ``zlib.Z_RLE`` 3 ...).
     """
     if pixels.dtype == np.uint16 and pixels.ndim == 2:
         image = Image.fromarray(pixels)  # mode I;16
@@ -155,7 +160,7 @@ def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None) -> N
     if spacing is not None:
         # Pillow writes int(dpi / 0.0254 + 0.5) pixels per metre, x (columns) first.
         options["dpi"] = (_MM_PER_INCH / spacing[1], _MM_PER_INCH / spacing[0])
-    image.save(path, format="PNG", **options)
+    image.save(path, format="PNG", compress_level=level, compress_type=strategy, **options)
 
 
 def _ppm_to_mm(ppm: int) -> float:

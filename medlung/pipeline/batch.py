@@ -114,6 +114,13 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
     """Segment ``paths`` into ``out``; return the report (also written there).
 
+    With one worker the films go through a pipeline of three threads: the
+    next film is read while this one is segmented, and the last one's outputs
+    are written meanwhile (decoding, torch and zlib release the GIL). At most
+    :data:`FILMS_IN_FLIGHT` films are held at once; rows reach the report and
+    ``progress`` in input order. With ``options.workers`` > 1, that many
+    films are each read, segmented and written by their own thread.
+
     Parameters
     ----------
     paths : list of Path
@@ -133,52 +140,187 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
     report.keep_earlier()
     stems = output_stems(paths)
 
-    def work(path: Path) -> dict:
-        return segment_one(path, out / stems[path], segmenter, options)
+    def finished(row: dict) -> None:
+        report.add(row)
+        if progress:
+            progress(row)
 
     if options.workers > 1:
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for row in pool.map(work, paths):
-                report.add(row)
-                if progress:
-                    progress(row)
+            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, options), paths):
+                finished(row)
     else:
-        for path in paths:
-            row = work(path)
-            report.add(row)
-            if progress:
-                progress(row)
+        _pipelined(paths, out, stems, segmenter, options, finished)
     return report
 
 
-def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
-    """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row."""
-    started = time.perf_counter()
-    row: dict = {"file": str(path), "status": "error"}
+#: Films a one-worker batch holds at once: the one being segmented (then written) and the next one being read.
+FILMS_IN_FLIGHT = 2
+#: How often a thread of the pipeline waiting on another looks whether the batch was stopped, seconds.
+_POLL_S = 0.2
+_END = object()
+
+
+def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished) -> None:
+    """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
+
+    An exception in ``finished`` (the report cannot be written, a progress
+    callback fails) or a Ctrl-C here stops the three stages and is raised
+    here, after the film being written is whole (atomic writes).
+    """
+    import queue
+
+    slots = threading.BoundedSemaphore(FILMS_IN_FLIGHT)
+    loaded: queue.Queue = queue.Queue()
+    segmented: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def wait_slot() -> bool:
+        while not slots.acquire(timeout=_POLL_S):
+            if stop.is_set():
+                return False
+        return True
+
+    def read() -> None:
+        try:
+            for path in paths:
+                if not wait_slot():
+                    return
+                loaded.put(_Job.load(path, out / stems[path], options))
+        except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
+            failure.append(exc)
+            stop.set()
+        finally:
+            loaded.put(_END)
+
+    def write() -> None:
+        try:
+            while True:
+                job = _get(segmented, stop)
+                if job is _END or job is None:
+                    return
+                try:
+                    finished(job.write(segmenter, options))
+                finally:
+                    slots.release()
+        except BaseException as exc:
+            failure.append(exc)
+            stop.set()
+
+    reader = threading.Thread(target=read, name="medlung-read", daemon=True)
+    writer = threading.Thread(target=write, name="medlung-write", daemon=True)
+    reader.start()
+    writer.start()
     try:
+        while True:
+            job = _get(loaded, stop)
+            if job is _END or job is None:
+                break
+            job.segment(segmenter, options)
+            segmented.put(job)
+        segmented.put(_END)
+        while writer.is_alive():
+            writer.join(_POLL_S)
+    finally:
+        stop.set()  # Ctrl-C or an error: the reader stops, the writer ends the film it is writing
+        writer.join()
+        reader.join()
+    if failure:
+        raise failure[0]
+
+
+def _get(source, stop: threading.Event):
+    """The next item of ``source``, or None once ``stop`` is set."""
+    import queue
+
+    while not stop.is_set():
+        try:
+            return source.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    return None
+
+
+class _Job:
+    """One film on its way through the pipeline: its report row, then its film, masks and output paths.
+
+    Each step keeps a failure in the row (status ``error``) and marks the job
+    done; the later steps then do nothing. ``seconds`` in the row is the time
+    the steps took, not the time the film waited between them.
+    """
+
+    def __init__(self, path: Path, prefix: Path) -> None:
+        self.path, self.prefix = Path(path), Path(prefix)
+        self.row: dict = {"file": str(path), "status": "error"}
+        self.done = False
+        self.seconds = 0.0
+        self.film = self.masks = self.targets = None
+
+    @classmethod
+    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> "_Job":
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+        job = cls(path, prefix)
+        job._step(job._load, options)
+        return job
+
+    def segment(self, segmenter, options: PredictOptions) -> None:
+        """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
+        self._step(self._segment, segmenter, options)
+
+    def write(self, segmenter, options: PredictOptions) -> dict:
+        """Write the outputs, send the SEG when asked; return the finished report row."""
+        self._step(self._write, segmenter, options)
+        self.film = self.masks = None
+        self.row["seconds"] = round(self.seconds, 3)
+        return self.row
+
+    def _step(self, step, *args) -> None:
+        if self.done:
+            return
+        started = time.perf_counter()
+        try:
+            step(*args)
+        except MedlungError as exc:
+            self.row["error"], self.done = str(exc), True
+        except Exception as exc:  # one bad film never stops the batch
+            self.row["error"], self.done = f"{self.path}: unexpected {type(exc).__name__}: {exc}", True
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _load(self, options: PredictOptions) -> None:
+        row = self.row
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(path, spacing=options.spacing, max_pixels=options.max_pixels)
+            film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
         if options.include_identifiers and film.dataset is not None:
             row.update(patient_id=str(film.dataset.get("PatientID", "") or ""),
                        study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""))
         row.update(rows=film.rows, cols=film.cols, spacing_mm=list(film.spacing) if film.spacing else None,
                    spacing_source=film.spacing_source, calibrated=film.calibrated)
-        targets = planned_outputs(prefix, film, options.formats)
+        targets = planned_outputs(self.prefix, film, options.formats)
         if not options.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
                 row.update(status="skipped", outputs=[str(p) for p in targets.values()],
-                           notes=["all outputs exist from an earlier run: skipped (--overwrite redoes them)"],
-                           seconds=round(time.perf_counter() - started, 3))
-                return row
+                           notes=["all outputs exist from an earlier run: skipped (--overwrite redoes them)"])
+                self.done = True
+                return
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
-        masks = segmenter(film)
+        self.film, self.targets = film, targets
+
+    def _segment(self, segmenter, options: PredictOptions) -> None:
+        masks = segmenter(self.film)
+        row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
         if masks.qc != QC_OK and options.qc_fail:
-            raise QualityCheckError(f"quality check failed ({'; '.join(row['qc_reasons'])})", path,
+            raise QualityCheckError(f"quality check failed ({'; '.join(row['qc_reasons'])})", self.path,
                                     "No outputs written (--qc-fail); run without --qc-fail to keep them.")
+        self.masks = masks
+
+    def _write(self, segmenter, options: PredictOptions) -> None:
+        film, masks, targets, row = self.film, self.masks, self.targets, self.row
         outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
@@ -187,15 +329,21 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
         row["notes"] = notes
         row["status"] = "ok"
         if "seg" in targets and (options.send or options.stow):
-            sent_error = _send(targets["seg"], path if options.send_source else None, options)
+            sent_error = _send(targets["seg"], self.path if options.send_source else None, options)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
-    except MedlungError as exc:
-        row["error"] = str(exc)
-    except Exception as exc:  # one bad film never stops the batch
-        row["error"] = f"{path}: unexpected {type(exc).__name__}: {exc}"
-    row["seconds"] = round(time.perf_counter() - started, 3)
-    return row
+
+
+def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
+    """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
+
+    A film that cannot be read, segmented or written gives a row with status
+    ``error`` (never an exception); ``segmenter`` is not used when the film
+    cannot be read or its outputs all exist.
+    """
+    job = _Job.load(path, prefix, options)
+    job.segment(segmenter, options)
+    return job.write(segmenter, options)
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +89,12 @@ def fsync_folder(folder: str | Path) -> None:
         os.close(handle)
 
 
+#: os.umask can only be read by setting it: two threads doing so at once could leave the process with the wrong one.
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask

@@ -9,8 +9,8 @@ unknown the affine is the identity and the spatial unit is left unknown
 
 from __future__ import annotations
 
-import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,18 @@ import numpy as np
 from medlung.io.png import save_png
 from medlung.spacing import Spacing
 from medlung.writers.atomic import write_atomically
+
+#: zlib settings of the mask PNG and the NIfTI's gzip. A mask is long runs of 0 and 255 (or 0, 1, 2): zlib's
+#: run-length strategy is faster and smaller than the default one there (4020x4892 film, benchmarks/fullres.py
+#: --parts: PNG 0.06 against 0.09 CPU s, 27 against 30 kB; gzip 0.04 against 0.08 CPU s, 29 against 39 kB),
+#: and the level barely matters with it (the same size from 1 to 9).
+MASK_ZLIB_LEVEL = 6
+MASK_ZLIB_STRATEGY = zlib.Z_RLE
+#: Bytes before a single-file NIfTI-1's voxels: the 348-byte header and 4 bytes saying "no extensions".
+_NIFTI_VOX_OFFSET = 352
+#: Side of the square tiles the NIfTI's column-major copy is made in, pixels (a whole-array transpose of a
+#: 4020x4892 uint8 map costs 0.12 CPU s, tile by tile 0.02: the tiles stay in the cache).
+_TILE = 512
 
 
 def write_lungs_png(path: str | Path, labels: np.ndarray, spacing: Spacing | None, overwrite: bool = False) -> Path:
@@ -35,7 +47,8 @@ def write_lungs_png(path: str | Path, labels: np.ndarray, spacing: Spacing | Non
         Replace an existing file.
     """
     mask = (labels > 0).view(np.uint8) * np.uint8(255)  # uint8 throughout: no 8-byte-per-pixel temporary
-    return write_atomically(path, lambda tmp: save_png(tmp, mask, spacing), overwrite)
+    return write_atomically(path, lambda tmp: save_png(tmp, mask, spacing, MASK_ZLIB_LEVEL, MASK_ZLIB_STRATEGY),
+                            overwrite)
 
 
 def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | None,
@@ -55,10 +68,11 @@ def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | 
     """
     import nibabel
 
+    labels = np.asarray(labels, dtype=np.uint8)
     affine = np.eye(4)
     if spacing is not None:
         affine[0, 0], affine[1, 1] = spacing
-    image = nibabel.Nifti1Image(np.asarray(labels, dtype=np.uint8)[:, :, None], affine)
+    image = nibabel.Nifti1Image(labels[:, :, None], affine)
     image.header.set_data_dtype(np.uint8)
     if spacing is not None:
         image.header.set_xyzt_units(xyz="mm")
@@ -66,8 +80,28 @@ def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | 
         image.header.set_xyzt_units(xyz="unknown")
         image.header["descrip"] = b"medlung: spacing unknown"
     image.header["intent_name"] = b"labels"
-    data = gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)  # no timestamp: same bytes every run
+    # the bytes nibabel's to_bytes() gives (tested), without its 0.14 CPU s whole-array column-major copy
+    image.update_header()
+    header = image.header
+    header.set_data_offset(_NIFTI_VOX_OFFSET)
+    header.set_slope_inter(1.0, 0.0)
+    # gzip container, no file name and mtime 0 (zlib's header): the same bytes every run
+    compressor = zlib.compressobj(MASK_ZLIB_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 8, MASK_ZLIB_STRATEGY)
+    chunks = [compressor.compress(header.binaryblock + bytes(_NIFTI_VOX_OFFSET - header.sizeof_hdr))]
+    chunks += [compressor.compress(block) for block in _column_major_blocks(labels)]
+    chunks.append(compressor.flush())
+    data = b"".join(chunks)
     return write_atomically(path, lambda tmp: tmp.write_bytes(data), overwrite)
+
+
+def _column_major_blocks(array: np.ndarray, tile: int = _TILE):
+    """The bytes of a 2-D array in column-major (NIfTI) order, a band of ``tile`` columns at a time."""
+    rows, cols = array.shape
+    for left in range(0, cols, tile):
+        band = np.empty((min(tile, cols - left), rows), array.dtype)
+        for top in range(0, rows, tile):
+            band[:, top:top + tile] = array[top:top + tile, left:left + tile].T
+        yield band
 
 
 def read_nifti_spacing(path: str | Path) -> Spacing | None:
