@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, SegmentationStorage
+
 from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs.tls import TlsConfig
 
@@ -37,9 +39,7 @@ PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE = "MEDLUNG_STOW_PASSWORD", "MEDLUNG_ST
 _CREDENTIALS_HINT = (f"Set {TOKEN_VARIABLE} (or {TOKEN_FILE_VARIABLE}) for a bearer token, or {USER_VARIABLE} with "
                      f"{PASSWORD_VARIABLE} (or {PASSWORD_FILE_VARIABLE}) for HTTP basic authentication.")
 
-_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-_UNCOMPRESSED = (_EXPLICIT_VR_LE, _IMPLICIT_VR_LE)
+_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 #: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
 _STORED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 printable characters, no backslash
@@ -568,12 +568,12 @@ def _uncompressed(dataset):
     from pydicom.pixels import pack_bits
 
     dataset = copy.deepcopy(dataset)
-    if str(dataset.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.4" and int(dataset.BitsAllocated) == 1:
+    if dataset.SOPClassUID == SegmentationStorage and int(dataset.BitsAllocated) == 1:
         frames = _seg_frames(dataset)
         packed = pack_bits(np.stack(frames).ravel().astype(np.uint8), pad=True)
         del dataset.PixelData  # a fresh element: the old one is flagged as encapsulated
         dataset.add_new(0x7FE00010, "OB", packed)
-        dataset.file_meta.TransferSyntaxUID = _EXPLICIT_VR_LE
+        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         return dataset
     dataset.decompress()
     return dataset

@@ -65,7 +65,6 @@ PYNETDICOM_LEVEL = logging.WARNING
 #: DICOM gets one error per 6 bytes from pynetdicom); the next one let through says how many were dropped.
 PYNETDICOM_RECORDS, PYNETDICOM_WINDOW_S = 5, 60.0
 
-VERIFICATION = "1.2.840.10008.1.1"
 #: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C). The A7xx codes are all "Refused: Out of Resources"; the
 #: low byte says which limit: 00 queue full or too little disk, 01 film too large, 02 too many films on
 #: one association.
@@ -353,13 +352,14 @@ class StorageNode:
     # --- receiving -----------------------------------------------------------------------------
     def _listen(self) -> None:
         from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+        from pynetdicom.sop_class import Verification
 
         from medlung.io.dicom import FILM_SOP_CLASSES
 
         ae = AE(ae_title=self.config.ae_title)
         for sop_class in FILM_SOP_CLASSES:
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(VERIFICATION, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         if self.config.allow:
             ae.require_calling_aet = list(self.config.allow)
         ae.maximum_associations = ASSOCIATIONS

@@ -23,6 +23,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import Verification
 
 from medlung.logs import log_event
 from medlung.pacs import TlsConfig
@@ -43,7 +44,6 @@ from tests.pacs.certs import make_pki
 from tests.pacs.test_serve import CLIENT_AE, NODE_AE, PER_FILM_S, make_film, send_films, wait_until
 from tests.writers.seg_support import load, two_lungs
 
-VERIFICATION = "1.2.840.10008.1.1"
 PATIENT_NAME, PATIENT_ID = "Privacytest^Mary^Ann", "PID-55-0192-X"
 
 
@@ -100,7 +100,7 @@ def associate(port: int):
 
     ae = AE(ae_title=CLIENT_AE)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 30
-    ae.add_requested_context(VERIFICATION)
+    ae.add_requested_context(Verification)
     return ae.associate("127.0.0.1", port, ae_title=NODE_AE)
 
 

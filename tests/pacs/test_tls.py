@@ -17,6 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import Verification
 
 from medlung.io.seg import read_dicom_seg
 from medlung.pacs import TlsConfig, send_cstore
@@ -25,7 +26,6 @@ from tests.pacs.certs import make_pki
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
 from tests.pacs.test_serve import CLIENT_AE, NODE_AE, PER_FILM_S, REPO, Node, make_film, wait_until
 
-VERIFICATION = "1.2.840.10008.1.1"
 #: Patient identity written into the test films: it must never reach a log.
 PATIENT_NAME, PATIENT_ID = "Tlsprivacy^Jane^Q", "PID-7731-TLS"
 
@@ -69,7 +69,7 @@ def associate(port: int, tls: TlsConfig | None, ae_title: str = NODE_AE):
 
     ae = AE(ae_title=CLIENT_AE)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 30
-    ae.add_requested_context(VERIFICATION)
+    ae.add_requested_context(Verification)
     tls_args = (tls.client_context(), "127.0.0.1") if tls is not None else None
     return ae.associate("127.0.0.1", port, ae_title=ae_title, tls_args=tls_args)
 
