@@ -22,7 +22,7 @@ from medlung.bundle import configs, model_card
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
-from medlung.writers.atomic import write_atomically
+from medlung.writers.atomic import current_umask, write_atomically
 
 #: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
 REQUIRED_PACKAGES = ("pydicom", "highdicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "nibabel",
@@ -174,7 +174,7 @@ def export_bundle(run_dir: str | Path, bundle_dir: str | Path, overwrite: bool =
     bundle.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.", suffix=".export", dir=bundle.parent))
     try:
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         _write_bundle(staging, record, version, previous)
         _move_into_place(staging, bundle, exists)
     finally:
@@ -531,9 +531,3 @@ def _saved_bytes(save) -> bytes:
     stream = io.BytesIO()
     save(stream)
     return stream.getvalue()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -52,7 +52,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite:
     temporary = Path(name)
     try:
         write(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600
         if durable:
             fsync_file(temporary)
         if overwrite:
@@ -93,7 +93,20 @@ def fsync_folder(folder: str | Path) -> None:
 _UMASK_LOCK = threading.Lock()
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file-mode creation mask (e.g. ``0o022``).
+
+    Read from ``/proc/self/status`` where the kernel reports it (Linux 4.7+),
+    which changes nothing; elsewhere by setting and restoring it, under a
+    lock so that medlung's own writer threads cannot interleave there.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _UMASK_LOCK:
         mask = os.umask(0o022)
         os.umask(mask)

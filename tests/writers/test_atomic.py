@@ -1,5 +1,7 @@
 """Outputs appear whole or not at all, and are never overwritten by accident."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,15 @@ def test_nifti_carries_spacing_or_says_unknown(tmp_path):
     assert read_nifti_spacing(tmp_path / "a.nii.gz") == pytest.approx((0.1, 0.2))
     write_labels_nifti(tmp_path / "b.nii.gz", labels, None)
     assert read_nifti_spacing(tmp_path / "b.nii.gz") is None
+
+
+def test_written_files_follow_the_umask_and_reading_it_leaves_it_as_it_was(tmp_path):
+    from medlung.writers.atomic import current_umask
+
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027 and current_umask() == 0o027  # reading does not change it
+        path = write_atomically(tmp_path / "file.txt", lambda tmp: tmp.write_text("x"))
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
