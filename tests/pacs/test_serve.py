@@ -115,6 +115,21 @@ def wait_until(condition, timeout: float, what: str, node: Node | None = None, i
     raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f":\n{node.tail()}" if node else ""))
 
 
+def push_through_node(orthanc, film: Path, study: str, node: Node, what: str = "the SEG in Orthanc") -> list[dict]:
+    """Upload ``film`` to Orthanc, have Orthanc send it to the node (modality ``medlung``), wait for the SEG.
+
+    Returns the SEG instances of ``study`` as Orthanc lists them, once there is at least one.
+    """
+    instance = orthanc.upload(film)
+    answer = orthanc.post_json("/modalities/medlung/store", {"Resources": [instance], "Synchronous": True})
+    assert answer.get("FailedInstancesCount", 0) == 0, answer
+
+    def seg_in_study():
+        return [t for t in orthanc.study_instances(study) if t.get("Modality") == "SEG"]
+
+    return wait_until(seg_in_study, PER_FILM_S * 3, what, node)
+
+
 def sends_per_film(events: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in events:
@@ -203,14 +218,7 @@ def test_film_pushed_by_orthanc_comes_back_as_a_seg_in_its_study(node, orthanc, 
     study = generate_uid()
     film = make_film(tmp_path / "film.dcm", small_pixels, (512, 512), study=study, syntax=JPEG2000Lossless)
     film_uid = pydicom.dcmread(film).SOPInstanceUID
-    instance = orthanc.upload(film)
-    answer = orthanc.post_json("/modalities/medlung/store", {"Resources": [instance], "Synchronous": True})
-    assert answer.get("FailedInstancesCount", 0) == 0, answer
-
-    def seg_in_study():
-        return [t for t in orthanc.study_instances(study) if t.get("Modality") == "SEG"]
-
-    segs = wait_until(seg_in_study, PER_FILM_S * 3, "the SEG in Orthanc", node)
+    segs = push_through_node(orthanc, film, study, node)
     assert len(segs) == 1
     stored = orthanc.get(f"/instances/{orthanc.instances_with_uid(segs[0]['SOPInstanceUID'])[0]}/file")
     (tmp_path / "back.dcm").write_bytes(stored)

@@ -24,7 +24,7 @@ from medlung.pacs import TlsConfig, send_cstore
 from medlung.pacs.queue import Spool
 from tests.pacs.certs import make_pki
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
-from tests.pacs.test_serve import CLIENT_AE, NODE_AE, PER_FILM_S, REPO, Node, make_film, wait_until
+from tests.pacs.test_serve import CLIENT_AE, NODE_AE, REPO, Node, make_film, push_through_node, wait_until
 
 #: Patient identity written into the test films: it must never reach a log.
 PATIENT_NAME, PATIENT_ID = "Tlsprivacy^Jane^Q", "PID-7731-TLS"
@@ -89,15 +89,8 @@ def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_p
     ds = pydicom.dcmread(film)
     ds.PatientName, ds.PatientID = PATIENT_NAME, PATIENT_ID
     ds.save_as(film)
-    instance = tls_orthanc.upload(film)
     # Orthanc -> node over TLS (Orthanc's modality has UseDicomTls); the node -> Orthanc's TLS-only port
-    answer = tls_orthanc.post_json("/modalities/medlung/store", {"Resources": [instance], "Synchronous": True})
-    assert answer.get("FailedInstancesCount", 0) == 0, answer
-
-    def seg_in_study():
-        return [t for t in tls_orthanc.study_instances(study) if t.get("Modality") == "SEG"]
-
-    segs = wait_until(seg_in_study, PER_FILM_S * 3, "the SEG in Orthanc over TLS", tls_node)
+    segs = push_through_node(tls_orthanc, film, study, tls_node, "the SEG in Orthanc over TLS")
     assert len(segs) == 1 and segs[0]["PatientID"] == PATIENT_ID  # the SEG carries the source's identity
     key = Spool.key_for(ds.SOPInstanceUID)
     wait_until(lambda: any(e["event"] == "sent" and e["key"] == key for e in tls_node.events()), 10, "'sent'",
