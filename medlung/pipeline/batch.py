@@ -10,6 +10,7 @@ Re-running into the same folder skips films whose outputs all exist (status
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -168,8 +169,6 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
     callback fails) or a Ctrl-C here stops the three stages and is raised
     here, after the film being written is whole (atomic writes).
     """
-    import queue
-
     slots = threading.BoundedSemaphore(FILMS_IN_FLIGHT)
     loaded: queue.Queue = queue.Queue()
     segmented: queue.Queue = queue.Queue()
@@ -232,8 +231,6 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
 
 def _get(source, stop: threading.Event):
     """The next item of ``source``, or None once ``stop`` is set."""
-    import queue
-
     while not stop.is_set():
         try:
             return source.get(timeout=_POLL_S)
