@@ -37,12 +37,11 @@ def _timed(module, mask, area, orientation):
 
 def main() -> None:
     import numpy as np
+    from fullres import make_film
 
     import medlung
     from medlung.inference import postprocess
     from medlung.inference.native_grid import upsample_margin
-
-    from fullres import make_film
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another postprocess.py to time on the same masks")
@@ -73,8 +72,9 @@ def main() -> None:
         line = f"{lungs:10s} {mask.shape[1]}x{mask.shape[0]} ({mask.mean():.0%} lung before clean-up): "
         line += ", ".join(f"{name} first {v[0]:.3f} s, best {min(v):.3f} s CPU" for name, v in times.items() if v)
         if other is not None:
-            line += (f"; --against/this {min(times['--against']) / min(times['this checkout']):.2f}x, "
-                     "label maps identical")
+            line += (
+                f"; --against/this {min(times['--against']) / min(times['this checkout']):.2f}x, label maps identical"
+            )
         print(line)
 
 

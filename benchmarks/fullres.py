@@ -58,8 +58,9 @@ def make_film(folder: Path) -> Path:
 
     small = np.asarray(Image.open(SAMPLE))
     big = np.asarray(Image.fromarray(small).resize((4020, 4892), Image.BICUBIC)).astype(np.uint16) * 257
-    ds = factory.radiograph(big, factory.DX_PRESENTATION, bits_stored=16, PixelSpacing=[0.0875, 0.0875],
-                            PatientOrientation=["L", "F"])
+    ds = factory.radiograph(
+        big, factory.DX_PRESENTATION, bits_stored=16, PixelSpacing=[0.0875, 0.0875], PatientOrientation=["L", "F"]
+    )
     return factory.write(ds, folder / "film.dcm", factory.JPEG2000Lossless)
 
 
@@ -104,8 +105,14 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     def floor_run(folder: Path) -> None:
         for index in range(films):
             again = medlung.load_film(film)
-            write_outputs(again, masks, planned_outputs(folder / f"floor{index}", again, options.formats),
-                          segmenter.model_version, options, segmenter)
+            write_outputs(
+                again,
+                masks,
+                planned_outputs(folder / f"floor{index}", again, options.formats),
+                segmenter.model_version,
+                options,
+                segmenter,
+            )
 
     overlap = []  # the films' own seconds (read + segment + write) added up, over the batch's wall seconds
 
@@ -122,7 +129,7 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     runs = {"floor": floor_run, "batch": batch_run, "sequential": sequential_run}
     measured: dict = {name: [] for name in runs}
     for number in range(rounds):
-        names = list(runs)[number % 3:] + list(runs)[:number % 3]
+        names = list(runs)[number % 3 :] + list(runs)[: number % 3]
         for name in names:
             folder = out / f"{name}{number}"
             folder.mkdir()
@@ -137,9 +144,16 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     for _, result in segmenter.segment_files(paths):
         assert not isinstance(result, Exception), result
     png_each = (time.perf_counter() - started) / len(paths)
-    return {"stages": stages, "total": total, "rounds": measured, "overlap": overlap, "films": films,
-            "png_each": png_each,
-            "peak_rss_mb": _peak_rss_mb(), "total_cm2": masks.areas_cm2["total"]}
+    return {
+        "stages": stages,
+        "total": total,
+        "rounds": measured,
+        "overlap": overlap,
+        "films": films,
+        "png_each": png_each,
+        "peak_rss_mb": _peak_rss_mb(),
+        "total_cm2": masks.areas_cm2["total"],
+    }
 
 
 def _clock():
@@ -193,10 +207,12 @@ def child_parts(film: Path, out: Path, device: str) -> dict:
     masks = segmenter(loaded)
     labels = masks.labels
     targets = {
-        "seg lossless": lambda p: write_dicom_seg(loaded, labels, p, model_version="bench", options={},
-                                                  transfer_syntax="lossless"),
-        "seg uncompressed": lambda p: write_dicom_seg(loaded, labels, p, model_version="bench", options={},
-                                                      transfer_syntax="uncompressed"),
+        "seg lossless": lambda p: write_dicom_seg(
+            loaded, labels, p, model_version="bench", options={}, transfer_syntax="lossless"
+        ),
+        "seg uncompressed": lambda p: write_dicom_seg(
+            loaded, labels, p, model_version="bench", options={}, transfer_syntax="uncompressed"
+        ),
         "png (medlung)": lambda p: write_lungs_png(p, labels, loaded.spacing),
         "nifti (medlung)": lambda p: write_labels_nifti(p, labels, loaded.spacing),
         "overlay (medlung)": lambda p: write_overlay(p, loaded.pixels, labels, ["right lung 1 cm2"]),
@@ -245,13 +261,19 @@ def modes(folder: Path, counts: tuple[int, int], film: Path) -> list[tuple[str, 
         count = len(list(source.iterdir()))
         if not count:
             continue
-        for mode, extra in (("1 process", []), ("--workers 2", ["--workers", "2"]),
-                            ("--scheduler local:2", ["--scheduler", "local:2"])):
+        for mode, extra in (
+            ("1 process", []),
+            ("--workers 2", ["--workers", "2"]),
+            ("--scheduler local:2", ["--scheduler", "local:2"]),
+        ):
             out = folder / f"out_{source.name}_{len(results)}"
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "medlung", "predict", str(source), "-o", str(out),
-                                  "--device", "cpu", *extra], capture_output=True, text=True)
+            run = subprocess.run(
+                [sys.executable, "-m", "medlung", "predict", str(source), "-o", str(out), "--device", "cpu", *extra],
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -277,8 +299,9 @@ def child_naive(film: Path, out: Path, device: str) -> dict:
     image = torch.from_numpy(medlung.load_film(film).pixels)[None]
     scaled = torch.as_tensor(ScaleIntensityRangePercentiles(*spec.intensity_percentiles, 0.0, 1.0, clip=True)(image))
     with torch.no_grad(), autocast(device, resolve_precision("auto", device)):
-        logits = sliding_window_inference(scaled[None].to(device), (512, 512), 4, model, overlap=0.25,
-                                          mode="gaussian", sw_device=device, device="cpu")
+        logits = sliding_window_inference(
+            scaled[None].to(device), (512, 512), 4, model, overlap=0.25, mode="gaussian", sw_device=device, device="cpu"
+        )
     labels = (logits[0, 1] > logits[0, 0]).numpy()
     seconds = time.perf_counter() - started
     np.save(out / "naive_labels.npy", labels)
@@ -297,10 +320,17 @@ def main() -> None:
         kinds += ("parts",) if "--parts" in sys.argv else ()
         kinds = () if "--modes-only" in sys.argv else kinds
         for kind in kinds:
-            passed = [a for flag in ("--films", "--rounds") if flag in sys.argv
-                      for a in (flag, sys.argv[sys.argv.index(flag) + 1])]
-            run = subprocess.run([sys.executable, __file__, "--child", kind, str(film), str(folder), device, *passed],
-                                 capture_output=True, text=True)
+            passed = [
+                a
+                for flag in ("--films", "--rounds")
+                if flag in sys.argv
+                for a in (flag, sys.argv[sys.argv.index(flag) + 1])
+            ]
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", kind, str(film), str(folder), device, *passed],
+                capture_output=True,
+                text=True,
+            )
             if run.returncode:
                 sys.exit(f"{kind} failed:\n{run.stderr[-3000:]}")
             results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
@@ -312,8 +342,10 @@ def main() -> None:
             a = np.load(folder / "medlung_labels.npy") > 0
             b = np.load(folder / "naive_labels.npy")
             dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
-            print(f"(b) naive sliding window roi 512 on the native grid: {n['total']:.1f} s; "
-                  f"peak RSS {n['peak_rss_mb']:.0f} MB")
+            print(
+                f"(b) naive sliding window roi 512 on the native grid: {n['total']:.1f} s; "
+                f"peak RSS {n['peak_rss_mb']:.0f} MB"
+            )
             print(f"    ratio naive / medlung: {n['total'] / m['total']:.1f}x; Dice(medlung, naive) = {dice:.4f}")
         if "parts" in results:
             print_parts(results["parts"], m)
@@ -322,44 +354,64 @@ def main() -> None:
             print("medlung predict as a user runs it (model loading and cluster start included):")
             rows = modes(folder, counts, film)
             for kind, mode, count, wall, cpu in rows:
-                print(f"  {kind:20s} {mode:22s} {count:3d} films  {wall:7.1f} s  {60 * count / wall:6.1f} films/min"
-                      f"  (CPU {cpu:6.1f} s, {cpu / count:5.2f} CPU s/film)")
+                print(
+                    f"  {kind:20s} {mode:22s} {count:3d} films  {wall:7.1f} s  {60 * count / wall:6.1f} films/min"
+                    f"  (CPU {cpu:6.1f} s, {cpu / count:5.2f} CPU s/film)"
+                )
             for kind in dict.fromkeys(r[0] for r in rows):
                 base = next(r[3] for r in rows if r[0] == kind)
-                print(f"  {kind}: speed-up over 1 process: "
-                      + ", ".join(f"{mode} {base / wall:.2f}x" for k, mode, _, wall, _ in rows if k == kind))
+                print(
+                    f"  {kind}: speed-up over 1 process: "
+                    + ", ".join(f"{mode} {base / wall:.2f}x" for k, mode, _, wall, _ in rows if k == kind)
+                )
 
 
 def print_medlung(m: dict, device: str) -> None:
     """The end-to-end and floor lines of (a) and (c)."""
     print("film: 4020x4892 (WxH), 16-bit DX, JPEG 2000 lossless, 0.0875 mm; device:", device)
-    print("(a) medlung end to end: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
-          + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2")
+    print(
+        "(a) medlung end to end: "
+        + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
+        + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2"
+    )
     import statistics
 
     rounds = m["rounds"]
-    median = {name: {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for name, runs in rounds.items()}
+    median = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for name, runs in rounds.items()
+    }
     floor, batch, one = median["floor"], median["batch"], median["sequential"]
     count = len(rounds["floor"])
     print(f"per film, medians of {count} rounds of {m['films']} films each (the three in a rotated order per round):")
-    print(f"(c) floor (decode + the default writes from a ready mask): {floor['wall']:.2f} s wall, "
-          f"{floor['cpu']:.2f} s CPU")
-    print(f"(d) batch (predict_files, one worker, pipelined):         {batch['wall']:.2f} s wall, {batch['cpu']:.2f} s CPU")
+    print(
+        f"(c) floor (decode + the default writes from a ready mask): {floor['wall']:.2f} s wall, "
+        f"{floor['cpu']:.2f} s CPU"
+    )
+    print(
+        f"(d) batch (predict_files, one worker, pipelined):         {batch['wall']:.2f} s wall, {batch['cpu']:.2f} s CPU"
+    )
     print(f"    the same films one after the other (segment_one):     {one['wall']:.2f} s wall, {one['cpu']:.2f} s CPU")
     per_floor = ", ".join(f"{b['wall'] / f['wall']:.2f}" for b, f in zip(rounds["batch"], rounds["floor"]))
     per_one = ", ".join(f"{b['wall'] / o['wall']:.2f}" for b, o in zip(rounds["batch"], rounds["sequential"]))
-    print(f"    ratio batch / floor: {batch['wall'] / floor['wall']:.2f} wall, {batch['cpu'] / floor['cpu']:.2f} CPU "
-          f"(per round, wall: {per_floor})")
-    print(f"    ratio one after the other / floor: {one['wall'] / floor['wall']:.2f} wall; pipelined / one after the "
-          f"other: {batch['wall'] / one['wall']:.2f} wall (per round: {per_one})")
-    print("    overlap in the batch (the films' read + segment + write seconds added up / the batch's wall "
-          f"seconds; 1.00 = one step at a time): {', '.join(f'{v:.2f}' for v in m['overlap'])}")
+    print(
+        f"    ratio batch / floor: {batch['wall'] / floor['wall']:.2f} wall, {batch['cpu'] / floor['cpu']:.2f} CPU "
+        f"(per round, wall: {per_floor})"
+    )
+    print(
+        f"    ratio one after the other / floor: {one['wall'] / floor['wall']:.2f} wall; pipelined / one after the "
+        f"other: {batch['wall'] / one['wall']:.2f} wall (per round: {per_one})"
+    )
+    print(
+        "    overlap in the batch (the films' read + segment + write seconds added up / the batch's wall "
+        f"seconds; 1.00 = one step at a time): {', '.join(f'{v:.2f}' for v in m['overlap'])}"
+    )
     print(f"    ratio medlung (one film, cold) / floor: {m['total'] / floor['wall']:.2f}")
     print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
 
 
 def print_parts(parts: dict, m: dict) -> None:
     """Where the floor of a film goes (wall and CPU seconds)."""
+
     def fmt(v):
         return f"{v['wall']:6.2f} s wall {v['cpu']:6.2f} s CPU"
 
@@ -375,8 +427,10 @@ def print_parts(parts: dict, m: dict) -> None:
     default = ("seg uncompressed", "png (medlung)", "nifti (medlung)", "overlay (medlung)")
     writes = sum(parts["write"][k]["wall"] for k in default)
     writes_cpu = sum(parts["write"][k]["cpu"] for k in default)
-    print(f"the four default outputs one after the other: {writes:.2f} s wall, {writes_cpu:.2f} s CPU; with the "
-          f"decode: {decode + writes:.2f} s wall, {parts['load_film (default decoder)']['cpu'] + writes_cpu:.2f} s CPU")
+    print(
+        f"the four default outputs one after the other: {writes:.2f} s wall, {writes_cpu:.2f} s CPU; with the "
+        f"decode: {decode + writes:.2f} s wall, {parts['load_film (default decoder)']['cpu'] + writes_cpu:.2f} s CPU"
+    )
 
 
 if __name__ == "__main__":

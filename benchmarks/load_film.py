@@ -16,8 +16,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import medlung  # noqa: E402
-from tests import dicom_factory as factory  # noqa: E402
+import medlung
+from tests import dicom_factory as factory
 
 
 def main() -> None:

@@ -75,8 +75,9 @@ def measure(paths: list[Path], segmenter, fixer, folder: Path) -> dict:
             key = "\\".join(orientation)
             stored = np.ascontiguousarray(transform.to_stored(pixels))
             spacing = list(transform.inverse().display_spacing(STANDARD_SPACING))  # the stored film's spacing
-            ds = factory.radiograph(stored, factory.DX_PRESENTATION, PixelSpacing=spacing,
-                                    PatientOrientation=list(orientation))
+            ds = factory.radiograph(
+                stored, factory.DX_PRESENTATION, PixelSpacing=spacing, PatientOrientation=list(orientation)
+            )
             dicom = factory.write(ds, folder / f"{path.stem}_{key.replace(chr(92), '')}.dcm")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -107,8 +108,10 @@ def print_table(name: str, results: dict, films: int) -> None:
 
     fix = any("fixed_dice" in r for r in results.values())
     print(f"\n{name}: {films} films")
-    header = (f"{'stored as':<8} {'how':<50} {'tagged Dice min':>15} {'mean':>7} {'>=0.99':>7} "
-              f"{'untagged flagged':>16} {'verdicts':<40}")
+    header = (
+        f"{'stored as':<8} {'how':<50} {'tagged Dice min':>15} {'mean':>7} {'>=0.99':>7} "
+        f"{'untagged flagged':>16} {'verdicts':<40}"
+    )
     if fix:
         header += f" {'--fix Dice mean':>15} {'>=0.99':>7} {'exact':>6}"
     print(header)
@@ -120,8 +123,10 @@ def print_table(name: str, results: dict, films: int) -> None:
         for v in r["verdict"]:
             verdicts[v] += 1
         top = ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items(), key=lambda kv: -kv[1])[:3])
-        line = (f"{key:<8} {transform.description:<50} {tagged.min():15.4f} {tagged.mean():7.4f} "
-                f"{(tagged >= 0.99).sum():>3}/{len(tagged):<3} {np.mean(r['flagged']) * 100:15.1f}% {top:<40}")
+        line = (
+            f"{key:<8} {transform.description:<50} {tagged.min():15.4f} {tagged.mean():7.4f} "
+            f"{(tagged >= 0.99).sum():>3}/{len(tagged):<3} {np.mean(r['flagged']) * 100:15.1f}% {top:<40}"
+        )
         if fix:
             fixed = np.array(r["fixed_dice"])
             exact = np.mean(r["exact"]) * 100

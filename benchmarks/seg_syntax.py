@@ -24,11 +24,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import medlung  # noqa: E402
-from medlung.writers.dicom_seg import write_dicom_seg  # noqa: E402
-from tests import dicom_factory as factory  # noqa: E402
-from tests.conftest import shared_data_dir  # noqa: E402
-from tests.writers.seg_support import shenzhen_labels  # noqa: E402
+import medlung
+from medlung.writers.dicom_seg import write_dicom_seg
+from tests import dicom_factory as factory
+from tests.conftest import shared_data_dir
+from tests.writers.seg_support import shenzhen_labels
 
 SHAPE = (4892, 4020)  # rows x cols
 
@@ -42,23 +42,37 @@ def main() -> None:
     sizes, seconds = {}, {}
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = factory.radiograph(pixels, factory.CR, "MONOCHROME2", bits_stored=12, PixelSpacing=[0.0875, 0.0875],
-                                PatientOrientation=["L", "F"])
+        ds = factory.radiograph(
+            pixels,
+            factory.CR,
+            "MONOCHROME2",
+            bits_stored=12,
+            PixelSpacing=[0.0875, 0.0875],
+            PatientOrientation=["L", "F"],
+        )
         film = medlung.load_film(factory.write(ds, Path(folder) / "film.dcm"))
         for syntax in ("uncompressed", "jpeg2000"):
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                path = write_dicom_seg(film, labels, Path(folder) / f"{syntax}.dcm", model_version="1",
-                                       transfer_syntax=syntax, overwrite=True)
+                path = write_dicom_seg(
+                    film,
+                    labels,
+                    Path(folder) / f"{syntax}.dcm",
+                    model_version="1",
+                    transfer_syntax=syntax,
+                    overwrite=True,
+                )
                 times.append(time.perf_counter() - start)
             sizes[syntax], seconds[syntax] = path.stat().st_size, statistics.median(times)
         sizes["rle-estimate"], seconds["rle-estimate"] = _rle_estimate(labels)
     print(f"SEG of a {SHAPE[1]}x{SHAPE[0]} (WxH) film, 2 segments (right, left lung); median of {repeats} writes")
     for name in sizes:
         print(f"{name:<14} {sizes[name] / 1e6:7.3f} MB  write {seconds[name]:.2f} s")
-    print(f"size uncompressed / jpeg2000: {sizes['uncompressed'] / sizes['jpeg2000']:.1f}x; "
-          f"write time jpeg2000 / uncompressed: {seconds['jpeg2000'] / seconds['uncompressed']:.1f}x")
+    print(
+        f"size uncompressed / jpeg2000: {sizes['uncompressed'] / sizes['jpeg2000']:.1f}x; "
+        f"write time jpeg2000 / uncompressed: {seconds['jpeg2000'] / seconds['uncompressed']:.1f}x"
+    )
 
 
 def _rle_estimate(labels: np.ndarray) -> tuple[int, float]:

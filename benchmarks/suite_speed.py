@@ -44,9 +44,11 @@ def collect(tree: Path, expression: str | None) -> list[str]:
 
 def _runner(ids_file: Path) -> str:
     """Python source that runs the ids listed in ``ids_file`` (ids may hold spaces: no command-line splitting)."""
-    return ("import sys, pytest\n"
-            f"ids = [line.rstrip('\\n') for line in open({str(ids_file)!r}) if line.strip()]\n"
-            "sys.exit(pytest.main(sys.argv[1:] + ids))\n")
+    return (
+        "import sys, pytest\n"
+        f"ids = [line.rstrip('\\n') for line in open({str(ids_file)!r}) if line.strip()]\n"
+        "sys.exit(pytest.main(sys.argv[1:] + ids))\n"
+    )
 
 
 def seconds_of(report: Path) -> float:
@@ -70,9 +72,24 @@ def main() -> int:
     runs = {}
     for name, tree in (("before", before), ("after", after)):
         log = open(work / f"{name}.log", "w")
-        runs[name] = (subprocess.Popen([sys.executable, "-c", _runner(ids_file), "-q", "-p", "no:cacheprovider",
-                                        f"--junitxml={work / name}.xml"], cwd=tree, env=_environment(tree),
-                                       stdout=log, stderr=subprocess.STDOUT), log)
+        runs[name] = (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _runner(ids_file),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={work / name}.xml",
+                ],
+                cwd=tree,
+                env=_environment(tree),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            ),
+            log,
+        )
     for process, log in runs.values():
         process.wait()
         log.close()

@@ -43,8 +43,22 @@ def save_small(source: Path, target: Path, colours: int = 128) -> Path:
 
 def overlay(out: Path, work: Path, device: str) -> None:
     folder = work / "predict"
-    subprocess.run([sys.executable, "-m", "medlung", "predict", str(FILM), "-o", str(folder), "--format", "overlay",
-                    "--device", device], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            str(FILM),
+            "-o",
+            str(folder),
+            "--format",
+            "overlay",
+            "--device",
+            device,
+        ],
+        check=True,
+    )
     save_small(folder / f"{FILM.stem}_overlay.png", out / "overlay.png")
 
 
@@ -62,14 +76,18 @@ def working_grid(out: Path, work: Path) -> None:
     film = medlung.load_film(FILM)
     working = ToWorkingGrid(spec.working_spacing)(film_to_metatensor(film))[0].numpy()
     native_mm = film.spacing or nominal_spacing(film.shape)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.9), dpi=100,
-                             gridspec_kw={"width_ratios": [film.cols, working.shape[1]]})
+    fig, axes = plt.subplots(
+        1, 2, figsize=(7.2, 3.9), dpi=100, gridspec_kw={"width_ratios": [film.cols, working.shape[1]]}
+    )
     axes[0].imshow(film.pixels, cmap="gray", interpolation="nearest")
-    axes[0].set_title(f"native grid: {film.rows}x{film.cols} px at {native_mm[0]:.2f} mm"
-                      f"{'' if film.spacing else ' (nominal)'}", fontsize=9)
+    axes[0].set_title(
+        f"native grid: {film.rows}x{film.cols} px at {native_mm[0]:.2f} mm{'' if film.spacing else ' (nominal)'}",
+        fontsize=9,
+    )
     axes[1].imshow(working, cmap="gray", interpolation="nearest", extent=(0, film.cols, film.rows, 0))
-    axes[1].set_title(f"working grid: {working.shape[0]}x{working.shape[1]} px at {spec.working_spacing:g} mm",
-                      fontsize=9)
+    axes[1].set_title(
+        f"working grid: {working.shape[0]}x{working.shape[1]} px at {spec.working_spacing:g} mm", fontsize=9
+    )
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -81,8 +99,18 @@ def working_grid(out: Path, work: Path) -> None:
 
 
 def areas(out: Path, work: Path, device: str) -> None:
-    subprocess.run([sys.executable, str(REPO / "docs" / "examples" / "area_report.py"), str(SAMPLES), "-o",
-                    str(work / "areas"), "--device", device], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "docs" / "examples" / "area_report.py"),
+            str(SAMPLES),
+            "-o",
+            str(work / "areas"),
+            "--device",
+            device,
+        ],
+        check=True,
+    )
     save_small(work / "areas" / "areas.png", out / "areas.png", colours=32)
 
 

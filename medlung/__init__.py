@@ -19,8 +19,16 @@ from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.io import load_film
 
-__all__ = ["Film", "LungMasks", "MedlungError", "Segmenter", "load_film", "to_dataframe", "write_dicom_seg",
-           "__version__"]
+__all__ = [
+    "Film",
+    "LungMasks",
+    "MedlungError",
+    "Segmenter",
+    "__version__",
+    "load_film",
+    "to_dataframe",
+    "write_dicom_seg",
+]
 
 _LAZY = {
     "Segmenter": ("medlung.inference", "Segmenter"),

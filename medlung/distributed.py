@@ -25,8 +25,8 @@ import csv
 import itertools
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from medlung.errors import MedlungError
 from medlung.pipeline.batch import PredictOptions, segment_one
@@ -52,8 +52,9 @@ def _import_distributed():
     try:
         import distributed
     except ImportError:
-        raise DaskMissingError("--scheduler needs Dask, which is not installed",
-                               hint="Install it with: pip install 'medlung[dask]'.") from None
+        raise DaskMissingError(
+            "--scheduler needs Dask, which is not installed", hint="Install it with: pip install 'medlung[dask]'."
+        ) from None
     return distributed
 
 
@@ -80,8 +81,11 @@ def read_manifest(path: str | Path) -> Iterator[Path]:
     try:
         handle = open(path, newline="")
     except OSError as exc:
-        raise MedlungError(f"manifest cannot be read ({exc.strerror})", path,
-                           "Give a text file with one path per line, or a CSV with a 'path' column.") from None
+        raise MedlungError(
+            f"manifest cannot be read ({exc.strerror})",
+            path,
+            "Give a text file with one path per line, or a CSV with a 'path' column.",
+        ) from None
     with handle:
         first = handle.readline()
         header = next(csv.reader([first]), [])
@@ -176,11 +180,21 @@ def _worker_address() -> str | None:
 # ----------------------------------------------------------------------------------------------- client
 
 
-def predict(paths: Iterable[str | Path], out: str | Path, client=None, model=None, device: str = "cpu",
-            roi_size: int | None = None, overlap: float | None = None, tta: bool = False,
-            options: PredictOptions | None = None, max_in_flight: int | None = None,
-            progress: Callable[[dict], None] | None = None, check_paths: bool = True,
-            lungs: str = "field") -> Iterator[dict]:
+def predict(
+    paths: Iterable[str | Path],
+    out: str | Path,
+    client=None,
+    model=None,
+    device: str = "cpu",
+    roi_size: int | None = None,
+    overlap: float | None = None,
+    tta: bool = False,
+    options: PredictOptions | None = None,
+    max_in_flight: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+    check_paths: bool = True,
+    lungs: str = "field",
+) -> Iterator[dict]:
     """Segment ``paths`` on a Dask cluster into ``out``; yield each film's report row as it finishes.
 
     The rows are also written to ``out/report.csv`` (a line per film, as it
@@ -228,8 +242,14 @@ def predict(paths: Iterable[str | Path], out: str | Path, client=None, model=Non
     options = options or PredictOptions()
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    model_args = {"model": None if model is None else str(Path(model).absolute()), "device": device,
-                  "roi_size": roi_size, "overlap": overlap, "tta": tta, "lungs": lungs}
+    model_args = {
+        "model": None if model is None else str(Path(model).absolute()),
+        "device": device,
+        "roi_size": roi_size,
+        "overlap": overlap,
+        "tta": tta,
+        "lungs": lungs,
+    }
     import hashlib
 
     name = f"{PLUGIN_NAME}-{hashlib.sha1(repr(sorted(model_args.items())).encode()).hexdigest()[:12]}"
@@ -264,8 +284,15 @@ def predict(paths: Iterable[str | Path], out: str | Path, client=None, model=Non
                         row = segment_one(task[1], Path(task[2]), None, options)
                         row["file"] = task[0]
                     else:
-                        future = client.submit(segment_task, str(task[1]), task[2], model_args, options,
-                                               pure=False, key=f"medlung-{Path(task[2]).name}-{os.urandom(4).hex()}")
+                        future = client.submit(
+                            segment_task,
+                            str(task[1]),
+                            task[2],
+                            model_args,
+                            options,
+                            pure=False,
+                            key=f"medlung-{Path(task[2]).name}-{os.urandom(4).hex()}",
+                        )
                         given_of[future.key] = task[0]
                         completed.add(future)
                 if row is None:
@@ -289,9 +316,11 @@ def _row_of(future, given_of: dict) -> dict:
     try:
         row = future.result()
     except Exception as exc:  # the task itself failed: its worker died again and again
-        row = {"status": "error",
-               "error": f"{given}: the cluster could not segment this film ({type(exc).__name__}: {exc}); "
-                        "if workers run out of memory, give each more (see docs/distributed.md)"}
+        row = {
+            "status": "error",
+            "error": f"{given}: the cluster could not segment this film ({type(exc).__name__}: {exc}); "
+            "if workers run out of memory, give each more (see docs/distributed.md)",
+        }
     row["file"] = given
     future.release()
     return row
@@ -310,15 +339,19 @@ def start_cluster(spec: str, threads_per_worker: int = 1):
     if spec == "local" or spec.startswith("local:"):
         count = spec.partition(":")[2]
         if count and (not count.isdigit() or int(count) < 1):
-            raise DaskMissingError(f"--scheduler {spec}: N must be a positive number of worker processes",
-                                   hint="Write local:N, e.g. local:4, or a scheduler address tcp://HOST:8786.")
+            raise DaskMissingError(
+                f"--scheduler {spec}: N must be a positive number of worker processes",
+                hint="Write local:N, e.g. local:4, or a scheduler address tcp://HOST:8786.",
+            )
         workers = int(count) if count else max(1, (os.cpu_count() or 2) // max(1, threads_per_worker))
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                                           dashboard_address=None)
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+        )
         return distributed.Client(cluster), cluster
     try:
         return distributed.Client(spec, timeout="20s"), None
     except (OSError, TimeoutError, ValueError) as exc:
-        raise DaskMissingError(f"no Dask scheduler reached at {spec} ({type(exc).__name__})",
-                               hint="Start one (dask scheduler; dask worker ADDRESS) or use --scheduler local:N."
-                               ) from None
+        raise DaskMissingError(
+            f"no Dask scheduler reached at {spec} ({type(exc).__name__})",
+            hint="Start one (dask scheduler; dask worker ADDRESS) or use --scheduler local:N.",
+        ) from None

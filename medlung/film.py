@@ -70,7 +70,7 @@ class Film:
             raise ValueError("Film.spacing_source must name the source of a known Film.spacing.")
 
     @classmethod
-    def from_itk(cls, image, path: str | Path | None = None) -> "Film":
+    def from_itk(cls, image, path: str | Path | None = None) -> Film:
         """A film from an ``itk.Image`` (extra ``[itk]``) or a ``SimpleITK.Image``, spacing and direction kept.
 
         ITK's spacing ``(x, y)`` becomes ``(row_mm, col_mm)`` = ``(y, x)``; see

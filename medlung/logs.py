@@ -41,8 +41,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (ISO 8601, UTC, ms), level, event, then the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        content = {"time": _time(record).isoformat(timespec="milliseconds"), "level": record.levelname.lower(),
-                   "event": record.getMessage(), **getattr(record, _FIELDS, {})}
+        content = {
+            "time": _time(record).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+            **getattr(record, _FIELDS, {}),
+        }
         if record.name and not record.name.startswith("medlung"):
             content.setdefault("logger", record.name)
         return json.dumps(content, default=str)
@@ -61,7 +65,7 @@ class TextFormatter(logging.Formatter):
 class _QuietStreamHandler(logging.StreamHandler):
     """A stream handler for which a closed pipe is not an error (a node must not stop because its log reader did)."""
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+    def handleError(self, record: logging.LogRecord) -> None:
         pass
 
 

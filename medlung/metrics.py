@@ -45,14 +45,24 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from medlung.errors import InvalidSpacingError, MaskMismatchError
 
-__all__ = ["METRICS", "assd", "compare_masks", "dice", "dice_iou_pooled", "distance_unit", "hd95", "iou",
-           "summarize", "surface_distances"]
+__all__ = [
+    "METRICS",
+    "assd",
+    "compare_masks",
+    "dice",
+    "dice_iou_pooled",
+    "distance_unit",
+    "hd95",
+    "iou",
+    "summarize",
+    "surface_distances",
+]
 
 #: Metric names, in report order; the last two are distances (unit: mm or px).
 METRICS = ("dice", "iou", "hd95", "assd")
@@ -135,8 +145,9 @@ def dice_iou_pooled(prediction, target, where=None) -> tuple[float, float]:
     return (2 * inter / total if total else 1.0), (inter / union if union else 1.0)
 
 
-def surface_distances(pred: np.ndarray, truth: np.ndarray,
-                      spacing: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(
+    pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Boundary-to-boundary distances in both directions.
 
     Parameters
@@ -168,10 +179,17 @@ def surface_distances(pred: np.ndarray, truth: np.ndarray,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, distances, _ = get_edge_surface_distance(
-            torch.from_numpy(p), torch.from_numpy(t), distance_metric="euclidean",
-            spacing=None if checked is None else list(checked), symmetric=True, warn_empty=False)
-    return (np.asarray(distances[0].cpu().numpy(), dtype=np.float64),
-            np.asarray(distances[1].cpu().numpy(), dtype=np.float64))
+            torch.from_numpy(p),
+            torch.from_numpy(t),
+            distance_metric="euclidean",
+            spacing=None if checked is None else list(checked),
+            symmetric=True,
+            warn_empty=False,
+        )
+    return (
+        np.asarray(distances[0].cpu().numpy(), dtype=np.float64),
+        np.asarray(distances[1].cpu().numpy(), dtype=np.float64),
+    )
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> float:
@@ -230,8 +248,13 @@ def compare_masks(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] 
     """
     p, t = _pair(pred, truth)
     forward, backward = surface_distances(p, t, spacing)
-    return {"dice": dice(p, t), "iou": iou(p, t), "hd95": _hd95(forward, backward),
-            "assd": _assd(forward, backward), "unit": distance_unit(spacing)}
+    return {
+        "dice": dice(p, t),
+        "iou": iou(p, t),
+        "hd95": _hd95(forward, backward),
+        "assd": _assd(forward, backward),
+        "unit": distance_unit(spacing),
+    }
 
 
 def distance_unit(spacing: Sequence[float] | None) -> str:
@@ -260,9 +283,15 @@ def summarize(values: Sequence[float]) -> dict:
     finite = array[np.isfinite(array)]
     summary = {"n": int(finite.size), "n_inf": int(np.isinf(array).sum()), "n_nan": int(np.isnan(array).sum())}
     if finite.size:
-        summary.update(mean=float(finite.mean()), median=float(np.median(finite)),
-                       p5=float(np.percentile(finite, 5)), p95=float(np.percentile(finite, 95)),
-                       std=float(finite.std()), min=float(finite.min()), max=float(finite.max()))
+        summary.update(
+            mean=float(finite.mean()),
+            median=float(np.median(finite)),
+            p5=float(np.percentile(finite, 5)),
+            p95=float(np.percentile(finite, 95)),
+            std=float(finite.std()),
+            min=float(finite.min()),
+            max=float(finite.max()),
+        )
     else:
         summary.update(mean=None, median=None, p5=None, p95=None, std=None, min=None, max=None)
     return summary
@@ -300,12 +329,14 @@ def _empty_rule(p: np.ndarray, t: np.ndarray) -> float | None:
 def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
     p, t = np.asarray(pred), np.asarray(truth)
     if p.ndim != 2 or t.ndim != 2:
-        raise MaskMismatchError(f"masks must be 2-D (rows, cols); got shapes {p.shape} and {t.shape}",
-                                hint="Give one 2-D mask per film.")
+        raise MaskMismatchError(
+            f"masks must be 2-D (rows, cols); got shapes {p.shape} and {t.shape}", hint="Give one 2-D mask per film."
+        )
     if p.shape != t.shape:
         raise MaskMismatchError(
             f"prediction is {p.shape[0]}x{p.shape[1]} (rows x cols) but the truth is {t.shape[0]}x{t.shape[1]}",
-            hint="Compare masks on the same grid (the film's native grid).")
+            hint="Compare masks on the same grid (the film's native grid).",
+        )
     return p != 0, t != 0
 
 
@@ -321,9 +352,12 @@ def _check_spacing(spacing) -> tuple[float, float] | None:
     try:
         values = tuple(float(v) for v in spacing)
     except (TypeError, ValueError):
-        raise InvalidSpacingError(f"spacing {spacing!r} is not two numbers",
-                                  hint="Give (row_mm, col_mm) or None for pixels.") from None
+        raise InvalidSpacingError(
+            f"spacing {spacing!r} is not two numbers", hint="Give (row_mm, col_mm) or None for pixels."
+        ) from None
     if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise InvalidSpacingError(f"spacing {spacing!r} is not two positive finite numbers in mm",
-                                  hint="Give (row_mm, col_mm) or None for pixels.")
+        raise InvalidSpacingError(
+            f"spacing {spacing!r} is not two positive finite numbers in mm",
+            hint="Give (row_mm, col_mm) or None for pixels.",
+        )
     return values

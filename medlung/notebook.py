@@ -50,9 +50,11 @@ def _qc_text(obj) -> str | None:
 
 def film_facts(film) -> list[tuple[str, str]]:
     """``(label, value)`` pairs shown with a film."""
-    facts = [("size", f"{film.rows} rows x {film.cols} cols"),
-             ("spacing", _spacing_text(film.spacing, film.spacing_source)),
-             ("photometric", str(film.photometric))]
+    facts = [
+        ("size", f"{film.rows} rows x {film.cols} cols"),
+        ("spacing", _spacing_text(film.spacing, film.spacing_source)),
+        ("photometric", str(film.photometric)),
+    ]
     qc = _qc_text(film)
     if qc:
         facts.append(("qc", qc))
@@ -66,8 +68,9 @@ def masks_facts(masks) -> list[tuple[str, str]]:
     px = masks.areas_px
     if masks.areas_cm2:
         cm2 = masks.areas_cm2
-        facts.append(("lungs", f"right {cm2['right']:.1f} cm², left {cm2['left']:.1f} cm², "
-                               f"total {cm2['total']:.1f} cm²"))
+        facts.append(
+            ("lungs", f"right {cm2['right']:.1f} cm², left {cm2['left']:.1f} cm², total {cm2['total']:.1f} cm²")
+        )
     facts.append(("lungs (px)", f"right {px['right']:,}, left {px['left']:,}, total {px['total']:,}"))
     if masks.empty:
         facts.append(("empty", ", ".join(masks.empty)))
@@ -101,12 +104,16 @@ def masks_png(masks) -> bytes:
 
 
 def _html(png: bytes, title: str, facts: list[tuple[str, str]]) -> str:
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                   f"{html.escape(v)}</td></tr>" for k, v in facts)
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in facts
+    )
     data = base64.b64encode(png).decode("ascii")
-    return (f"<div style='display:flex;gap:1em;align-items:flex-start'>"
-            f"<img src='data:image/png;base64,{data}' style='max-width:{THUMBNAIL_SIDE}px' alt='{html.escape(title)}'/>"
-            f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{rows}</table></div>")
+    return (
+        f"<div style='display:flex;gap:1em;align-items:flex-start'>"
+        f"<img src='data:image/png;base64,{data}' style='max-width:{THUMBNAIL_SIDE}px' alt='{html.escape(title)}'/>"
+        f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{rows}</table></div>"
+    )
 
 
 def film_html(film) -> str:
@@ -122,17 +129,29 @@ def masks_html(masks) -> str:
 
 # --------------------------------------------------------------------------- tables
 
+
 def masks_row(masks, path=None) -> dict:
     """One table row for a :class:`~medlung.inference.LungMasks` (the columns of ``report.csv`` it knows)."""
     rows, cols = masks.labels.shape
-    row = {"file": None if path is None else str(path), "status": "ok", "rows": rows, "cols": cols,
-           "spacing_mm": list(masks.spacing) if masks.spacing else None, "spacing_source": masks.spacing_source}
+    row = {
+        "file": None if path is None else str(path),
+        "status": "ok",
+        "rows": rows,
+        "cols": cols,
+        "spacing_mm": list(masks.spacing) if masks.spacing else None,
+        "spacing_source": masks.spacing_source,
+    }
     for side in ("right", "left", "total"):
         row[f"{side}_cm2"] = masks.areas_cm2[side] if masks.areas_cm2 else None
     for side in ("right", "left", "total"):
         row[f"{side}_px"] = int(masks.areas_px[side])
-    row.update(calibrated=masks.areas_cm2 is not None, empty_lungs=list(masks.empty),
-               model_version=masks.model_version, seconds=masks.seconds, error=None)
+    row.update(
+        calibrated=masks.areas_cm2 is not None,
+        empty_lungs=list(masks.empty),
+        model_version=masks.model_version,
+        seconds=masks.seconds,
+        error=None,
+    )
     for name in ("qc", "qc_reasons"):
         if hasattr(masks, name):
             row[name] = getattr(masks, name)
@@ -166,8 +185,10 @@ def to_dataframe(results):
     try:
         import pandas
     except ImportError:
-        raise MedlungError("to_dataframe needs pandas, which is not installed",
-                           hint="pip install pandas (or pip install 'medlung[notebook]').") from None
+        raise MedlungError(
+            "to_dataframe needs pandas, which is not installed",
+            hint="pip install pandas (or pip install 'medlung[notebook]').",
+        ) from None
     if isinstance(results, (str, Path)):
         path = Path(results)
         if path.suffix.lower() == ".json":
@@ -175,7 +196,7 @@ def to_dataframe(results):
 
             return pandas.DataFrame(json.loads(path.read_text()))
         return pandas.read_csv(path)
-    if hasattr(results, "rows") and isinstance(getattr(results, "rows"), list):  # a Report
+    if hasattr(results, "rows") and isinstance(results.rows, list):  # a Report
         results = results.rows
     rows = []
     for item in results:
@@ -190,6 +211,8 @@ def to_dataframe(results):
         elif hasattr(item, "labels") and hasattr(item, "areas_px"):
             rows.append(masks_row(item))
         else:
-            raise MedlungError(f"to_dataframe cannot read a {type(item).__name__}",
-                               hint="Give segment_files pairs, LungMasks, report rows or a report file.")
+            raise MedlungError(
+                f"to_dataframe cannot read a {type(item).__name__}",
+                hint="Give segment_files pairs, LungMasks, report rows or a report file.",
+            )
     return pandas.DataFrame(rows)

@@ -21,8 +21,8 @@ Torch-free: numpy only, so the command line and readers can use it cheaply.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -153,9 +153,12 @@ class DisplayTransform:
         """
         if self.identity:
             return film
-        return dataclasses.replace(film, pixels=self.to_display(film.pixels),
-                                   spacing=self.display_spacing(film.spacing),
-                                   orientation=STANDARD_DISPLAY if film.orientation else None)
+        return dataclasses.replace(
+            film,
+            pixels=self.to_display(film.pixels),
+            spacing=self.display_spacing(film.spacing),
+            orientation=STANDARD_DISPLAY if film.orientation else None,
+        )
 
 
 #: The eight ways a frontal film can be stored, as transforms to the standard display.
@@ -210,11 +213,15 @@ def _principal(orientation: Sequence[str]) -> tuple[str, str]:
         if letter not in _OPPOSITE:
             raise ValueError(f"PatientOrientation letters are L, R, H, F, A and P; got {orientation!r}.")
     if row in "AP" or col in "AP":
-        raise ValueError(f"PatientOrientation {row}\\{col} has an anterior/posterior axis: not a frontal film "
-                         "(a lateral or oblique view); only L/R with H/F can be put in the standard display.")
+        raise ValueError(
+            f"PatientOrientation {row}\\{col} has an anterior/posterior axis: not a frontal film "
+            "(a lateral or oblique view); only L/R with H/F can be put in the standard display."
+        )
     if (row in _LATERAL_AXIS) == (col in _LATERAL_AXIS):
-        raise ValueError(f"PatientOrientation {row}\\{col} puts rows and columns on one axis; "
-                         "one value must be L or R and the other H or F.")
+        raise ValueError(
+            f"PatientOrientation {row}\\{col} puts rows and columns on one axis; "
+            "one value must be L or R and the other H or F."
+        )
     return row, col
 
 
@@ -316,8 +323,9 @@ def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
     image = image / scale
 
     # lungs side by side, and the density step from chest to abdomen along the columns rather than along the rows
-    side_by_side = (_side_by_side(union, components, kept)
-                    + (abs(_head_up(union, image)) - abs(_head_up(union.T, image.T))) / 2)
+    side_by_side = (
+        _side_by_side(union, components, kept) + (abs(_head_up(union, image)) - abs(_head_up(union.T, image.T))) / 2
+    )
     turned = side_by_side < 0
     if turned:
         union, components, image = union.T, components.T, image.T
@@ -331,8 +339,12 @@ def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
     if turned:
         verdict = "rotated 90?"
     else:
-        verdict = {(False, False): "ok", (False, True): "mirrored?", (True, False): "upside down?",
-                   (True, True): "rotated 180?"}[(head_down, mirrored)]
+        verdict = {
+            (False, False): "ok",
+            (False, True): "mirrored?",
+            (True, False): "upside down?",
+            (True, True): "rotated 180?",
+        }[(head_down, mirrored)]
     cues = {"side_by_side": side_by_side, "head_up": head_up, "heart_right": heart}
     rounded = {name: None if value is None else round(float(value), 3) for name, value in cues.items()}
     return OrientationCheck(verdict, correction, rounded)
@@ -340,10 +352,11 @@ def check_orientation(lungs: np.ndarray, image: np.ndarray) -> OrientationCheck:
 
 def _side_by_side(union: np.ndarray, components: np.ndarray, kept: list) -> float:
     """Positive when the lungs lie side by side (upright), negative when stacked (turned a quarter)."""
+
     def dip(profile: np.ndarray) -> float:
-        profile = profile[np.nonzero(profile)[0][0]: np.nonzero(profile)[0][-1] + 1].astype(np.float64)
+        profile = profile[np.nonzero(profile)[0][0] : np.nonzero(profile)[0][-1] + 1].astype(np.float64)
         n = len(profile)
-        middle = profile[2 * n // 5: 3 * n // 5 + 1] if n >= 5 else profile
+        middle = profile[2 * n // 5 : 3 * n // 5 + 1] if n >= 5 else profile
         return 1.0 - middle.min() / profile.max()
 
     score = dip(union.sum(axis=0)) - dip(union.sum(axis=1))
@@ -361,10 +374,10 @@ def _head_up(union: np.ndarray, image: np.ndarray) -> float:
     top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1] + 1
     height = bottom - top + 1
     band = max(2, height // 8)
-    above = image[max(0, top - band): top, left:right]
-    below = image[bottom + 1: bottom + 1 + band, left:right]
+    above = image[max(0, top - band) : top, left:right]
+    below = image[bottom + 1 : bottom + 1 + band, left:right]
     density = float(below.mean() - above.mean()) if above.size and below.size else 0.0
-    widths = union[top: bottom + 1].sum(axis=1).astype(np.float64)
+    widths = union[top : bottom + 1].sum(axis=1).astype(np.float64)
     quarter = max(1, height // 4)
     narrow_bases = float((widths[:quarter].mean() - widths[-quarter:].mean()) / widths.max())
     return density + narrow_bases
@@ -375,8 +388,9 @@ def _heart_right(union: np.ndarray, components: np.ndarray, kept: list, image: n
     if len(kept) != 2:
         return None
     first, second = (components == k for k in kept)
-    image_left, image_right = (first, second) if np.argwhere(first)[:, 1].mean() < np.argwhere(second)[:, 1].mean() \
-        else (second, first)
+    image_left, image_right = (
+        (first, second) if np.argwhere(first)[:, 1].mean() < np.argwhere(second)[:, 1].mean() else (second, first)
+    )
     rows = np.nonzero(union.any(axis=1))[0]
     top, bottom = rows[0], rows[-1]
     lower = range(top + (bottom - top + 1) // 3, bottom + 1)  # below the hila, where the heart is
@@ -395,7 +409,8 @@ def _heart_right(union: np.ndarray, components: np.ndarray, kept: list, image: n
     right_edge = np.nonzero(image_right.any(axis=0))[0][-1]
     midline = (left_edge + right_edge) / 2
     quarter = (right_edge - left_edge) / 4
-    band = image[lower.start: lower.stop]
-    density = float(band[:, int(midline): int(midline + quarter)].mean()
-                    - band[:, int(midline - quarter): int(midline)].mean())
+    band = image[lower.start : lower.stop]
+    density = float(
+        band[:, int(midline) : int(midline + quarter)].mean() - band[:, int(midline - quarter) : int(midline)].mean()
+    )
     return medial + density

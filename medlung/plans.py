@@ -94,16 +94,19 @@ class ModelPlan:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}.")
         unknown = [c for c in self.conventions if c not in CONVENTIONS]
         if not self.conventions or unknown or len(set(self.conventions)) != len(self.conventions):
-            raise ValueError(f"conventions must be distinct names from {', '.join(CONVENTIONS)}; "
-                             f"got {tuple(self.conventions)}.")
+            raise ValueError(
+                f"conventions must be distinct names from {', '.join(CONVENTIONS)}; got {tuple(self.conventions)}."
+            )
         if self.head == "softmax" and len(self.conventions) != 1:
             raise ValueError("a softmax head draws one convention; give one, or use head='sigmoid'.")
         if not self.working_spacing > 0:
             raise ValueError(f"working_spacing must be a positive number of mm, got {self.working_spacing}.")
         low, high = self.intensity_percentiles
         if not 0 <= low < high <= 100:
-            raise ValueError(f"intensity_percentiles must be two percentiles low < high in [0, 100], "
-                             f"got {tuple(self.intensity_percentiles)}.")
+            raise ValueError(
+                f"intensity_percentiles must be two percentiles low < high in [0, 100], "
+                f"got {tuple(self.intensity_percentiles)}."
+            )
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
         object.__setattr__(self, "intensity_percentiles", tuple(float(p) for p in self.intensity_percentiles))
         object.__setattr__(self, "conventions", tuple(self.conventions))
@@ -122,26 +125,32 @@ class ModelPlan:
             When the model was not trained for that convention.
         """
         if lungs not in self.conventions:
-            raise ValueError(f"this model draws the {' and '.join(self.conventions)} lung convention(s), "
-                             f"not {lungs!r}; choose one of {', '.join(self.conventions)} or another model.")
+            raise ValueError(
+                f"this model draws the {' and '.join(self.conventions)} lung convention(s), "
+                f"not {lungs!r}; choose one of {', '.join(self.conventions)} or another model."
+            )
         return self.conventions.index(lungs)
 
     def network_def(self) -> dict:
         """Keyword arguments of :func:`medlung.networks.build_network` (a bundle's ``network_def``)."""
-        return {"name": self.network, "features": list(self.features), "in_channels": 1,
-                "out_channels": self.out_channels}
+        return {
+            "name": self.network,
+            "features": list(self.features),
+            "in_channels": 1,
+            "out_channels": self.out_channels,
+        }
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary (lists for tuples)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelPlan":
+    def from_dict(cls, values: dict) -> ModelPlan:
         """Plan from :meth:`to_dict` output; unknown keys are ignored, missing ones take the defaults."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})
 
-    def updated(self, **changes) -> "ModelPlan":
+    def updated(self, **changes) -> ModelPlan:
         """A copy with some values changed (validated again)."""
         return replace(self, **changes)
 
@@ -156,8 +165,10 @@ def plan_from_checkpoint(state: dict) -> ModelPlan:
         return ModelPlan.from_dict(state["plan"])
     network, preprocessing = state["network"], state["preprocessing"]
     return ModelPlan(
-        network=network["name"], features=tuple(network["features"]),
-        working_spacing=float(preprocessing["working_spacing"]), roi_size=int(preprocessing["roi_size"]),
+        network=network["name"],
+        features=tuple(network["features"]),
+        working_spacing=float(preprocessing["working_spacing"]),
+        roi_size=int(preprocessing["roi_size"]),
         intensity_percentiles=tuple(preprocessing.get("intensity_percentiles", DEFAULT_INTENSITY_PERCENTILES)),
     )
 
@@ -170,10 +181,13 @@ def plan_from_bundle_config(config: dict) -> ModelPlan:
     """
     net = config["network_def"]
     return ModelPlan(
-        network=net["name"], features=tuple(net["features"]), working_spacing=float(config["working_spacing"]),
+        network=net["name"],
+        features=tuple(net["features"]),
+        working_spacing=float(config["working_spacing"]),
         roi_size=int(config["roi_size"]),
         intensity_percentiles=tuple(config.get("intensity_percentiles", DEFAULT_INTENSITY_PERCENTILES)),
-        head=config.get("head", "softmax"), conventions=tuple(config.get("conventions", (DEFAULT_CONVENTION,))),
+        head=config.get("head", "softmax"),
+        conventions=tuple(config.get("conventions", (DEFAULT_CONVENTION,))),
         overlap=float(config.get("overlap", DEFAULT_OVERLAP)),
         min_lung_mm2=float(config.get("min_lung_mm2", DEFAULT_MIN_LUNG_MM2)),
     )

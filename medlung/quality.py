@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,7 +40,7 @@ REASON_CODES = {
     "lateral": "a lateral view: the model segments frontal (PA/AP) films only",
     "too_small": "the film has too few pixels to segment",
     "field_of_view": "the film's size in mm (pixels x spacing) is implausible for a chest film: the spacing is wrong "
-                     "or the film is not a chest",
+    "or the film is not a chest",
     "lungs_missing": "the model found no lung on one side or both",
     "lungs_implausible": "the lungs found are implausible in size, position or shape for a frontal chest film",
     "low_confidence": "the network is unsure of most of what it called lung",
@@ -52,9 +53,30 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 CAPTURE_MODALITIES = frozenset({"OT", "SC"})
 DIGITISED_CONVERSION_TYPES = frozenset({"DF", "DV", "DI"})
 #: BodyPartExamined values (PS3.16 Annex L, and what vendors write) that mean a chest film.
-CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_LAT", "CHESTABDOMEN", "CHEST_ABDOMEN",
-                              "CHESTABDPELVIS", "THORAXABDOMEN", "TORSO", "WHOLEBODY", "BODY", "TRUNK",
-                              "BRUST", "TORAX", "TORACE", "POUMON", "THORAX_PA", "CHEST_PA", "CHEST_AP"})
+CHEST_BODY_PARTS = frozenset(
+    {
+        "CHEST",
+        "THORAX",
+        "LUNG",
+        "LUNGS",
+        "CHEST_LAT",
+        "CHESTABDOMEN",
+        "CHEST_ABDOMEN",
+        "CHESTABDPELVIS",
+        "THORAXABDOMEN",
+        "TORSO",
+        "WHOLEBODY",
+        "BODY",
+        "TRUNK",
+        "BRUST",
+        "TORAX",
+        "TORACE",
+        "POUMON",
+        "THORAX_PA",
+        "CHEST_PA",
+        "CHEST_AP",
+    }
+)
 #: ViewPosition values of lateral films (PS3.3 C.8.11.5.1.1: LL left lateral, RL right lateral, ...).
 LATERAL_VIEW_POSITIONS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "XTABLE"})
 #: Words in protocol, series or view descriptions that mean a lateral view.
@@ -63,14 +85,22 @@ LATERAL_WORDS = re.compile(r"\b(LAT|LATERAL|SEITLICH|LATERALE)\b")
 ANIMAL_WORDS = re.compile(r"\b(CANINE|FELINE|EQUINE|BOVINE|PORCINE|OVINE|MURINE|DOG|CAT|HORSE|VETERINARY|VET)\b")
 #: Words in study, series or protocol descriptions that name another body part; read only when BodyPartExamined
 #: is absent and no description names the chest (CHEST_WORDS).
-NON_CHEST_WORDS = re.compile(r"\b(TEETH|TOOTH|DENTAL|PANORAMIC|SKULL|HEAD|SINUS|SPINE|C-?SPINE|L-?SPINE|PELVIS|HIP|"
-                             r"KNEE|ANKLE|FOOT|FEET|HAND|WRIST|ELBOW|SHOULDER|FEMUR|TIBIA|HUMERUS|FOREARM|"
-                             r"ABDOMEN|MAMMO\w*|BREAST)\b")
+NON_CHEST_WORDS = re.compile(
+    r"\b(TEETH|TOOTH|DENTAL|PANORAMIC|SKULL|HEAD|SINUS|SPINE|C-?SPINE|L-?SPINE|PELVIS|HIP|"
+    r"KNEE|ANKLE|FOOT|FEET|HAND|WRIST|ELBOW|SHOULDER|FEMUR|TIBIA|HUMERUS|FOREARM|"
+    r"ABDOMEN|MAMMO\w*|BREAST)\b"
+)
 CHEST_WORDS = re.compile(r"\b(CHEST|THORAX|THORACIC|LUNGS?|PULMONARY|CXR|TORAX|THORAX\w*)\b")
 #: Header text attributes read for lateral / animal words (top level, and CodeMeaning of the code sequences below).
-_DESCRIPTION_KEYWORDS = ("StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription",
-                         "AcquisitionDeviceProcessingDescription", "PerformedProcedureStepDescription",
-                         "PatientSpeciesDescription")
+_DESCRIPTION_KEYWORDS = (
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "RequestedProcedureDescription",
+    "AcquisitionDeviceProcessingDescription",
+    "PerformedProcedureStepDescription",
+    "PatientSpeciesDescription",
+)
 _CODE_SEQUENCES = ("ViewCodeSequence", "PerformedProtocolCodeSequence", "PatientSpeciesCodeSequence")
 
 # --- the film -------------------------------------------------------------------------------------------------------
@@ -207,8 +237,11 @@ def header_reasons(dataset: Any) -> list[QcReason]:
     reasons = []
     modality = _text(dataset, "Modality")
     conversion = _text(dataset, "ConversionType")
-    if modality and modality not in RADIOGRAPH_MODALITIES and not (
-            modality in CAPTURE_MODALITIES and conversion in DIGITISED_CONVERSION_TYPES):
+    if (
+        modality
+        and modality not in RADIOGRAPH_MODALITIES
+        and not (modality in CAPTURE_MODALITIES and conversion in DIGITISED_CONVERSION_TYPES)
+    ):
         reasons.append(QcReason("not_chest", f"Modality is {modality}, not a radiograph (CR, DX)"))
     body_part = _text(dataset, "BodyPartExamined").replace(" ", "")
     descriptions = _descriptions(dataset)
@@ -252,8 +285,13 @@ def film_reasons(shape: Sequence[int], spacing: Sequence[float] | None) -> list[
         return []
     height, width = rows * float(spacing[0]), cols * float(spacing[1])
     if min(height, width) < MIN_FIELD_MM or max(height, width) > MAX_FIELD_MM:
-        return [QcReason("field_of_view", f"the film measures {width:.0f}x{height:.0f} mm (a chest film is "
-                                          f"{MIN_FIELD_MM:.0f}-{MAX_FIELD_MM:.0f} mm a side): check the spacing")]
+        return [
+            QcReason(
+                "field_of_view",
+                f"the film measures {width:.0f}x{height:.0f} mm (a chest film is "
+                f"{MIN_FIELD_MM:.0f}-{MAX_FIELD_MM:.0f} mm a side): check the spacing",
+            )
+        ]
     return []
 
 
@@ -321,32 +359,44 @@ def lung_reasons(measures: dict) -> list[QcReason]:
     problems = []
     fraction = measures["fraction"]
     if not MIN_LUNG_FRACTION <= fraction <= MAX_LUNG_FRACTION:
-        problems.append(f"lungs cover {fraction:.0%} of the film (expected {MIN_LUNG_FRACTION:.0%}-"
-                        f"{MAX_LUNG_FRACTION:.0%})")
+        problems.append(
+            f"lungs cover {fraction:.0%} of the film (expected {MIN_LUNG_FRACTION:.0%}-{MAX_LUNG_FRACTION:.0%})"
+        )
     for side in ("right", "left"):
         lung = measures[side]
         if lung["cm2"] is not None and not MIN_LUNG_CM2 <= lung["cm2"] <= MAX_LUNG_CM2:
             problems.append(f"{side} lung {lung['cm2']:.0f} cm² (expected {MIN_LUNG_CM2:.0f}-{MAX_LUNG_CM2:.0f})")
         if lung["aspect"] is not None and not MIN_LUNG_ASPECT <= lung["aspect"] <= MAX_LUNG_ASPECT:
-            problems.append(f"{side} lung height/width {lung['aspect']:.2f} (expected {MIN_LUNG_ASPECT}-"
-                            f"{MAX_LUNG_ASPECT})")
+            problems.append(
+                f"{side} lung height/width {lung['aspect']:.2f} (expected {MIN_LUNG_ASPECT}-{MAX_LUNG_ASPECT})"
+            )
         if lung["solidity"] is not None and lung["solidity"] < MIN_LUNG_SOLIDITY:
             problems.append(f"{side} lung solidity {lung['solidity']:.2f} (expected at least {MIN_LUNG_SOLIDITY})")
     if measures["ratio"] < MIN_LUNG_RATIO:
-        problems.append(f"one lung is {measures['ratio']:.0%} of the other's area (expected at least "
-                        f"{MIN_LUNG_RATIO:.0%})")
+        problems.append(
+            f"one lung is {measures['ratio']:.0%} of the other's area (expected at least {MIN_LUNG_RATIO:.0%})"
+        )
     centre = measures.get("centre")
     if centre is not None and not MIN_LUNG_CENTRE <= centre <= MAX_LUNG_CENTRE:
-        problems.append(f"the lungs' centre is at {centre:.0%} of the film height (expected {MIN_LUNG_CENTRE:.0%}-"
-                        f"{MAX_LUNG_CENTRE:.0%})")
+        problems.append(
+            f"the lungs' centre is at {centre:.0%} of the film height (expected {MIN_LUNG_CENTRE:.0%}-"
+            f"{MAX_LUNG_CENTRE:.0%})"
+        )
     if measures["centre_offset"] is not None and measures["centre_offset"] > MAX_CENTRE_OFFSET:
-        problems.append(f"the lungs' centres are {measures['centre_offset']:.0%} of the film height apart "
-                        f"vertically (expected at most {MAX_CENTRE_OFFSET:.0%})")
+        problems.append(
+            f"the lungs' centres are {measures['centre_offset']:.0%} of the film height apart "
+            f"vertically (expected at most {MAX_CENTRE_OFFSET:.0%})"
+        )
     reasons = [QcReason("lungs_implausible", text) for text in problems]
     uncertain = measures.get("uncertain_fraction")
     if uncertain is not None and uncertain > MAX_UNCERTAIN_FRACTION:
-        reasons.append(QcReason("low_confidence", f"{uncertain:.0%} of the possible lung pixels are uncertain "
-                                                  f"(expected at most {MAX_UNCERTAIN_FRACTION:.0%})"))
+        reasons.append(
+            QcReason(
+                "low_confidence",
+                f"{uncertain:.0%} of the possible lung pixels are uncertain "
+                f"(expected at most {MAX_UNCERTAIN_FRACTION:.0%})",
+            )
+        )
     return reasons
 
 
@@ -377,7 +427,7 @@ def series_description(base: str, reasons: Sequence[QcReason], limit: int = 64) 
     text = f"{base} [QC: {','.join(codes)}]"
     while len(text) > limit and codes:
         codes.pop()
-        text = f"{base} [QC: {','.join(codes + ['...'])}]"
+        text = f"{base} [QC: {','.join([*codes, '...'])}]"
     return text[:limit]
 
 
@@ -403,8 +453,9 @@ def _solidity(rows: np.ndarray, first: np.ndarray, last: np.ndarray, count: int)
     """
     from scipy.spatial import ConvexHull, QhullError
 
-    points = np.concatenate([np.stack([rows + dr, cols + dc], axis=1)
-                             for dr in (0, 1) for cols, dc in ((first, 0), (last, 1))]).astype(np.float64)
+    points = np.concatenate(
+        [np.stack([rows + dr, cols + dc], axis=1) for dr in (0, 1) for cols, dc in ((first, 0), (last, 1))]
+    ).astype(np.float64)
     try:
         hull = ConvexHull(points)
     except (QhullError, ValueError):

@@ -8,7 +8,7 @@ PixelSpacing (0028,0030). It is never swapped, never guessed and never zero.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from medlung.errors import InvalidSpacingError
 

@@ -25,8 +25,11 @@ UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
 
 #: Names of the DICOM-SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of
 #: JPEG 2000. Here so that the options that enter the UIDs name the form by its UID (:func:`output_options`).
-SEG_SYNTAXES = {"uncompressed": str(ExplicitVRLittleEndian), "jpeg2000": str(JPEG2000Lossless),
-                "lossless": str(JPEG2000Lossless)}
+SEG_SYNTAXES = {
+    "uncompressed": str(ExplicitVRLittleEndian),
+    "jpeg2000": str(JPEG2000Lossless),
+    "lossless": str(JPEG2000Lossless),
+}
 
 
 class SegUIDs(NamedTuple):

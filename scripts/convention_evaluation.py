@@ -32,12 +32,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_evaluation import shrink_picture  # noqa: E402
+from model_card_evaluation import shrink_picture
 
 BEGIN, END = "<!-- medlung:conventions:begin -->", "<!-- medlung:conventions:end -->"
 #: (group name, source, convention of its masks)
-GROUPS = (("covid_v7", "covid_v7", "anatomical"), ("Shenzhen outside the batches", "shenzhen", "field"),
-          ("Shenzhen annotation batches", "shenzhen", "anatomical"))
+GROUPS = (
+    ("covid_v7", "covid_v7", "anatomical"),
+    ("Shenzhen outside the batches", "shenzhen", "field"),
+    ("Shenzhen annotation batches", "shenzhen", "anatomical"),
+)
 
 
 def read_rows(datalist: Path, split: str) -> list[dict]:
@@ -71,16 +74,17 @@ def score(model, rows: list[dict], lungs: str, out: Path, name: str, reuse: bool
 
     segmenter = Segmenter(model, lungs=lungs) if not isinstance(model, Segmenter) else model
     group_csv = write_group_csv(rows, out / f"{name}.csv")
-    result = evaluate(segmenter.spec.source, group_csv, out / name, part="all", segmenter=segmenter,
-                      overwrite=True)
+    result = evaluate(segmenter.spec.source, group_csv, out / name, part="all", segmenter=segmenter, overwrite=True)
     return result.rows
 
 
 def table_row(name: str, lungs: str, model: str, s: dict) -> str:
     if not s.get("n"):
         return f"| {name} | {lungs} | {model} | 0 | | | | |"
-    return (f"| {name} | {lungs} | {model} | {s['n']} | {s['mean']:.4f} | {s['median']:.4f} | {s['p5']:.4f} | "
-            f"{s['min']:.4f} |")
+    return (
+        f"| {name} | {lungs} | {model} | {s['n']} | {s['mean']:.4f} | {s['median']:.4f} | {s['p5']:.4f} | "
+        f"{s['min']:.4f} |"
+    )
 
 
 def both_conventions_figure(model, film_path: str, truth_path: str, target: Path) -> None:
@@ -132,11 +136,17 @@ def main(argv=None) -> int:
 
     rows = read_rows(args.datalist, args.split)
     models = [(args.name or args.model.name, str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
-    lines = [BEGIN, "", f"Per convention, data source and view, on the **{args.split}** split (native grid, "
-             "`medlung evaluate` code; covid_v7 ignore regions left out). A metric never mixes conventions: each "
-             "group is scored with the convention its masks follow. A field-only model (no anatomical output) is "
-             "scored with its field output where the truth is anatomical: that is what it gave users before.", "",
-             "| films | convention | model | n | Dice mean | median | 5th pct | min |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        f"Per convention, data source and view, on the **{args.split}** split (native grid, "
+        "`medlung evaluate` code; covid_v7 ignore regions left out). A metric never mixes conventions: each "
+        "group is scored with the convention its masks follow. A field-only model (no anatomical output) is "
+        "scored with its field output where the truth is anatomical: that is what it gave users before.",
+        "",
+        "| films | convention | model | n | Dice mean | median | 5th pct | min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     summary: dict = {}
     images = args.card.parent / "images" if args.card else args.out / "images"
     for label, model in models:
@@ -153,8 +163,7 @@ def main(argv=None) -> int:
             scored = score(segmenter, group, lungs, args.out / _slug(label), _slug(name), args.reuse)
             dice = {r["image"]: r["dice"] for r in scored if r["status"] == "ok"}
             summary[key] = summarize(list(dice.values()))
-            lines.append(table_row(name, lungs if drawn == lungs else f"{lungs} (model: {drawn})", label,
-                                   summary[key]))
+            lines.append(table_row(name, lungs if drawn == lungs else f"{lungs} (model: {drawn})", label, summary[key]))
             if source == "covid_v7":
                 for view in sorted({r["view"] for r in group}):
                     in_view = [dice[r["image"]] for r in group if r["view"] == view and r["image"] in dice]
@@ -167,18 +176,27 @@ def main(argv=None) -> int:
         if worst.exists():
             picture = images / f"conventions_worst_{_slug(name)}.png"
             shrink_picture(worst, picture, 640)
-            lines += [f"Lowest-Dice films, {name} ({lungs}): film | truth | prediction | overlay", "",
-                      f"![worst {name}](images/{picture.name})", ""]
+            lines += [
+                f"Lowest-Dice films, {name} ({lungs}): film | truth | prediction | overlay",
+                "",
+                f"![worst {name}](images/{picture.name})",
+                "",
+            ]
     figure_row = next((r for r in rows if r["image"] == args.figure_film), None) or next(
-        (r for r in rows if r["source"] == "covid_v7"), None)
+        (r for r in rows if r["source"] == "covid_v7"), None
+    )
     if figure_row is not None:
         picture = images / "conventions_both.png"
         both_conventions_figure(args.model, figure_row["image"], figure_row["mask"], picture)
         shrink_picture(picture, picture, 900)
-        lines += [f"Both conventions on one covid_v7 {args.split} film ({Path(figure_row['image']).name}, "
-                  f"{figure_row['view']}; film {figure_row.get('licence', '')}, source {figure_row.get('citation', '')}; "
-                  "lung mask V7 Labs, CC BY 4.0):", "",
-                  "![both conventions](images/conventions_both.png)", ""]
+        lines += [
+            f"Both conventions on one covid_v7 {args.split} film ({Path(figure_row['image']).name}, "
+            f"{figure_row['view']}; film {figure_row.get('licence', '')}, source {figure_row.get('citation', '')}; "
+            "lung mask V7 Labs, CC BY 4.0):",
+            "",
+            "![both conventions](images/conventions_both.png)",
+            "",
+        ]
     lines += [f"{note}\n" for note in args.note]
     lines.append(END)
     (args.out / "conventions_summary.json").write_text(json.dumps(summary, indent=2))
@@ -187,7 +205,7 @@ def main(argv=None) -> int:
         text = args.card.read_text()
         block = "\n".join(lines)
         if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
         args.card.write_text(text)

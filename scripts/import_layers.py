@@ -25,8 +25,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medlung"
 LAYERS = (
     ("core", ("errors", "logs", "plans", "labels", "spacing", "film", "uids", "writers.atomic")),
     ("reading and measuring", ("io", "metrics", "orientation")),
-    ("building blocks", ("transforms", "networks", "writers", "quality", "pacs", "pacs.send",
-                         "pacs.queue", "pacs.tls")),
+    (
+        "building blocks",
+        ("transforms", "networks", "writers", "quality", "pacs", "pacs.send", "pacs.queue", "pacs.tls"),
+    ),
     ("models", ("inference", "training")),
     ("pipeline", ("pipeline", "evaluation")),
     ("services", ("pacs.serve", "distributed", "bundle")),
@@ -99,11 +101,15 @@ def graph() -> tuple[dict[tuple[str, str], int], list[str]]:
             if target_unit in ("__init__",) or (source, target) in PRESENTATION_IMPORTS:
                 continue
             up = layer_of(target_unit) > layer_of(source_unit)
-            sideways = layer_of(target_unit) == layer_of(source_unit) and LAYERS[layer_of(source_unit)][0] not in OPEN_LAYERS
+            sideways = (
+                layer_of(target_unit) == layer_of(source_unit) and LAYERS[layer_of(source_unit)][0] not in OPEN_LAYERS
+            )
             if up or sideways:
-                violations.append(f"medlung.{source} imports medlung.{target} "
-                                  f"({'upward' if up else 'sideways'}: {LAYERS[layer_of(source_unit)][0]} -> "
-                                  f"{LAYERS[layer_of(target_unit)][0]})")
+                violations.append(
+                    f"medlung.{source} imports medlung.{target} "
+                    f"({'upward' if up else 'sideways'}: {LAYERS[layer_of(source_unit)][0]} -> "
+                    f"{LAYERS[layer_of(target_unit)][0]})"
+                )
     return edges, violations
 
 

@@ -45,41 +45,52 @@ def _row(name: str, summary: dict) -> str:
 
     seconds = summary.get("segment_seconds_mean")
     model = summary.get("model") or {}
-    described = (f"{model['parameters']:,} | {model['working_spacing_mm']:g} mm / {model['roi_size']} px"
-                 if model else "n/a | n/a")
-    return (f"| {name} | {described} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | "
-            f"{stat('dice', 'median')} | {stat('dice', 'p5')} | {stat('dice', 'min')} | {stat('dice_right', 'mean')} | "
-            f"{stat('dice_left', 'mean')} | "
-            f"{stat('iou', 'mean')} | {stat('hd95', 'mean', 1)} / {stat('hd95', 'median', 1)} {unit} | "
-            f"{stat('assd', 'mean', 2)} {unit} | {'' if seconds is None else f'{seconds:.2f}'} |")
+    described = (
+        f"{model['parameters']:,} | {model['working_spacing_mm']:g} mm / {model['roi_size']} px"
+        if model
+        else "n/a | n/a"
+    )
+    return (
+        f"| {name} | {described} | {summary['ok']}/{summary['films']} | {stat('dice', 'mean')} | "
+        f"{stat('dice', 'median')} | {stat('dice', 'p5')} | {stat('dice', 'min')} | {stat('dice_right', 'mean')} | "
+        f"{stat('dice_left', 'mean')} | "
+        f"{stat('iou', 'mean')} | {stat('hd95', 'mean', 1)} / {stat('hd95', 'median', 1)} {unit} | "
+        f"{stat('assd', 'mean', 2)} {unit} | {'' if seconds is None else f'{seconds:.2f}'} |"
+    )
 
 
 def _segment_seconds(folder: Path) -> float | None:
-    values = [float(r["segment_seconds"]) for r in csv.DictReader(open(folder / "metrics.csv"))
-              if r.get("segment_seconds")]
+    values = [
+        float(r["segment_seconds"]) for r in csv.DictReader(open(folder / "metrics.csv")) if r.get("segment_seconds")
+    ]
     return sum(values) / len(values) if values else None
 
 
 def _experiment_rows(runs: list[str]) -> list[str]:
     """The "settings chosen by experiment" table: one row per training run, from its config.json and metrics.csv."""
-    lines = ["### How the settings were chosen", "",
-             "Training runs compared on the **validation** split (working-grid Dice of `medlung train`, best epoch); "
-             "the shipped settings are the best of these. Times are wall-clock on 2 CPU cores, often shared with "
-             "another run (noisy).", "",
-             "| run | network | widths | parameters | grid / window | epochs | best val Dice (epoch) | "
-             "training time |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### How the settings were chosen",
+        "",
+        "Training runs compared on the **validation** split (working-grid Dice of `medlung train`, best epoch); "
+        "the shipped settings are the best of these. Times are wall-clock on 2 CPU cores, often shared with "
+        "another run (noisy).",
+        "",
+        "| run | network | widths | parameters | grid / window | epochs | best val Dice (epoch) | training time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for item in runs:
         name, folder = item.split("=", 1)
         config = json.loads((Path(folder) / "config.json").read_text())
         history = list(csv.DictReader(open(Path(folder) / "metrics.csv")))
         best = max(history, key=lambda row: float(row["val_dice"]))
         minutes = sum(float(row["seconds"]) for row in history) / 60
-        lines.append(f"| {name} | `{config['network']}` | {','.join(str(f) for f in config['features'])} | "
-                     f"{config['parameters']:,} | {config['working_spacing']:g} mm / {config['roi_size']} px | "
-                     f"{len(history)} of {config['epochs']} | {float(best['val_dice']):.4f} ({best['epoch']}) | "
-                     f"{minutes:.0f} min |")
-    return lines + [""]
+        lines.append(
+            f"| {name} | `{config['network']}` | {','.join(str(f) for f in config['features'])} | "
+            f"{config['parameters']:,} | {config['working_spacing']:g} mm / {config['roi_size']} px | "
+            f"{len(history)} of {config['epochs']} | {float(best['val_dice']):.4f} ({best['epoch']}) | "
+            f"{minutes:.0f} min |"
+        )
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -92,14 +103,20 @@ def main() -> None:
     args = parser.parse_args()
 
     images = args.bundle / "docs" / "images"
-    lines = [BEGIN, "", "Measured with `medlung evaluate` on films of the fixed Shenzhen **test** split "
-             "(never used for training or model selection; the table gives how many), on each film's native 512x512 grid. The Shenzhen "
-             "PNGs carry no pixel spacing, so distances are in **pixels** (about 0.84 mm by the nominal 43 cm "
-             "rule, not calibrated). Per-lung scores use the per-lung ground-truth masks.", "",
-             "### Shenzhen test split (native grid)", "",
-             "| model | parameters | grid / window | films | Dice mean | median | 5th pct | min | right | left | IoU | "
-             "HD95 mean / median | ASSD | s/film |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        "Measured with `medlung evaluate` on films of the fixed Shenzhen **test** split "
+        "(never used for training or model selection; the table gives how many), on each film's native 512x512 grid. The Shenzhen "
+        "PNGs carry no pixel spacing, so distances are in **pixels** (about 0.84 mm by the nominal 43 cm "
+        "rule, not calibrated). Per-lung scores use the per-lung ground-truth masks.",
+        "",
+        "### Shenzhen test split (native grid)",
+        "",
+        "| model | parameters | grid / window | films | Dice mean | median | 5th pct | min | right | left | IoU | "
+        "HD95 mean / median | ASSD | s/film |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     first_folder = None
     for item in args.eval:
         name, folder = item.split("=", 1)
@@ -117,9 +134,14 @@ def main() -> None:
         shrink_picture(first_folder / "worst.png", images / "test_worst.png", 640)
         summary = json.loads((first_folder / "summary.json").read_text())
         worst = summary.get("worst_by_dice", [])[:5]
-        lines += ["### Failure cases", "",
-                  "The five lowest-Dice test films of the shipped model (film | truth | prediction | overlay):", "",
-                  "![worst test films](images/test_worst.png)", ""]
+        lines += [
+            "### Failure cases",
+            "",
+            "The five lowest-Dice test films of the shipped model (film | truth | prediction | overlay):",
+            "",
+            "![worst test films](images/test_worst.png)",
+            "",
+        ]
         if worst:
             lines += ["| film | Dice | right | left | HD95 |", "|---|---|---|---|---|"]
             for entry in worst:
@@ -130,18 +152,25 @@ def main() -> None:
         lines += ["Distribution of the per-film metrics:", "", "![metrics box plot](images/test_boxplot.png)", ""]
     if args.other:
         rows = list(csv.DictReader(open(args.other / "report.csv")))
-        lines += ["### Other hospitals' films", "",
-                  "No films with masks from another hospital are available here, so these are qualitative: the "
-                  "real chest films from other sites in the shared data, segmented with `medlung predict`.", "",
-                  "| film | size (rows x cols) | spacing | right cm² | left cm² | notes |", "|---|---|---|---|---|---|"]
+        lines += [
+            "### Other hospitals' films",
+            "",
+            "No films with masks from another hospital are available here, so these are qualitative: the "
+            "real chest films from other sites in the shared data, segmented with `medlung predict`.",
+            "",
+            "| film | size (rows x cols) | spacing | right cm² | left cm² | notes |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in rows:
             if row["status"] != "ok":
                 continue
             stem = Path(row["file"]).name.rsplit(".", 1)[0]
             spacing = row["spacing_mm"] or "unknown"
-            lines.append(f"| {Path(row['file']).name} | {row['rows']} x {row['cols']} | {spacing} | "
-                         f"{row['right_cm2'] or 'n/a'} | {row['left_cm2'] or 'n/a'} | "
-                         f"{row['notes'].split(';')[0] if row['notes'] else ''} |")
+            lines.append(
+                f"| {Path(row['file']).name} | {row['rows']} x {row['cols']} | {spacing} | "
+                f"{row['right_cm2'] or 'n/a'} | {row['left_cm2'] or 'n/a'} | "
+                f"{row['notes'].split(';')[0] if row['notes'] else ''} |"
+            )
             overlay = args.other / f"{stem}_overlay.png"
             if overlay.exists():
                 shrink_picture(overlay, images / f"other_{stem}.png", 360)

@@ -37,12 +37,13 @@ def main(argv=None) -> int:
     parser.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
     parser.add_argument("--bundle", default=None, help="model (default: the shipped bundle)")
     parser.add_argument("--measures", type=Path, default=None, help="write every film's measures here (JSON lines)")
-    parser.add_argument("--sets", default="dicom,dicom --spacing 0.143,shenzhen,covid_v7",
-                        help="comma-separated sets to run")
+    parser.add_argument(
+        "--sets", default="dicom,dicom --spacing 0.143,shenzhen,covid_v7", help="comma-separated sets to run"
+    )
     args = parser.parse_args(argv)
 
-    from medlung.io import load_film
     from medlung.inference import Segmenter
+    from medlung.io import load_film
 
     segmenter = Segmenter(args.bundle, device="cpu")
     out = open(args.measures, "w") if args.measures else None
@@ -60,8 +61,19 @@ def main(argv=None) -> int:
                 flagged += 1
                 print(f"{name}\t{path.name}\t{'; '.join(str(r) for r in masks.qc_reasons)}", flush=True)
             if out:
-                out.write(json.dumps({"set": name, "film": path.name, "spacing": spacing, "qc": masks.qc,
-                                      "codes": [r.code for r in masks.qc_reasons], **masks.qc_measures}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "set": name,
+                            "film": path.name,
+                            "spacing": spacing,
+                            "qc": masks.qc,
+                            "codes": [r.code for r in masks.qc_reasons],
+                            **masks.qc_measures,
+                        }
+                    )
+                    + "\n"
+                )
                 out.flush()
         rates[name] = (flagged, len(items))
     for name, (flagged, total) in rates.items():

@@ -35,7 +35,7 @@ from medlung.bundle.model_card import EVALUATION_END
 from medlung.metrics import summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_evaluation import shrink_picture  # noqa: E402  (a sibling script, not a package)
+from model_card_evaluation import shrink_picture
 
 BEGIN, END = "<!-- medlung:annotations:begin -->", "<!-- medlung:annotations:end -->"
 FILM_NAME = re.compile(r"^CHNCXR_(\d{4})_([01])$")
@@ -88,8 +88,14 @@ def read_scores(folders: list[Path]) -> list[FilmScore]:
                 match = FILM_NAME.match(row["film"])
                 if row["status"] != "ok" or row["per_lung"] != "yes" or not match or row["film"] in scores:
                     continue
-                scores[row["film"]] = FilmScore(row["film"], part, int(match.group(1)), match.group(2) == "0",
-                                                float(row["dice"]), float(row["dice_left"]))
+                scores[row["film"]] = FilmScore(
+                    row["film"],
+                    part,
+                    int(match.group(1)),
+                    match.group(2) == "0",
+                    float(row["dice"]),
+                    float(row["dice_left"]),
+                )
     return sorted(scores.values(), key=lambda score: score.number)
 
 
@@ -129,8 +135,11 @@ def find_batches(scores: list[FilmScore], size: int, low_dice: float, share: flo
     batches = []
     for index, films in sorted(bins.items()):
         low = sum(score.dice_left < low_dice for score in films)
-        batches.append(Batch(index * size + 1, (index + 1) * size, films, low,
-                             len(films) >= min_films and low >= share * len(films)))
+        batches.append(
+            Batch(
+                index * size + 1, (index + 1) * size, films, low, len(films) >= min_films and low >= share * len(films)
+            )
+        )
     return batches
 
 
@@ -186,57 +195,86 @@ def montage_caption(folder: Path, inside: set[str]) -> str:
     summary = json.loads((folder / "summary.json").read_text())
     worst = [entry["film"] for entry in summary.get("worst_by_dice", [])[:5]]
     listed = ", ".join(f"{film}{' (in a batch)' if film in inside else ''}" for film in worst)
-    return (f"The model's {len(worst)} lowest-Dice films of the {summary.get('part') or folder.name} part "
-            f"({sum(film in inside for film in worst)} of them in those batches): {listed}. "
-            "Film | truth | prediction | overlay (blue: truth the model missed).")
+    return (
+        f"The model's {len(worst)} lowest-Dice films of the {summary.get('part') or folder.name} part "
+        f"({sum(film in inside for film in worst)} of them in those batches): {listed}. "
+        "Film | truth | prediction | overlay (blue: truth the model missed)."
+    )
 
 
-def section(scores: list[FilmScore], batches: list[Batch], low_dice: float, figure: str | None,
-            montage: tuple[str, str] | None = None) -> list[str]:
+def section(
+    scores: list[FilmScore],
+    batches: list[Batch],
+    low_dice: float,
+    figure: str | None,
+    montage: tuple[str, str] | None = None,
+) -> list[str]:
     """The markdown lines of the section, markers included; ``montage`` is (caption, picture link)."""
     flagged = [b for b in batches if b.flagged]
     inside = films_in_flagged(batches)
     low_total = sum(b.low_left for b in batches)
     low_inside = sum(b.low_left for b in flagged)
-    lines = [BEGIN, "", "### Annotation batches in the Shenzhen masks", "",
-             f"Grouping the films by their running number (bins of {batches[0].last - batches[0].first + 1}) shows "
-             f"where the low scores come from: **{low_inside} of the {low_total} films with a left-lung Dice below "
-             f"{low_dice:g}** lie in {len(flagged)} of the {len(batches)} bins, which hold {len(inside)} of the "
-             f"{len(scores)} films scored. "
-             "In those annotation batches the masks draw the left lung's inner border straight down behind the "
-             "heart; elsewhere it follows the heart's edge. The film gives little hint of which way its mask was "
-             "drawn, so the model learns the majority way and misses the retrocardiac part on those films, even on "
-             "the films it was trained on. The last column compares the masks themselves, independent of any "
-             "model: the truth left lung's area relative to the right one's, inside and outside those batches.", "",
-             "| films | scored (training / validation / test) | left-lung Dice < "
-             f"{low_dice:g} | mean left-lung Dice | median truth left/right area (normal / TB films) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        "### Annotation batches in the Shenzhen masks",
+        "",
+        f"Grouping the films by their running number (bins of {batches[0].last - batches[0].first + 1}) shows "
+        f"where the low scores come from: **{low_inside} of the {low_total} films with a left-lung Dice below "
+        f"{low_dice:g}** lie in {len(flagged)} of the {len(batches)} bins, which hold {len(inside)} of the "
+        f"{len(scores)} films scored. "
+        "In those annotation batches the masks draw the left lung's inner border straight down behind the "
+        "heart; elsewhere it follows the heart's edge. The film gives little hint of which way its mask was "
+        "drawn, so the model learns the majority way and misses the retrocardiac part on those films, even on "
+        "the films it was trained on. The last column compares the masks themselves, independent of any "
+        "model: the truth left lung's area relative to the right one's, inside and outside those batches.",
+        "",
+        "| films | scored (training / validation / test) | left-lung Dice < "
+        f"{low_dice:g} | mean left-lung Dice | median truth left/right area (normal / TB films) |",
+        "|---|---|---|---|---|",
+    ]
     for batch in flagged:
         parts = " / ".join(str(sum(s.part == p for s in batch.films)) for p in PART_ORDER)
-        lines.append(f"| CHNCXR_{batch.first:04d}-{batch.last:04d} | {parts} | {batch.low_left} | "
-                     f"{np.mean([s.dice_left for s in batch.films]):.4f} | "
-                     f"{_area_ratios(batch.films)} |")
+        lines.append(
+            f"| CHNCXR_{batch.first:04d}-{batch.last:04d} | {parts} | {batch.low_left} | "
+            f"{np.mean([s.dice_left for s in batch.films]):.4f} | "
+            f"{_area_ratios(batch.films)} |"
+        )
     rest = [s for s in scores if s.film not in inside]
     parts = " / ".join(str(sum(s.part == p for s in rest)) for p in PART_ORDER)
-    lines += [f"| all other films | {parts} | {low_total - low_inside} | "
-              f"{np.mean([s.dice_left for s in rest]):.4f} | "
-              f"{_area_ratios(rest)} |", ""]
+    lines += [
+        f"| all other films | {parts} | {low_total - low_inside} | "
+        f"{np.mean([s.dice_left for s in rest]):.4f} | "
+        f"{_area_ratios(rest)} |",
+        "",
+    ]
     if figure:
         lines += [f"![left-lung Dice by film number]({figure})", ""]
     if montage:
         lines += [montage[0], "", f"![lowest-Dice films]({montage[1]})", ""]
-    lines += ["Dice of both lungs by part, with and without the films of those batches:", "",
-              "| part | films | n | mean | median | 5th pct |", "|---|---|---|---|---|---|"]
+    lines += [
+        "Dice of both lungs by part, with and without the films of those batches:",
+        "",
+        "| part | films | n | mean | median | 5th pct |",
+        "|---|---|---|---|---|---|",
+    ]
     for part in PART_ORDER:
         chosen = [s for s in scores if s.part == part]
         if not chosen:
             continue
-        lines += [f"| {part} | all | {_stats([s.dice for s in chosen])} |",
-                  f"| {part} | outside the batches | {_stats([s.dice for s in chosen if s.film not in inside])} |",
-                  f"| {part} | inside the batches | {_stats([s.dice for s in chosen if s.film in inside])} |"]
-    lines += ["", "Measured with `medlung evaluate MODEL ../shared/data/shenzhen/splits.csv -o OUT --part PART` "
-              "for each part and `scripts/shenzhen_annotation_batches.py` (bins of consecutive film numbers; a bin "
-              "is flagged when a set share of its films has a low left-lung Dice).", "", END]
+        lines += [
+            f"| {part} | all | {_stats([s.dice for s in chosen])} |",
+            f"| {part} | outside the batches | {_stats([s.dice for s in chosen if s.film not in inside])} |",
+            f"| {part} | inside the batches | {_stats([s.dice for s in chosen if s.film in inside])} |",
+        ]
+    lines += [
+        "",
+        "Measured with `medlung evaluate MODEL ../shared/data/shenzhen/splits.csv -o OUT --part PART` "
+        "for each part and `scripts/shenzhen_annotation_batches.py` (bins of consecutive film numbers; a bin "
+        "is flagged when a set share of its films has a low left-lung Dice).",
+        "",
+        END,
+    ]
     return lines
 
 
@@ -257,24 +295,36 @@ def write_into_card(card: Path, lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval", action="append", type=Path, required=True,
-                        help="a medlung evaluate output folder (repeat: one per part)")
+    parser.add_argument(
+        "--eval",
+        action="append",
+        type=Path,
+        required=True,
+        help="a medlung evaluate output folder (repeat: one per part)",
+    )
     parser.add_argument("--masks", type=Path, help="folder with <film>_lung_L.png and <film>_lung_R.png")
     parser.add_argument("--bundle", type=Path, help="write the section and figure into this bundle's model card")
     parser.add_argument("--figure", type=Path, help="where to write the figure (default: the bundle's docs/images)")
-    parser.add_argument("--montage", type=Path,
-                        help="a medlung evaluate folder whose worst-films montage goes into the card (with --bundle)")
+    parser.add_argument(
+        "--montage",
+        type=Path,
+        help="a medlung evaluate folder whose worst-films montage goes into the card (with --bundle)",
+    )
     parser.add_argument("--bin-size", type=int, default=25, help="film numbers per bin (default 25)")
     parser.add_argument("--low-dice", type=float, default=0.88, help="left-lung Dice called low (default 0.88)")
-    parser.add_argument("--share", type=float, default=0.2,
-                        help="flag a bin when this fraction of its films are low (default 0.2)")
+    parser.add_argument(
+        "--share", type=float, default=0.2, help="flag a bin when this fraction of its films are low (default 0.2)"
+    )
     parser.add_argument("--min-films", type=int, default=10, help="never flag bins with fewer films (default 10)")
     args = parser.parse_args(argv)
 
     scores = read_scores(args.eval)
     if not scores:
-        print("error: no Shenzhen film (CHNCXR_####_d) scored with per-lung masks in "
-              f"{', '.join(map(str, args.eval))}; run medlung evaluate on the Shenzhen split first", file=sys.stderr)
+        print(
+            "error: no Shenzhen film (CHNCXR_####_d) scored with per-lung masks in "
+            f"{', '.join(map(str, args.eval))}; run medlung evaluate on the Shenzhen split first",
+            file=sys.stderr,
+        )
         return 2
     if args.masks:
         add_area_ratios(scores, args.masks)
@@ -287,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bundle and args.montage:
         picture = args.bundle / "docs" / "images" / "annotation_batches_worst.png"
         shrink_picture(args.montage / "worst.png", picture, 640)
-        montage = (montage_caption(args.montage, films_in_flagged(batches)),
-                   os.path.relpath(picture, args.bundle / "docs"))
+        montage = (
+            montage_caption(args.montage, films_in_flagged(batches)),
+            os.path.relpath(picture, args.bundle / "docs"),
+        )
     lines = section(scores, batches, args.low_dice, link, montage)
     print("\n".join(lines))
     if args.bundle:

@@ -41,17 +41,31 @@ def rows(data: Path):
     shenzhen = data / "shenzhen"
     with open(shenzhen / "splits.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            yield {"image": shenzhen / row["image"], "mask": shenzhen / row["mask"], "ignore": "",
-                   "lungs": shenzhen_convention(row["image"]), "split": row["split"], "source": "shenzhen",
-                   "view": "PA", "licence": "NLM research use; masks CC BY-NC-SA 4.0",
-                   "citation": "Jaeger et al. 2014 (Shenzhen); Stirenko et al. 2018 (masks)"}
+            yield {
+                "image": shenzhen / row["image"],
+                "mask": shenzhen / row["mask"],
+                "ignore": "",
+                "lungs": shenzhen_convention(row["image"]),
+                "split": row["split"],
+                "source": "shenzhen",
+                "view": "PA",
+                "licence": "NLM research use; masks CC BY-NC-SA 4.0",
+                "citation": "Jaeger et al. 2014 (Shenzhen); Stirenko et al. 2018 (masks)",
+            }
     covid = data / "covid_v7"
     with open(covid / "splits.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            yield {"image": covid / row["image"], "mask": covid / row["mask"],
-                   "ignore": covid / row["ignore"] if row.get("ignore") else "", "lungs": "anatomical",
-                   "split": row["split"], "source": "covid_v7", "view": row["view"], "licence": row["license"],
-                   "citation": f"doi:{row['doi']}" if row.get("doi") else row.get("url", "")}
+            yield {
+                "image": covid / row["image"],
+                "mask": covid / row["mask"],
+                "ignore": covid / row["ignore"] if row.get("ignore") else "",
+                "lungs": "anatomical",
+                "split": row["split"],
+                "source": "covid_v7",
+                "view": row["view"],
+                "licence": row["license"],
+                "citation": f"doi:{row['doi']}" if row.get("doi") else row.get("url", ""),
+            }
 
 
 def main(argv=None) -> int:

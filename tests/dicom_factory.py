@@ -91,8 +91,9 @@ def chest_pixels(rows: int = 512, cols: int = 512, seed: int = 0) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     r, c = np.mgrid[0:rows, 0:cols] / np.array([rows, cols])[:, None, None]
-    body = 170 + 60 * np.exp(-((c - 0.5) / 0.12) ** 2)  # mediastinum brighter
-    lungs = ((((r - 0.45) / 0.3) ** 2 + ((c - 0.28) / 0.14) ** 2 < 1)
-             | (((r - 0.45) / 0.3) ** 2 + ((c - 0.72) / 0.14) ** 2 < 1))
+    body = 170 + 60 * np.exp(-(((c - 0.5) / 0.12) ** 2))  # mediastinum brighter
+    lungs = (((r - 0.45) / 0.3) ** 2 + ((c - 0.28) / 0.14) ** 2 < 1) | (
+        ((r - 0.45) / 0.3) ** 2 + ((c - 0.72) / 0.14) ** 2 < 1
+    )
     image = np.where(lungs, 60 + 40 * r, body) * (0.6 + 0.4 * (1 - r)) + rng.normal(0, 6, (rows, cols))
     return np.clip(image, 0, 255).astype(np.uint8)

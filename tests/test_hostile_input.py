@@ -33,8 +33,14 @@ from medlung.errors import MedlungError
 from medlung.spacing import check_spacing, parse_user_spacing
 from tests import dicom_factory as factory
 
-SMALL_DICOM = ["CR-MONO1-10-chest.dcm", "CR-MONO1-10-chest_RLE.dcm", "dx_image.dcm", "CR1_6154.dcm", "vlut_04.dcm",
-               "seg_image_cr_binary.dcm"]
+SMALL_DICOM = [
+    "CR-MONO1-10-chest.dcm",
+    "CR-MONO1-10-chest_RLE.dcm",
+    "dx_image.dcm",
+    "CR1_6154.dcm",
+    "vlut_04.dcm",
+    "seg_image_cr_binary.dcm",
+]
 LARGE_DICOM = ["RG1_J2KI.dcm", "RG2_JPLL.dcm", "CR-ModalitySequenceLUT.dcm", "RG1_JLSN.dcm"]
 REJECT_SECONDS = 5.0
 
@@ -47,11 +53,14 @@ def _png_bytes(array: np.ndarray, **options) -> bytes:
 
 def _png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height, with a tiny (wrong) image stream."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:
@@ -87,15 +96,23 @@ def build_corpus(shared: Path, shenzhen_pixels: np.ndarray) -> dict[str, bytes]:
                 mutated[offset] ^= int(rng.integers(1, 256))
             corpus[f"pixelflip{i}_{name}"] = bytes(mutated)
         pixel = _element_offset(data, (0x7FE0, 0x0010))
-        if pixel > 0 and data[pixel + 4: pixel + 6] in (b"OW", b"OB"):
+        if pixel > 0 and data[pixel + 4 : pixel + 6] in (b"OW", b"OB"):
             mutated = bytearray(data)  # explicit VR: 2 reserved bytes then a 4-byte length
-            mutated[pixel + 8: pixel + 12] = struct.pack("<I", 0xFFFFFFF0)
+            mutated[pixel + 8 : pixel + 12] = struct.pack("<I", 0xFFFFFFF0)
             corpus[f"hugelength_{name}"] = bytes(mutated)
     # Rows / Columns / BitsAllocated that disagree with the pixel data
     base = factory.radiograph(shenzhen_pixels, factory.CR, PixelSpacing=[0.7, 0.7])
-    for keyword, value in (("Rows", 4000), ("Columns", 1), ("Rows", 0), ("BitsAllocated", 0),
-                           ("BitsAllocated", 64), ("BitsStored", 40), ("SamplesPerPixel", 3), ("Rows", 20000),
-                           ("PhotometricInterpretation", "PALETTE COLOR")):
+    for keyword, value in (
+        ("Rows", 4000),
+        ("Columns", 1),
+        ("Rows", 0),
+        ("BitsAllocated", 0),
+        ("BitsAllocated", 64),
+        ("BitsStored", 40),
+        ("SamplesPerPixel", 3),
+        ("Rows", 20000),
+        ("PhotometricInterpretation", "PALETTE COLOR"),
+    ):
         ds = copy.deepcopy(base)
         setattr(ds, keyword, value)
         corpus[f"header_{keyword}_{value}.dcm"] = _dataset_bytes(ds)
@@ -108,16 +125,20 @@ def build_corpus(shared: Path, shenzhen_pixels: np.ndarray) -> dict[str, bytes]:
     data = _dataset_bytes(base)
     offset = _element_offset(data, (0x0028, 0x0030))
     mutated = bytearray(data)
-    mutated[offset + 6: offset + 8] = struct.pack("<H", 0xFFFF)
+    mutated[offset + 6 : offset + 8] = struct.pack("<H", 0xFFFF)
     corpus["bad_length_pixelspacing.dcm"] = bytes(mutated)
     mutated = bytearray(data)
-    mutated[offset + 4: offset + 6] = b"SQ"
+    mutated[offset + 4 : offset + 6] = b"SQ"
     corpus["wrong_vr_pixelspacing.dcm"] = bytes(mutated)
     # deeply nested sequences, written as raw bytes (undefined lengths), 50 to 5000 levels
     data = _dataset_bytes(base)
     pixel = _element_offset(data, (0x7FE0, 0x0010))
-    open_level = struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + struct.pack("<I", 0xFFFFFFFF) + \
-        struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    open_level = (
+        struct.pack("<HH", 0x0040, 0xA730)
+        + b"SQ\0\0"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    )
     close_level = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     for depth in (50, 500, 5000):
         corpus[f"nested_{depth}.dcm"] = data[:pixel] + open_level * depth + close_level * depth + data[pixel:]
@@ -215,9 +236,22 @@ def test_batch_predict_over_the_corpus_keeps_its_contract(corpus, shipped_bundle
     (out / "hostile_strings_lungs.png").symlink_to(tmp_path / "elsewhere" / "target.png")
     names.append("hostile_strings.dcm")
     result = subprocess.run(
-        [sys.executable, "-m", "medlung", "predict", *[corpus[n] for n in names], "-o", out, "--format", "png,nifti,seg",
-         "--overwrite"],
-        capture_output=True, text=True, env={**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)}, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            *[corpus[n] for n in names],
+            "-o",
+            out,
+            "--format",
+            "png,nifti,seg",
+            "--overwrite",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)},
+        timeout=600,
     )
     assert result.returncode in (0, 1), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -241,15 +275,28 @@ def test_batch_predict_over_the_corpus_keeps_its_contract(corpus, shipped_bundle
 
 def test_info_never_shows_a_traceback(corpus):
     names = sorted(corpus)[1::4]
-    result = subprocess.run([sys.executable, "-m", "medlung", "info", *[corpus[n] for n in names]],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "medlung", "info", *[corpus[n] for n in names]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode in (0, 1) and "Traceback" not in result.stderr
     assert "passwd" not in result.stdout + result.stderr
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.none(), st.text(max_size=20), st.floats(allow_nan=True), st.lists(st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6), st.integers(-5, 5)), max_size=4)))
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=20),
+        st.floats(allow_nan=True),
+        st.lists(
+            st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6), st.integers(-5, 5)),
+            max_size=4,
+        ),
+    )
+)
 def test_spacing_checker_never_accepts_a_non_spacing(value):
     spacing, problem = check_spacing(value)
     if spacing is None:
@@ -271,8 +318,11 @@ def test_user_spacing_parser_returns_a_spacing_or_a_clear_error(value):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    rows=st.integers(1, 40), cols=st.integers(1, 40), bits=st.integers(1, 16),
-    slope=st.sampled_from([1.0, 0.5, 2.0, -1.0]), intercept=st.integers(-1024, 1024),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
+    bits=st.integers(1, 16),
+    slope=st.sampled_from([1.0, 0.5, 2.0, -1.0]),
+    intercept=st.integers(-1024, 1024),
     seed=st.integers(0, 1000),
 )
 def test_film_normaliser_properties(tmp_path_factory, rows, cols, bits, slope, intercept, seed):
@@ -284,7 +334,12 @@ def test_film_normaliser_properties(tmp_path_factory, rows, cols, bits, slope, i
     assert mono2.shape == (rows, cols) and mono2.pixels.dtype == np.float32 and np.isfinite(mono2.pixels).all()
     np.testing.assert_allclose(mono2.pixels, stored * slope + intercept, rtol=1e-6, atol=1e-3)
     inverse = (2**bits - 1 - stored).astype(np.uint16)
-    mono1 = medlung.load_film(factory.write(
-        factory.radiograph(inverse, photometric="MONOCHROME1", bits_stored=bits, RescaleSlope=1.0, RescaleIntercept=0),
-        folder / "b.dcm"))
+    mono1 = medlung.load_film(
+        factory.write(
+            factory.radiograph(
+                inverse, photometric="MONOCHROME1", bits_stored=bits, RescaleSlope=1.0, RescaleIntercept=0
+            ),
+            folder / "b.dcm",
+        )
+    )
     np.testing.assert_array_equal(mono1.pixels, stored.astype(np.float32))

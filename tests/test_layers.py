@@ -12,5 +12,8 @@ def test_layers_import_downward_only():
     spec.loader.exec_module(layers)
     edges, violations = layers.graph()
     assert not violations, "\n".join(violations)
-    assert ("pacs.serve", "pipeline") in edges and ("pipeline", "pacs") in edges  # serve above the pipeline, sending below
+    assert ("pacs.serve", "pipeline") in edges and (
+        "pipeline",
+        "pacs",
+    ) in edges  # serve above the pipeline, sending below
     assert not any(a == "inference" and b in ("pipeline", "pacs.serve", "bundle", "cli") for a, b in edges)

@@ -65,8 +65,11 @@ def test_json_lines_carry_the_fields_and_name_other_libraries():
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert datetime.fromisoformat(first.pop("time")).utcoffset().total_seconds() == 0
     assert first == {"level": "info", "event": "sent", "key": "k1", "status": "0x0000", "attempts": 2, "empty": None}
-    assert {k: v for k, v in second.items() if k != "time"} == {"level": "warning", "event": "peer said no",
-                                                               "logger": "tests.other"}
+    assert {k: v for k, v in second.items() if k != "time"} == {
+        "level": "warning",
+        "event": "peer said no",
+        "logger": "tests.other",
+    }
 
 
 def test_quieted_lasts_only_while_inside():
@@ -98,5 +101,11 @@ def test_throttle_lets_a_few_records_a_window_through_and_says_how_many_it_dropp
         logging.getLogger("tests.noisy.dul").error("the next window")
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(r["event"], r.get("suppressed")) for r in records] == [
-        ("chunk 0", None), ("chunk 1", None), ("another module", None),
-        ("received", None), ("received", None), ("received", None), ("the next window", 4)]
+        ("chunk 0", None),
+        ("chunk 1", None),
+        ("another module", None),
+        ("received", None),
+        ("received", None),
+        ("received", None),
+        ("the next window", 4),
+    ]

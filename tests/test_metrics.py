@@ -14,7 +14,7 @@ from medlung.metrics import assd, compare_masks, dice, hd95, iou, summarize, sur
 
 def square(top: int, left: int, size: int = 20, shape=(64, 64)) -> np.ndarray:
     mask = np.zeros(shape, dtype=np.uint8)
-    mask[top:top + size, left:left + size] = 1
+    mask[top : top + size, left : left + size] = 1
     return mask
 
 
@@ -55,10 +55,12 @@ def test_values_equal_monai_public_functions_with_anisotropic_spacing():
     pred[8:14, 9:20] = 0  # a bite
     spacing = (0.8, 0.35)
     t = lambda m: torch.from_numpy(m.astype(np.float32))[None, None]  # noqa: E731
-    expected_hd = compute_hausdorff_distance(t(pred), t(truth), include_background=True, percentile=95,
-                                             spacing=spacing).item()
-    expected_asd = compute_average_surface_distance(t(pred), t(truth), include_background=True, symmetric=True,
-                                                    spacing=spacing).item()
+    expected_hd = compute_hausdorff_distance(
+        t(pred), t(truth), include_background=True, percentile=95, spacing=spacing
+    ).item()
+    expected_asd = compute_average_surface_distance(
+        t(pred), t(truth), include_background=True, symmetric=True, spacing=spacing
+    ).item()
     result = compare_masks(pred, truth, spacing)
     assert result["hd95"] == pytest.approx(expected_hd, rel=1e-5)
     assert result["assd"] == pytest.approx(expected_asd, rel=1e-5)

@@ -81,10 +81,17 @@ def test_multi_letter_values_use_their_principal_direction():
     assert DisplayTransform.from_orientation("F\\L") == DisplayTransform(transpose=True)
 
 
-@pytest.mark.parametrize("orientation, words", [
-    (("A", "F"), "not a frontal film"), (("L", "P"), "not a frontal film"),
-    (("L", "R"), "one axis"), (("H", "F"), "one axis"), (("L",), "two values"), (("X", "F"), "letters"),
-])
+@pytest.mark.parametrize(
+    "orientation, words",
+    [
+        (("A", "F"), "not a frontal film"),
+        (("L", "P"), "not a frontal film"),
+        (("L", "R"), "one axis"),
+        (("H", "F"), "one axis"),
+        (("L",), "two values"),
+        (("X", "F"), "letters"),
+    ],
+)
 def test_non_frontal_or_malformed_orientations_are_refused_in_words(orientation, words):
     with pytest.raises(ValueError, match=words):
         DisplayTransform.from_orientation(orientation)
@@ -110,11 +117,17 @@ def _drawn_chest(rows=200, cols=220):
     return right_lung | left_lung, image
 
 
-@pytest.mark.parametrize("turn, verdict", [
-    (lambda a: a, "ok"), (np.fliplr, "mirrored?"), (np.flipud, "upside down?"),
-    (lambda a: np.rot90(a, 2), "rotated 180?"), (lambda a: np.rot90(a, 1), "rotated 90?"),
-    (lambda a: a.T, "rotated 90?"),
-])
+@pytest.mark.parametrize(
+    "turn, verdict",
+    [
+        (lambda a: a, "ok"),
+        (np.fliplr, "mirrored?"),
+        (np.flipud, "upside down?"),
+        (lambda a: np.rot90(a, 2), "rotated 180?"),
+        (lambda a: np.rot90(a, 1), "rotated 90?"),
+        (lambda a: a.T, "rotated 90?"),
+    ],
+)
 def test_the_check_reads_the_drawn_chest_turned_each_way(turn, verdict):
     lungs, image = _drawn_chest()
     check = check_orientation(turn(lungs), turn(image))

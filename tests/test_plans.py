@@ -17,11 +17,14 @@ def test_plan_round_trips_through_json_and_validates():
     again = ModelPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan and again.out_channels == 2 and again.channel("anatomical") == 1
     assert ModelPlan().out_channels == 2 and ModelPlan(head="sigmoid").out_channels == 1
-    for bad, match in ((dict(network="vnet"), "network must be"), (dict(features=(8, 8)), "6 widths"),
-                       (dict(conventions=("whole",)), "conventions must be"),
-                       (dict(conventions=("field", "anatomical")), "softmax head draws one"),
-                       (dict(intensity_percentiles=(99, 1)), "intensity_percentiles"),
-                       (dict(working_spacing=0), "working_spacing")):
+    for bad, match in (
+        (dict(network="vnet"), "network must be"),
+        (dict(features=(8, 8)), "6 widths"),
+        (dict(conventions=("whole",)), "conventions must be"),
+        (dict(conventions=("field", "anatomical")), "softmax head draws one"),
+        (dict(intensity_percentiles=(99, 1)), "intensity_percentiles"),
+        (dict(working_spacing=0), "working_spacing"),
+    ):
         with pytest.raises(ValueError, match=match):
             ModelPlan(**bad)
     with pytest.raises(ValueError, match="not 'anatomical'"):
@@ -29,12 +32,18 @@ def test_plan_round_trips_through_json_and_validates():
 
 
 def test_legacy_checkpoints_and_bundles_read_as_softmax_field_models():
-    state = {"network": {"name": "basicunet", "features": [8, 8, 16, 32, 64, 8]},
-             "preprocessing": {"working_spacing": 1.4, "roi_size": 256, "intensity_percentiles": [0.5, 99.5]}}
+    state = {
+        "network": {"name": "basicunet", "features": [8, 8, 16, 32, 64, 8]},
+        "preprocessing": {"working_spacing": 1.4, "roi_size": 256, "intensity_percentiles": [0.5, 99.5]},
+    }
     plan = plan_from_checkpoint(state)
     assert (plan.head, plan.conventions, plan.working_spacing, plan.roi_size) == ("softmax", ("field",), 1.4, 256)
-    config = {"network_def": {"name": "unetpp", "features": [8, 8, 16, 32, 64, 8]}, "working_spacing": 2.0,
-              "roi_size": 224, "overlap": 0.5}
+    config = {
+        "network_def": {"name": "unetpp", "features": [8, 8, 16, 32, 64, 8]},
+        "working_spacing": 2.0,
+        "roi_size": 224,
+        "overlap": 0.5,
+    }
     plan = plan_from_bundle_config(config)
     assert (plan.network, plan.head, plan.overlap, plan.min_lung_mm2) == ("unetpp", "softmax", 0.5, 1500.0)
     assert plan_from_checkpoint({"plan": plan.to_dict()}) == plan

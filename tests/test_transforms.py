@@ -68,10 +68,9 @@ def test_sick_film_augmentation_changes_only_the_film_and_is_seeded():
 
     yy, xx = np.mgrid[:96, :96]
     film = (0.3 + 0.2 * np.sin(xx / 7.0)).astype(np.float32)
-    lung = ((yy - 48) ** 2 / 30 ** 2 + (xx - 30) ** 2 / 15 ** 2 < 1) | ((yy - 48) ** 2 / 30 ** 2 + (xx - 66) ** 2 / 15 ** 2 < 1)
+    lung = ((yy - 48) ** 2 / 30**2 + (xx - 30) ** 2 / 15**2 < 1) | ((yy - 48) ** 2 / 30**2 + (xx - 66) ** 2 / 15**2 < 1)
     target = np.stack([lung, lung]).astype(np.float32)
-    data = {"image": torch.from_numpy(film)[None], "label": torch.from_numpy(target),
-            "weight": torch.ones(2, 96, 96)}
+    data = {"image": torch.from_numpy(film)[None], "label": torch.from_numpy(target), "weight": torch.ones(2, 96, 96)}
     results = []
     for seed in (0, 0, 1):
         transform = RandSickFilmd(prob=1.0, working_spacing=2.0)
@@ -80,8 +79,10 @@ def test_sick_film_augmentation_changes_only_the_film_and_is_seeded():
         torch.testing.assert_close(out["label"], data["label"])  # the lung under an opacity is still lung
         assert out["image"].shape == (1, 96, 96) and 0 <= out["image"].min() and out["image"].max() <= 1
         results.append(out["image"])
-    torch.testing.assert_close(results[0], results[1])          # same seed, same film
+    torch.testing.assert_close(results[0], results[1])  # same seed, same film
     assert not torch.equal(results[0], results[2])
-    changed = [(RandSickFilmd(prob=1.0).set_random_state(seed=s)(dict(data))["image"][0].numpy() - film) for s in range(8)]
+    changed = [
+        (RandSickFilmd(prob=1.0).set_random_state(seed=s)(dict(data))["image"][0].numpy() - film) for s in range(8)
+    ]
     brighter_in_lung = np.mean([c[lung].mean() for c in changed])
-    assert brighter_in_lung > 0.01                               # opacities and haze make the lungs denser
+    assert brighter_in_lung > 0.01  # opacities and haze make the lungs denser

@@ -18,8 +18,9 @@ def test_a_uid_is_the_decimal_uuid5_of_its_inputs_under_2_25():
 
 
 def test_same_inputs_same_uid_and_option_order_does_not_matter():
-    assert derive_uid("seg-series", "1.2.3", "1.0", {"a": 1, "b": 2}) == derive_uid("seg-series", " 1.2.3", "1.0 ",
-                                                                                    {"b": 2, "a": 1})
+    assert derive_uid("seg-series", "1.2.3", "1.0", {"a": 1, "b": 2}) == derive_uid(
+        "seg-series", " 1.2.3", "1.0 ", {"b": 2, "a": 1}
+    )
     assert canonical_options(None) == canonical_options({}) == "{}"
     assert canonical_options({"p": (0.5, 1.5)}) == '{"p":[0.5,1.5]}'
 
@@ -34,9 +35,14 @@ def test_anything_that_changes_the_output_changes_every_uid(change):
     assert len(set(before)) == len(UID_KINDS)  # the three kinds differ from each other
 
 
-@pytest.mark.parametrize("args, message", [(("film", "1.2.3", "1"), "kind must be one of"),
-                                           (("seg-series", " ", "1"), "source_uid must be"),
-                                           (("seg-series", "1.2.3", ""), "model_version must be")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("film", "1.2.3", "1"), "kind must be one of"),
+        (("seg-series", " ", "1"), "source_uid must be"),
+        (("seg-series", "1.2.3", ""), "model_version must be"),
+    ],
+)
 def test_bad_inputs_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         derive_uid(*args)

@@ -39,21 +39,26 @@ def test_every_option_that_changes_the_output_changes_the_uids(segmenter):
     # the lung convention (Segmenter.lungs, "field" by default where the Segmenter has it)
     other_lungs = "field" if getattr(segmenter, "lungs", "field") == "anatomical" else "anatomical"
     variants = {
-        "model version": _uids(_changed_model(segmenter, version=segmenter.spec.version + "+1"),
-                               seg_syntax="uncompressed"),
-        "precision": _uids(_changed(segmenter, dtype=torch.float16 if segmenter.dtype is None else None),
-                           seg_syntax="uncompressed"),
+        "model version": _uids(
+            _changed_model(segmenter, version=segmenter.spec.version + "+1"), seg_syntax="uncompressed"
+        ),
+        "precision": _uids(
+            _changed(segmenter, dtype=torch.float16 if segmenter.dtype is None else None), seg_syntax="uncompressed"
+        ),
         "min lung size": _uids(_changed(segmenter, min_lung_mm2=segmenter.min_lung_mm2 + 1), seg_syntax="uncompressed"),
         "overlap": _uids(_changed(segmenter, overlap=0.5), seg_syntax="uncompressed"),
-        "sw_batch_size": _uids(_changed(segmenter, sw_batch_size=segmenter.sw_batch_size + 1),
-                               seg_syntax="uncompressed"),
+        "sw_batch_size": _uids(
+            _changed(segmenter, sw_batch_size=segmenter.sw_batch_size + 1), seg_syntax="uncompressed"
+        ),
         "roi": _uids(_changed(segmenter, roi_size=segmenter.roi_size + 32), seg_syntax="uncompressed"),
         "tta": _uids(_changed(segmenter, tta=not segmenter.tta), seg_syntax="uncompressed"),
         "lungs": _uids(_changed(segmenter, lungs=other_lungs), seg_syntax="uncompressed"),
-        "working spacing": _uids(_changed_model(segmenter, working_spacing=segmenter.spec.working_spacing * 2),
-                                 seg_syntax="uncompressed"),
-        "intensity percentiles": _uids(_changed_model(segmenter, intensity_percentiles=(1.0, 99.0)),
-                                       seg_syntax="uncompressed"),
+        "working spacing": _uids(
+            _changed_model(segmenter, working_spacing=segmenter.spec.working_spacing * 2), seg_syntax="uncompressed"
+        ),
+        "intensity percentiles": _uids(
+            _changed_model(segmenter, intensity_percentiles=(1.0, 99.0)), seg_syntax="uncompressed"
+        ),
         "spacing override": _uids(segmenter, spacing="0.2", seg_syntax="uncompressed"),
         "seg syntax": _uids(segmenter, seg_syntax="jpeg2000"),
     }
@@ -71,8 +76,19 @@ def test_output_options_are_json_and_name_what_they_read(segmenter):
     options = output_options(segmenter, spacing="0.2,0.3", seg_syntax="jpeg2000", threshold=0.5)
     assert json.loads(json.dumps(options)) == options
     assert options["seg_syntax"] == "1.2.840.10008.1.2.4.90" and options["spacing"] == "0.2,0.3"
-    for key in ("roi_size", "overlap", "sw_batch_size", "tta", "precision", "min_lung_mm2", "working_spacing",
-                "intensity_percentiles", "network", "features", "threshold"):
+    for key in (
+        "roi_size",
+        "overlap",
+        "sw_batch_size",
+        "tta",
+        "precision",
+        "min_lung_mm2",
+        "working_spacing",
+        "intensity_percentiles",
+        "network",
+        "features",
+        "threshold",
+    ):
         assert key in options, key
 
 
@@ -84,7 +100,7 @@ def test_segmenter_honours_sw_batch_size(segmenter, shenzhen_pixels):
     for size in (1, 3):
         seen: list[int] = []
         other = _changed(segmenter, sw_batch_size=size)
-        hook = other.model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+        hook = other.model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))  # noqa: B023 (used in this pass)
         try:
             margins = other.lung_margin(image)
         finally:

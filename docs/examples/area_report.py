@@ -31,8 +31,23 @@ from pathlib import Path
 import medlung
 from medlung.pipeline.batch import collect_inputs
 
-COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "calibrated",
-           "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "qc", "qc_reasons", "error")
+COLUMNS = (
+    "file",
+    "status",
+    "rows",
+    "cols",
+    "spacing_mm",
+    "spacing_source",
+    "calibrated",
+    "right_cm2",
+    "left_cm2",
+    "total_cm2",
+    "right_px",
+    "left_px",
+    "qc",
+    "qc_reasons",
+    "error",
+)
 
 
 def measure(paths, segmenter, spacing=None) -> list[dict]:
@@ -59,9 +74,11 @@ def measure(paths, segmenter, spacing=None) -> list[dict]:
         if result.areas_cm2 is not None:
             row.update({f"{side}_cm2": round(result.areas_cm2[side], 2) for side in ("right", "left", "total")})
         rows.append(row)
-        print(f"{path.name}: {row.get('total_cm2', 'not calibrated')}"
-              f"{' cm²' if row['calibrated'] else ''} ({row['spacing_source']})"
-              f"{'' if result.qc == 'ok' else ', quality flagged: ' + row['qc_reasons']}")
+        print(
+            f"{path.name}: {row.get('total_cm2', 'not calibrated')}"
+            f"{' cm²' if row['calibrated'] else ''} ({row['spacing_source']})"
+            f"{'' if result.qc == 'ok' else ', quality flagged: ' + row['qc_reasons']}"
+        )
     return rows
 
 
@@ -90,10 +107,10 @@ def plot(rows: list[dict], path: Path) -> bool:
     names = [Path(r["file"]).stem for r in calibrated]
     x = range(len(names))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 3.2), dpi=100)
-    ax.bar([i - 0.2 for i in x], [r["right_cm2"] for r in calibrated], width=0.4, label="right lung",
-           color="tab:orange")
-    ax.bar([i + 0.2 for i in x], [r["left_cm2"] for r in calibrated], width=0.4, label="left lung",
-           color="tab:blue")
+    ax.bar(
+        [i - 0.2 for i in x], [r["right_cm2"] for r in calibrated], width=0.4, label="right lung", color="tab:orange"
+    )
+    ax.bar([i + 0.2 for i in x], [r["left_cm2"] for r in calibrated], width=0.4, label="left lung", color="tab:blue")
     ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("area (cm²)")
     ax.set_title(f"Lung areas, {len(calibrated)} calibrated of {len(rows)} films", fontsize=10)

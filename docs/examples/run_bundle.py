@@ -52,14 +52,35 @@ def main(argv=None) -> int:
     bundle, configs = args.bundle.resolve(), args.bundle.resolve() / "configs"
 
     schema = configs / "schema.json"
-    status = monai_bundle("verify_metadata", "--meta_file", str(configs / "metadata.json"), "--filepath", str(schema),
-                          "--hash_val", hashlib.md5(schema.read_bytes()).hexdigest())
+    status = monai_bundle(
+        "verify_metadata",
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--filepath",
+        str(schema),
+        "--hash_val",
+        hashlib.md5(schema.read_bytes()).hexdigest(),
+    )
     if status != 0:
         return status
 
-    status = monai_bundle("run", "--bundle_root", str(bundle), "--config_file", str(configs / "inference.json"),
-                          "--dataset_dir", str(args.inputs.resolve()), "--output_dir", str(args.output.resolve()),
-                          "--device", args.device, "--formats", args.formats, "--overwrite", "true")
+    status = monai_bundle(
+        "run",
+        "--bundle_root",
+        str(bundle),
+        "--config_file",
+        str(configs / "inference.json"),
+        "--dataset_dir",
+        str(args.inputs.resolve()),
+        "--output_dir",
+        str(args.output.resolve()),
+        "--device",
+        args.device,
+        "--formats",
+        args.formats,
+        "--overwrite",
+        "true",
+    )
     report = args.output / "report.csv"
     if report.is_file():
         with open(report, newline="") as handle:

@@ -89,8 +89,13 @@ def build_dicom_folder(shenzhen: Path, folder: Path, films: int) -> list[Path]:
         patient.mkdir(parents=True, exist_ok=True)
         film_path = png_to_dicom(png, patient / f"{png.stem}.dcm", f"EX{number:03d}")
         film = medlung.load_film(film_path)
-        seg = medlung.write_dicom_seg(film, label_map(shenzhen / "masks", png.stem), patient / f"{png.stem}_seg.dcm",
-                                      model_version="corrected-by-hand", overwrite=True)
+        seg = medlung.write_dicom_seg(
+            film,
+            label_map(shenzhen / "masks", png.stem),
+            patient / f"{png.stem}_seg.dcm",
+            model_version="corrected-by-hand",
+            overwrite=True,
+        )
         written += [film_path, seg]
     return written
 
@@ -110,9 +115,28 @@ def main(argv=None) -> int:
     dicom = args.output / "dicom"
     files = build_dicom_folder(args.shenzhen, dicom, args.films)
     print(f"{len(files) // 2} films and {len(files) // 2} SEGs in {dicom}")
-    command = [sys.executable, "-m", "medlung", "train", str(dicom), "-o", str(args.output / "run"), "--overwrite",
-               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--roi-size", str(args.roi_size),
-               "--features", args.features, "--device", args.device, "--precision", "fp32"]
+    command = [
+        sys.executable,
+        "-m",
+        "medlung",
+        "train",
+        str(dicom),
+        "-o",
+        str(args.output / "run"),
+        "--overwrite",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--roi-size",
+        str(args.roi_size),
+        "--features",
+        args.features,
+        "--device",
+        args.device,
+        "--precision",
+        "fp32",
+    ]
     print("$ medlung " + " ".join(command[3:]))
     return subprocess.call(command)
 

@@ -28,9 +28,25 @@ from medlung.bundle.components import (
 from medlung.bundle.export import export_bundle, read_run
 
 __all__ = [
-    "PredictEvaluator", "ProgressLogger", "as_bool", "as_optional", "as_spacing", "bundle_segmenter", "check_inputs",
-    "export_after_training", "export_bundle", "finish_predict", "inference_preprocessing", "log_evaluation", "log_json",
-    "lung_postprocessing", "one_line_errors", "parse_formats", "read_run", "require_distributed", "train_config",
+    "PredictEvaluator",
+    "ProgressLogger",
+    "as_bool",
+    "as_optional",
+    "as_spacing",
+    "bundle_segmenter",
+    "check_inputs",
+    "export_after_training",
+    "export_bundle",
+    "finish_predict",
+    "inference_preprocessing",
+    "log_evaluation",
+    "log_json",
+    "lung_postprocessing",
+    "one_line_errors",
+    "parse_formats",
+    "read_run",
+    "require_distributed",
+    "train_config",
     "trainer",
 ]
 

@@ -129,14 +129,27 @@ def parse_formats(value) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
     unknown = [f for f in chosen if f not in FORMATS]
     if unknown or not chosen:
-        raise BundleError(f"formats must be a comma-separated subset of {','.join(FORMATS)}, got {value!r}",
-                          hint="Give for example --formats seg,png.")
+        raise BundleError(
+            f"formats must be a comma-separated subset of {','.join(FORMATS)}, got {value!r}",
+            hint="Give for example --formats seg,png.",
+        )
     return chosen
 
 
-def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap=None, sw_batch_size: int = 4,
-                     tta=False, precision: str = "auto", min_lung_mm2=None, network_name: str | None = None,
-                     features=None, working_spacing=None, lungs: str = "field"):
+def bundle_segmenter(
+    bundle_root,
+    device: str = "auto",
+    roi_size=None,
+    overlap=None,
+    sw_batch_size: int = 4,
+    tta=False,
+    precision: str = "auto",
+    min_lung_mm2=None,
+    network_name: str | None = None,
+    features=None,
+    working_spacing=None,
+    lungs: str = "field",
+):
     """The :class:`~medlung.inference.Segmenter` of a bundle, with command-line overrides applied.
 
     The network and working spacing belong to the trained weights in
@@ -182,15 +195,25 @@ def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap=N
 
     root = Path(bundle_root)
     if not (root / "models" / "model.pt").is_file() or not (root / "configs" / "inference.json").is_file():
-        raise BundleError("not a medlung bundle (models/model.pt or configs/inference.json missing)", root,
-                          "Give --bundle_root BUNDLE_DIR, or run from inside the bundle folder.")
+        raise BundleError(
+            "not a medlung bundle (models/model.pt or configs/inference.json missing)",
+            root,
+            "Give --bundle_root BUNDLE_DIR, or run from inside the bundle folder.",
+        )
     roi = as_optional(roi_size)
     overlap, min_lung_mm2 = as_optional(overlap), as_optional(min_lung_mm2)
     try:
-        segmenter = Segmenter(root, device=str(device), roi_size=None if roi is None else int(roi),
-                              overlap=None if overlap is None else float(overlap), sw_batch_size=int(sw_batch_size),
-                              tta=as_bool(tta, "tta"), precision=str(precision),
-                              min_lung_mm2=None if min_lung_mm2 is None else float(min_lung_mm2), lungs=str(lungs))
+        segmenter = Segmenter(
+            root,
+            device=str(device),
+            roi_size=None if roi is None else int(roi),
+            overlap=None if overlap is None else float(overlap),
+            sw_batch_size=int(sw_batch_size),
+            tta=as_bool(tta, "tta"),
+            precision=str(precision),
+            min_lung_mm2=None if min_lung_mm2 is None else float(min_lung_mm2),
+            lungs=str(lungs),
+        )
     except ValueError as exc:
         raise BundleError(str(exc).rstrip("."), root, "Change the override (e.g. --lungs field).") from None
     spec = segmenter.spec
@@ -204,9 +227,10 @@ def bundle_segmenter(bundle_root, device: str = "auto", roi_size=None, overlap=N
 
 
 def _fixed(key: str, given, trained) -> None:
-    raise BundleError(f"{key} is {given!r} in the running config but the weights in models/model.pt were trained "
-                      f"with {trained!r}", hint=f"Drop the --{key} override; to change it, retrain (configs/train.json) "
-                      "and export a new bundle.")
+    raise BundleError(
+        f"{key} is {given!r} in the running config but the weights in models/model.pt were trained with {trained!r}",
+        hint=f"Drop the --{key} override; to change it, retrain (configs/train.json) and export a new bundle.",
+    )
 
 
 def check_inputs(inputs: list, dataset_dir, output_dir, overwrite=False) -> None:
@@ -233,12 +257,18 @@ def check_inputs(inputs: list, dataset_dir, output_dir, overwrite=False) -> None
     if not dataset.exists():
         raise BundleError("dataset_dir not found", dataset, "Give --dataset_dir FOLDER with DICOM or PNG films.")
     if not inputs:
-        raise BundleError("no DICOM or PNG films found in dataset_dir", dataset,
-                          "Give --dataset_dir FOLDER with DICOM or PNG films (searched recursively).")
+        raise BundleError(
+            "no DICOM or PNG films found in dataset_dir",
+            dataset,
+            "Give --dataset_dir FOLDER with DICOM or PNG films (searched recursively).",
+        )
     report = Path(output_dir) / "report.csv"
     if report.exists() and not as_bool(overwrite, "overwrite"):
-        raise BundleError("output_dir already holds report.csv from an earlier run", Path(output_dir),
-                          "Give --overwrite true to replace it, or another --output_dir.")
+        raise BundleError(
+            "output_dir already holds report.csv from an earlier run",
+            Path(output_dir),
+            "Give --overwrite true to replace it, or another --output_dir.",
+        )
 
 
 class ProgressLogger:
@@ -265,8 +295,10 @@ class ProgressLogger:
             logger.info(f"[{self.done}/{self.total}] {row['file']}: ok, lungs {size}, {row.get('seconds', 0):.1f} s")
             if row.get("qc") == "flagged":
                 self.flagged += 1
-                logger.warning(f"[{self.done}/{self.total}] {row['file']}: quality flagged: "
-                               f"{'; '.join(row.get('qc_reasons') or [])}")
+                logger.warning(
+                    f"[{self.done}/{self.total}] {row['file']}: quality flagged: "
+                    f"{'; '.join(row.get('qc_reasons') or [])}"
+                )
         else:
             self.failed += 1
             logger.error(f"[{self.done}/{self.total}] {row.get('error')}")
@@ -295,16 +327,24 @@ def finish_predict(report, output_dir, fail_on_error=True) -> dict:
         When ``fail_on_error`` and a film failed.
     """
     failed = [row for row in report.rows if row.get("status") == "error"]
-    outcome = {"done": len(report.rows) - len(failed), "failed": len(failed),
-               "report": str(Path(output_dir) / "report.csv")}
+    outcome = {
+        "done": len(report.rows) - len(failed),
+        "failed": len(failed),
+        "report": str(Path(output_dir) / "report.csv"),
+    }
     logger.info(f"done {outcome['done']}, failed {outcome['failed']}; report: {outcome['report']}")
     flagged = sum(row.get("qc") == "flagged" for row in report.rows)
     if flagged:
-        logger.warning(f"{flagged} of {len(report.rows)} film(s) flagged by the quality check: see the qc_reasons "
-                       "column of the report")
+        logger.warning(
+            f"{flagged} of {len(report.rows)} film(s) flagged by the quality check: see the qc_reasons "
+            "column of the report"
+        )
     if failed and as_bool(fail_on_error, "fail_on_error"):
-        raise BundleError(f"{len(failed)} of {len(report.rows)} film(s) failed (the others were written)",
-                          Path(output_dir) / "report.csv", "See the error column of the report.")
+        raise BundleError(
+            f"{len(failed)} of {len(report.rows)} film(s) failed (the others were written)",
+            Path(output_dir) / "report.csv",
+            "See the error column of the report.",
+        )
     return outcome
 
 
@@ -318,8 +358,10 @@ def require_distributed() -> int:
     """
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world < 2:
-        raise BundleError("configs/multi_gpu_train.json needs several processes but WORLD_SIZE is not above 1",
-                          hint="Launch it with torchrun --standalone --nproc_per_node N -m monai.bundle run ...")
+        raise BundleError(
+            "configs/multi_gpu_train.json needs several processes but WORLD_SIZE is not above 1",
+            hint="Launch it with torchrun --standalone --nproc_per_node N -m monai.bundle run ...",
+        )
     return world
 
 
@@ -356,8 +398,9 @@ def trainer(config, resume=False, overwrite=False):
 
     os.environ.setdefault("MEDLUNG_NO_PROGRESS", "1")  # one log line per epoch, no progress bars in logs
     train_log = logging.getLogger("medlung.train")
-    return Trainer(config, resume=as_bool(resume, "resume"), overwrite=as_bool(overwrite, "overwrite"),
-                   log=train_log.info)
+    return Trainer(
+        config, resume=as_bool(resume, "resume"), overwrite=as_bool(overwrite, "overwrite"), log=train_log.info
+    )
 
 
 def export_after_training(run_dir, export_dir=None, overwrite=False, version=None):
@@ -373,8 +416,9 @@ def export_after_training(run_dir, export_dir=None, overwrite=False, version=Non
         return None
     from medlung.bundle.export import export_bundle
 
-    path = export_bundle(run_dir, export_dir, overwrite=as_bool(overwrite, "export_overwrite"),
-                         version=as_optional(version))
+    path = export_bundle(
+        run_dir, export_dir, overwrite=as_bool(overwrite, "export_overwrite"), version=as_optional(version)
+    )
     logger.info(f"exported the run to {path}")
     return path
 
@@ -403,7 +447,9 @@ def log_evaluation(result) -> dict:
     dice = summary["metrics"].get("dice", {})
     mean, median = dice.get("mean"), dice.get("median")
     scope = summary.get("scope", summary["part"])
-    logger.info(f"{summary['ok']}/{summary['films']} films scored ({scope}): mean Dice "
-                f"{'n/a' if mean is None else f'{mean:.4f}'}, median {'n/a' if median is None else f'{median:.4f}'}; "
-                f"outputs in {Path(result.outputs.get('summary.json', '.')).parent}")
+    logger.info(
+        f"{summary['ok']}/{summary['films']} films scored ({scope}): mean Dice "
+        f"{'n/a' if mean is None else f'{mean:.4f}'}, median {'n/a' if median is None else f'{median:.4f}'}; "
+        f"outputs in {Path(result.outputs.get('summary.json', '.')).parent}"
+    )
     return summary

@@ -58,8 +58,16 @@ args=(sys.stdout,)
 format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 """
 
-IMPORTS = ["$import logging", "$import os", "$import torch", "$import medlung", "$import medlung.bundle",
-           "$import medlung.evaluation", "$import medlung.pipeline.batch", "$import medlung.samples"]
+IMPORTS = [
+    "$import logging",
+    "$import os",
+    "$import torch",
+    "$import medlung",
+    "$import medlung.bundle",
+    "$import medlung.evaluation",
+    "$import medlung.pipeline.batch",
+    "$import medlung.samples",
+]
 
 
 def network_def(settings: dict) -> dict:
@@ -170,8 +178,10 @@ def inference_config(settings: dict) -> dict:
             "val_handlers": "@handlers",
         },
         "report": "$@evaluator.run()",
-        "initialize": ["$medlung.bundle.one_line_errors()",
-                       "$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)"],
+        "initialize": [
+            "$medlung.bundle.one_line_errors()",
+            "$medlung.bundle.check_inputs(@inputs, @dataset_dir, @output_dir, @overwrite)",
+        ],
         "run": ["$@report"],
         "finalize": ["$medlung.bundle.finish_predict(@report, @output_dir, @fail_on_error)"],
     }
@@ -187,9 +197,11 @@ def evaluate_config(settings: dict) -> dict:
         "part": "test",
         "limit": None,
         "overwrite": False,
-        "evaluation": ("$medlung.evaluation.evaluate(@bundle_root, @dataset_dir, @output_dir, part=@part, "
-                       "limit=@limit, overwrite=medlung.bundle.as_bool(@overwrite, 'overwrite'), "
-                       "segmenter=@segmenter)"),
+        "evaluation": (
+            "$medlung.evaluation.evaluate(@bundle_root, @dataset_dir, @output_dir, part=@part, "
+            "limit=@limit, overwrite=medlung.bundle.as_bool(@overwrite, 'overwrite'), "
+            "segmenter=@segmenter)"
+        ),
         "initialize": ["$medlung.bundle.one_line_errors()"],
         "run": ["$medlung.bundle.log_evaluation(@evaluation)"],
     }
@@ -246,13 +258,18 @@ def train_config(settings: dict) -> dict:
             "limit": "@limit",
             "num_workers": "$int(@num_workers)",
         },
-        "trainer": {"_target_": "medlung.bundle.trainer", "config": "@train_config", "resume": "@resume",
-                    "overwrite": "@overwrite"},
+        "trainer": {
+            "_target_": "medlung.bundle.trainer",
+            "config": "@train_config",
+            "resume": "@resume",
+            "overwrite": "@overwrite",
+        },
         "summary": "$@trainer.fit()",
         "initialize": ["$medlung.bundle.one_line_errors()"],
         "run": ["$medlung.bundle.log_json('training summary', @summary)"],
-        "finalize": ["$medlung.bundle.export_after_training(@output_dir, @export_dir, @export_overwrite, "
-                     "@export_version)"],
+        "finalize": [
+            "$medlung.bundle.export_after_training(@output_dir, @export_dir, @export_overwrite, @export_version)"
+        ],
     }
 
 
@@ -274,10 +291,17 @@ def multi_gpu_train_config() -> dict:
 KEY_DOCS = (
     ("bundle_root", "all", "The bundle folder (default `.`: run from inside it)."),
     ("dataset_dir", "inference", "Folder searched recursively for DICOM/PNG films (default: medlung's sample films)."),
-    ("dataset_dir", "train, evaluate", "Folder with images/ + masks/, CSV `image,mask[,split]` or MONAI datalist "
-                                       "JSON (default `BUNDLE/data`)."),
-    ("output_dir", "all", "Where outputs go (inference/evaluate default `./eval`, train `./runs/train`, "
-                          "relative to the folder you run from; never inside the bundle unless you run there)."),
+    (
+        "dataset_dir",
+        "train, evaluate",
+        "Folder with images/ + masks/, CSV `image,mask[,split]` or MONAI datalist JSON (default `BUNDLE/data`).",
+    ),
+    (
+        "output_dir",
+        "all",
+        "Where outputs go (inference/evaluate default `./eval`, train `./runs/train`, "
+        "relative to the folder you run from; never inside the bundle unless you run there).",
+    ),
     ("device", "all", "`auto` (CUDA when present), `cpu` or `cuda`."),
     ("roi_size", "inference, evaluate", "Sliding-window size on the working grid, pixels (training: crop size)."),
     ("overlap", "inference, evaluate", "Sliding-window overlap, 0-1."),
@@ -287,8 +311,12 @@ KEY_DOCS = (
     ("min_lung_mm2", "inference, evaluate", "Lung components smaller than this (mm²) are dropped."),
     ("formats", "inference", "Comma-separated subset of `seg,png,nifti,overlay` (seg for DICOM films only)."),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
-    ("seg_syntax", "inference", "`uncompressed` (default: opened by OHIF via Orthanc, dcmqi, highdicom) or `jpeg2000` "
-     "(JPEG 2000 lossless, older name `lossless`; highdicom/pydicom only, not for a PACS) DICOM-SEG."),
+    (
+        "seg_syntax",
+        "inference",
+        "`uncompressed` (default: opened by OHIF via Orthanc, dcmqi, highdicom) or `jpeg2000` "
+        "(JPEG 2000 lossless, older name `lossless`; highdicom/pydicom only, not for a PACS) DICOM-SEG.",
+    ),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
     ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
@@ -299,6 +327,10 @@ KEY_DOCS = (
     ("strict / limit / num_workers", "train", "Stop on unusable films / films per part / DataLoader workers."),
     ("resume", "train", "`true`: continue `output_dir` from last.pt."),
     ("export_dir / export_overwrite / export_version", "train", "Export the finished run as a bundle there."),
-    ("network_def, working_spacing", "all", "Properties of the trained weights: read by the Segmenter from "
-                                            "this file; overriding them at inference is refused."),
+    (
+        "network_def, working_spacing",
+        "all",
+        "Properties of the trained weights: read by the Segmenter from "
+        "this file; overriding them at inference is refused.",
+    ),
 )

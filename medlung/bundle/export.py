@@ -25,8 +25,19 @@ from medlung.plans import ModelPlan, plan_from_checkpoint
 from medlung.writers.atomic import current_umask, write_atomically
 
 #: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
-REQUIRED_PACKAGES = ("pydicom", "highdicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "nibabel",
-                     "SimpleITK", "scikit-image", "Pillow", "click", "fire")
+REQUIRED_PACKAGES = (
+    "pydicom",
+    "highdicom",
+    "pylibjpeg",
+    "pylibjpeg-libjpeg",
+    "pylibjpeg-openjpeg",
+    "nibabel",
+    "SimpleITK",
+    "scikit-image",
+    "Pillow",
+    "click",
+    "fire",
+)
 #: Packages used only by some features (PACS sending, ``verify_metadata``).
 OPTIONAL_PACKAGES = ("pynetdicom", "dicomweb-client", "jsonschema")
 #: Largest |eager - TorchScript| difference accepted, relative to the largest |logit| (at least 1).
@@ -104,27 +115,43 @@ def read_run(run_dir: str | Path) -> RunRecord:
     run = Path(run_dir)
     checkpoint = run / "best.pt"
     if not checkpoint.is_file():
-        raise BundleError("no best.pt in the run folder", run,
-                          "Give a medlung training run folder (medlung train DATA -o RUN).")
+        raise BundleError(
+            "no best.pt in the run folder", run, "Give a medlung training run folder (medlung train DATA -o RUN)."
+        )
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         weights = state["model"]
         plan_from_checkpoint(state)
     except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise BundleError(f"not a medlung checkpoint ({type(exc).__name__}: {exc})", checkpoint,
-                          "Give the folder of a run made by medlung train.") from None
+        raise BundleError(
+            f"not a medlung checkpoint ({type(exc).__name__}: {exc})",
+            checkpoint,
+            "Give the folder of a run made by medlung train.",
+        ) from None
     config = _read_json(run / "config.json") or {}
     summary = _read_json(run / "summary.json")
-    settings = {**state.get("config", {}), **{k: v for k, v in config.items() if not isinstance(v, dict) or k == "extra"}}
+    settings = {
+        **state.get("config", {}),
+        **{k: v for k, v in config.items() if not isinstance(v, dict) or k == "extra"},
+    }
     settings.update(plan_from_checkpoint(state).to_dict())
     weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-    return RunRecord(run_dir=run, state=weights, settings=settings, config=config, summary=summary,
-                     epoch=int(state.get("epoch", 0)), best=dict(state.get("best", {})),
-                     history=list(state.get("history", [])), medlung_version=state.get("medlung_version", __version__))
+    return RunRecord(
+        run_dir=run,
+        state=weights,
+        settings=settings,
+        config=config,
+        summary=summary,
+        epoch=int(state.get("epoch", 0)),
+        best=dict(state.get("best", {})),
+        history=list(state.get("history", [])),
+        medlung_version=state.get("medlung_version", __version__),
+    )
 
 
-def export_bundle(run_dir: str | Path, bundle_dir: str | Path, overwrite: bool = False,
-                  version: str | None = None) -> Path:
+def export_bundle(
+    run_dir: str | Path, bundle_dir: str | Path, overwrite: bool = False, version: str | None = None
+) -> Path:
     """Turn a training run into a complete MONAI Bundle.
 
     Writes ``configs/`` (metadata.json, schema.json, inference.json,
@@ -165,8 +192,9 @@ def export_bundle(run_dir: str | Path, bundle_dir: str | Path, overwrite: bool =
         raise BundleExistsError("exists and is not a folder", bundle, "Choose another -o.")
     exists = bundle.is_dir() and any(bundle.iterdir())
     if exists and not overwrite:
-        raise BundleExistsError("bundle folder already exists", bundle,
-                                "Use --overwrite to replace it, or choose another -o.")
+        raise BundleExistsError(
+            "bundle folder already exists", bundle, "Use --overwrite to replace it, or choose another -o."
+        )
     previous = _read_json(bundle / "configs" / "metadata.json") if exists else None
     version = _choose_version(version, previous)
     record = read_run(run_dir)
@@ -206,8 +234,9 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
         write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     weights = _saved_bytes(lambda stream: torch.save(record.state, stream))
     write_atomically(root / "models" / "model.pt", lambda tmp: tmp.write_bytes(weights))
-    difference = write_torchscript(root / "models" / "model.ts", settings, record.state, meta,
-                                   {"inference.json": json.dumps(inference).encode()})
+    difference = write_torchscript(
+        root / "models" / "model.ts", settings, record.state, meta, {"inference.json": json.dumps(inference).encode()}
+    )
     card = model_card.readme(record, meta, difference)
     write_atomically(root / "docs" / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
     licence = model_card.licence_text(meta)
@@ -240,9 +269,16 @@ def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra
     net.eval()
     with torch.no_grad():
         scripted = torch.jit.script(net)
-    content = _saved_bytes(lambda stream: save_net_with_metadata(
-        scripted, stream, include_config_vals=False, append_timestamp=False, meta_values=meta,
-        more_extra_files=extra_files))
+    content = _saved_bytes(
+        lambda stream: save_net_with_metadata(
+            scripted,
+            stream,
+            include_config_vals=False,
+            append_timestamp=False,
+            meta_values=meta,
+            more_extra_files=extra_files,
+        )
+    )
     write_atomically(path, lambda tmp: tmp.write_bytes(content))
     return compare_torchscript(net, path, int(settings["roi_size"]))
 
@@ -265,13 +301,19 @@ def compare_torchscript(net, ts_path: str | Path, roi_size: int) -> float:
             image = torch.rand(shape, generator=generator)
             eager, scripted = net(image), loaded(image)
             if eager.shape != scripted.shape:
-                raise BundleError(f"TorchScript output shape {tuple(scripted.shape)} differs from the network's "
-                                  f"{tuple(eager.shape)}", ts_path, "Report this as a medlung bug.")
+                raise BundleError(
+                    f"TorchScript output shape {tuple(scripted.shape)} differs from the network's {tuple(eager.shape)}",
+                    ts_path,
+                    "Report this as a medlung bug.",
+                )
             difference = float((eager - scripted).abs().max())
             scale = max(1.0, float(eager.abs().max()))
             if difference > TORCHSCRIPT_TOLERANCE * scale:
-                raise BundleError(f"TorchScript and eager outputs differ by {difference:.3g} on input {shape}",
-                                  ts_path, "Report this as a medlung bug.")
+                raise BundleError(
+                    f"TorchScript and eager outputs differ by {difference:.3g} on input {shape}",
+                    ts_path,
+                    "Report this as a medlung bug.",
+                )
             worst = max(worst, difference)
     return worst
 
@@ -292,26 +334,31 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         margin = "lung-minus-background logit"
     else:
         channels = {str(i): f"lung, {c} convention" for i, c in enumerate(plan.conventions)}
-        pred_classes = (f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
-                        + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions)))
+        pred_classes = (
+            f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
+            + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions))
+        )
         margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
     source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
     shenzhen = model_card.trained_on_shenzhen(record)
     sources = sorted(model_card.training_sources(record))
     covid = "covid_v7" in sources
     if shenzhen:
-        trained_on = ("Trained on the Shenzhen Hospital X-ray Set with manual lung masks"
-                      + (" and COVID-19 films with V7 Labs' whole-lung masks." if covid else "."))
-        copyright_ = ("Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
-                      "(U.S. National Library of Medicine) and lung masks by Stirenko et al."
-                      + (" and the COVID-19 image data collection (Cohen et al.) with V7 Labs' masks" if covid else ""))
+        trained_on = "Trained on the Shenzhen Hospital X-ray Set with manual lung masks" + (
+            " and COVID-19 films with V7 Labs' whole-lung masks." if covid else "."
+        )
+        copyright_ = (
+            "Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
+            "(U.S. National Library of Medicine) and lung masks by Stirenko et al."
+            + (" and the COVID-19 image data collection (Cohen et al.) with V7 Labs' masks" if covid else "")
+        )
         data_source = (
             "Shenzhen Hospital X-ray Set (U.S. National Library of Medicine with Shenzhen No.3 People's Hospital, "
             "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
             "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
             "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
-            f"of this version: {source}."
-            + (" " + model_card.COVID_V7_ATTRIBUTION if covid else ""))
+            f"of this version: {source}." + (" " + model_card.COVID_V7_ATTRIBUTION if covid else "")
+        )
         data_type = "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference"
         licence = "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0"
         validated = "the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
@@ -320,8 +367,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         copyright_ = "Copyright (c) medlung contributors (weights); the training data's owners keep their rights."
         data_source = f"{source} ({_data_counts(record)}). {model_card.UNKNOWN_PROVENANCE}"
         data_type = "the training data's films; DICOM CR/DX and PNG/JPEG/TIFF at inference"
-        licence = ("weights: not recorded, set by the training data's licence (see data_source); "
-                   "medlung code Apache-2.0")
+        licence = "weights: not recorded, set by the training data's licence (see data_source); medlung code Apache-2.0"
         validated = "the data it was trained on."
     return {
         "schema": MONAI_SCHEMA_URL,
@@ -330,8 +376,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "monai_version": versions.get("monai") or _installed("monai"),
         "pytorch_version": versions.get("torch") or _installed("torch"),
         "numpy_version": versions.get("numpy") or _installed("numpy"),
-        "required_packages_version": {"medlung": record.medlung_version,
-                                      **{p: v for p in REQUIRED_PACKAGES if (v := _installed(p))}},
+        "required_packages_version": {
+            "medlung": record.medlung_version,
+            **{p: v for p in REQUIRED_PACKAGES if (v := _installed(p))},
+        },
         "optional_packages": {p: v for p in OPTIONAL_PACKAGES if (v := _installed(p))},
         "name": "medlung chest radiograph lung segmentation",
         "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
@@ -347,10 +395,14 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "data_source": data_source,
         "data_type": data_type,
         "license": licence,
-        "image_classes": (f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
-                          f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"),
-        "label_classes": ("one channel per film, 1 lung (either side), 0 everything else, following the lung "
-                          "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"),
+        "image_classes": (
+            f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
+            f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
+        ),
+        "label_classes": (
+            "one channel per film, 1 lung (either side), 0 everything else, following the lung "
+            "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"
+        ),
         "pred_classes": pred_classes,
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
@@ -365,8 +417,21 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             "epochs_trained": record.epochs_done,
             "epochs_planned": record.planned_epochs,
             "data_summary": record.config.get("data_summary"),
-            "settings": {k: s.get(k) for k in ("network", "features", "working_spacing", "roi_size", "epochs",
-                                                 "batch_size", "lr", "weight_decay", "seed", "overlap")},
+            "settings": {
+                k: s.get(k)
+                for k in (
+                    "network",
+                    "features",
+                    "working_spacing",
+                    "roi_size",
+                    "epochs",
+                    "batch_size",
+                    "lr",
+                    "weight_decay",
+                    "seed",
+                    "overlap",
+                )
+            },
             "precision_used": record.config.get("precision_used"),
             "device_used": record.config.get("device_used"),
             "parameters": record.config.get("parameters"),
@@ -385,11 +450,13 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "channel_def": {"0": "image"},
                     "pixel_spacing_mm": [spacing, spacing],
                     "patch_size": [roi, roi],
-                    "preprocessing": ("film on the native grid, turned to the standard display (patient right on "
-                                      "the image left, head up) as its PatientOrientation says -> working grid of "
-                                      f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
-                                      "[0, 1]; "
-                                      f"sliding window of {roi}x{roi} with gaussian blending"),
+                    "preprocessing": (
+                        "film on the native grid, turned to the standard display (patient right on "
+                        "the image left, head up) as its PatientOrientation says -> working grid of "
+                        f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
+                        "[0, 1]; "
+                        f"sliding window of {roi}x{roi} with gaussian blending"
+                    ),
                 }
             },
             "outputs": {
@@ -404,9 +471,11 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "is_patch_data": True,
                     "channel_def": channels,
                     "pixel_spacing_mm": [spacing, spacing],
-                    "postprocessing": (f"{margin} resized to the native grid (bilinear), threshold 0, small "
-                                       "components removed, patient right/left split, back to the film's "
-                                       "stored orientation"),
+                    "postprocessing": (
+                        f"{margin} resized to the native grid (bilinear), threshold 0, small "
+                        "components removed, patient right/left split, back to the film's "
+                        "stored orientation"
+                    ),
                 }
             },
         },
@@ -425,8 +494,9 @@ def _check_metadata(meta: dict) -> None:
         jsonschema.validate(instance=json.loads(_json(meta)), schema=METADATA_SCHEMA)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise BundleError(f"metadata does not match the bundle schema at {where}: {exc.message}",
-                          hint="Report this as a medlung bug.") from None
+        raise BundleError(
+            f"metadata does not match the bundle schema at {where}: {exc.message}", hint="Report this as a medlung bug."
+        ) from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -452,8 +522,10 @@ def _move_into_place(staging: Path, bundle: Path, exists: bool) -> None:
 def _choose_version(version: str | None, previous: dict | None) -> str:
     if version is not None:
         if not _VERSION.match(str(version)):
-            raise BundleError(f"version must look like X.Y.Z (three numbers), got {version!r}",
-                              hint="Give for example --version 0.2.0.")
+            raise BundleError(
+                f"version must look like X.Y.Z (three numbers), got {version!r}",
+                hint="Give for example --version 0.2.0.",
+            )
         return str(version)
     old = (previous or {}).get("version")
     if old and _VERSION.match(str(old)):
@@ -469,14 +541,18 @@ def _version_key(version: str) -> tuple:
 def _changelog_line(record: RunRecord) -> str:
     s = record.settings
     val = record.best.get("val_dice")
-    text = (f"{s['network']} {_features(s)} trained by medlung {record.medlung_version} on "
-            f"{_data_counts(record)}; best validation Dice {val:.4f} at epoch {record.best.get('epoch', record.epoch)}"
-            if isinstance(val, (int, float)) else f"{s['network']} {_features(s)}")
+    text = (
+        f"{s['network']} {_features(s)} trained by medlung {record.medlung_version} on "
+        f"{_data_counts(record)}; best validation Dice {val:.4f} at epoch {record.best.get('epoch', record.epoch)}"
+        if isinstance(val, (int, float))
+        else f"{s['network']} {_features(s)}"
+    )
     if record.summary and isinstance(record.summary.get("test"), dict):
         text += f"; test Dice {record.summary['test']['dice']:.4f}"
     if record.provisional:
-        text += (f" (provisional: exported while training ran, {record.epochs_done} of "
-                 f"{record.planned_epochs} epochs done)")
+        text += (
+            f" (provisional: exported while training ran, {record.epochs_done} of {record.planned_epochs} epochs done)"
+        )
     return text
 
 
@@ -484,7 +560,9 @@ def _data_counts(record: RunRecord) -> str:
     d = record.config.get("data_summary") or {}
     if not d:
         return "its data"
-    return f"{d.get('training', '?')} training / {d.get('validation', '?')} validation / {d.get('test', '?')} test films"
+    return (
+        f"{d.get('training', '?')} training / {d.get('validation', '?')} validation / {d.get('test', '?')} test films"
+    )
 
 
 def _eval_metrics(record: RunRecord) -> dict:

@@ -31,32 +31,40 @@ REFERENCES = (
     "arXiv:2211.02701, 2022.",
 )
 
-MASK_ATTRIBUTION = ("Lung masks: \"Lung Masks for Shenzhen Hospital Chest X-ray Set\" (Kaggle yoctoman/shcxr-lung-mask), "
-                    "made for Stirenko S et al., arXiv:1803.01199 (2018), licensed CC BY-NC-SA 4.0; used here "
-                    "thresholded at 128 (an adaptation under the same licence).")
-IMAGE_ATTRIBUTION = ("Images: Shenzhen Hospital X-ray Set, U.S. National Library of Medicine with Shenzhen No.3 "
-                     "People's Hospital and Guangdong Medical College, released by NLM for research (Jaeger S et al., "
-                     "Quant Imaging Med Surg 2014;4(6):475-477).")
+MASK_ATTRIBUTION = (
+    'Lung masks: "Lung Masks for Shenzhen Hospital Chest X-ray Set" (Kaggle yoctoman/shcxr-lung-mask), '
+    "made for Stirenko S et al., arXiv:1803.01199 (2018), licensed CC BY-NC-SA 4.0; used here "
+    "thresholded at 128 (an adaptation under the same licence)."
+)
+IMAGE_ATTRIBUTION = (
+    "Images: Shenzhen Hospital X-ray Set, U.S. National Library of Medicine with Shenzhen No.3 "
+    "People's Hospital and Guangdong Medical College, released by NLM for research (Jaeger S et al., "
+    "Quant Imaging Med Surg 2014;4(6):475-477)."
+)
 
-COVID_V7_ATTRIBUTION = ("Images and masks: COVID-19 image data collection (Cohen JP et al., arXiv:2006.11988), films "
-                        "under their own CC BY or CC BY-NC-SA licences (listed per film, with their source "
-                        "publication, in the data's splits.csv); whole-lung masks by V7 Labs, CC BY 4.0.")
+COVID_V7_ATTRIBUTION = (
+    "Images and masks: COVID-19 image data collection (Cohen JP et al., arXiv:2006.11988), films "
+    "under their own CC BY or CC BY-NC-SA licences (listed per film, with their source "
+    "publication, in the data's splits.csv); whole-lung masks by V7 Labs, CC BY 4.0."
+)
 #: Training sources medlung recognises, with the attribution lines their weights carry.
 KNOWN_SOURCES = {"shenzhen": (IMAGE_ATTRIBUTION, MASK_ATTRIBUTION), "covid_v7": (COVID_V7_ATTRIBUTION,)}
 
-UNKNOWN_PROVENANCE = ("The provenance and licence of this run's training data were not recorded by medlung: "
-                      "state where the films and masks come from, and their licence, before sharing these weights.")
+UNKNOWN_PROVENANCE = (
+    "The provenance and licence of this run's training data were not recorded by medlung: "
+    "state where the films and masks come from, and their licence, before sharing these weights."
+)
 
 
 def licence_text(meta: dict) -> str:
     """``LICENSE``: CC BY-NC-SA 4.0 notice for weights trained on Shenzhen, else a notice to complete."""
     if "CC-BY-NC-SA-4.0" not in meta.get("license", ""):
         return f"""\
-medlung chest radiograph lung segmentation model, version {meta['version']}
+medlung chest radiograph lung segmentation model, version {meta["version"]}
 ==========================================================================
 
 The trained weights in models/ (model.pt, model.ts) were trained on:
-{_wrap(meta.get('data_source', '?'))}
+{_wrap(meta.get("data_source", "?"))}
 
 {_wrap(UNKNOWN_PROVENANCE)}
 
@@ -65,7 +73,7 @@ under the Apache License 2.0. The model is provided "as is", without
 warranty of any kind; it is not a medical device.
 """
     return f"""\
-medlung chest radiograph lung segmentation model, version {meta['version']}
+medlung chest radiograph lung segmentation model, version {meta["version"]}
 ==========================================================================
 
 The trained weights in models/ (model.pt, model.ts) are licensed under the
@@ -82,7 +90,7 @@ the same terms:
 
 Attribution
 -----------
-{chr(10).join(_wrap(line) + chr(10) for line in attributions(meta.get('training', {}).get('sources', ['shenzhen'])))}
+{chr(10).join(_wrap(line) + chr(10) for line in attributions(meta.get("training", {}).get("sources", ["shenzhen"])))}
 Weights: trained and released by the medlung contributors.
 
 Code
@@ -116,53 +124,76 @@ def readme(record, meta: dict, ts_difference: float) -> str:
 
     add(f"# {name}: lung segmentation on chest radiographs (version {meta['version']})")
     add("")
-    add("> **Research use only.** Not a medical device: not for diagnosis, treatment or any clinical decision. "
-        "Weights licensed CC BY-NC-SA 4.0 (non-commercial, share-alike); see [LICENSE](../LICENSE).")
+    add(
+        "> **Research use only.** Not a medical device: not for diagnosis, treatment or any clinical decision. "
+        "Weights licensed CC BY-NC-SA 4.0 (non-commercial, share-alike); see [LICENSE](../LICENSE)."
+    )
     if record.provisional:
         add(">")
-        add(f"> **Provisional export:** training was still running when this bundle was exported "
+        add(
+            f"> **Provisional export:** training was still running when this bundle was exported "
             f"({record.epochs_done} of {record.planned_epochs} epochs done; weights from epoch {best_epoch}). "
-            "Test metrics are not available yet; re-export when training has finished.")
+            "Test metrics are not available yet; re-export when training has finished."
+        )
     add("")
     add("## Model")
     add("")
-    add(f"A 2-D {NETWORK_NAMES.get(s['network'], s['network'])} "
+    add(
+        f"A 2-D {NETWORK_NAMES.get(s['network'], s['network'])} "
         f"(`{s['network']}`, features `{','.join(str(int(f)) for f in s['features'])}`"
-        + (f", {c['parameters']:,} parameters" if isinstance(c.get("parameters"), int) else "") + ") "
+        + (f", {c['parameters']:,} parameters" if isinstance(c.get("parameters"), int) else "")
+        + ") "
         "segments both lungs on frontal chest radiographs. It is part of "
-        "medlung and runs through medlung's `Segmenter`:")
+        "medlung and runs through medlung's `Segmenter`:"
+    )
     add("")
-    add("1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
-        "films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;")
-    add(f"2. it is resampled to a **{spacing:g} mm working grid** and scaled per film from its 0.5th-99.5th "
-        "percentiles to [0, 1];")
+    add(
+        "1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
+        "films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;"
+    )
+    add(
+        f"2. it is resampled to a **{spacing:g} mm working grid** and scaled per film from its 0.5th-99.5th "
+        "percentiles to [0, 1];"
+    )
     add(f"3. the network runs as a sliding window of {roi}x{roi} pixels (overlap 0.25, gaussian blending);")
-    add("4. the lung-minus-background logit is resized back to the film's **native grid** and thresholded at 0; "
+    add(
+        "4. the lung-minus-background logit is resized back to the film's **native grid** and thresholded at 0; "
         "small components are removed, the largest component on each side of the film is kept (one lung a "
         "side) and the lungs are split into the patient's right (label 1) and left "
-        "(label 2) using PatientOrientation (standard PA display assumed when absent).")
+        "(label 2) using PatientOrientation (standard PA display assumed when absent)."
+    )
     add("")
-    add("Every output keeps the film's native size and spacing: DICOM-SEG (for DICOM films), `_lungs.png` "
+    add(
+        "Every output keeps the film's native size and spacing: DICOM-SEG (for DICOM films), `_lungs.png` "
         "(spacing in pHYs), `_labels.nii.gz` (spacing in the affine), an overlay, and `report.csv`/`report.json` "
-        "with areas in cm².")
+        "with areas in cm²."
+    )
     add("")
     add("## Intended use and limitations")
     add("")
     add("* Research on adult frontal (PA/AP) chest radiographs, CR or DX, DICOM or PNG.")
-    add("* Not validated for lateral views, children, or films from hospitals other than Shenzhen "
-        "(see the evaluation section).")
-    add("* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
-        "a known pixel spacing; the working grid treats them with medlung's nominal rule.")
+    add(
+        "* Not validated for lateral views, children, or films from hospitals other than Shenzhen "
+        "(see the evaluation section)."
+    )
+    add(
+        "* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
+        "a known pixel spacing; the working grid treats them with medlung's nominal rule."
+    )
     conventions = tuple(s.get("conventions") or ("field",))
     if "anatomical" in conventions:
-        add("* Two lung conventions, one output each: `field` (the default: the radiographic lung field, bounded by "
+        add(
+            "* Two lung conventions, one output each: `field` (the default: the radiographic lung field, bounded by "
             "the heart and mediastinum) and `anatomical` (the whole lung, behind the heart too); choose with "
             "`--lungs` / `Segmenter(lungs=...)`. Opacified lung is lung in both; a field lies inside the "
-            "anatomical lung of the same film.")
+            "anatomical lung of the same film."
+        )
     else:
-        add("* The left lung follows the heart's edge, as most training masks draw it: the part of the left lower "
+        add(
+            "* The left lung follows the heart's edge, as most training masks draw it: the part of the left lower "
             "lobe behind the heart is left out of the mask and of the left lung's area. A few annotation batches "
-            "of the training masks include it (see the evaluation section).")
+            "of the training masks include it (see the evaluation section)."
+        )
     add("* Dice on the working grid (below) is measured before clean-up and before the native-grid resize.")
     add("")
     add("## Training data")
@@ -173,9 +204,11 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     else:
         add(f"* {UNKNOWN_PROVENANCE}")
     if data:
-        add(f"* This version: {data.get('source', '?')}: **{data.get('training', '?')} training, "
+        add(
+            f"* This version: {data.get('source', '?')}: **{data.get('training', '?')} training, "
             f"{data.get('validation', '?')} validation, {data.get('test', '?')} test** films; "
-            f"{data.get('problems', 0)} left out as unusable.")
+            f"{data.get('problems', 0)} left out as unusable."
+        )
     add("")
     add("## Training settings")
     add("")
@@ -189,21 +222,33 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         ("batch size", s.get("batch_size")),
         ("optimiser", f"AdamW, peak lr {s.get('lr')}, weight decay {s.get('weight_decay')}, one-cycle schedule"),
         ("loss", "Dice + cross-entropy (MONAI DiceCELoss)"),
-        ("augmentation", "rotation ±10°, zoom ±15 % per axis, shift ±8 %, gamma, intensity scale/shift, noise, blur; "
-                         "no left-right flip"),
+        (
+            "augmentation",
+            "rotation ±10°, zoom ±15 % per axis, shift ±8 %, gamma, intensity scale/shift, noise, blur; "
+            "no left-right flip",
+        ),
         ("seed", s.get("seed")),
         ("device / precision", f"{c.get('device_used', '?')} / {c.get('precision_used', '?')}"),
-        ("software", f"medlung {record.medlung_version}, MONAI {versions.get('monai', '?')}, "
-                     f"PyTorch {versions.get('torch', '?')}, NumPy {versions.get('numpy', '?')}"),
+        (
+            "software",
+            f"medlung {record.medlung_version}, MONAI {versions.get('monai', '?')}, "
+            f"PyTorch {versions.get('torch', '?')}, NumPy {versions.get('numpy', '?')}",
+        ),
     ]
     if record.summary and record.summary.get("seconds"):
-        rows.append(("training time", f"{training_time(record.summary['seconds'])} "
-                                      f"({record.summary.get('images_per_s', 0):.1f} crops/s)"))
+        rows.append(
+            (
+                "training time",
+                f"{training_time(record.summary['seconds'])} ({record.summary.get('images_per_s', 0):.1f} crops/s)",
+            )
+        )
     for key, value in rows:
         add(f"| {key} | {value} |")
     add("")
-    add("To train this model again from the same data and settings (the split is fixed by the CSV; the seed fixes "
-        "initialisation, augmentation and batch order; numbers may differ in the last digits on other hardware):")
+    add(
+        "To train this model again from the same data and settings (the split is fixed by the CSV; the seed fixes "
+        "initialisation, augmentation and batch order; numbers may differ in the last digits on other hardware):"
+    )
     add("")
     add("```bash")
     add(retrain_command(s))
@@ -212,9 +257,11 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("")
     add("## Results from training (working grid)")
     add("")
-    add("Mean per-film Dice and IoU of the lung mask on the working grid, as measured by `medlung train` "
+    add(
+        "Mean per-film Dice and IoU of the lung mask on the working grid, as measured by `medlung train` "
         "(argmax of the logits for a softmax model, each convention's logit > 0 for a per-convention model; "
-        "no clean-up):")
+        "no clean-up):"
+    )
     add("")
     add("| split | films | Dice | IoU |")
     add("|---|---|---|---|")
@@ -230,9 +277,11 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("## Full evaluation")
     add("")
     add(EVALUATION_BEGIN)
-    add("_To be filled by the evaluation step (`medlung evaluate`): native-grid Dice, IoU, HD95 and mean surface "
+    add(
+        "_To be filled by the evaluation step (`medlung evaluate`): native-grid Dice, IoU, HD95 and mean surface "
         "distance in mm on the fixed Shenzhen test split, results on other hospitals' films, and failure cases. "
-        "Until then, use the training results above._")
+        "Until then, use the training results above._"
+    )
     add("")
     add("### Shenzhen test split (native grid)")
     add("")
@@ -251,11 +300,13 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("")
     add("## Metadata")
     add("")
-    add("`configs/metadata.json` records the version and changelog, the MONAI/PyTorch/NumPy versions used, "
+    add(
+        "`configs/metadata.json` records the version and changelog, the MONAI/PyTorch/NumPy versions used, "
         "required and optional package versions (medlung included), data source, licence, intended use, "
         "references, `eval_metrics` and `network_data_format`: input `image` = 1 channel, float32, values "
         f"0-1 after percentile scaling, {spacing:g} mm pixels, patches of {roi}x{roi} (any multiple of 32 "
-        "works); output `pred` = 2 channels of logits (0 background, 1 lung).")
+        "works); output `pred` = 2 channels of logits (0 background, 1 lung)."
+    )
     add("")
     add("## Licence")
     add("")
@@ -286,11 +337,13 @@ def retrain_command(settings: dict) -> str:
     features = ",".join(str(int(f)) for f in settings["features"])
     data = settings.get("data")
     data = shlex.quote(_shown_path(data)) if data else "DATA"
-    words = [f"medlung train {data} -o RUN --network {settings['network']}",
-             f"--features {features} --spacing {float(settings['working_spacing']):g}",
-             f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
-             f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g}",
-             f"--seed {int(settings['seed'])}"]
+    words = [
+        f"medlung train {data} -o RUN --network {settings['network']}",
+        f"--features {features} --spacing {float(settings['working_spacing']):g}",
+        f"--roi-size {int(settings['roi_size'])} --epochs {int(settings['epochs'])}",
+        f"--batch-size {int(settings['batch_size'])} --lr {float(settings['lr']):g}",
+        f"--seed {int(settings['seed'])}",
+    ]
     if settings.get("val_fraction") is not None:
         words.append(f"--val-fraction {float(settings['val_fraction']):g}")
     if settings.get("limit"):
@@ -343,8 +396,9 @@ def training_sources(record) -> set:
     found = set()
     for entry in training:
         path = Path(str(entry.get("image", "")))
-        found.add("shenzhen" if path.name.startswith("CHNCXR_") else
-                  "covid_v7" if "covid_v7" in path.parts else "other")
+        found.add(
+            "shenzhen" if path.name.startswith("CHNCXR_") else "covid_v7" if "covid_v7" in path.parts else "other"
+        )
     return found
 
 
@@ -415,7 +469,7 @@ def _usage(name: str) -> list[str]:
         "```",
         "",
         "runs `medlung train DATA -o RUN` with this model's settings (override `--epochs`, `--batch_size`, "
-        "`--roi_size`, `--network_def#features \"[8,8,16,32,64,8]\"`, ...). The run folder is turned into a bundle "
+        '`--roi_size`, `--network_def#features "[8,8,16,32,64,8]"`, ...). The run folder is turned into a bundle '
         "with `medlung export RUN -o NEW_BUNDLE` (or `--export_dir`). On several GPUs (or CPU processes, gloo):",
         "",
         "```bash",
@@ -445,7 +499,7 @@ def _usage(name: str) -> list[str]:
         "",
         "```python",
         "import medlung",
-        f"masks = medlung.Segmenter(\"{b}\")(medlung.load_film(\"chest.dcm\"))",
+        f'masks = medlung.Segmenter("{b}")(medlung.load_film("chest.dcm"))',
         "print(masks.labels.shape, masks.spacing, masks.areas_cm2)",
         "```",
         "",

@@ -33,7 +33,7 @@ writes ``medlung predict``'s outputs and report.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -47,9 +47,12 @@ from medlung.transforms.display import display_of
 from medlung.transforms.presets import inference_transforms
 
 
-def inference_preprocessing(working_spacing: float, spacing: str | float | Sequence[float] | None = None,
-                            keys: KeysCollection = "image",
-                            intensity_percentiles: Sequence[float] = DEFAULT_INTENSITY_PERCENTILES) -> Compose:
+def inference_preprocessing(
+    working_spacing: float,
+    spacing: str | float | Sequence[float] | None = None,
+    keys: KeysCollection = "image",
+    intensity_percentiles: Sequence[float] = DEFAULT_INTENSITY_PERCENTILES,
+) -> Compose:
     """The Segmenter's chain before the network (:func:`medlung.transforms.presets.inference_transforms`).
 
     Parameters
@@ -73,8 +76,9 @@ def inference_preprocessing(working_spacing: float, spacing: str | float | Seque
         keeps what :func:`lung_postprocessing` needs to bring the labels back
         to the film's stored grid.
     """
-    plan = ModelPlan(working_spacing=float(working_spacing),
-                     intensity_percentiles=tuple(float(p) for p in intensity_percentiles))
+    plan = ModelPlan(
+        working_spacing=float(working_spacing), intensity_percentiles=tuple(float(p) for p in intensity_percentiles)
+    )
     return inference_transforms(plan, keys=keys, spacing=spacing)
 
 
@@ -100,9 +104,16 @@ class LungLabelsd(MapTransform):
         The convention drawn (see :func:`medlung.networks.running.lung_margin_of`).
     """
 
-    def __init__(self, keys: KeysCollection = "pred", reference_key: str = "image",
-                 min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2, head: str = "softmax", conventions=("field",),
-                 lungs: str = "field", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        reference_key: str = "image",
+        min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
+        head: str = "softmax",
+        conventions=("field",),
+        lungs: str = "field",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
         self.min_lung_mm2 = float(min_lung_mm2)
@@ -121,21 +132,31 @@ class LungLabelsd(MapTransform):
         for key in self.key_iterator(d):
             logits = torch.as_tensor(d[key]).detach().float().cpu()
             margin = lung_margin_of(logits, self.plan, self.lungs)
-            native = native_labels(margin, meta["native_shape"], native_spacing, meta.get("orientation"),
-                                   self.min_lung_mm2, display)
+            native = native_labels(
+                margin, meta["native_shape"], native_spacing, meta.get("orientation"), self.min_lung_mm2, display
+            )
             affine = torch.eye(3, dtype=torch.float64)
             if meta.get("spacing_known"):
                 affine[0, 0], affine[1, 1] = display.display_spacing(native_spacing)  # a swap is its own inverse
             out_meta = {k: v for k, v in meta.items() if k != "affine"}
-            out_meta.update(orientation=meta.get("stored_orientation", meta.get("orientation")),
-                            spatial_shape=np.array(native.labels.shape),
-                            orientation_assumed=native.orientation_assumed, notes=native.notes)
+            out_meta.update(
+                orientation=meta.get("stored_orientation", meta.get("orientation")),
+                spatial_shape=np.array(native.labels.shape),
+                orientation_assumed=native.orientation_assumed,
+                notes=native.notes,
+            )
             d[key] = MetaTensor(torch.from_numpy(native.labels)[None], affine=affine, meta=out_meta)
         return d
 
 
-def lung_postprocessing(min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2, head: str = "softmax", conventions=("field",),
-                        lungs: str = "field", keys: KeysCollection = "pred", reference_key: str = "image") -> Compose:
+def lung_postprocessing(
+    min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
+    head: str = "softmax",
+    conventions=("field",),
+    lungs: str = "field",
+    keys: KeysCollection = "pred",
+    reference_key: str = "image",
+) -> Compose:
     """The Segmenter's chain after the network: :class:`LungLabelsd` (``pred`` logits -> native labels 0/1/2)."""
     return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, head, conventions, lungs)])
 

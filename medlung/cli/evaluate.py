@@ -18,18 +18,36 @@ _PARTS = ("test", "validation", "training", "all")
 @click.command()
 @click.argument("pred_or_model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder for metrics.csv, summary.json, boxplot.png, worst.png (created).")
-@click.option("--part", type=click.Choice(_PARTS), default="test", show_default=True,
-              help="Part of DATA to evaluate when DATA has a split (otherwise every film).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder for metrics.csv, summary.json, boxplot.png, worst.png (created).",
+)
+@click.option(
+    "--part",
+    type=click.Choice(_PARTS),
+    default="test",
+    show_default=True,
+    help="Part of DATA to evaluate when DATA has a split (otherwise every film).",
+)
 @click.option("--device", default="auto", show_default=True, help="For a model: cpu, cuda or auto.")
 @click.option("--tta", is_flag=True, help="For a model: average with the mirrored film.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate at most N films.")
 @click.option("--overwrite", is_flag=True, help="Replace the results already in OUT.")
-@click.option("--lungs", type=click.Choice(["field", "anatomical"]), default="field", show_default=True,
-              help="Lung convention scored: films whose DATA entry names the other one are left out.")
-@click.option("--only-predicted", is_flag=True,
-              help="For a folder of predictions: score only the films that have one; say how many were skipped.")
+@click.option(
+    "--lungs",
+    type=click.Choice(["field", "anatomical"]),
+    default="field",
+    show_default=True,
+    help="Lung convention scored: films whose DATA entry names the other one are left out.",
+)
+@click.option(
+    "--only-predicted",
+    is_flag=True,
+    help="For a folder of predictions: score only the films that have one; say how many were skipped.",
+)
 @click.pass_context
 def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwrite, lungs, only_predicted) -> None:
     """Score PRED_OR_MODEL against the masks of DATA.
@@ -59,18 +77,23 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
         raise click.BadParameter(f"{data} does not exist.", param_hint="DATA")
 
     from medlung.errors import OutputExistsError
-    from medlung.evaluation import check_outputs, evaluate as run_evaluation, is_model_source
+    from medlung.evaluation import check_outputs, is_model_source
+    from medlung.evaluation import evaluate as run_evaluation
 
     try:
         check_outputs(output, overwrite)
     except OutputExistsError as exc:
         raise click.UsageError(str(exc)) from None
     if not is_model_source(pred_or_model) and not pred_or_model.is_dir():
-        raise click.BadParameter(f"{pred_or_model} is neither a folder of predictions nor a model "
-                                 "(bundle folder, run folder or .pt checkpoint).", param_hint="PRED_OR_MODEL")
+        raise click.BadParameter(
+            f"{pred_or_model} is neither a folder of predictions nor a model "
+            "(bundle folder, run folder or .pt checkpoint).",
+            param_hint="PRED_OR_MODEL",
+        )
     if only_predicted and is_model_source(pred_or_model):
-        raise click.BadParameter("is for a folder of predictions; a model predicts every film.",
-                                 param_hint="--only-predicted")
+        raise click.BadParameter(
+            "is for a folder of predictions; a model predicts every film.", param_hint="--only-predicted"
+        )
 
     started = time.perf_counter()
     show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
@@ -86,9 +109,19 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
 
     try:
         with quiet_warnings():
-            result = run_evaluation(pred_or_model, data, output, part=part, device=device, tta=tta, limit=limit,
-                                    overwrite=overwrite, progress=progress, only_predicted=only_predicted,
-                                    lungs=lungs)
+            result = run_evaluation(
+                pred_or_model,
+                data,
+                output,
+                part=part,
+                device=device,
+                tta=tta,
+                limit=limit,
+                overwrite=overwrite,
+                progress=progress,
+                only_predicted=only_predicted,
+                lungs=lungs,
+            )
     except (MedlungError, ValueError) as exc:  # a DatasetError or ModelError is a usage error: exit 2
         fail(exc, verbose)
     summary = result.summary
@@ -96,22 +129,29 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
     seconds = time.perf_counter() - started
     skipped = summary.get("skipped_without_prediction")
     skipped = f", skipped {skipped} without a prediction" if skipped else ""
-    click.echo(f"scored {summary['ok']} of {summary['films']} films ({summary['scope']}){skipped}, "
-               f"failed {summary['failed']}, {seconds:.1f} s; results: {output / 'metrics.csv'}")
+    click.echo(
+        f"scored {summary['ok']} of {summary['films']} films ({summary['scope']}){skipped}, "
+        f"failed {summary['failed']}, {seconds:.1f} s; results: {output / 'metrics.csv'}"
+    )
     sys.exit(1 if result.failed else 0)
 
 
 def summary_table(summary: dict) -> str:
     """A short text table: mean, median, 5th and 95th percentile of Dice and HD95 (both lungs, each lung)."""
     lines = [f"{'metric':<24}{'mean':>9}{'median':>9}{'p5':>9}{'p95':>9}{'n':>6}"]
-    for name, label in (("dice", "Dice both lungs"), ("dice_right", "Dice right lung"),
-                        ("dice_left", "Dice left lung"), ("hd95", "HD95 both lungs"), ("assd", "ASSD both lungs")):
+    for name, label in (
+        ("dice", "Dice both lungs"),
+        ("dice_right", "Dice right lung"),
+        ("dice_left", "Dice left lung"),
+        ("hd95", "HD95 both lungs"),
+        ("assd", "ASSD both lungs"),
+    ):
         stats = summary["metrics"].get(name, {})
         if stats.get("unit") == "mixed":
             for unit, by_unit in stats["by_unit"].items():
                 lines.append(_line(f"{label} ({unit})", by_unit))
             continue
-        if "unit" in stats and stats["unit"]:
+        if stats.get("unit"):
             label = f"{label} ({stats['unit']})"
         if stats.get("n"):
             lines.append(_line(label, stats))
@@ -123,5 +163,7 @@ def _line(label: str, stats: dict) -> str:
         return f"{value:>9.4f}" if value is not None else f"{'-':>9}"
 
     extra = f"  ({stats['n_inf']} inf)" if stats.get("n_inf") else ""
-    return (f"{label:<24}{number(stats['mean'])}{number(stats['median'])}{number(stats['p5'])}"
-            f"{number(stats['p95'])}{stats['n']:>6}{extra}")
+    return (
+        f"{label:<24}{number(stats['mean'])}{number(stats['median'])}{number(stats['p5'])}"
+        f"{number(stats['p95'])}{stats['n']:>6}{extra}"
+    )

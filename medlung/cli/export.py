@@ -13,11 +13,21 @@ from medlung.errors import MedlungError
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Bundle folder to create (for example bundles/medlung_cxr_lung).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Bundle folder to create (for example bundles/medlung_cxr_lung).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder (its changelog is kept).")
-@click.option("--version", "version", default=None, metavar="X.Y.Z",
-              help="Bundle version [default: 0.1.0, or the replaced bundle's with the patch number raised].")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    metavar="X.Y.Z",
+    help="Bundle version [default: 0.1.0, or the replaced bundle's with the patch number raised].",
+)
 @click.pass_context
 def export(ctx: click.Context, run: Path, output: Path, overwrite: bool, version: str | None) -> None:
     """Export the best model of training RUN (best.pt, config.json, summary.json) as a MONAI Bundle.

@@ -40,13 +40,22 @@ def _bits(d: dict) -> str | None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list, one object per file).")
-@click.option("--spacing", default=None, callback=spacing_option,
-              help="Spacing in mm to use instead of the files' (MM or ROW,COL).")
-@click.option("--max-pixels", type=click.IntRange(1), default=None,
-              help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].")
+@click.option(
+    "--spacing",
+    default=None,
+    callback=spacing_option,
+    help="Spacing in mm to use instead of the files' (MM or ROW,COL).",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=None,
+    help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].",
+)
 @click.pass_context
-def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: str | None,
-         max_pixels: int | None) -> None:
+def info(
+    ctx: click.Context, files: tuple[Path, ...], as_json: bool, spacing: str | None, max_pixels: int | None
+) -> None:
     """Print facts about FILES: size, spacing and its source, photometric, bits, syntax, view.
 
     FILES are films or folders, searched recursively for films as medlung

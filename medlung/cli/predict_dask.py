@@ -15,8 +15,21 @@ from medlung.errors import MedlungError
 from medlung.logs import quieted
 
 
-def predict_on_cluster(paths: list[Path], manifest: Path | None, output: Path, scheduler: str, bundle, device: str,
-                       roi_size, overlap, tta: bool, threads: int, options, verbose: bool, lungs: str = "field") -> int:
+def predict_on_cluster(
+    paths: list[Path],
+    manifest: Path | None,
+    output: Path,
+    scheduler: str,
+    bundle,
+    device: str,
+    roi_size,
+    overlap,
+    tta: bool,
+    threads: int,
+    options,
+    verbose: bool,
+    lungs: str = "field",
+) -> int:
     """Segment ``paths`` then the films of ``manifest`` on a Dask cluster; return the exit status.
 
     Parameters
@@ -51,11 +64,24 @@ def predict_on_cluster(paths: list[Path], manifest: Path | None, output: Path, s
             return 1
         counts = {"ok": 0, "skipped": 0, "error": 0}
         try:
-            with click.progressbar(length=total, label="segmenting", file=sys.stderr, show_pos=True,
-                                   show_eta=True) as bar, quiet_warnings():
-                for row in distributed.predict(films, output, client=client, model=bundle, device=device,
-                                               roi_size=roi_size, overlap=overlap, tta=tta, options=options,
-                                               lungs=lungs):
+            with (
+                click.progressbar(
+                    length=total, label="segmenting", file=sys.stderr, show_pos=True, show_eta=True
+                ) as bar,
+                quiet_warnings(),
+            ):
+                for row in distributed.predict(
+                    films,
+                    output,
+                    client=client,
+                    model=bundle,
+                    device=device,
+                    roi_size=roi_size,
+                    overlap=overlap,
+                    tta=tta,
+                    options=options,
+                    lungs=lungs,
+                ):
                     counts[row["status"]] = counts.get(row["status"], 0) + 1
                     if row["status"] == "error":
                         click.echo(f"\nerror: {row['error']}", err=True)
@@ -69,6 +95,8 @@ def predict_on_cluster(paths: list[Path], manifest: Path | None, output: Path, s
                 cluster.close()
         seconds = time.perf_counter() - started
         skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
-        click.echo(f"done {counts['ok']}{skipped}, failed {counts['error']}, {seconds:.1f} s; "
-                   f"report: {Path(output) / 'report.csv'}")
+        click.echo(
+            f"done {counts['ok']}{skipped}, failed {counts['error']}, {seconds:.1f} s; "
+            f"report: {Path(output) / 'report.csv'}"
+        )
         return 1 if counts["error"] else 0

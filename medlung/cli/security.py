@@ -13,9 +13,12 @@ def tls_options(cert_help: str, ca_help: str):
 
     def decorate(command):
         command = click.option("--tls-ca", type=file, metavar="PEM", help=ca_help)(command)
-        command = click.option("--tls-key", type=file, metavar="PEM",
-                               help="Private key of --tls-cert (PEM; passphrase, if any, from "
-                                    "$MEDLUNG_TLS_KEY_PASSWORD).")(command)
+        command = click.option(
+            "--tls-key",
+            type=file,
+            metavar="PEM",
+            help="Private key of --tls-cert (PEM; passphrase, if any, from $MEDLUNG_TLS_KEY_PASSWORD).",
+        )(command)
         command = click.option("--tls-cert", type=file, metavar="PEM", help=cert_help)(command)
         return command
 

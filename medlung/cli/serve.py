@@ -40,46 +40,119 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 
 @click.command()
 @click.option("--ae-title", default="MEDLUNG", show_default=True, help="This node's AE title.")
-@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True,
-              help="TCP port to listen on.")
-@click.option("--bind", default="0.0.0.0", show_default=True,
-              help="Address to listen on. The default, every interface, lets any host that reaches the port "
-                   "connect unless --allow-host or --tls-ca limits who; 127.0.0.1: this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True, help="TCP port to listen on.")
+@click.option(
+    "--bind",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address to listen on. The default, every interface, lets any host that reaches the port "
+    "connect unless --allow-host or --tls-ca limits who; 127.0.0.1: this machine only.",
+)
 @click.option("--forward", metavar="AE@HOST:PORT", help="Where each DICOM-SEG is stored (usually the PACS).")
-@click.option("--bundle", type=click.Path(path_type=Path, exists=True),
-              help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, exists=True),
+    help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("medlung-serve"),
-              show_default=True, help="Queue folder: incoming/, outgoing/, done/, failed/ (created).")
-@click.option("--allow", callback=_titles, metavar="AE,...",
-              help="Accept only these calling AE titles (default: any). AE titles are not authentication: "
-                   "any host can claim one; use --allow-host and TLS to decide who may store.")
-@click.option("--allow-host", "allow_hosts", callback=_networks, metavar="CIDR,...",
-              help="Accept connections only from these addresses or networks, e.g. 10.1.2.0/24,10.1.3.7 "
-                   "(default: any).")
-@tls_options("This node's certificate (PEM): turns DICOM TLS on, for listening (plain associations are then "
-             "refused) and for --forward. Default: plain text.",
-             "CA bundle (PEM): callers must show a certificate it signed (mutual TLS), and --forward's "
-             "certificate must be signed by it.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("medlung-serve"),
+    show_default=True,
+    help="Queue folder: incoming/, outgoing/, done/, failed/ (created).",
+)
+@click.option(
+    "--allow",
+    callback=_titles,
+    metavar="AE,...",
+    help="Accept only these calling AE titles (default: any). AE titles are not authentication: "
+    "any host can claim one; use --allow-host and TLS to decide who may store.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    callback=_networks,
+    metavar="CIDR,...",
+    help="Accept connections only from these addresses or networks, e.g. 10.1.2.0/24,10.1.3.7 (default: any).",
+)
+@tls_options(
+    "This node's certificate (PEM): turns DICOM TLS on, for listening (plain associations are then "
+    "refused) and for --forward. Default: plain text.",
+    "CA bundle (PEM): callers must show a certificate it signed (mutual TLS), and --forward's "
+    "certificate must be signed by it.",
+)
 @click.option("--forward-plain", is_flag=True, help="Forward the SEGs without TLS even with --tls-cert.")
-@click.option("--max-films-per-association", type=click.IntRange(1), default=500, show_default=True,
-              help="C-STOREs one association may make; later ones are refused with 0xA702.")
-@click.option("--max-film-mb", type=click.FloatRange(0, min_open=True), default=256, show_default=True,
-              help="Largest film accepted in MB; larger ones are refused with 0xA701.")
-@click.option("--min-free-mb", type=click.FloatRange(0), default=1024, show_default=True,
-              help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.")
-@click.option("--max-queue", type=click.IntRange(1), default=100, show_default=True,
-              help="Films waiting to be segmented before C-STORE answers 0xA700 (out of resources).")
-@click.option("--resend-interval", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="Longest wait in seconds between delivery attempts while --forward is unreachable.")
+@click.option(
+    "--max-films-per-association",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="C-STOREs one association may make; later ones are refused with 0xA702.",
+)
+@click.option(
+    "--max-film-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=256,
+    show_default=True,
+    help="Largest film accepted in MB; larger ones are refused with 0xA701.",
+)
+@click.option(
+    "--min-free-mb",
+    type=click.FloatRange(0),
+    default=1024,
+    show_default=True,
+    help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Films waiting to be segmented before C-STORE answers 0xA700 (out of resources).",
+)
+@click.option(
+    "--resend-interval",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Longest wait in seconds between delivery attempts while --forward is unreachable.",
+)
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line (standard error).")
-@click.option("--status", "status_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              metavar="DIR", help="Print the queue counts of the node working in DIR, then exit.")
+@click.option(
+    "--status",
+    "status_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Print the queue counts of the node working in DIR, then exit.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 @click.pass_context
-def serve(ctx, ae_title, port, bind, forward, bundle, device, workdir, allow, allow_hosts, tls_cert, tls_key, tls_ca,
-          forward_plain, max_films_per_association, max_film_mb, min_free_mb, max_queue, resend_interval, json_logs,
-          status_dir, as_json) -> None:
+def serve(
+    ctx,
+    ae_title,
+    port,
+    bind,
+    forward,
+    bundle,
+    device,
+    workdir,
+    allow,
+    allow_hosts,
+    tls_cert,
+    tls_key,
+    tls_ca,
+    forward_plain,
+    max_films_per_association,
+    max_film_mb,
+    min_free_mb,
+    max_queue,
+    resend_interval,
+    json_logs,
+    status_dir,
+    as_json,
+) -> None:
     """A DICOM node: receive CR/DX/SC films (C-STORE), segment the lungs, store the DICOM-SEG on --forward.
 
     Each film is written to WORKDIR/incoming before the sender gets its
@@ -113,17 +186,32 @@ def serve(ctx, ae_title, port, bind, forward, bundle, device, workdir, allow, al
         return
     if not forward:
         raise click.UsageError("give --forward AE@HOST:PORT (where the SEGs are stored), or --status DIR.")
-    from medlung.pacs.serve import ServeConfig, serve as run_node
+    from medlung.pacs.serve import ServeConfig
+    from medlung.pacs.serve import serve as run_node
 
     tls = tls_config(tls_cert, tls_key, tls_ca, need_cert=True)
     if forward_plain and tls is None:
         raise click.UsageError("--forward-plain only makes sense with --tls-cert.")
     try:
-        config = ServeConfig(ae_title=ae_title, port=port, forward=forward, workdir=workdir, bundle=bundle,
-                             allow=allow, max_queue=max_queue, bind=bind, device=device, json_logs=json_logs,
-                             resend_interval=resend_interval, allow_hosts=allow_hosts, tls=tls,
-                             forward_plain=forward_plain, max_films_per_association=max_films_per_association,
-                             max_film_mb=max_film_mb, min_free_mb=min_free_mb)
+        config = ServeConfig(
+            ae_title=ae_title,
+            port=port,
+            forward=forward,
+            workdir=workdir,
+            bundle=bundle,
+            allow=allow,
+            max_queue=max_queue,
+            bind=bind,
+            device=device,
+            json_logs=json_logs,
+            resend_interval=resend_interval,
+            allow_hosts=allow_hosts,
+            tls=tls,
+            forward_plain=forward_plain,
+            max_films_per_association=max_films_per_association,
+            max_film_mb=max_film_mb,
+            min_free_mb=min_free_mb,
+        )
     except (MedlungError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
     try:

@@ -14,7 +14,6 @@ from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 from medlung.training.config import TrainConfig
 
-
 #: The defaults of every option: TrainConfig's (medlung.training.config imports no torch).
 _DEFAULTS = TrainConfig()
 
@@ -28,44 +27,138 @@ class _TrainCommand(click.Command):
 
 @click.command(cls=_TrainCommand)
 @click.argument("data", required=False, metavar="DATA", type=click.Path(path_type=Path))
-@click.option("-o", "--output", metavar="RUN", type=click.Path(path_type=Path, file_okay=False),
-              help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.")
-@click.option("--network", type=click.Choice(["basicunet", "unetpp"]), default=_DEFAULTS.network, show_default=True,
-              help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.")
-@click.option("--features", default=",".join(map(str, _DEFAULTS.features)), show_default=True,
-              help="Six channel widths (default: the shipped model's).")
-@click.option("--epochs", type=click.IntRange(1), default=_DEFAULTS.epochs, show_default=True,
-              help="Passes over the training films (the learning-rate schedule spans them).")
-@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True, help="Crops per optimiser step.")
-@click.option("--roi-size", type=click.IntRange(32), default=_DEFAULTS.roi_size, show_default=True,
-              help="Training crop and sliding-window size on the working grid, pixels.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.lr, show_default=True,
-              help="Peak learning rate (AdamW, one-cycle).")
-@click.option("--spacing", "working_spacing", type=click.FloatRange(min=0, min_open=True),
-              default=_DEFAULTS.working_spacing, show_default=True, help="Working spacing in mm.")
-@click.option("--val-fraction", type=click.FloatRange(0.01, 0.5), default=_DEFAULTS.val_fraction, show_default=True,
-              help="Validation and test fraction when DATA has no split.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
-              help="Seed of the split (when DATA has none), the augmentation and the initial weights.")
-@click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Continue the run in this folder from last.pt.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="RUN",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="RUN folder for checkpoints, metrics, figures (created). Required, except with --resume.",
+)
+@click.option(
+    "--network",
+    type=click.Choice(["basicunet", "unetpp"]),
+    default=_DEFAULTS.network,
+    show_default=True,
+    help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.",
+)
+@click.option(
+    "--features",
+    default=",".join(map(str, _DEFAULTS.features)),
+    show_default=True,
+    help="Six channel widths (default: the shipped model's).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=_DEFAULTS.epochs,
+    show_default=True,
+    help="Passes over the training films (the learning-rate schedule spans them).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=_DEFAULTS.batch_size,
+    show_default=True,
+    help="Crops per optimiser step.",
+)
+@click.option(
+    "--roi-size",
+    type=click.IntRange(32),
+    default=_DEFAULTS.roi_size,
+    show_default=True,
+    help="Training crop and sliding-window size on the working grid, pixels.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_DEFAULTS.lr,
+    show_default=True,
+    help="Peak learning rate (AdamW, one-cycle).",
+)
+@click.option(
+    "--spacing",
+    "working_spacing",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_DEFAULTS.working_spacing,
+    show_default=True,
+    help="Working spacing in mm.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.01, 0.5),
+    default=_DEFAULTS.val_fraction,
+    show_default=True,
+    help="Validation and test fraction when DATA has no split.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_DEFAULTS.seed,
+    show_default=True,
+    help="Seed of the split (when DATA has none), the augmentation and the initial weights.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Continue the run in this folder from last.pt.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the results of an existing RUN folder.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
-              help="Mixed precision: auto uses bf16 where the CPU/GPU supports it.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision: auto uses bf16 where the CPU/GPU supports it.",
+)
 @click.option("--strict", is_flag=True, help="Stop when any film or mask is unusable.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N films per part (quick runs).")
-@click.option("--init", "init_model", type=click.Path(path_type=Path, exists=True),
-              help="Start from this model's weights (bundle, run folder or checkpoint) instead of random ones.")
-@click.option("--sick-film-prob", type=click.FloatRange(0, 1), default=_DEFAULTS.sick_film_prob, show_default=True,
-              help="Probability of the sick/portable-film augmentation (opacities, base haze, lines, leads, text).")
+@click.option(
+    "--init",
+    "init_model",
+    type=click.Path(path_type=Path, exists=True),
+    help="Start from this model's weights (bundle, run folder or checkpoint) instead of random ones.",
+)
+@click.option(
+    "--sick-film-prob",
+    type=click.FloatRange(0, 1),
+    default=_DEFAULTS.sick_film_prob,
+    show_default=True,
+    help="Probability of the sick/portable-film augmentation (opacities, base haze, lines, leads, text).",
+)
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
-              help="Processes for DistributedDataParallel (runs torchrun; gloo on CPU, nccl on CUDA).")
+@click.option(
+    "--nproc",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes for DistributedDataParallel (runs torchrun; gloo on CPU, nccl on CUDA).",
+)
 @click.pass_context
-def train(ctx: click.Context, data, output, network, features, epochs, batch_size, roi_size, lr, working_spacing,
-          val_fraction, seed, resume, overwrite, device, precision, strict, limit, init_model, sick_film_prob, workers,
-          nproc) -> None:
+def train(
+    ctx: click.Context,
+    data,
+    output,
+    network,
+    features,
+    epochs,
+    batch_size,
+    roi_size,
+    lr,
+    working_spacing,
+    val_fraction,
+    seed,
+    resume,
+    overwrite,
+    device,
+    precision,
+    strict,
+    limit,
+    init_model,
+    sick_film_prob,
+    workers,
+    nproc,
+) -> None:
     """Train on DATA: a folder with images/ and masks/, a DICOM folder of films and the DICOM-SEGs that
     reference them, a CSV (columns image, mask; optional split, lungs, ignore) or a MONAI datalist JSON.
 
@@ -97,7 +190,9 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
         if _given(ctx, "epochs") and epochs != config.epochs:
             raise click.BadParameter(
                 f"the run was planned for {config.epochs} epochs (its learning-rate schedule depends on it); "
-                "resume without --epochs, or start a new run", param_hint="--epochs")
+                "resume without --epochs, or start a new run",
+                param_hint="--epochs",
+            )
     else:
         if data is None or output is None:
             raise click.UsageError("DATA and -o RUN are required (or --resume RUN).")
@@ -108,10 +203,24 @@ def train(ctx: click.Context, data, output, network, features, epochs, batch_siz
         except ValueError:
             raise click.BadParameter("give six integers such as 16,16,32,64,128,16", param_hint="--features") from None
         config = TrainConfig(
-            data=str(data.absolute()), output=str(output), network=network, features=widths, epochs=epochs,
-            batch_size=batch_size, roi_size=roi_size, working_spacing=working_spacing, lr=lr,
-            val_fraction=val_fraction, seed=seed, device=device, precision=precision, strict=strict, limit=limit,
-            num_workers=workers, init=str(init_model.resolve()) if init_model else None, sick_film_prob=sick_film_prob,
+            data=str(data.absolute()),
+            output=str(output),
+            network=network,
+            features=widths,
+            epochs=epochs,
+            batch_size=batch_size,
+            roi_size=roi_size,
+            working_spacing=working_spacing,
+            lr=lr,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            precision=precision,
+            strict=strict,
+            limit=limit,
+            num_workers=workers,
+            init=str(init_model.resolve()) if init_model else None,
+            sick_film_prob=sick_film_prob,
         )
     try:
         with quiet_warnings():
@@ -138,6 +247,14 @@ def _launch_distributed(nproc: int) -> int:
         if arg.startswith("--nproc="):
             continue
         args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "medlung", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "medlung",
+        *args,
+    ]
     return subprocess.call(command, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))

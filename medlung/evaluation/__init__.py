@@ -51,25 +51,72 @@ import datetime
 import heapq
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from medlung import __version__
 from medlung.errors import EvaluationError, OutputExistsError, UsageError
-from medlung.evaluation.discovery import (PARTS, PREDICTION_SUFFIXES, find_prediction, index_folder,
-                                          is_model_source, select_films)
+from medlung.evaluation.discovery import (
+    PARTS,
+    PREDICTION_SUFFIXES,
+    find_prediction,
+    index_folder,
+    is_model_source,
+    select_films,
+)
 from medlung.evaluation.figures import N_WORST_PICTURE, THUMBNAIL_SIDE, boxplot_png, thumbnails, worst_png
-from medlung.evaluation.scoring import (EMPTY_MASK_RULE, FIELDS, N_WORST_LISTED, STRUCTURES, Structures,
-                                        build_summary, check_grid, csv_value, film_metrics, json_clean, json_number,
-                                        load_prediction, load_truth, score_film)
+from medlung.evaluation.scoring import (
+    EMPTY_MASK_RULE,
+    FIELDS,
+    N_WORST_LISTED,
+    STRUCTURES,
+    Structures,
+    build_summary,
+    check_grid,
+    csv_value,
+    film_metrics,
+    json_clean,
+    json_number,
+    load_prediction,
+    load_truth,
+    score_film,
+)
 
-__all__ = ["EMPTY_MASK_RULE", "FIELDS", "N_WORST_LISTED", "N_WORST_PICTURE", "OUTPUTS", "PARTS",
-           "PREDICTION_SUFFIXES", "STRUCTURES", "THUMBNAIL_SIDE", "EvaluationResult", "EvaluationUsageError",
-           "Structures", "boxplot_png", "build_summary", "check_grid", "check_outputs", "csv_value", "describe_model",
-           "evaluate", "film_metrics", "find_prediction", "index_folder", "is_model_source", "json_clean",
-           "json_number", "load_prediction", "load_truth", "score_film", "select_films", "thumbnails", "worst_png",
-           "write_outputs"]
+__all__ = [
+    "EMPTY_MASK_RULE",
+    "FIELDS",
+    "N_WORST_LISTED",
+    "N_WORST_PICTURE",
+    "OUTPUTS",
+    "PARTS",
+    "PREDICTION_SUFFIXES",
+    "STRUCTURES",
+    "THUMBNAIL_SIDE",
+    "EvaluationResult",
+    "EvaluationUsageError",
+    "Structures",
+    "boxplot_png",
+    "build_summary",
+    "check_grid",
+    "check_outputs",
+    "csv_value",
+    "describe_model",
+    "evaluate",
+    "film_metrics",
+    "find_prediction",
+    "index_folder",
+    "is_model_source",
+    "json_clean",
+    "json_number",
+    "load_prediction",
+    "load_truth",
+    "score_film",
+    "select_films",
+    "thumbnails",
+    "worst_png",
+    "write_outputs",
+]
 
 #: Files written into OUT.
 OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
@@ -103,10 +150,20 @@ class EvaluationUsageError(EvaluationError, UsageError):
     """The evaluation cannot start (unknown part, nothing to evaluate, no such predictions): exit status 2."""
 
 
-def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path, part: str = "test",
-             device: str = "auto", tta: bool = False, limit: int | None = None, overwrite: bool = False,
-             segmenter=None, progress: Callable[[dict], None] | None = None,
-             only_predicted: bool = False, lungs: str = "field") -> EvaluationResult:
+def evaluate(
+    pred_or_model: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    part: str = "test",
+    device: str = "auto",
+    tta: bool = False,
+    limit: int | None = None,
+    overwrite: bool = False,
+    segmenter=None,
+    progress: Callable[[dict], None] | None = None,
+    only_predicted: bool = False,
+    lungs: str = "field",
+) -> EvaluationResult:
     """Score predictions (a folder) or a model against the ground truth of DATA.
 
     Parameters
@@ -163,8 +220,8 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     medlung.networks.loading.ModelError
         The model cannot be loaded.
     """
-    from medlung.writers.naming import output_stems
     from medlung.io.datasets import find_datalist
+    from medlung.writers.naming import output_stems
 
     out = Path(out)
     if part not in PARTS:
@@ -181,13 +238,19 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
         folder = Path(pred_or_model)
         if not folder.is_dir():
-            raise EvaluationUsageError("is neither a folder of predictions nor a model", folder,
-                                       "Give a folder of <stem>_labels.nii.gz / _lungs.png / _seg.dcm files, a "
-                                       "bundle, a run folder or a .pt checkpoint.")
+            raise EvaluationUsageError(
+                "is neither a folder of predictions nor a model",
+                folder,
+                "Give a folder of <stem>_labels.nii.gz / _lungs.png / _seg.dcm files, a "
+                "bundle, a run folder or a .pt checkpoint.",
+            )
         source_kind, folder_index = "predictions", index_folder(folder)
     elif only_predicted:
-        raise EvaluationUsageError("only_predicted is for a folder of predictions, not a model", pred_or_model,
-                                   "Drop --only-predicted: a model predicts every film.")
+        raise EvaluationUsageError(
+            "only_predicted is for a folder of predictions, not a model",
+            pred_or_model,
+            "Drop --only-predicted: a model predicts every film.",
+        )
     skipped = 0
     stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
     if only_predicted:
@@ -196,9 +259,11 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
     if limit is not None:
         entries = entries[:limit]
     if not entries:
-        raise EvaluationUsageError(f"no films to evaluate in part {part!r}"
-                                   + (f" ({skipped} without a prediction)" if skipped else ""), data,
-                                   "Check DATA and the predictions, or choose another --part.")
+        raise EvaluationUsageError(
+            f"no films to evaluate in part {part!r}" + (f" ({skipped} without a prediction)" if skipped else ""),
+            data,
+            "Check DATA and the predictions, or choose another --part.",
+        )
     if segmenter is None and source_kind == "model":
         from medlung.inference import Segmenter
 
@@ -224,15 +289,27 @@ def evaluate(pred_or_model: str | Path | None, data: str | Path, out: str | Path
         if progress:
             progress(row)
 
-    summary = build_summary(rows, {
-        "medlung_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "pred_or_model": None if pred_or_model is None else str(pred_or_model),
-        "source": source_kind, "model_version": model_version, "tta": bool(tta) if source_kind == "model" else None,
-        "model": model,
-        "data": str(data), "data_source": datalist.source, "part": part, "scope": scope, "limit": limit,
-        "lungs": lungs, "notes": notes, "only_predicted": bool(only_predicted), "skipped_without_prediction": skipped,
-    })
+    summary = build_summary(
+        rows,
+        {
+            "medlung_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "pred_or_model": None if pred_or_model is None else str(pred_or_model),
+            "source": source_kind,
+            "model_version": model_version,
+            "tta": bool(tta) if source_kind == "model" else None,
+            "model": model,
+            "data": str(data),
+            "data_source": datalist.source,
+            "part": part,
+            "scope": scope,
+            "limit": limit,
+            "lungs": lungs,
+            "notes": notes,
+            "only_predicted": bool(only_predicted),
+            "skipped_without_prediction": skipped,
+        },
+    )
     out.mkdir(parents=True, exist_ok=True)
     pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
     outputs = write_outputs(out, rows, summary, pictures, overwrite)
@@ -256,9 +333,13 @@ def describe_model(segmenter) -> dict:
     from medlung.networks import count_parameters
 
     spec = segmenter.spec
-    return {"network": spec.network, "features": [int(f) for f in spec.features],
-            "parameters": count_parameters(segmenter.model), "working_spacing_mm": spec.working_spacing,
-            "roi_size": segmenter.roi_size}
+    return {
+        "network": spec.network,
+        "features": [int(f) for f in spec.features],
+        "parameters": count_parameters(segmenter.model),
+        "working_spacing_mm": spec.working_spacing,
+        "roi_size": segmenter.roi_size,
+    }
 
 
 def check_outputs(out: Path, overwrite: bool) -> None:
@@ -280,8 +361,11 @@ def check_outputs(out: Path, overwrite: bool) -> None:
         return
     for name in OUTPUTS:
         if (Path(out) / name).exists():
-            raise OutputExistsError("already holds results of an earlier evaluation", Path(out) / name,
-                                    "Use --overwrite to replace them, or choose another -o.")
+            raise OutputExistsError(
+                "already holds results of an earlier evaluation",
+                Path(out) / name,
+                "Use --overwrite to replace them, or choose another -o.",
+            )
 
 
 def write_outputs(out: Path, rows: list[dict], summary: dict, pictures: list, overwrite: bool) -> dict:

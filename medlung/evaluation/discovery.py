@@ -25,8 +25,13 @@ __all__ = ["PARTS", "PREDICTION_SUFFIXES", "find_prediction", "index_folder", "i
 PARTS = ("test", "validation", "training", "all")
 #: Prediction file endings in order of preference, and their kind (see
 #: :func:`medlung.evaluation.scoring.load_prediction`).
-PREDICTION_SUFFIXES = (("_labels.nii.gz", "labels"), ("_labels.nii", "labels"), ("_seg.dcm", "seg"),
-                       ("_lungs.png", "union"), (".png", "auto"))
+PREDICTION_SUFFIXES = (
+    ("_labels.nii.gz", "labels"),
+    ("_labels.nii", "labels"),
+    ("_seg.dcm", "seg"),
+    ("_lungs.png", "union"),
+    (".png", "auto"),
+)
 
 
 def is_model_source(path: str | Path) -> bool:
@@ -47,8 +52,11 @@ def is_model_source(path: str | Path) -> bool:
     path = Path(path)
     if path.is_file():
         return path.suffix.lower() in (".pt", ".pth", ".ckpt")
-    return path.is_dir() and ((path / "best.pt").is_file() or (path / "configs" / "inference.json").is_file()
-                              or (path / "models" / "model.pt").is_file())
+    return path.is_dir() and (
+        (path / "best.pt").is_file()
+        or (path / "configs" / "inference.json").is_file()
+        or (path / "models" / "model.pt").is_file()
+    )
 
 
 def select_films(datalist, part: str, lungs: str) -> tuple[list[dict], list[str], str]:
@@ -108,8 +116,10 @@ def index_folder(folder: Path) -> dict:
         :data:`PREDICTION_SUFFIXES` (the first suffix a name ends with).
     """
     index: dict = {}
-    files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")),
-                   key=lambda p: (len(p.relative_to(folder).parts), str(p)))
+    files = sorted(
+        (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: (len(p.relative_to(folder).parts), str(p)),
+    )
     for path in files:
         lower = path.name.lower()
         for suffix, kind in PREDICTION_SUFFIXES:

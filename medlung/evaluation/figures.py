@@ -60,9 +60,11 @@ def thumbnails(pixels: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
     low, high = np.percentile(pixels, (1, 99))
     grey = np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
-    return {"image": np.asarray(Image.fromarray(grey).resize(size, Image.BILINEAR)),
-            "truth": np.asarray(Image.fromarray(truth).resize(size, Image.NEAREST)),
-            "pred": np.asarray(Image.fromarray(pred).resize(size, Image.NEAREST))}
+    return {
+        "image": np.asarray(Image.fromarray(grey).resize(size, Image.BILINEAR)),
+        "truth": np.asarray(Image.fromarray(truth).resize(size, Image.NEAREST)),
+        "pred": np.asarray(Image.fromarray(pred).resize(size, Image.NEAREST)),
+    }
 
 
 def _figure_bytes(figure) -> bytes:
@@ -107,7 +109,7 @@ def boxplot_png(rows: list[dict]) -> bytes:
     figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 4.2))
     for axis, metric in zip(axes, METRICS):
         data, names = [], []
-        for suffix, label in STRUCTURES:
+        for suffix, _label in STRUCTURES:
             chosen = ok if metric not in DISTANCE_METRICS else [r for r in ok if r["unit"] == unit]
             values = [r[f"{metric}{suffix}"] for r in chosen]
             values = [v for v in values if v is not None and math.isfinite(v)]
@@ -158,9 +160,12 @@ def worst_png(pictures: list[dict]) -> bytes:
         image, truth, pred = picture["image"], picture["truth"], picture["pred"]
         line[0].imshow(image, cmap="gray")
         hd95 = picture["hd95"]
-        line[0].set_title(f"{picture['film']}\nDice {picture['dice']:.3f}, HD95 "
-                          f"{hd95:.1f} {picture['unit']}" if math.isfinite(hd95) else
-                          f"{picture['film']}\nDice {picture['dice']:.3f}, HD95 inf", fontsize=9)
+        line[0].set_title(
+            f"{picture['film']}\nDice {picture['dice']:.3f}, HD95 {hd95:.1f} {picture['unit']}"
+            if math.isfinite(hd95)
+            else f"{picture['film']}\nDice {picture['dice']:.3f}, HD95 inf",
+            fontsize=9,
+        )
         for axis, labels, name in ((line[1], truth, "truth"), (line[2], pred, "prediction")):
             axis.imshow(image, cmap="gray")
             axis.imshow(labels, cmap=colours, vmin=0, vmax=3, alpha=0.55, interpolation="nearest")

@@ -47,22 +47,52 @@ from medlung.errors import EvaluationError, MedlungError
 from medlung.evaluation.discovery import find_prediction
 from medlung.metrics import DISTANCE_METRICS, METRICS, compare_masks, distance_unit, summarize
 
-__all__ = ["EMPTY_MASK_RULE", "FIELDS", "N_WORST_LISTED", "STRUCTURES", "Structures", "build_summary",
-           "check_grid", "csv_value", "film_metrics", "json_clean", "json_number", "load_prediction", "load_truth",
-           "score_film"]
+__all__ = [
+    "EMPTY_MASK_RULE",
+    "FIELDS",
+    "N_WORST_LISTED",
+    "STRUCTURES",
+    "Structures",
+    "build_summary",
+    "check_grid",
+    "csv_value",
+    "film_metrics",
+    "json_clean",
+    "json_number",
+    "load_prediction",
+    "load_truth",
+    "score_film",
+]
 
 #: Structures scored: both lungs together, then each lung ("" suffix = both).
 STRUCTURES = (("", "both lungs"), ("_right", "patient right lung"), ("_left", "patient left lung"))
 #: Films listed in summary.json's ``worst_by_dice``.
 N_WORST_LISTED = 10
-EMPTY_MASK_RULE = ("both masks empty: Dice 1, IoU 1, HD95 0, ASSD 0; exactly one empty: Dice 0, IoU 0, "
-                   "HD95 and ASSD inf (metrics.csv 'inf'; excluded from the statistics and counted in n_inf)")
+EMPTY_MASK_RULE = (
+    "both masks empty: Dice 1, IoU 1, HD95 0, ASSD 0; exactly one empty: Dice 0, IoU 0, "
+    "HD95 and ASSD inf (metrics.csv 'inf'; excluded from the statistics and counted in n_inf)"
+)
 #: Columns of metrics.csv (keys of a row); distances (hd95, assd) in the row's ``unit``, mm or px;
 #: ``ignored_px`` in pixels, ``seconds`` / ``segment_seconds`` in seconds.
-FIELDS = (["film", "status", "image", "truth", "prediction", "lungs", "rows", "cols", "spacing_row_mm",
-           "spacing_col_mm", "spacing_source", "unit", "ignored_px"]
-          + [f"{m}{s}" for s, _ in STRUCTURES for m in METRICS]
-          + ["per_lung", "seconds", "segment_seconds", "note", "error"])
+FIELDS = (
+    [
+        "film",
+        "status",
+        "image",
+        "truth",
+        "prediction",
+        "lungs",
+        "rows",
+        "cols",
+        "spacing_row_mm",
+        "spacing_col_mm",
+        "spacing_source",
+        "unit",
+        "ignored_px",
+    ]
+    + [f"{m}{s}" for s, _ in STRUCTURES for m in METRICS]
+    + ["per_lung", "seconds", "segment_seconds", "note", "error"]
+)
 
 
 @dataclass
@@ -100,15 +130,17 @@ class Structures:
         out[self.left] = 2
         return out
 
-    def without(self, ignore: np.ndarray) -> "Structures":
+    def without(self, ignore: np.ndarray) -> Structures:
         """The same structures with the pixels of ``ignore`` (bool) left out."""
         keep = ~ignore
-        side = (lambda m: None if m is None else m & keep)
+
+        def side(m):
+            return None if m is None else m & keep
+
         return Structures(self.both & keep, side(self.right), side(self.left), self.source, self.note)
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray, source: str, per_lung: bool | None = None,
-                    note: str = "") -> "Structures":
+    def from_labels(cls, labels: np.ndarray, source: str, per_lung: bool | None = None, note: str = "") -> Structures:
         """Build from a label map; ``per_lung=None`` decides by the values (1 and 2 only, 2 present)."""
         labels = np.asarray(labels)
         if per_lung is None:
@@ -199,14 +231,18 @@ def load_prediction(path: str | Path, kind: str, film) -> Structures:
     if kind == "labels":
         extra = sorted(set(np.unique(labels).tolist()) - {0, 1, 2})
         if extra:
-            raise EvaluationError(f"label map holds values {extra[:5]}; expected 0, 1 (right lung), 2 (left lung)",
-                                  path, "Give a medlung label map or a 0/255 lung mask.")
+            raise EvaluationError(
+                f"label map holds values {extra[:5]}; expected 0, 1 (right lung), 2 (left lung)",
+                path,
+                "Give a medlung label map or a 0/255 lung mask.",
+            )
         return Structures.from_labels(labels, str(path), per_lung=True)
     if kind == "seg":
         return Structures.from_labels(labels, str(path))
     if kind == "union":
-        return Structures.from_labels(labels, str(path), per_lung=False,
-                                      note=f"prediction {path.name} is a union mask (no right/left)")
+        return Structures.from_labels(
+            labels, str(path), per_lung=False, note=f"prediction {path.name} is a union mask (no right/left)"
+        )
     return Structures.from_labels(labels, str(path))
 
 
@@ -243,9 +279,21 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
 
     started = time.perf_counter()
     row: dict = {k: math.nan for k in FIELDS}
-    row.update(film=stem, status="error", image=entry["image"], truth=entry.get("label") or "", prediction="",
-               lungs=entry.get("lungs") or "", spacing_source="", unit="", per_lung=False, note="", error="",
-               segment_seconds=math.nan, ignored_px=0)
+    row.update(
+        film=stem,
+        status="error",
+        image=entry["image"],
+        truth=entry.get("label") or "",
+        prediction="",
+        lungs=entry.get("lungs") or "",
+        spacing_source="",
+        unit="",
+        per_lung=False,
+        note="",
+        error="",
+        segment_seconds=math.nan,
+        ignored_px=0,
+    )
     pictures = None
     try:
         with warnings.catch_warnings():
@@ -262,9 +310,11 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
             found = find_prediction(folder_index, stem)
             if found is None:
                 raise EvaluationError(
-                    f"no prediction for film {stem}", folder,
+                    f"no prediction for film {stem}",
+                    folder,
                     f"Expected {stem}_labels.nii.gz, {stem}_seg.dcm, {stem}_lungs.png or {stem}.png "
-                    "(medlung predict writes them).")
+                    "(medlung predict writes them).",
+                )
             row["prediction"] = str(found[0])
             pred = load_prediction(found[0], found[1], film)
         else:
@@ -285,8 +335,13 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         row["per_lung"] = truth.per_lung and pred.per_lung
         row["note"] = "; ".join(n for n in (truth.note, pred.note) if n)
         row["status"] = "ok"
-        pictures = {"film": stem, "dice": row["dice"], "unit": row["unit"], "hd95": row["hd95"],
-                    **thumbnails(film.pixels, truth.labels(), pred.labels())}
+        pictures = {
+            "film": stem,
+            "dice": row["dice"],
+            "unit": row["unit"],
+            "hd95": row["hd95"],
+            **thumbnails(film.pixels, truth.labels(), pred.labels()),
+        }
     except MedlungError as exc:
         row["error"] = str(exc)
     except Exception as exc:  # one bad film never stops the evaluation
@@ -324,7 +379,9 @@ def check_grid(array: np.ndarray, shape, path: Path, what: str) -> None:
     if tuple(array.shape) != tuple(shape):
         raise EvaluationError(
             f"{what} is {array.shape[0]}x{array.shape[1]} (rows x cols) but its film is {shape[0]}x{shape[1]}",
-            path, f"Give the {what} on the film's native grid.")
+            path,
+            f"Give the {what} on the film's native grid.",
+        )
 
 
 def build_summary(rows: list[dict], header: dict) -> dict:
@@ -360,20 +417,31 @@ def build_summary(rows: list[dict], header: dict) -> dict:
             elif len(units) <= 1:
                 metrics[name] = {"unit": units[0] if units else None, **summarize([r[name] for r in ok])}
             else:
-                metrics[name] = {"unit": "mixed", "by_unit": {
-                    u: summarize([r[name] for r in ok if r["unit"] == u]) for u in units}}
+                metrics[name] = {
+                    "unit": "mixed",
+                    "by_unit": {u: summarize([r[name] for r in ok if r["unit"] == u]) for u in units},
+                }
     ranked = sorted(ok, key=lambda r: (r["dice"], r["film"]))
-    worst = [{"film": r["film"], "image": r["image"], **{m: json_number(r[m]) for m in METRICS},
-              "dice_right": json_number(r["dice_right"]), "dice_left": json_number(r["dice_left"]),
-              "unit": r["unit"]} for r in ranked[:N_WORST_LISTED]]
+    worst = [
+        {
+            "film": r["film"],
+            "image": r["image"],
+            **{m: json_number(r[m]) for m in METRICS},
+            "dice_right": json_number(r["dice_right"]),
+            "dice_left": json_number(r["dice_left"]),
+            "unit": r["unit"],
+        }
+        for r in ranked[:N_WORST_LISTED]
+    ]
     return {
         **header,
-        "films": len(rows), "ok": len(ok), "failed": len(rows) - len(ok),
+        "films": len(rows),
+        "ok": len(ok),
+        "failed": len(rows) - len(ok),
         "unit": units[0] if len(units) == 1 else ("mixed" if units else None),
         "per_lung_films": sum(1 for r in ok if r["per_lung"]),
         "empty_mask_rule": EMPTY_MASK_RULE,
-        "statistics": "over the scored films with a finite value; p5/p95 are the 5th/95th percentiles; "
-                      "null = no value",
+        "statistics": "over the scored films with a finite value; p5/p95 are the 5th/95th percentiles; null = no value",
         "metrics": json_clean(metrics),
         "worst_by_dice": worst,
         "errors": [{"film": r["film"], "image": r["image"], "error": r["error"]} for r in rows if r["status"] != "ok"],

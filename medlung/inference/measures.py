@@ -26,7 +26,7 @@ take well under a second at that size.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -109,7 +109,8 @@ def _convex_area(mask: np.ndarray, row_mm: float, col_mm: float) -> float:
 
     boundary = mask & ~ndimage.binary_erosion(mask)
     rows, cols = np.nonzero(boundary)
-    corners = np.concatenate([np.stack([rows + dr, cols + dc], axis=1)
-                              for dr in (-0.5, 0.5) for dc in (-0.5, 0.5)]).astype(float)
+    corners = np.concatenate(
+        [np.stack([rows + dr, cols + dc], axis=1) for dr in (-0.5, 0.5) for dc in (-0.5, 0.5)]
+    ).astype(float)
     corners *= (row_mm, col_mm)
     return float(ConvexHull(corners).volume)  # in 2-D, "volume" is the area

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -65,14 +65,18 @@ def upsample_margin(margin: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
     """Bilinear resize of a ``(rows, cols)`` map to ``shape`` (pixel centres aligned), float32 numpy."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = F.interpolate(margin[None, None], size=tuple(int(n) for n in shape), mode="bilinear",
-                            align_corners=False)
+        out = F.interpolate(margin[None, None], size=tuple(int(n) for n in shape), mode="bilinear", align_corners=False)
     return out[0, 0].numpy()
 
 
-def native_labels(margin: torch.Tensor, shape: Sequence[int], spacing: Sequence[float],
-                  orientation: Sequence[str] | None = None, min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
-                  display: DisplayTransform = IDENTITY) -> NativeLabels:
+def native_labels(
+    margin: torch.Tensor,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    orientation: Sequence[str] | None = None,
+    min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
+    display: DisplayTransform = IDENTITY,
+) -> NativeLabels:
     """Labels 0/1/2 on the film's stored grid from the lung margin on the working grid.
 
     Parameters
@@ -107,5 +111,11 @@ def native_labels(margin: torch.Tensor, shape: Sequence[int], spacing: Sequence[
     labels, assumed, notes = clean_and_split(lungs, float(np.prod(spacing)), orientation, min_lung_mm2)
     stored = np.ascontiguousarray(display.to_stored(labels))
     timings["cleanup"] = time.perf_counter() - started
-    return NativeLabels(labels=stored, margin=display.to_stored(native), display_labels=labels,
-                        orientation_assumed=assumed, notes=notes, timings=timings)
+    return NativeLabels(
+        labels=stored,
+        margin=display.to_stored(native),
+        display_labels=labels,
+        orientation_assumed=assumed,
+        notes=notes,
+        timings=timings,
+    )

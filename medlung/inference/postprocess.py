@@ -56,8 +56,12 @@ def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float
     return out
 
 
-def clean_and_split(mask: np.ndarray, pixel_area_mm2: float, orientation: tuple[str, str] | None,
-                    min_area_mm2: float = DEFAULT_MIN_LUNG_MM2) -> tuple[np.ndarray, bool, list[str]]:
+def clean_and_split(
+    mask: np.ndarray,
+    pixel_area_mm2: float,
+    orientation: tuple[str, str] | None,
+    min_area_mm2: float = DEFAULT_MIN_LUNG_MM2,
+) -> tuple[np.ndarray, bool, list[str]]:
     """``split_lungs(clean_lung_mask(mask, pixel_area_mm2, min_area_mm2), orientation)``, in fewer passes.
 
     Parameters and returns as :func:`clean_lung_mask` and :func:`split_lungs`.
@@ -95,8 +99,9 @@ def clean_and_split(mask: np.ndarray, pixel_area_mm2: float, orientation: tuple[
     return labels, assumed, notes
 
 
-def _kept_components(mask: np.ndarray, box: tuple[slice, slice], pixel_area_mm2: float,
-                     min_area_mm2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kept_components(
+    mask: np.ndarray, box: tuple[slice, slice], pixel_area_mm2: float, min_area_mm2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The components of ``mask`` inside ``box`` (its lungs' box), which to keep, and their centres (image columns)."""
     components, count = ndimage.label(mask[box])
     step = _sampling_step(mask.shape)
@@ -124,7 +129,7 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(mask[rows[0]: rows[-1] + 1].any(axis=0))
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
@@ -137,8 +142,13 @@ def _sampling_step(shape: tuple[int, int], pixels: float = 4e6) -> int:
     return max(1, int((shape[0] * shape[1] / pixels) ** 0.5))
 
 
-def _sampled_components(components: np.ndarray, count: int, step: int, origin: tuple[int, int] = (0, 0),
-                        shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _sampled_components(
+    components: np.ndarray,
+    count: int,
+    step: int,
+    origin: tuple[int, int] = (0, 0),
+    shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples of each labelled component on every ``step``-th image row/column, and its mean image column.
 
     Parameters
@@ -236,8 +246,7 @@ def split_lungs(mask: np.ndarray, orientation: tuple[str, str] | None) -> tuple[
     components, count = ndimage.label(window)  # the whole mask's components (see _bounding_box)
     cols = mask.shape[1]
     if count >= 2:
-        samples, centres = _sampled_components(components, count, _sampling_step(mask.shape), (row0, col0),
-                                               mask.shape)
+        samples, centres = _sampled_components(components, count, _sampling_step(mask.shape), (row0, col0), mask.shape)
         for index in np.nonzero(samples[1:] == 0)[0] + 1:  # too small to be sampled: place it exactly
             centres[index] = (np.nonzero(components == index)[1] + col0).mean()
         side = np.where(centres < cols / 2, image_left_label, image_right_label).astype(np.uint8)
@@ -265,8 +274,9 @@ def _sides(orientation: tuple[str, str] | None) -> tuple[int, int, bool, list[st
     return image_left_label, image_right_label, assumed, notes
 
 
-def _divide(labels: np.ndarray, box: tuple[slice, slice], window: np.ndarray, image_left_label: int,
-            image_right_label: int) -> str:
+def _divide(
+    labels: np.ndarray, box: tuple[slice, slice], window: np.ndarray, image_left_label: int, image_right_label: int
+) -> str:
     """Label one lung component (``window``, the mask inside ``box``) on either side of the midline; the note."""
     col0 = _origin(box)[1]
     divide = _midline(window, col0, labels.shape[1])
@@ -284,6 +294,6 @@ def _midline(window: np.ndarray, col0: int = 0, cols: int | None = None) -> int:
     """
     cols = window.shape[1] if cols is None else cols
     counts = np.zeros(cols, np.int64)
-    counts[col0: col0 + window.shape[1]] = window.sum(axis=0)
+    counts[col0 : col0 + window.shape[1]] = window.sum(axis=0)
     start, stop = cols // 3, max(cols // 3 + 1, 2 * cols // 3)
     return int(start + np.argmin(counts[start:stop]))

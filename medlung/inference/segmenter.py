@@ -28,15 +28,16 @@ from medlung.inference.native_grid import native_labels
 from medlung.inference.postprocess import LEFT, RIGHT
 from medlung.networks.loading import ModelError, ModelSpec, find_default_model, load_model
 from medlung.networks.running import lung_margin_of, predict_logits, resolve_device, resolve_precision
+from medlung.orientation import DisplayTransform, OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.plans import DEFAULT_CONVENTION
 from medlung.quality import QC_OK, check_quality
-from medlung.orientation import DisplayTransform, OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.spacing import Spacing
 from medlung.transforms.display import display_of
 from medlung.transforms.presets import inference_transforms
 
 # Model loading lives in medlung.networks.loading; these names stay importable from here.
 __all__ = ["LungMasks", "ModelError", "ModelSpec", "Segmenter", "find_default_model", "load_model"]
+
 
 @dataclass
 class LungMasks:
@@ -184,16 +185,27 @@ class Segmenter:
     >>> masks.labels.shape, masks.areas_cm2                 # doctest: +SKIP
     """
 
-    def __init__(self, model: str | Path | None = None, device: str = "auto", roi_size: int | None = None,
-                 overlap: float | None = None, sw_batch_size: int = 4, tta: bool = False, precision: str = "auto",
-                 min_lung_mm2: float | None = None, lungs: str = DEFAULT_CONVENTION,
-                 fix_orientation: bool = False) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str = "auto",
+        roi_size: int | None = None,
+        overlap: float | None = None,
+        sw_batch_size: int = 4,
+        tta: bool = False,
+        precision: str = "auto",
+        min_lung_mm2: float | None = None,
+        lungs: str = DEFAULT_CONVENTION,
+        fix_orientation: bool = False,
+    ) -> None:
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
         plan = self.spec.plan
         if plan.head == "softmax" and lungs != plan.conventions[0]:
-            raise ValueError(f"this model draws the {plan.conventions[0]} lung convention only, not {lungs!r}; "
-                             "use lungs='field' or a model trained for both conventions.")
+            raise ValueError(
+                f"this model draws the {plan.conventions[0]} lung convention only, not {lungs!r}; "
+                "use lungs='field' or a model trained for both conventions."
+            )
         if plan.head == "sigmoid":
             plan.channel(lungs)  # raises for a convention the model was not trained for
         self.lungs = lungs
@@ -231,12 +243,21 @@ class Segmenter:
         margin = self.lung_margin(working.as_tensor())
         clock.stop("network")
         if check is None:  # orientation: judge the film as the network saw it (a lateral film is not judged)
-            check = (check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())
-                     if stored.orientation is None or is_frontal(stored.orientation) else OrientationCheck("unknown"))
+            check = (
+                check_orientation(margin.numpy() > 0, working.as_tensor()[0].numpy())
+                if stored.orientation is None or is_frontal(stored.orientation)
+                else OrientationCheck("unknown")
+            )
         clock.stop("orientation_check")
         meta = working.meta
-        native = native_labels(margin, meta["native_shape"], meta["native_spacing"], meta["orientation"],
-                               self.min_lung_mm2, display_of(meta))
+        native = native_labels(
+            margin,
+            meta["native_shape"],
+            meta["native_spacing"],
+            meta["orientation"],
+            self.min_lung_mm2,
+            display_of(meta),
+        )
         clock.add(native.timings)
         labels, assumed, notes = native.labels, native.orientation_assumed, native.notes
         quality = check_quality(film, native.display_labels, margin.numpy())
@@ -253,14 +274,26 @@ class Segmenter:
         if probability:
             prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)
         return LungMasks(
-            labels=labels, spacing=stored.spacing, spacing_source=film.spacing_source, areas_cm2=areas,
-            areas_px=counts, orientation=stored.orientation or display.stored_orientation, orientation_assumed=assumed,
+            labels=labels,
+            spacing=stored.spacing,
+            spacing_source=film.spacing_source,
+            areas_cm2=areas,
+            areas_px=counts,
+            orientation=stored.orientation or display.stored_orientation,
+            orientation_assumed=assumed,
             film=stored,
             empty=[side for side in ("right", "left") if counts[side] == 0],
-            working_spacing=self.spec.working_spacing, working_shape=tuple(working.shape[-2:]),
-            model_version=self.model_version, convention=self.lungs, probability=prob, notes=notes,
-            seconds=time.perf_counter() - started, timings=clock.stages,
-            qc=quality.qc, qc_reasons=quality.reasons, qc_measures=quality.measures,
+            working_spacing=self.spec.working_spacing,
+            working_shape=tuple(working.shape[-2:]),
+            model_version=self.model_version,
+            convention=self.lungs,
+            probability=prob,
+            notes=notes,
+            seconds=time.perf_counter() - started,
+            timings=clock.stages,
+            qc=quality.qc,
+            qc_reasons=quality.reasons,
+            qc_measures=quality.measures,
             orientation_check=check.verdict + (" fixed" if stored.orientation is None and not display.identity else ""),
         )
 
@@ -354,15 +387,21 @@ def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[s
     notes = []
     if stored.orientation is None and not display.identity:
         detected = "\\".join(display.stored_orientation)
-        notes.append(f"orientation detected: the film looked {display.description}; segmented in the standard "
-                     f"display as if its PatientOrientation were {detected}")
+        notes.append(
+            f"orientation detected: the film looked {display.description}; segmented in the standard "
+            f"display as if its PatientOrientation were {detected}"
+        )
     elif check.flagged and stored.orientation:
         tag = "\\".join(stored.orientation)
-        notes.append(f"orientation check: turned as its PatientOrientation {tag} says, the film still looks "
-                     f"{check.correction.description} ({check.verdict}): check the tag")
+        notes.append(
+            f"orientation check: turned as its PatientOrientation {tag} says, the film still looks "
+            f"{check.correction.description} ({check.verdict}): check the tag"
+        )
     elif check.flagged:
-        notes.append(f"orientation check: the film looks {check.correction.description} ({check.verdict}); "
-                     "--orientation-fix segments it as detected")
+        notes.append(
+            f"orientation check: the film looks {check.correction.description} ({check.verdict}); "
+            "--orientation-fix segments it as detected"
+        )
     return notes
 
 

@@ -101,8 +101,11 @@ def load_film(
         raise
     except Exception as exc:  # a broken file must never escape as a crash (incl. MemoryError, RecursionError)
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise UnreadableFileError(f"could not be read ({type(exc).__name__}: {first})", path,
-                                  "The file is damaged or not a film; export it again.") from None
+        raise UnreadableFileError(
+            f"could not be read ({type(exc).__name__}: {first})",
+            path,
+            "The file is damaged or not a film; export it again.",
+        ) from None
     if user_spacing is None:
         return film
     notes = list(film.warnings)

@@ -32,8 +32,15 @@ MASK_FILE_SUFFIXES = (".png", ".nii.gz", ".nii")
 #: Suffix of an ignore mask's stem in a folder layout (``masks/<stem>_ignore.png``).
 IGNORE_SUFFIX = "_ignore"
 PARTS = ("training", "validation", "test")
-_SPLIT_NAMES = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
-                "validation": "validation", "test": "test", "testing": "test"}
+_SPLIT_NAMES = {
+    "train": "training",
+    "training": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 class DatasetError(UsageError):
@@ -111,8 +118,11 @@ def find_datalist(data: str | Path) -> Datalist:
 def _from_folder(folder: Path) -> Datalist:
     images, masks = folder / "images", folder / "masks"
     if not images.is_dir() or not masks.is_dir():
-        raise DatasetError("has no images/ and masks/ folders", folder,
-                           "Put films in images/ and masks in masks/, or give a CSV or datalist JSON.")
+        raise DatasetError(
+            "has no images/ and masks/ folders",
+            folder,
+            "Put films in images/ and masks in masks/, or give a CSV or datalist JSON.",
+        )
     mask_by_stem: dict[str, Path] = {}
     ignore_by_stem: dict[str, Path] = {}
     for path in sorted(masks.rglob("*")):
@@ -128,7 +138,9 @@ def _from_folder(folder: Path) -> Datalist:
         stem = _stem(film)
         match = next(((s, mask_by_stem[stem + s]) for s in MASK_SUFFIXES if stem + s in mask_by_stem), None)
         if match is None:
-            datalist.problems.append(f"{film}: no mask in {masks} named {stem}{{{','.join(MASK_SUFFIXES)}}}.png|.nii.gz")
+            datalist.problems.append(
+                f"{film}: no mask in {masks} named {stem}{{{','.join(MASK_SUFFIXES)}}}.png|.nii.gz"
+            )
             continue
         rules[match[0] or "(same stem)"] = rules.get(match[0] or "(same stem)", 0) + 1
         ignore = ignore_by_stem.get(stem, "")
@@ -162,11 +174,15 @@ def _from_dicom_folder(folder: Path) -> Datalist:
             if referenced:
                 segs[referenced] = path
     if not films:
-        raise DatasetError("has no images/ and masks/ folders and no DICOM films", folder,
-                           "Give a folder with images/ and masks/, a DICOM folder with films and their SEGs, "
-                           "a CSV or a datalist JSON.")
-    datalist = Datalist(source=f"DICOM folder {folder} ({len(films)} films, {len(segs)} SEGs matched by "
-                               "referenced SOP Instance UID)")
+        raise DatasetError(
+            "has no images/ and masks/ folders and no DICOM films",
+            folder,
+            "Give a folder with images/ and masks/, a DICOM folder with films and their SEGs, "
+            "a CSV or a datalist JSON.",
+        )
+    datalist = Datalist(
+        source=f"DICOM folder {folder} ({len(films)} films, {len(segs)} SEGs matched by referenced SOP Instance UID)"
+    )
     for uid, film in films.items():
         if uid in segs:
             datalist.parts["training"].append(entry(film, segs[uid]))
@@ -189,8 +205,9 @@ def _from_csv(path: Path) -> Datalist:
             continue
         lungs = (row.get("lungs") or "").strip().lower()
         if lungs and lungs not in CONVENTIONS:
-            datalist.problems.append(f"{path}:{number}: unknown lungs convention {row.get('lungs')!r} "
-                                     f"(use {' or '.join(CONVENTIONS)})")
+            datalist.problems.append(
+                f"{path}:{number}: unknown lungs convention {row.get('lungs')!r} (use {' or '.join(CONVENTIONS)})"
+            )
             continue
         ignore = _resolve(path, row["ignore"]) if (row.get("ignore") or "").strip() else ""
         datalist.parts[part].append(entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore))
@@ -203,19 +220,24 @@ def _from_json(path: Path) -> Datalist:
     except (OSError, json.JSONDecodeError) as exc:
         raise DatasetError(f"datalist is not valid JSON ({exc})", path, "Fix the JSON.") from None
     if not isinstance(content, dict) or "training" not in content:
-        raise DatasetError("datalist has no 'training' list", path,
-                           'Use {"training": [{"image": ..., "label": ...}], "validation": [...]}.')
+        raise DatasetError(
+            "datalist has no 'training' list",
+            path,
+            'Use {"training": [{"image": ..., "label": ...}], "validation": [...]}.',
+        )
     datalist = Datalist(source=f"datalist {path}", has_split="validation" in content)
     for part, key in (("training", "training"), ("validation", "validation"), ("test", "test")):
         for item in content.get(key, []) or []:
             lungs = str(item.get("lungs") or "").lower()
             if lungs and lungs not in CONVENTIONS:
-                datalist.problems.append(f"{path}: {item['image']}: unknown lungs convention {lungs!r} "
-                                         f"(use {' or '.join(CONVENTIONS)})")
+                datalist.problems.append(
+                    f"{path}: {item['image']}: unknown lungs convention {lungs!r} (use {' or '.join(CONVENTIONS)})"
+                )
                 continue
             ignore = _resolve(path, item["ignore"]) if item.get("ignore") else ""
-            datalist.parts[part].append(entry(_resolve(path, item["image"]),
-                                              _resolve(path, item.get("label", item.get("mask"))), lungs, ignore))
+            datalist.parts[part].append(
+                entry(_resolve(path, item["image"]), _resolve(path, item.get("label", item.get("mask"))), lungs, ignore)
+            )
     return datalist
 
 
@@ -265,8 +287,10 @@ def _ignore_fits(item: dict, shape: tuple, problems: list) -> bool:
         problems.append(str(exc))
         return False
     if ignore.shape != tuple(shape):
-        problems.append(f"{item['ignore']}: ignore mask is {ignore.shape[0]}x{ignore.shape[1]} (rows x cols) but its "
-                        f"film {item['image']} is {shape[0]}x{shape[1]}. Give it on the film's grid.")
+        problems.append(
+            f"{item['ignore']}: ignore mask is {ignore.shape[0]}x{ignore.shape[1]} (rows x cols) but its "
+            f"film {item['image']} is {shape[0]}x{shape[1]}. Give it on the film's grid."
+        )
         return False
     return True
 
@@ -291,21 +315,25 @@ def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1))
     entries = sorted(datalist.all_entries(), key=lambda e: e["image"])
     unique = list({e["image"]: e for e in entries}.values())
     order = np.random.default_rng(seed).permutation(len(unique))
-    n_val = max(1, int(round(fractions[1] * len(unique)))) if len(unique) >= 3 else 0
-    n_test = max(1, int(round(fractions[2] * len(unique)))) if len(unique) >= 3 else 0
+    n_val = max(1, round(fractions[1] * len(unique))) if len(unique) >= 3 else 0
+    n_test = max(1, round(fractions[2] * len(unique))) if len(unique) >= 3 else 0
     parts = {
         "validation": [unique[i] for i in order[:n_val]],
-        "test": [unique[i] for i in order[n_val:n_val + n_test]],
-        "training": [unique[i] for i in order[n_val + n_test:]],
+        "test": [unique[i] for i in order[n_val : n_val + n_test]],
+        "training": [unique[i] for i in order[n_val + n_test :]],
     }
     shares = "/".join(f"{round(100 * f)}" for f in fractions)
-    return Datalist(parts=parts, source=datalist.source + f", split {shares} with seed {seed}",
-                    problems=list(datalist.problems), has_split=True)
+    return Datalist(
+        parts=parts,
+        source=datalist.source + f", split {shares} with seed {seed}",
+        problems=list(datalist.problems),
+        has_split=True,
+    )
 
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".nii.gz",) + FILM_SUFFIXES:
+    for suffix in (".nii.gz", *FILM_SUFFIXES):
         if suffix and name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

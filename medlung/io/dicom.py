@@ -218,8 +218,10 @@ def dicom_spacing(ds: Dataset, notes: list[str] | None = None) -> tuple[tuple[fl
             raw = _raw_value(ds, "EstimatedRadiographicMagnificationFactor")
             factor = positive_number(raw)
             if factor is None:
-                notes.append(f"EstimatedRadiographicMagnificationFactor {raw!r} is not a positive number: "
-                             "ImagerPixelSpacing used without magnification correction")
+                notes.append(
+                    f"EstimatedRadiographicMagnificationFactor {raw!r} is not a positive number: "
+                    "ImagerPixelSpacing used without magnification correction"
+                )
             else:
                 spacing = (spacing[0] / factor, spacing[1] / factor)
         return spacing, keyword
@@ -272,17 +274,23 @@ def _check_declared_size(ds: Dataset, path: Path, max_pixels: int | None) -> Non
         allocated = int(ds.BitsAllocated)
         stored = int(ds.get("BitsStored", allocated))
     except (AttributeError, TypeError, ValueError):
-        raise UnreadableFileError("Rows, Columns or BitsAllocated missing or not a number", path,
-                                  "The header is damaged; export the film again.") from None
+        raise UnreadableFileError(
+            "Rows, Columns or BitsAllocated missing or not a number",
+            path,
+            "The header is damaged; export the film again.",
+        ) from None
     if rows < 1 or cols < 1:
         raise UnsupportedImageError(f"declares an empty image ({rows} rows x {cols} columns)", path, _IMAGE_HINT)
     if allocated not in (8, 16, 32) or not 1 <= stored <= allocated:
-        raise UnsupportedImageError(f"BitsAllocated {allocated} / BitsStored {stored} is not a greyscale film",
-                                    path, _IMAGE_HINT)
+        raise UnsupportedImageError(
+            f"BitsAllocated {allocated} / BitsStored {stored} is not a greyscale film", path, _IMAGE_HINT
+        )
     if max_pixels is not None and rows * cols > max_pixels:
         raise UnsupportedImageError(
-            f"declares {rows} x {cols} pixels, more than the limit of {max_pixels:,}", path,
-            "Raise --max-pixels if the film is real.")
+            f"declares {rows} x {cols} pixels, more than the limit of {max_pixels:,}",
+            path,
+            "Raise --max-pixels if the film is real.",
+        )
 
 
 def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:

@@ -77,19 +77,31 @@ def read_itk_film(path: str | Path, max_pixels: int | None = None) -> Film:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
-        raise UnreadableFileError(f"could not be read as an ITK image ({first})", path,
-                                  "Check that the file is complete and is a MetaImage, NRRD or NIfTI film.") from None
+        raise UnreadableFileError(
+            f"could not be read as an ITK image ({first})",
+            path,
+            "Check that the file is complete and is a MetaImage, NRRD or NIfTI film.",
+        ) from None
     size = tuple(int(n) for n in reader.GetSize())
     if len(size) not in (2, 3) or (len(size) == 3 and size[2] != 1):
-        raise UnsupportedImageError(f"holds a {len(size)}-D image of size {' x '.join(map(str, size))}, not one film",
-                                    path, "Give a 2-D film (or a 3-D image of a single slice).")
+        raise UnsupportedImageError(
+            f"holds a {len(size)}-D image of size {' x '.join(map(str, size))}, not one film",
+            path,
+            "Give a 2-D film (or a 3-D image of a single slice).",
+        )
     if reader.GetNumberOfComponents() != 1:
-        raise UnsupportedImageError(f"has {reader.GetNumberOfComponents()} components per pixel, not a grey film",
-                                    path, "Convert it to one grey channel first.")
+        raise UnsupportedImageError(
+            f"has {reader.GetNumberOfComponents()} components per pixel, not a grey film",
+            path,
+            "Convert it to one grey channel first.",
+        )
     cols, rows = size[0], size[1]
     if max_pixels is not None and rows * cols > max_pixels:
-        raise UnsupportedImageError(f"declares {rows} x {cols} pixels, more than the limit of {max_pixels:,}", path,
-                                    "Raise --max-pixels if the film is real.")
+        raise UnsupportedImageError(
+            f"declares {rows} x {cols} pixels, more than the limit of {max_pixels:,}",
+            path,
+            "Raise --max-pixels if the film is real.",
+        )
     return film_from_itk(reader.Execute(), path, facts={"format": _io_name(reader)})
 
 
@@ -133,16 +145,21 @@ def film_from_itk(image, path: str | Path | None = None, facts: dict | None = No
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(dimension, dimension)
     spacing_xy = tuple(float(v) for v in np.asarray(image.GetSpacing())[:2])
     if components != 1:
-        raise UnsupportedImageError(f"has {components} components per pixel, not a grey film", path,
-                                    "Convert it to one grey channel first.")
+        raise UnsupportedImageError(
+            f"has {components} components per pixel, not a grey film", path, "Convert it to one grey channel first."
+        )
     if raw.ndim == 3 and raw.shape[0] == 1:
         raw = raw[0]
     if raw.ndim != 2:
-        raise UnsupportedImageError(f"holds an image of size {' x '.join(map(str, size))}, not one film", path,
-                                    "Give a 2-D film (or a 3-D image of a single slice).")
+        raise UnsupportedImageError(
+            f"holds an image of size {' x '.join(map(str, size))}, not one film",
+            path,
+            "Give a 2-D film (or a 3-D image of a single slice).",
+        )
     pixels = raw.astype(np.float32)
-    value_range = (0.0, 255.0) if raw.dtype == np.uint8 else (float(pixels.min(initial=0)),
-                                                               float(pixels.max(initial=0)))
+    value_range = (
+        (0.0, 255.0) if raw.dtype == np.uint8 else (float(pixels.min(initial=0)), float(pixels.max(initial=0)))
+    )
     notes: list[str] = []
     spacing = _spacing(spacing_xy, notes)
     for note in notes:
@@ -156,8 +173,14 @@ def film_from_itk(image, path: str | Path | None = None, facts: dict | None = No
         path=Path(path) if path is not None else None,
         dataset=None,
         value_range=value_range,
-        facts={"format": "ITK", **(facts or {}), "pixel_type": pixel_type, "dimension": dimension,
-               "direction": [round(float(v), 6) for v in direction.ravel()], "bits_stored": 8 * raw.dtype.itemsize},
+        facts={
+            "format": "ITK",
+            **(facts or {}),
+            "pixel_type": pixel_type,
+            "dimension": dimension,
+            "direction": [round(float(v), 6) for v in direction.ravel()],
+            "bits_stored": 8 * raw.dtype.itemsize,
+        },
         warnings=tuple(notes),
     )
 
@@ -171,8 +194,10 @@ def _io_name(reader) -> str:
 def _spacing(xy: tuple, notes: list[str]) -> Spacing | None:
     """``(row_mm, col_mm)`` from ITK's ``(x, y)`` spacing, or None (with a note) when it is not one."""
     if tuple(float(v) for v in xy) == _ITK_DEFAULT_SPACING:
-        notes.append("header spacing is 1 x 1 mm, what ITK writes when no spacing is set: spacing unknown; "
-                     "give --spacing if it is real")
+        notes.append(
+            "header spacing is 1 x 1 mm, what ITK writes when no spacing is set: spacing unknown; "
+            "give --spacing if it is real"
+        )
         return None
     spacing, problem = check_spacing((xy[1], xy[0]))
     if problem:

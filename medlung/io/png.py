@@ -51,26 +51,28 @@ def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
         with Image.open(path) as image:
             width, height = image.size
             if width < 1 or height < 1:
-                raise UnsupportedImageError(f"declares an empty image ({width} x {height})", path,
-                                            "Give a real film.")
+                raise UnsupportedImageError(f"declares an empty image ({width} x {height})", path, "Give a real film.")
             if max_pixels is not None and width * height > max_pixels:
                 raise UnsupportedImageError(
-                    f"declares {height} x {width} pixels, more than the limit of {max_pixels:,}", path,
-                    "Raise --max-pixels if the film is real.")
+                    f"declares {height} x {width} pixels, more than the limit of {max_pixels:,}",
+                    path,
+                    "Raise --max-pixels if the film is real.",
+                )
             image.load()
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
-                raise UnsupportedImageError(
-                    f"multi-frame image ({frames} frames)", path, "Give a single-frame film."
-                )
+                raise UnsupportedImageError(f"multi-frame image ({frames} frames)", path, "Give a single-frame film.")
             pixels, value_range, mode = _grey_pixels(image)
             info = dict(image.info)
             image_format = image.format or path.suffix.lstrip(".").upper()
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check
         declared = "".join(c for c in str(exc).split("pixels")[0] if c.isdigit())
         limit = f"the limit of {max_pixels:,}" if max_pixels else "Pillow's decompression-bomb limit"
-        raise UnsupportedImageError(f"declares {int(declared or 0):,} pixels, more than {limit}", path,
-                                    "Raise --max-pixels if the film is real.") from None
+        raise UnsupportedImageError(
+            f"declares {int(declared or 0):,} pixels, more than {limit}",
+            path,
+            "Raise --max-pixels if the film is real.",
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFileError(
             f"image could not be decoded ({type(exc).__name__}: {exc})",
@@ -120,7 +122,7 @@ def png_spacing(info: dict, notes: list[str] | None = None) -> Spacing | None:
         if "aspect" in info:
             notes.append("pHYs chunk gives only an aspect ratio (unit unknown): spacing unknown")
         return None
-    ppm_x, ppm_y = (int(round(d / 0.0254)) for d in info["dpi"])
+    ppm_x, ppm_y = (round(d / 0.0254) for d in info["dpi"])
     if ppm_x <= 0 or ppm_y <= 0:
         notes.append(f"pHYs chunk has non-positive pixels per metre ({ppm_x}, {ppm_y}): spacing unknown")
         return None
@@ -133,8 +135,7 @@ def png_spacing(info: dict, notes: list[str] | None = None) -> Spacing | None:
     return _ppm_to_mm(ppm_y), _ppm_to_mm(ppm_x)
 
 
-def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None, level: int = 6,
-             strategy: int = 0) -> None:
+def save_png(path: str | Path, pixels: np.ndarray, spacing: Spacing | None, level: int = 6, strategy: int = 0) -> None:
     """Write a grey 8-bit or 16-bit PNG, with its spacing in the pHYs chunk.
 
     Parameters
@@ -197,4 +198,6 @@ def _grey_pixels(image: Image.Image) -> tuple[np.ndarray, tuple[float, float], s
 
 def _palette_is_grey(image: Image.Image) -> bool:
     palette = np.asarray(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
-    return bool(len(palette)) and bool(np.all(palette[:, 0] == palette[:, 1]) and np.all(palette[:, 1] == palette[:, 2]))
+    return bool(len(palette)) and bool(
+        np.all(palette[:, 0] == palette[:, 1]) and np.all(palette[:, 1] == palette[:, 2])
+    )

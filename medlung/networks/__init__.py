@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
@@ -49,7 +49,9 @@ def build_network(
     features = tuple(int(f) for f in features)
     if len(features) != 6:
         raise ValueError(f"features must have 6 widths, got {len(features)}: {features}.")
-    common = dict(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, features=features, dropout=dropout)
+    common = dict(
+        spatial_dims=2, in_channels=in_channels, out_channels=out_channels, features=features, dropout=dropout
+    )
     if name == "basicunet":
         return BasicUNet(**common)
     if name == "unetpp":

@@ -80,12 +80,15 @@ def find_default_model() -> Path:
     if os.environ.get("MEDLUNG_BUNDLE"):
         candidates = [Path(os.environ["MEDLUNG_BUNDLE"])]
     else:
-        candidates = [DEFAULT_BUNDLE] + _installed_bundles()
+        candidates = [DEFAULT_BUNDLE, *_installed_bundles()]
     for path in candidates:
         if (path / "models" / "model.pt").is_file():
             return path
-    raise ModelError("the shipped model was not found", candidates[0],
-                     "Give --bundle DIR (a medlung bundle or a training run's best.pt), or set MEDLUNG_BUNDLE.")
+    raise ModelError(
+        "the shipped model was not found",
+        candidates[0],
+        "Give --bundle DIR (a medlung bundle or a training run's best.pt), or set MEDLUNG_BUNDLE.",
+    )
 
 
 def _installed_bundles() -> list[Path]:
@@ -100,7 +103,9 @@ def _installed_bundles() -> list[Path]:
     return [Path(f.locate()).resolve().parents[1] for f in files if str(f).replace("\\", "/").endswith(marker)]
 
 
-def load_model(source: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSpec]:
+def load_model(
+    source: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, ModelSpec]:
     """Load a trained network from a bundle folder, a run folder or a checkpoint file.
 
     Parameters
@@ -129,19 +134,40 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
         else:
             checkpoint = path / "best.pt" if path.is_dir() else path
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            spec = ModelSpec(plan_from_checkpoint(state), f"run:{checkpoint.parent.name}@epoch{state['epoch']}",
-                             str(checkpoint))
+            spec = ModelSpec(
+                plan_from_checkpoint(state), f"run:{checkpoint.parent.name}@epoch{state['epoch']}", str(checkpoint)
+            )
             state = state["model"]
         model = build_network(spec.network, spec.features, out_channels=spec.plan.out_channels)
         model.load_state_dict(state)
     except FileNotFoundError as exc:
-        raise ModelError(f"model file missing ({exc.filename})", path,
-                         "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
+        raise ModelError(
+            f"model file missing ({exc.filename})",
+            path,
+            "Give a medlung bundle folder, a run folder or a best.pt checkpoint.",
+        ) from None
     except IsADirectoryError:
-        raise ModelError("folder holds no model (configs/inference.json + models/model.pt, or best.pt)", path,
-                         "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
-    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError, EOFError, OSError,
-            pickle.UnpicklingError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise ModelError(f"not a medlung model ({type(exc).__name__}: {exc})", path,
-                         "Give a medlung bundle folder, a run folder or a best.pt checkpoint.") from None
+        raise ModelError(
+            "folder holds no model (configs/inference.json + models/model.pt, or best.pt)",
+            path,
+            "Give a medlung bundle folder, a run folder or a best.pt checkpoint.",
+        ) from None
+    except (
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        RuntimeError,
+        ValueError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+    ) as exc:
+        raise ModelError(
+            f"not a medlung model ({type(exc).__name__}: {exc})",
+            path,
+            "Give a medlung bundle folder, a run folder or a best.pt checkpoint.",
+        ) from None
     return model.to(device).eval(), spec

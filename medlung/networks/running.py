@@ -41,8 +41,10 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError("CUDA was asked for but no CUDA device is available", hint="Use --device cpu.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s)", hint="Use --device cuda (the first one) or a smaller index.")
+            raise DeviceError(
+                f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                hint="Use --device cuda (the first one) or a smaller index.",
+            )
     return device
 
 
@@ -65,8 +67,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype,
-                   sw_batch_size: int = 4) -> torch.Tensor:
+def predict_logits(
+    model, image: torch.Tensor, roi_size: int, overlap: float, device, dtype, sw_batch_size: int = 4
+) -> torch.Tensor:
     """Sliding-window logits for a batch of films on the working grid (gaussian blending).
 
     Parameters
@@ -92,8 +95,12 @@ def predict_logits(model, image: torch.Tensor, roi_size: int, overlap: float, de
     """
     with torch.no_grad(), autocast(device, dtype):
         logits = sliding_window_inference(
-            image.to(device), roi_size=(roi_size, roi_size), sw_batch_size=int(sw_batch_size), predictor=model,
-            overlap=overlap, mode="gaussian",
+            image.to(device),
+            roi_size=(roi_size, roi_size),
+            sw_batch_size=int(sw_batch_size),
+            predictor=model,
+            overlap=overlap,
+            mode="gaussian",
         )
     return logits.float()
 

@@ -7,8 +7,8 @@ imported only when a send starts.
 from __future__ import annotations
 
 from medlung.pacs.send import (
-    DicomwebCredentials,
     Destination,
+    DicomwebCredentials,
     SendResult,
     credentials_from_environment,
     parse_destination,
@@ -17,5 +17,13 @@ from medlung.pacs.send import (
 )
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["DicomwebCredentials", "Destination", "SendResult", "TlsConfig", "credentials_from_environment",
-           "parse_destination", "send_cstore", "stow_rs"]
+__all__ = [
+    "Destination",
+    "DicomwebCredentials",
+    "SendResult",
+    "TlsConfig",
+    "credentials_from_environment",
+    "parse_destination",
+    "send_cstore",
+    "stow_rs",
+]

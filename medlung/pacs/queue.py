@@ -135,8 +135,10 @@ class Spool:
     def finish(self, key: str) -> None:
         """Move a delivered SEG and its film from outgoing to done, then drop the ``.sent`` marker."""
         done = self.folder("done")
-        for source, target in ((self.seg("outgoing", key), self.seg("done", key)),
-                               (self.film("outgoing", key), self.film("done", key))):
+        for source, target in (
+            (self.seg("outgoing", key), self.seg("done", key)),
+            (self.film("outgoing", key), self.film("done", key)),
+        ):
             if source.exists():
                 os.replace(source, target)
         fsync_folder(done)
@@ -154,8 +156,10 @@ class Spool:
         text = " ".join(str(reason).split()) + "\n"
         self._write_durably(self.reason(key), text.encode())
         for state in ("incoming", "outgoing"):
-            for source, target in ((self.film(state, key), self.film("failed", key)),
-                                   (self.seg(state, key), self.seg("failed", key))):
+            for source, target in (
+                (self.film(state, key), self.film("failed", key)),
+                (self.seg(state, key), self.seg("failed", key)),
+            ):
                 if source.exists():
                     os.replace(source, target)
         self.sent_marker(key).unlink(missing_ok=True)

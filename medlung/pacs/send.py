@@ -29,15 +29,24 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, Segmenta
 from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["DicomwebCredentials", "Destination", "SendResult", "credentials_from_environment", "parse_destination",
-           "send_cstore", "stow_rs"]
+__all__ = [
+    "Destination",
+    "DicomwebCredentials",
+    "SendResult",
+    "credentials_from_environment",
+    "parse_destination",
+    "send_cstore",
+    "stow_rs",
+]
 
 #: Environment variables holding DICOMweb credentials: never command-line arguments, which show in ``ps``.
 TOKEN_VARIABLE, TOKEN_FILE_VARIABLE = "MEDLUNG_STOW_TOKEN", "MEDLUNG_STOW_TOKEN_FILE"
 USER_VARIABLE = "MEDLUNG_STOW_USER"
 PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE = "MEDLUNG_STOW_PASSWORD", "MEDLUNG_STOW_PASSWORD_FILE"
-_CREDENTIALS_HINT = (f"Set {TOKEN_VARIABLE} (or {TOKEN_FILE_VARIABLE}) for a bearer token, or {USER_VARIABLE} with "
-                     f"{PASSWORD_VARIABLE} (or {PASSWORD_FILE_VARIABLE}) for HTTP basic authentication.")
+_CREDENTIALS_HINT = (
+    f"Set {TOKEN_VARIABLE} (or {TOKEN_FILE_VARIABLE}) for a bearer token, or {USER_VARIABLE} with "
+    f"{PASSWORD_VARIABLE} (or {PASSWORD_FILE_VARIABLE}) for HTTP basic authentication."
+)
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 #: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
@@ -116,9 +125,11 @@ class DicomwebCredentials:
         if self.scheme not in ("basic", "bearer"):
             raise ValueError(f"scheme must be 'basic' or 'bearer'; got {self.scheme!r}.")
         if not self.secret or any(c in self.secret for c in "\r\n"):
-            raise CredentialsError(f"the DICOMweb {'password' if self.scheme == 'basic' else 'token'} from "
-                                   f"{self.source or 'the caller'} is empty or spans several lines",
-                                   hint=_CREDENTIALS_HINT)
+            raise CredentialsError(
+                f"the DICOMweb {'password' if self.scheme == 'basic' else 'token'} from "
+                f"{self.source or 'the caller'} is empty or spans several lines",
+                hint=_CREDENTIALS_HINT,
+            )
         if self.scheme == "basic" and (not self.user or ":" in self.user):
             raise CredentialsError("HTTP basic authentication needs a user name without ':'", hint=_CREDENTIALS_HINT)
 
@@ -154,15 +165,20 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
         When the variables contradict each other, a file cannot be read, or a secret is empty.
     """
     env = os.environ if environ is None else environ
-    given = [name for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE,
-                               PASSWORD_FILE_VARIABLE) if env.get(name)]
+    given = [
+        name
+        for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE)
+        if env.get(name)
+    ]
     if not given:
         return None
     token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
     basic = [n for n in given if n not in token]
     if token and basic:
-        raise CredentialsError(f"both a bearer token ({', '.join(token)}) and basic credentials "
-                               f"({', '.join(basic)}) are set", hint="Keep one of the two.")
+        raise CredentialsError(
+            f"both a bearer token ({', '.join(token)}) and basic credentials ({', '.join(basic)}) are set",
+            hint="Keep one of the two.",
+        )
     if len(token) == 2 or (PASSWORD_VARIABLE in basic and PASSWORD_FILE_VARIABLE in basic):
         twice = token if len(token) == 2 else [PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE]
         raise CredentialsError(f"the secret is given twice ({' and '.join(twice)})", hint="Keep one of the two.")
@@ -171,8 +187,11 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
         secret = env[name] if name == TOKEN_VARIABLE else _read_secret(env[name], name)
         return DicomwebCredentials("bearer", secret, source=name)
     if USER_VARIABLE not in basic or len(basic) == 1:
-        raise CredentialsError(f"HTTP basic authentication needs both {USER_VARIABLE} and a password "
-                               f"({PASSWORD_VARIABLE} or {PASSWORD_FILE_VARIABLE})", hint=_CREDENTIALS_HINT)
+        raise CredentialsError(
+            f"HTTP basic authentication needs both {USER_VARIABLE} and a password "
+            f"({PASSWORD_VARIABLE} or {PASSWORD_FILE_VARIABLE})",
+            hint=_CREDENTIALS_HINT,
+        )
     name = PASSWORD_VARIABLE if PASSWORD_VARIABLE in basic else PASSWORD_FILE_VARIABLE
     secret = env[name] if name == PASSWORD_VARIABLE else _read_secret(env[name], name)
     return DicomwebCredentials("basic", secret, user=env[USER_VARIABLE], source=name)
@@ -182,8 +201,11 @@ def _read_secret(path: str, variable: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CredentialsError(f"the file named by {variable} cannot be read ({type(exc).__name__})", path,
-                               hint=f"Point {variable} at a readable text file holding the secret.") from None
+        raise CredentialsError(
+            f"the file named by {variable} cannot be read ({type(exc).__name__})",
+            path,
+            hint=f"Point {variable} at a readable text file holding the secret.",
+        ) from None
 
 
 def parse_destination(text: str) -> Destination:
@@ -303,7 +325,10 @@ def send_cstore(
         assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             last_problem = (
-                "association rejected" if assoc.is_rejected else "association aborted" if assoc.is_aborted
+                "association rejected"
+                if assoc.is_rejected
+                else "association aborted"
+                if assoc.is_aborted
                 else "could not connect"
             )
             if tls_args is not None and not assoc.is_rejected:
@@ -324,8 +349,13 @@ def send_cstore(
                     continue
                 status, message = outcome
                 results[index] = SendResult(
-                    paths[index], status in _STORED_STATUSES, where, str(dataset.SOPInstanceUID), status,
-                    attempts, message,
+                    paths[index],
+                    status in _STORED_STATUSES,
+                    where,
+                    str(dataset.SOPInstanceUID),
+                    status,
+                    attempts,
+                    message,
                 )
         finally:
             if assoc.is_established:
@@ -334,7 +364,12 @@ def send_cstore(
 
     for index in pending:
         results[index] = SendResult(
-            paths[index], False, where, str(datasets[index].get("SOPInstanceUID", "")) or None, None, attempts,
+            paths[index],
+            False,
+            where,
+            str(datasets[index].get("SOPInstanceUID", "")) or None,
+            None,
+            attempts,
             f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
             f"reachable and accepts AE title {calling_ae}; the file is kept",
         )
@@ -428,8 +463,10 @@ def check_stow_url(url: str) -> str:
         )
     url = url.strip().rstrip("/")
     if urlsplit(url).username is not None or urlsplit(url).password is not None:
-        raise InvalidDestinationError("the DICOMweb URL carries credentials, which would show in process lists "
-                                      "and logs", hint=f"Remove them from the URL. {_CREDENTIALS_HINT}")
+        raise InvalidDestinationError(
+            "the DICOMweb URL carries credentials, which would show in process lists and logs",
+            hint=f"Remove them from the URL. {_CREDENTIALS_HINT}",
+        )
     return url
 
 
@@ -460,14 +497,28 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
         if failed:
             reason = failed[0].get("FailureReason")
             return SendResult(path, False, url, uid, 409, attempts, f"refused by {url} (failure reason {reason})")
-        stored = {str(item.get("ReferencedSOPInstanceUID", "")) for item in answer.get("ReferencedSOPSequence", []) or []}
+        stored = {
+            str(item.get("ReferencedSOPInstanceUID", "")) for item in answer.get("ReferencedSOPSequence", []) or []
+        }
         if uid not in stored:
-            return SendResult(path, False, url, uid, 200, attempts,
-                              f"{url} answered without listing the instance as stored (no ReferencedSOPSequence "
-                              "item for its SOP Instance UID); check the server's log; the file is kept")
+            return SendResult(
+                path,
+                False,
+                url,
+                uid,
+                200,
+                attempts,
+                f"{url} answered without listing the instance as stored (no ReferencedSOPSequence "
+                "item for its SOP Instance UID); check the server's log; the file is kept",
+            )
         return SendResult(path, True, url, uid, 200, attempts, "stored")
     return SendResult(
-        path, False, url, uid, status, attempts,
+        path,
+        False,
+        url,
+        uid,
+        status,
+        attempts,
         f"not sent after {attempts} attempt(s): {message}; check that the DICOMweb server is running "
         "and reachable; the file is kept",
     )
@@ -476,10 +527,15 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
 def _auth_message(status: int, url: str, credentials: DicomwebCredentials | None) -> str:
     """One line for HTTP 401/403: which credentials were refused (never their value) and what to do."""
     if credentials is None:
-        return (f"HTTP {status} from {url}: the server needs credentials and none were given; "
-                f"{_CREDENTIALS_HINT[0].lower() + _CREDENTIALS_HINT[1:-1]}; the file is kept")
-    who = f"user {credentials.user!r} ({credentials.source})" if credentials.scheme == "basic" else (
-        f"the bearer token ({credentials.source})")
+        return (
+            f"HTTP {status} from {url}: the server needs credentials and none were given; "
+            f"{_CREDENTIALS_HINT[0].lower() + _CREDENTIALS_HINT[1:-1]}; the file is kept"
+        )
+    who = (
+        f"user {credentials.user!r} ({credentials.source})"
+        if credentials.scheme == "basic"
+        else (f"the bearer token ({credentials.source})")
+    )
     verdict = "refused" if status == 401 else "not allowed to store"
     return f"HTTP {status} from {url}: {who} {verdict}; check the credentials and their rights; the file is kept"
 

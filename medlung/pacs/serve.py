@@ -54,8 +54,20 @@ from medlung.pacs.queue import Spool
 from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
 
-__all__ = ["LOGGER", "PYNETDICOM_LEVEL", "PYNETDICOM_RECORDS", "PYNETDICOM_WINDOW_S", "ServeConfig", "StorageNode",
-           "WorkdirBusyError", "exposure_warning", "node_logging", "parse_networks", "queue_status", "serve"]
+__all__ = [
+    "LOGGER",
+    "PYNETDICOM_LEVEL",
+    "PYNETDICOM_RECORDS",
+    "PYNETDICOM_WINDOW_S",
+    "ServeConfig",
+    "StorageNode",
+    "WorkdirBusyError",
+    "exposure_warning",
+    "node_logging",
+    "parse_networks",
+    "queue_status",
+    "serve",
+]
 
 #: The node's events (see :mod:`medlung.logs`); :func:`node_logging` writes them out.
 LOGGER = logging.getLogger("medlung.serve")
@@ -164,11 +176,13 @@ class ServeConfig:
         if self.tls is not None and self.tls.cert is None:
             raise ValueError("listening with DICOM TLS needs this node's certificate (--tls-cert) and key.")
         if not isinstance(self.max_films_per_association, int) or self.max_films_per_association < 1:
-            raise ValueError(f"max_films_per_association must be a whole number >= 1; "
-                             f"got {self.max_films_per_association!r}.")
+            raise ValueError(
+                f"max_films_per_association must be a whole number >= 1; got {self.max_films_per_association!r}."
+            )
         if not self.max_film_mb > 0 or not self.min_free_mb >= 0:
-            raise ValueError(f"max_film_mb must be > 0 and min_free_mb >= 0 (MB); "
-                             f"got {self.max_film_mb!r} and {self.min_free_mb!r}.")
+            raise ValueError(
+                f"max_film_mb must be > 0 and min_free_mb >= 0 (MB); got {self.max_film_mb!r} and {self.min_free_mb!r}."
+            )
         for title in (self.ae_title, *self.allow):
             if not isinstance(title, str) or not AE_TITLE_PATTERN.match(title) or not title.strip():
                 raise ValueError(f"AE title {title!r} is not 1-16 printable characters without backslash.")
@@ -218,12 +232,16 @@ def exposure_warning(config: ServeConfig) -> str | None:
     if is_loopback(config.bind) or config.networks:
         return None
     if config.tls is None:
-        return ("listening beyond this machine with neither --allow-host nor TLS: any host that reaches this port "
-                "can store films in plain text (AE titles are not authentication); give --allow-host CIDRs "
-                "and/or --tls-cert/--tls-key/--tls-ca")
+        return (
+            "listening beyond this machine with neither --allow-host nor TLS: any host that reaches this port "
+            "can store films in plain text (AE titles are not authentication); give --allow-host CIDRs "
+            "and/or --tls-cert/--tls-key/--tls-ca"
+        )
     if not config.tls.mutual:
-        return ("TLS without --tls-ca encrypts but does not authenticate callers: any host that reaches this port "
-                "can store films; give --tls-ca and/or --allow-host")
+        return (
+            "TLS without --tls-ca encrypts but does not authenticate callers: any host that reaches this port "
+            "can store films; give --tls-ca and/or --allow-host"
+        )
     return None
 
 
@@ -311,8 +329,10 @@ class StorageNode:
             self._to_send.append(key)
         if to_segment or to_send:
             self.log("resumed", to_segment=len(to_segment), to_send=len(to_send))
-        self._threads = [threading.Thread(target=self._work, name="medlung-worker", daemon=True),
-                         threading.Thread(target=self._deliver, name="medlung-sender", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._work, name="medlung-worker", daemon=True),
+            threading.Thread(target=self._deliver, name="medlung-sender", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
         self._listen()
@@ -351,7 +371,7 @@ class StorageNode:
 
     # --- receiving -----------------------------------------------------------------------------
     def _listen(self) -> None:
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
         from pynetdicom.sop_class import Verification
 
         from medlung.io.dicom import FILM_SOP_CLASSES
@@ -366,29 +386,47 @@ class StorageNode:
         ae.acse_timeout = ACSE_TIMEOUT_S
         ae.dimse_timeout = ae.network_timeout = IDLE_TIMEOUT_S
         ae.maximum_pdu_size = MAX_PDU_BYTES
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_REJECTED, self._on_rejected)]
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_REJECTED, self._on_rejected),
+        ]
         ssl_context = self.config.tls.server_context() if self.config.tls is not None else None
         try:
-            self._server = ae.make_server((self.config.bind, self.config.port), ssl_context=ssl_context,
-                                          evt_handlers=handlers, server_class=_guarded_server_class(), node=self)
+            self._server = ae.make_server(
+                (self.config.bind, self.config.port),
+                ssl_context=ssl_context,
+                evt_handlers=handlers,
+                server_class=_guarded_server_class(),
+                node=self,
+            )
         except OSError as exc:
             self.request_stop()
             reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be opened ({exc.strerror or exc})"
-            raise MedlungError(f"port {self.config.port} on {self.config.bind} {reason}",
-                               hint="Choose another --port or stop the program that holds it.") from None
+            raise MedlungError(
+                f"port {self.config.port} on {self.config.bind} {reason}",
+                hint="Choose another --port or stop the program that holds it.",
+            ) from None
         ae._servers.append(self._server)  # what AE.start_server does; the server's shutdown removes it
         threading.Thread(target=self._server.serve_forever, name="medlung-acceptor", daemon=True).start()
         self.port = self._server.server_address[1]
         tls = self.config.tls
-        self.log("listening", ae_title=self.config.ae_title, address=self.config.bind, port=self.port,
-                 forward=self.config.forward, allow=",".join(self.config.allow) or "any",
-                 allow_hosts=",".join(str(n) for n in self.config.networks) or "any",
-                 tls="off" if tls is None else "mutual" if tls.mutual else "server-only",
-                 forward_tls=tls is not None and not self.config.forward_plain,
-                 max_queue=self.config.max_queue, max_films_per_association=self.config.max_films_per_association,
-                 max_film_mb=self.config.max_film_mb, min_free_mb=self.config.min_free_mb,
-                 model=self.segmenter.model_version)
+        self.log(
+            "listening",
+            ae_title=self.config.ae_title,
+            address=self.config.bind,
+            port=self.port,
+            forward=self.config.forward,
+            allow=",".join(self.config.allow) or "any",
+            allow_hosts=",".join(str(n) for n in self.config.networks) or "any",
+            tls="off" if tls is None else "mutual" if tls.mutual else "server-only",
+            forward_tls=tls is not None and not self.config.forward_plain,
+            max_queue=self.config.max_queue,
+            max_films_per_association=self.config.max_films_per_association,
+            max_film_mb=self.config.max_film_mb,
+            min_free_mb=self.config.min_free_mb,
+            model=self.segmenter.model_version,
+        )
         warning = exposure_warning(self.config)
         if warning:
             self.log("exposed", "warning", address=self.config.bind, port=self.port, message=warning)
@@ -406,8 +444,7 @@ class StorageNode:
             address = address.ipv4_mapped
         if address is not None and any(address in network for network in self.config.networks):
             return True
-        self.log("association-refused", "warning", address=_peer(client_address),
-                 reason="address not in --allow-host")
+        self.log("association-refused", "warning", address=_peer(client_address), reason="address not in --allow-host")
         return False
 
     def _tls_handshake(self, raw, client_address, context):
@@ -416,8 +453,12 @@ class StorageNode:
         import ssl
 
         if not self._handshakes.acquire(blocking=False):
-            self.log("association-refused", "warning", address=_peer(client_address),
-                     reason=f"more than {ASSOCIATIONS} TLS handshakes at once")
+            self.log(
+                "association-refused",
+                "warning",
+                address=_peer(client_address),
+                reason=f"more than {ASSOCIATIONS} TLS handshakes at once",
+            )
             _close(raw)
             return None
         try:
@@ -443,14 +484,25 @@ class StorageNode:
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor
-        self.log("association-rejected", "warning", calling_ae=_ae(requestor.ae_title),
-                 address=f"{requestor.address}:{requestor.port}")
+        self.log(
+            "association-rejected",
+            "warning",
+            calling_ae=_ae(requestor.ae_title),
+            address=f"{requestor.address}:{requestor.port}",
+        )
 
     def _refuse(self, code: int, event, uid: str, calling: str, reason: str, comment: str):
         """Log a refused C-STORE with the peer's address; the status to answer."""
         requestor = event.assoc.requestor
-        self.log("store-refused", "warning", sop_instance_uid=uid, calling_ae=calling,
-                 address=f"{requestor.address}:{requestor.port}", status=f"0x{code:04X}", reason=reason)
+        self.log(
+            "store-refused",
+            "warning",
+            sop_instance_uid=uid,
+            calling_ae=calling,
+            address=f"{requestor.address}:{requestor.port}",
+            status=f"0x{code:04X}",
+            reason=reason,
+        )
         return _status(code, comment)
 
     def _on_store(self, event):
@@ -463,25 +515,41 @@ class StorageNode:
         stored_here = getattr(event.assoc, "_medlung_films", 0) + 1  # C-STOREs on this association so far
         event.assoc._medlung_films = stored_here
         if stored_here > config.max_films_per_association:
-            return self._refuse(ASSOCIATION_FULL, event, uid, calling,
-                                f"more than {config.max_films_per_association} films on one association",
-                                "too many films on one association; send the rest on a new one")
+            return self._refuse(
+                ASSOCIATION_FULL,
+                event,
+                uid,
+                calling,
+                f"more than {config.max_films_per_association} films on one association",
+                "too many films on one association; send the rest on a new one",
+            )
         try:
             data = event.encoded_dataset()
         except Exception as exc:  # an encoding pynetdicom cannot hand over
-            self.log("receive-error", "error", sop_instance_uid=uid, calling_ae=calling,
-                     error=f"{type(exc).__name__}: {exc}")
+            self.log(
+                "receive-error", "error", sop_instance_uid=uid, calling_ae=calling, error=f"{type(exc).__name__}: {exc}"
+            )
             return _status(OUT_OF_RESOURCES, f"could not queue the instance ({type(exc).__name__})")
         megabytes = len(data) / 1e6
         if megabytes > config.max_film_mb:
-            return self._refuse(FILM_TOO_LARGE, event, uid, calling,
-                                f"film of {megabytes:.1f} MB is larger than --max-film-mb {config.max_film_mb:g}",
-                                f"film larger than {config.max_film_mb:g} MB")
+            return self._refuse(
+                FILM_TOO_LARGE,
+                event,
+                uid,
+                calling,
+                f"film of {megabytes:.1f} MB is larger than --max-film-mb {config.max_film_mb:g}",
+                f"film larger than {config.max_film_mb:g} MB",
+            )
         free_mb = shutil.disk_usage(self.spool.root).free / 1e6
         if free_mb - megabytes < config.min_free_mb:
-            return self._refuse(OUT_OF_RESOURCES, event, uid, calling,
-                                f"{free_mb:.0f} MB free on the work folder's disk, --min-free-mb "
-                                f"{config.min_free_mb:g} must stay free", "not enough disk space; send again later")
+            return self._refuse(
+                OUT_OF_RESOURCES,
+                event,
+                uid,
+                calling,
+                f"{free_mb:.0f} MB free on the work folder's disk, --min-free-mb {config.min_free_mb:g} must stay free",
+                "not enough disk space; send again later",
+            )
         with self._lock:
             if self._stopping.is_set():
                 return _status(OUT_OF_RESOURCES, "the node is stopping; send again later")
@@ -489,10 +557,8 @@ class StorageNode:
                 self.log("duplicate", sop_instance_uid=uid, calling_ae=calling, note="already queued")
                 return SUCCESS
             if self._waiting >= self.config.max_queue:
-                self.log("queue-full", "warning", sop_instance_uid=uid, calling_ae=calling,
-                         waiting=self._waiting)
-                return _status(OUT_OF_RESOURCES,
-                               f"queue full ({self._waiting} films waiting); send again later")
+                self.log("queue-full", "warning", sop_instance_uid=uid, calling_ae=calling, waiting=self._waiting)
+                return _status(OUT_OF_RESOURCES, f"queue full ({self._waiting} films waiting); send again later")
             self._jobs[key] = _Job(key, calling_ae=calling)
             self._waiting += 1
         try:
@@ -501,12 +567,20 @@ class StorageNode:
             with self._lock:
                 self._jobs.pop(key, None)
                 self._waiting -= 1
-            self.log("receive-error", "error", sop_instance_uid=uid, calling_ae=calling,
-                     error=f"{type(exc).__name__}: {exc}")
+            self.log(
+                "receive-error", "error", sop_instance_uid=uid, calling_ae=calling, error=f"{type(exc).__name__}: {exc}"
+            )
             return _status(OUT_OF_RESOURCES, f"could not queue the instance ({type(exc).__name__})")
         self._to_segment.put(key)
-        self.log("received", key=key, sop_instance_uid=uid, calling_ae=calling, bytes=len(data),
-                 seconds=round(time.perf_counter() - started, 3), waiting=self._waiting)
+        self.log(
+            "received",
+            key=key,
+            sop_instance_uid=uid,
+            calling_ae=calling,
+            bytes=len(data),
+            seconds=round(time.perf_counter() - started, 3),
+            waiting=self._waiting,
+        )
         return SUCCESS
 
     # --- segmenting ----------------------------------------------------------------------------
@@ -549,8 +623,14 @@ class StorageNode:
             self._to_send.append(key)
             self._send_wakeup.notify_all()
         fields = {k: row.get(k) for k in ("rows", "cols", "total_cm2")}
-        self.log("segmented", key=key, seconds=round(time.perf_counter() - started, 3), resumed=resumed,
-                 empty=",".join(row.get("empty_lungs") or []) or None, **fields)
+        self.log(
+            "segmented",
+            key=key,
+            seconds=round(time.perf_counter() - started, 3),
+            resumed=resumed,
+            empty=",".join(row.get("empty_lungs") or []) or None,
+            **fields,
+        )
 
     # --- sending -------------------------------------------------------------------------------
     def _deliver(self) -> None:
@@ -589,9 +669,15 @@ class StorageNode:
         started = time.perf_counter()
         seg = self.spool.seg("outgoing", key)
         tls = None if self.config.forward_plain else self.config.tls
-        (result,) = send_cstore([seg], self.config.forward, calling_ae=self.config.ae_title,
-                                retries=SEND_RETRIES, backoff=SEND_BACKOFF_S, timeout=self.config.send_timeout,
-                                tls=tls)
+        (result,) = send_cstore(
+            [seg],
+            self.config.forward,
+            calling_ae=self.config.ae_title,
+            retries=SEND_RETRIES,
+            backoff=SEND_BACKOFF_S,
+            timeout=self.config.send_timeout,
+            tls=tls,
+        )
         job = self._jobs.get(key) or _Job(key)
         job.send_attempts += result.attempts
         if result.attempts == 0:  # the SEG file itself is missing or unreadable
@@ -602,10 +688,16 @@ class StorageNode:
                 self._to_send.remove(key)
                 self._jobs.pop(key, None)
                 self._resend_wait = FIRST_RESEND_WAIT_S
-            self.log("sent", key=key, sop_instance_uid=result.sop_instance_uid, destination=self.config.forward,
-                     status=f"0x{result.status:04X}", attempts=job.send_attempts,
-                     seconds=round(time.perf_counter() - started, 3),
-                     total_seconds=round(time.monotonic() - job.received, 3))
+            self.log(
+                "sent",
+                key=key,
+                sop_instance_uid=result.sop_instance_uid,
+                destination=self.config.forward,
+                status=f"0x{result.status:04X}",
+                attempts=job.send_attempts,
+                seconds=round(time.perf_counter() - started, 3),
+                total_seconds=round(time.monotonic() - job.received, 3),
+            )
             return
         transient = result.status is None or (result.status & 0xFF00) == 0xA700
         if transient:
@@ -614,8 +706,15 @@ class StorageNode:
                 self._resend_wait = min(self._resend_wait * 2, self.config.resend_interval)
                 self._destination_down_until = time.monotonic() + wait
                 job.next_attempt = self._destination_down_until
-            self.log("delivery-delayed", "warning", key=key, destination=self.config.forward,
-                     retry_in=round(wait, 1), waiting_to_send=len(self._to_send), reason=result.message)
+            self.log(
+                "delivery-delayed",
+                "warning",
+                key=key,
+                destination=self.config.forward,
+                retry_in=round(wait, 1),
+                waiting_to_send=len(self._to_send),
+                reason=result.message,
+            )
             return
         self.spool.fail(key, f"{self.config.forward} refused the SEG: {result.message}")
         with self._lock:
@@ -635,8 +734,11 @@ class StorageNode:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             handle.close()
-            raise WorkdirBusyError(f"is used by another medlung serve (pid {holder})", self.spool.root,
-                                   "Stop that node or give another --workdir.") from None
+            raise WorkdirBusyError(
+                f"is used by another medlung serve (pid {holder})",
+                self.spool.root,
+                "Stop that node or give another --workdir.",
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -725,8 +827,11 @@ def queue_status(workdir: str | Path) -> dict:
 
     root = Path(workdir)
     if not all((root / state).is_dir() for state in ("incoming", "outgoing", "done", "failed")):
-        raise MedlungError("is not a medlung serve work folder (no incoming/outgoing/done/failed)", root,
-                           "Give the --workdir of a node.")
+        raise MedlungError(
+            "is not a medlung serve work folder (no incoming/outgoing/done/failed)",
+            root,
+            "Give the --workdir of a node.",
+        )
     counts = Spool(root).counts()
     running = None
     lock = root / "serve.lock"

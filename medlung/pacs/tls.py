@@ -65,11 +65,13 @@ class TlsConfig:
                 path = Path(value)
                 object.__setattr__(self, name, path)
                 if not path.is_file():
-                    raise TlsConfigError(f"TLS {name} file not found", path,
-                                         f"Give an existing PEM file to --tls-{name}.")
+                    raise TlsConfigError(
+                        f"TLS {name} file not found", path, f"Give an existing PEM file to --tls-{name}."
+                    )
         if self.key is not None and self.cert is None:
-            raise TlsConfigError("a TLS private key was given without its certificate",
-                                 hint="Give --tls-cert with --tls-key.")
+            raise TlsConfigError(
+                "a TLS private key was given without its certificate", hint="Give --tls-cert with --tls-key."
+            )
         if self.cert is None and self.ca is None:
             raise TlsConfigError("DICOM TLS needs a certificate (--tls-cert) or a CA bundle (--tls-ca)")
 
@@ -89,8 +91,9 @@ class TlsConfig:
         import ssl
 
         if self.cert is None:
-            raise TlsConfigError("listening with DICOM TLS needs this node's certificate and key",
-                                 hint="Give --tls-cert and --tls-key.")
+            raise TlsConfigError(
+                "listening with DICOM TLS needs this node's certificate and key", hint="Give --tls-cert and --tls-key."
+            )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._load_identity(context)
@@ -121,8 +124,10 @@ class TlsConfig:
 
     def describe(self) -> str:
         """A short line for logs: which files, and whether peers must show a certificate."""
-        parts = [f"cert={self.cert}" if self.cert else "no certificate",
-                 f"ca={self.ca} (peers must show a certificate it signed)" if self.ca else "system CAs"]
+        parts = [
+            f"cert={self.cert}" if self.cert else "no certificate",
+            f"ca={self.ca} (peers must show a certificate it signed)" if self.ca else "system CAs",
+        ]
         return ", ".join(parts)
 
     def _load_identity(self, context) -> None:
@@ -131,8 +136,11 @@ class TlsConfig:
         def password() -> str:
             value = os.environ.get(KEY_PASSWORD_VARIABLE)
             if value is None:
-                raise TlsConfigError("the TLS private key is encrypted", self.key or self.cert,
-                                     f"Put its passphrase in the {KEY_PASSWORD_VARIABLE} environment variable.")
+                raise TlsConfigError(
+                    "the TLS private key is encrypted",
+                    self.key or self.cert,
+                    f"Put its passphrase in the {KEY_PASSWORD_VARIABLE} environment variable.",
+                )
             return value
 
         try:
@@ -141,7 +149,8 @@ class TlsConfig:
             raise
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise TlsConfigError(
-                f"the TLS certificate and key cannot be loaded ({_reason(exc)})", self.cert,
+                f"the TLS certificate and key cannot be loaded ({_reason(exc)})",
+                self.cert,
                 "Give a PEM certificate with --tls-cert and its PEM private key with --tls-key.",
             ) from None
 
@@ -151,8 +160,11 @@ class TlsConfig:
         try:
             context.load_verify_locations(cafile=str(self.ca))
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsConfigError(f"the CA bundle cannot be loaded ({_reason(exc)})", self.ca,
-                                 "Give PEM certificates of the trusted authorities with --tls-ca.") from None
+            raise TlsConfigError(
+                f"the CA bundle cannot be loaded ({_reason(exc)})",
+                self.ca,
+                "Give PEM certificates of the trusted authorities with --tls-ca.",
+            ) from None
 
 
 def handshake_problem(host: str, port: int, context, timeout: float = 10.0) -> str | None:
@@ -169,7 +181,7 @@ def handshake_problem(host: str, port: int, context, timeout: float = 10.0) -> s
                 wrapped.settimeout(min(timeout, 1.0))
                 try:
                     wrapped.recv(1)  # TLS 1.3: a refused client certificate shows on the first read
-                except socket.timeout:
+                except TimeoutError:
                     return None
                 except ssl.SSLError as exc:
                     return f"the node refused our TLS certificate ({_reason(exc)})"

@@ -15,10 +15,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import DEFAULT_MAX_PIXELS, load_film
@@ -33,8 +33,24 @@ SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
 _SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
-FILM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", "",
-                   ".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz"}
+FILM_EXTENSIONS = {
+    ".dcm",
+    ".dicom",
+    ".dic",
+    ".ima",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    "",
+    ".mha",
+    ".mhd",
+    ".nrrd",
+    ".nhdr",
+    ".nii",
+    ".nii.gz",
+}
 
 
 @dataclass
@@ -101,8 +117,12 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if (child.is_file() and not child.name.startswith(".") and child.name.upper() != "DICOMDIR"
-                        and _film_suffix(child) in FILM_EXTENSIONS):
+                if (
+                    child.is_file()
+                    and not child.name.startswith(".")
+                    and child.name.upper() != "DICOMDIR"
+                    and _film_suffix(child) in FILM_EXTENSIONS
+                ):
                     found.append(child)
         else:
             found.append(path)
@@ -255,7 +275,7 @@ class _Job:
         self.film = self.masks = self.targets = None
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> "_Job":
+    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> _Job:
         """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
         job = cls(path, prefix)
         job._step(job._load, options)
@@ -291,16 +311,26 @@ class _Job:
             warnings.simplefilter("ignore")
             film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
         if options.include_identifiers and film.dataset is not None:
-            row.update(patient_id=str(film.dataset.get("PatientID", "") or ""),
-                       study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""))
-        row.update(rows=film.rows, cols=film.cols, spacing_mm=list(film.spacing) if film.spacing else None,
-                   spacing_source=film.spacing_source, calibrated=film.calibrated)
+            row.update(
+                patient_id=str(film.dataset.get("PatientID", "") or ""),
+                study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""),
+            )
+        row.update(
+            rows=film.rows,
+            cols=film.cols,
+            spacing_mm=list(film.spacing) if film.spacing else None,
+            spacing_source=film.spacing_source,
+            calibrated=film.calibrated,
+        )
         targets = planned_outputs(self.prefix, film, options.formats)
         if not options.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
-                row.update(status="skipped", outputs=[str(p) for p in targets.values()],
-                           notes=["all outputs exist from an earlier run: skipped (--overwrite redoes them)"])
+                row.update(
+                    status="skipped",
+                    outputs=[str(p) for p in targets.values()],
+                    notes=["all outputs exist from an earlier run: skipped (--overwrite redoes them)"],
+                )
                 self.done = True
                 return
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
@@ -312,8 +342,11 @@ class _Job:
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
         if masks.qc != QC_OK and options.qc_fail:
-            raise QualityCheckError(f"quality check failed ({'; '.join(row['qc_reasons'])})", self.path,
-                                    "No outputs written (--qc-fail); run without --qc-fail to keep them.")
+            raise QualityCheckError(
+                f"quality check failed ({'; '.join(row['qc_reasons'])})",
+                self.path,
+                "No outputs written (--qc-fail); run without --qc-fail to keep them.",
+            )
         self.masks = masks
 
     def _write(self, segmenter, options: PredictOptions) -> None:
@@ -345,16 +378,22 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     """The files a film will produce (SEG only for DICOM films)."""
-    names = {"seg": "_seg.dcm", "png": "_lungs.png", "nifti": "_labels.nii.gz", "overlay": "_overlay.png",
-             "mha": "_labels.mha"}
+    names = {
+        "seg": "_seg.dcm",
+        "png": "_lungs.png",
+        "nifti": "_labels.nii.gz",
+        "overlay": "_overlay.png",
+        "mha": "_labels.mha",
+    }
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
         targets.pop("seg", None)
     return targets
 
 
-def write_outputs(film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions,
-                  segmenter=None) -> list[Path]:
+def write_outputs(
+    film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions, segmenter=None
+) -> list[Path]:
     """Write the requested files for one film, concurrently (compression releases the GIL).
 
     Each file is written atomically; if one writer fails, the others still
@@ -368,18 +407,26 @@ def write_outputs(film, masks, targets: dict[str, Path], model_version: str, opt
 
     def seg_writer(path):
         with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
-            return write_dicom_seg(film, masks.labels, path, model_version=model_version,
-                                   options=seg_options(segmenter, masks, options), transfer_syntax=options.seg_syntax,
-                                   overwrite=options.overwrite, lungs=masks.convention,
-                                   series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons))
+            return write_dicom_seg(
+                film,
+                masks.labels,
+                path,
+                model_version=model_version,
+                options=seg_options(segmenter, masks, options),
+                transfer_syntax=options.seg_syntax,
+                overwrite=options.overwrite,
+                lungs=masks.convention,
+                series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
+            )
 
     writers = {
         "seg": seg_writer,
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
-        "overlay": lambda path: write_overlay(path, film.pixels, masks.labels, overlay_lines(film, masks),
-                                              options.overwrite),
+        "overlay": lambda path: write_overlay(
+            path, film.pixels, masks.labels, overlay_lines(film, masks), options.overwrite
+        ),
     }
     kinds = [kind for kind in FORMATS if kind in targets]
     with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
@@ -421,8 +468,12 @@ def overlay_lines(film, masks) -> list[str]:
 def _areas(masks) -> dict:
     fixed = masks.orientation_check.endswith("fixed")
     how = " (detected)" if fixed else " (assumed)" if masks.orientation_assumed else ""
-    row = {"orientation": "\\".join(masks.orientation) + how,
-           "orientation_check": masks.orientation_check, "empty_lungs": masks.empty, "lungs": masks.convention}
+    row = {
+        "orientation": "\\".join(masks.orientation) + how,
+        "orientation_check": masks.orientation_check,
+        "empty_lungs": masks.empty,
+        "lungs": masks.convention,
+    }
     if masks.areas_cm2:
         row.update({f"{k}_cm2": round(v, 3) for k, v in masks.areas_cm2.items()})
     row.update({f"{k}_px": int(v) for k, v in masks.areas_px.items()})  # every film, calibrated or not
@@ -455,4 +506,4 @@ def _film_suffix(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".nii.gz"):
         return ".nii.gz"
-    return "" if "." not in name else name[name.rfind("."):]
+    return "" if "." not in name else name[name.rfind(".") :]

@@ -99,7 +99,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in names}
         for key in ("features", "intensity_percentiles", "conventions"):
@@ -107,8 +107,15 @@ class TrainConfig:
                 values[key] = tuple(values[key])
         return cls(**values)
 
-    def plan(self, conventions) -> "ModelPlan":
+    def plan(self, conventions) -> ModelPlan:
         """The :class:`~medlung.plans.ModelPlan` of a model trained with these settings (sigmoid head)."""
-        return ModelPlan(network=self.network, features=tuple(self.features), working_spacing=self.working_spacing,
-                         roi_size=self.roi_size, intensity_percentiles=tuple(self.intensity_percentiles),
-                         head="sigmoid", conventions=tuple(conventions), overlap=self.overlap)
+        return ModelPlan(
+            network=self.network,
+            features=tuple(self.features),
+            working_spacing=self.working_spacing,
+            roi_size=self.roi_size,
+            intensity_percentiles=tuple(self.intensity_percentiles),
+            head="sigmoid",
+            conventions=tuple(conventions),
+            overlap=self.overlap,
+        )

@@ -41,8 +41,18 @@ from medlung.transforms.presets import augmentation_transforms, partial_label_tr
 from medlung.writers.atomic import write_atomically
 
 METRIC_COLUMNS = (
-    "epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou",
-    "val_dice_field", "val_dice_anatomical", "lr", "seconds", "images_per_s"
+    "epoch",
+    "train_loss",
+    "train_dice",
+    "train_iou",
+    "val_loss",
+    "val_dice",
+    "val_iou",
+    "val_dice_field",
+    "val_dice_anatomical",
+    "lr",
+    "seconds",
+    "images_per_s",
 )
 
 
@@ -79,8 +89,11 @@ class Trainer:
             raise RunExistsError("is a file, not a run folder", self.run, "Give -o a folder (it is created).")
         exists = self.run.exists() and any(self.run.iterdir())
         if self.rank == 0 and exists and not (resume or overwrite):  # other ranks may see rank 0's files
-            raise RunExistsError("run folder exists and is not empty", self.run,
-                                "Use --resume to continue it, --overwrite to replace it, or another -o.")
+            raise RunExistsError(
+                "run folder exists and is not empty",
+                self.run,
+                "Use --resume to continue it, --overwrite to replace it, or another -o.",
+            )
         self.resume = resume
         self.device = resolve_device(config.device)
         if self.world > 1 and self.device.type == "cuda":
@@ -93,8 +106,9 @@ class Trainer:
         c = self.config
         datalist = find_datalist(c.data)
         if not datalist.has_split or not datalist.parts["validation"]:
-            datalist = split_datalist(datalist, seed=c.seed,
-                                      fractions=(1 - 2 * c.val_fraction, c.val_fraction, c.val_fraction))
+            datalist = split_datalist(
+                datalist, seed=c.seed, fractions=(1 - 2 * c.val_fraction, c.val_fraction, c.val_fraction)
+            )
         if c.limit:
             for part in datalist.parts:
                 datalist.parts[part] = datalist.parts[part][: c.limit]
@@ -104,18 +118,24 @@ class Trainer:
             for line in datalist.problems:
                 self.log(f"  - {line}")
             if c.strict:
-                raise TrainingError(f"{len(datalist.problems)} unusable film(s) and --strict was given", c.data,
-                                    "Fix or remove the files listed above, or drop --strict.")
+                raise TrainingError(
+                    f"{len(datalist.problems)} unusable film(s) and --strict was given",
+                    c.data,
+                    "Fix or remove the files listed above, or drop --strict.",
+                )
         if not datalist.parts["training"] or not datalist.parts["validation"]:
-            raise TrainingError("no usable training or validation films", c.data,
-                                "Check the layout and the problems listed above.")
+            raise TrainingError(
+                "no usable training or validation films", c.data, "Check the layout and the problems listed above."
+            )
         return datalist
 
     def plan_for(self, datalist: Datalist) -> ModelPlan:
         """The model plan: the configured conventions, or those the training and validation masks follow."""
         conventions = self.config.conventions
         if not conventions:
-            found = {e.get("lungs") or DEFAULT_CONVENTION for p in ("training", "validation") for e in datalist.parts[p]}
+            found = {
+                e.get("lungs") or DEFAULT_CONVENTION for p in ("training", "validation") for e in datalist.parts[p]
+            }
             conventions = tuple(c for c in CONVENTIONS if c in found)
         return self.config.plan(conventions)
 
@@ -148,10 +168,15 @@ class Trainer:
             self.log(warm_start(model, plan, c.init))
         model = model.to(self.device)
         preprocessing = partial_label_transforms(plan)
-        augmentation = Compose([augmentation_transforms((c.roi_size, c.roi_size), keys=("image", "label", "weight")),
-                                sick_film_transforms(plan, c.sick_film_prob)])
-        train_ds = CacheDataset(datalist.parts["training"], Compose([preprocessing, augmentation]),
-                                progress=False, num_workers=0)
+        augmentation = Compose(
+            [
+                augmentation_transforms((c.roi_size, c.roi_size), keys=("image", "label", "weight")),
+                sick_film_transforms(plan, c.sick_film_prob),
+            ]
+        )
+        train_ds = CacheDataset(
+            datalist.parts["training"], Compose([preprocessing, augmentation]), progress=False, num_workers=0
+        )
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
         sampler = None
         if distributed:
@@ -173,10 +198,12 @@ class Trainer:
             start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         if main:
             _write_json(self.run / "config.json", self._config_record(datalist, model))
-            self.log(f"{datalist.source}: {len(train_ds)} training, {len(val_ds)} validation films; "
-                     f"{c.network} {count_parameters(model):,} parameters on {self.device} "
-                     f"({'bf16' if self.dtype else 'fp32'}), working spacing {c.working_spacing} mm, roi {c.roi_size}, "
-                     f"conventions {', '.join(plan.conventions)}")
+            self.log(
+                f"{datalist.source}: {len(train_ds)} training, {len(val_ds)} validation films; "
+                f"{c.network} {count_parameters(model):,} parameters on {self.device} "
+                f"({'bf16' if self.dtype else 'fp32'}), working spacing {c.working_spacing} mm, roi {c.roi_size}, "
+                f"conventions {', '.join(plan.conventions)}"
+            )
 
         for epoch in range(start_epoch, c.epochs + 1):
             started = time.perf_counter()
@@ -185,8 +212,15 @@ class Trainer:
             generator = torch.Generator().manual_seed(c.seed + epoch)
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            loader = DataLoader(train_ds, batch_size=c.batch_size, shuffle=sampler is None, sampler=sampler,
-                                generator=generator, num_workers=c.num_workers, drop_last=False)
+            loader = DataLoader(
+                train_ds,
+                batch_size=c.batch_size,
+                shuffle=sampler is None,
+                sampler=sampler,
+                generator=generator,
+                num_workers=c.num_workers,
+                drop_last=False,
+            )
             train = self._train_epoch(net, loader, optimizer, scheduler, loss_fn, epoch)
             train_seconds = time.perf_counter() - started
             row = {"epoch": epoch, **train}
@@ -205,11 +239,13 @@ class Trainer:
                     self._save(self.run / "best.pt", model, optimizer, scheduler, epoch, best, history)
                 self._save(self.run / "last.pt", model, optimizer, scheduler, epoch, best, history)
                 _write_metrics(self.run / "metrics.csv", history)
-                self.log(f"epoch {epoch}/{c.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                         f"val Dice {row['val_dice']:.4f} ("
-                         + ", ".join(f"{c} {row[f'val_dice_{c}']:.4f}" for c in self.plan.conventions)
-                         + f")  IoU {row['val_iou']:.4f}  {row['seconds']:.0f}s  "
-                         f"{row['images_per_s']:.1f} img/s{'  *best*' if improved else ''}")
+                self.log(
+                    f"epoch {epoch}/{c.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+                    f"val Dice {row['val_dice']:.4f} ("
+                    + ", ".join(f"{c} {row[f'val_dice_{c}']:.4f}" for c in self.plan.conventions)
+                    + f")  IoU {row['val_iou']:.4f}  {row['seconds']:.0f}s  "
+                    f"{row['images_per_s']:.1f} img/s{'  *best*' if improved else ''}"
+                )
             if distributed:
                 torch.distributed.barrier()
             if stop_after is not None and epoch >= stop_after:
@@ -246,8 +282,12 @@ class Trainer:
             images += image.shape[0]
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-        return {"train_loss": float(np.mean(losses)), "train_dice": float(np.mean(dices)),
-                "train_iou": float(np.mean(ious)), "images": images}
+        return {
+            "train_loss": float(np.mean(losses)),
+            "train_dice": float(np.mean(dices)),
+            "train_iou": float(np.mean(ious)),
+            "images": images,
+        }
 
     def evaluate_part(self, model, dataset, loss_fn) -> dict:
         """Loss, Dice and IoU (working grid, whole films, sliding window) over ``dataset``.
@@ -269,13 +309,22 @@ class Trainer:
             ious.append(iou)
             per_convention[self.plan.conventions[channel]].append(dice)
         means = {f"dice_{c}": float(np.mean(v)) for c, v in per_convention.items() if v}
-        return {"loss": float(np.mean(losses)), "dice": float(np.mean(list(means.values()))),
-                "iou": float(np.mean(ious)), **means, "dice_per_film": dices}
+        return {
+            "loss": float(np.mean(losses)),
+            "dice": float(np.mean(list(means.values()))),
+            "iou": float(np.mean(ious)),
+            **means,
+            "dice_per_film": dices,
+        }
 
     def _validate(self, model, val_ds, loss_fn) -> dict:
         result = self.evaluate_part(model, val_ds, loss_fn)
-        return {"val_loss": result["loss"], "val_dice": result["dice"], "val_iou": result["iou"],
-                **{f"val_dice_{c}": result.get(f"dice_{c}", float("nan")) for c in CONVENTIONS}}
+        return {
+            "val_loss": result["loss"],
+            "val_dice": result["dice"],
+            "val_iou": result["iou"],
+            **{f"val_dice_{c}": result.get(f"dice_{c}", float("nan")) for c in CONVENTIONS},
+        }
 
     def _finish(self, model, datalist, loss_fn, history, best) -> dict:
         from medlung.training.plots import plot_curves, plot_samples
@@ -300,8 +349,10 @@ class Trainer:
             "images_per_s": float(np.mean([r["images_per_s"] for r in history])),
         }
         _write_json(self.run / "summary.json", summary)
-        self.log(f"best val Dice {best['val_dice']:.4f} at epoch {best['epoch']}"
-                 + (f"; test Dice {test['dice']:.4f} IoU {test['iou']:.4f}" if test else ""))
+        self.log(
+            f"best val Dice {best['val_dice']:.4f} at epoch {best['epoch']}"
+            + (f"; test Dice {test['dice']:.4f} IoU {test['iou']:.4f}" if test else "")
+        )
         return summary
 
     def _save(self, path, model, optimizer, scheduler, epoch, best, history) -> None:
@@ -315,8 +366,11 @@ class Trainer:
             "config": self.config.to_dict(),
             "plan": self.plan.to_dict(),
             "network": self.plan.network_def(),
-            "preprocessing": {"working_spacing": self.plan.working_spacing, "roi_size": self.plan.roi_size,
-                              "intensity_percentiles": list(self.plan.intensity_percentiles)},
+            "preprocessing": {
+                "working_spacing": self.plan.working_spacing,
+                "roi_size": self.plan.roi_size,
+                "intensity_percentiles": list(self.plan.intensity_percentiles),
+            },
             "medlung_version": __version__,
         }
         # not write_atomically: torch names the archive inside the file after the file it saves to ("best", "last"),
@@ -335,8 +389,12 @@ class Trainer:
             "world_size": self.world,
             "parameters": count_parameters(model),
             "plan": self.plan.to_dict(),
-            "versions": {"medlung": __version__, "monai": monai.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__},
+            "versions": {
+                "medlung": __version__,
+                "monai": monai.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+            },
             "data_summary": datalist.summary(),
             "problems": datalist.problems,
         }
@@ -363,7 +421,6 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
             writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             for row in history:
-                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                                 for k in METRIC_COLUMNS})
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
 
     write_atomically(path, write, overwrite=True)

@@ -30,8 +30,9 @@ class PartialLabelLoss(torch.nn.Module):
         self.dice_weight = dice_weight
         self.smooth = smooth
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                own: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, own: torch.Tensor
+    ) -> torch.Tensor:
         """Loss of a batch.
 
         Parameters

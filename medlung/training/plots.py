@@ -28,8 +28,9 @@ def plot_curves(path: Path, history: list[dict], test: dict | None, best_epoch: 
             elif test is not None:
                 ax.axhline(test[metric], color="C2", linestyle="--")
                 ax.plot([best_epoch], [test[metric]], marker="o", color="C2")
-                ax.annotate(f"{test[metric]:.4f}", (best_epoch, test[metric]), textcoords="offset points",
-                            xytext=(5, 5))
+                ax.annotate(
+                    f"{test[metric]:.4f}", (best_epoch, test[metric]), textcoords="offset points", xytext=(5, 5)
+                )
             else:
                 ax.text(0.5, 0.5, "no test split", ha="center", va="center", transform=ax.transAxes)
             if best_epoch and prefix is not None:

@@ -35,8 +35,10 @@ def warm_start(model: torch.nn.Module, plan: ModelPlan, source) -> str:
     old_model, spec = load_model(source, "cpu")
     old_plan = spec.plan
     if (old_plan.network, old_plan.features) != (plan.network, plan.features):
-        raise ValueError(f"--init model is {old_plan.network} {list(old_plan.features)}, but this run trains "
-                         f"{plan.network} {list(plan.features)}; give matching --network/--features.")
+        raise ValueError(
+            f"--init model is {old_plan.network} {list(old_plan.features)}, but this run trains "
+            f"{plan.network} {list(plan.features)}; give matching --network/--features."
+        )
     old_state, new_state = old_model.state_dict(), model.state_dict()
     head_change = old_plan.head == "softmax" and plan.head == "sigmoid"
     copied, converted = 0, []
@@ -44,8 +46,12 @@ def warm_start(model: torch.nn.Module, plan: ModelPlan, source) -> str:
         old = old_state.get(name)
         if old is None:
             continue
-        if head_change and old.shape[0] == old_plan.out_channels and tensor.shape[0] == plan.out_channels \
-                and old.shape[1:] == tensor.shape[1:]:
+        if (
+            head_change
+            and old.shape[0] == old_plan.out_channels
+            and tensor.shape[0] == plan.out_channels
+            and old.shape[1:] == tensor.shape[1:]
+        ):
             # the output layer (the only one as narrow as the classes): lung minus background per convention
             margin = old[1] - old[0]
             new_state[name] = margin.expand(plan.out_channels, *margin.shape).clone()

@@ -12,10 +12,10 @@ from medlung.transforms.working_grid import (
 )
 
 __all__ = [
+    "NOMINAL_FIELD_MM",
     "LoadFilm",
     "LoadFilmd",
     "LoadMaskd",
-    "NOMINAL_FIELD_MM",
     "ToStandardDisplay",
     "ToStandardDisplayd",
     "ToWorkingGrid",

@@ -18,7 +18,7 @@ channel(s) the film fully supervises (used for Dice terms and metrics).
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ from monai.transforms import MapTransform
 from medlung.plans import CONVENTIONS
 
 
-def partial_targets(mask: np.ndarray, lungs: str, conventions: Sequence[str],
-                    ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def partial_targets(
+    mask: np.ndarray, lungs: str, conventions: Sequence[str], ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets, weights and own-channel flags of one film for a model with ``conventions``.
 
     Parameters
@@ -54,7 +55,7 @@ def partial_targets(mask: np.ndarray, lungs: str, conventions: Sequence[str],
         raise ValueError(f"lungs must be one of {', '.join(CONVENTIONS)}; got {lungs!r}.")
     lung = np.asarray(mask) > 0
     keep = np.ones(lung.shape, bool) if ignore is None else ~(np.asarray(ignore) > 0)
-    target = np.zeros((len(conventions),) + lung.shape, np.float32)
+    target = np.zeros((len(conventions), *lung.shape), np.float32)
     weight = np.zeros_like(target)
     own = np.zeros(len(conventions), np.float32)
     for c, convention in enumerate(conventions):
@@ -83,8 +84,15 @@ class PartialLabelTargetd(MapTransform):
         Keys written.
     """
 
-    def __init__(self, conventions: Sequence[str], label_key: str = "label", lungs_key: str = "lungs",
-                 ignore_key: str = "ignore", weight_key: str = "weight", own_key: str = "own") -> None:
+    def __init__(
+        self,
+        conventions: Sequence[str],
+        label_key: str = "label",
+        lungs_key: str = "lungs",
+        ignore_key: str = "ignore",
+        weight_key: str = "weight",
+        own_key: str = "own",
+    ) -> None:
         super().__init__([label_key])
         self.conventions = tuple(conventions)
         self.label_key, self.lungs_key, self.ignore_key = label_key, lungs_key, ignore_key

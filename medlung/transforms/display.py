@@ -15,7 +15,7 @@ the labels back on the stored grid. Both doors (the Segmenter and the bundle's
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
@@ -45,8 +45,9 @@ class ToStandardDisplay(Transform):
         meta = {k: v for k, v in image.meta.items() if k != "affine"}
         stored_orientation = meta.get("orientation")
         display = display_transform(stored_orientation) if display is None else display
-        meta.update(display=(display.transpose, display.flip_rows, display.flip_cols),
-                    stored_orientation=stored_orientation)
+        meta.update(
+            display=(display.transpose, display.flip_rows, display.flip_cols), stored_orientation=stored_orientation
+        )
         if display.identity:
             return MetaTensor(image.as_tensor(), affine=image.affine, meta=meta)
         pixels = image.as_tensor()
@@ -60,8 +61,11 @@ class ToStandardDisplay(Transform):
         affine = torch.eye(3, dtype=torch.float64)
         if meta.get("spacing_known") and spacing is not None:
             affine[0, 0], affine[1, 1] = spacing
-        meta.update(spacing_mm=spacing, spatial_shape=np.array(display.display_shape(image.shape[-2:])),
-                    orientation=STANDARD_DISPLAY if stored_orientation else None)
+        meta.update(
+            spacing_mm=spacing,
+            spatial_shape=np.array(display.display_shape(image.shape[-2:])),
+            orientation=STANDARD_DISPLAY if stored_orientation else None,
+        )
         return MetaTensor(pixels.contiguous(), affine=affine, meta=meta)
 
 

@@ -11,7 +11,7 @@ films look alike to the network.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from monai.transforms import (
     Compose,
@@ -38,15 +38,20 @@ from medlung.transforms.working_grid import ToWorkingGridd
 INTENSITY_PERCENTILES = DEFAULT_INTENSITY_PERCENTILES
 
 
-def intensity_transform(keys: str | Sequence[str] = "image",
-                        percentiles: Sequence[float] = INTENSITY_PERCENTILES) -> ScaleIntensityRangePercentilesd:
+def intensity_transform(
+    keys: str | Sequence[str] = "image", percentiles: Sequence[float] = INTENSITY_PERCENTILES
+) -> ScaleIntensityRangePercentilesd:
     """Robust per-film scaling to [0, 1] (clipped) between two film percentiles."""
     low, high = percentiles
     return ScaleIntensityRangePercentilesd(keys, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
 
 
-def inference_transforms(plan: ModelPlan, keys: str | Sequence[str] = "image",
-                         spacing: str | float | Sequence[float] | None = None, display_key: str = "display") -> Compose:
+def inference_transforms(
+    plan: ModelPlan,
+    keys: str | Sequence[str] = "image",
+    spacing: str | float | Sequence[float] | None = None,
+    display_key: str = "display",
+) -> Compose:
     """The chain before the network, from a model's plan: load, standard display, working grid, intensity.
 
     Parameters
@@ -72,12 +77,14 @@ def inference_transforms(plan: ModelPlan, keys: str | Sequence[str] = "image",
         ``native_spacing`` (of the film in the standard display), ``orientation`` (after the display step),
         ``display`` and ``stored_orientation`` for :func:`medlung.inference.native_grid.native_labels`.
     """
-    return Compose([
-        LoadFilmd(keys, spacing=spacing),
-        ToStandardDisplayd(keys, display_key),
-        ToWorkingGridd(keys, plan.working_spacing),
-        intensity_transform(keys, plan.intensity_percentiles),
-    ])
+    return Compose(
+        [
+            LoadFilmd(keys, spacing=spacing),
+            ToStandardDisplayd(keys, display_key),
+            ToWorkingGridd(keys, plan.working_spacing),
+            intensity_transform(keys, plan.intensity_percentiles),
+        ]
+    )
 
 
 def partial_label_transforms(plan: ModelPlan) -> Compose:
@@ -94,7 +101,7 @@ def partial_label_transforms(plan: ModelPlan) -> Compose:
             PartialLabelTargetd(plan.conventions),
             ToWorkingGridd(keys, plan.working_spacing, mode=["linear", "nearest", "nearest"], reference_key="image"),
             intensity_transform("image", plan.intensity_percentiles),
-            EnsureTyped(keys + ["own"], track_meta=False),
+            EnsureTyped([*keys, "own"], track_meta=False),
         ]
     )
 

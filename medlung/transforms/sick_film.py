@@ -19,7 +19,7 @@ the film is never mirrored (right and left would swap).
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
@@ -44,8 +44,14 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         mm per working pixel (sizes below are in mm).
     """
 
-    def __init__(self, image_key: str = "image", label_key: str = "label", weight_key: str = "weight",
-                 prob: float = 0.5, working_spacing: float = 2.0) -> None:
+    def __init__(
+        self,
+        image_key: str = "image",
+        label_key: str = "label",
+        weight_key: str = "weight",
+        prob: float = 0.5,
+        working_spacing: float = 2.0,
+    ) -> None:
         MapTransform.__init__(self, [image_key])
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key, self.weight_key = image_key, label_key, weight_key
@@ -88,9 +94,10 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         bright = float(np.percentile(film, 97))
         for _ in range(r.randint(1, 4)):
             i = r.randint(len(rows))
-            sigma = r.uniform(12, 50) / self.mm                                  # 12-50 mm
-            blob = np.exp(-(((yy - rows[i]) / (sigma * r.uniform(0.6, 1.4))) ** 2
-                            + ((xx - cols[i]) / sigma) ** 2) / 2).astype(np.float32)
+            sigma = r.uniform(12, 50) / self.mm  # 12-50 mm
+            blob = np.exp(
+                -(((yy - rows[i]) / (sigma * r.uniform(0.6, 1.4))) ** 2 + ((xx - cols[i]) / sigma) ** 2) / 2
+            ).astype(np.float32)
             texture = 0.6 + 0.4 * self._smooth_noise(film.shape, r.uniform(1.5, 4))
             alpha = r.uniform(0.3, 0.85) * blob * texture
             film = film + alpha * (bright * r.uniform(0.85, 1.05) - film)
@@ -102,12 +109,14 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         if count == 0:
             return film
         sizes = ndimage.sum(lung, labelled, range(1, count + 1))
-        side = labelled == (1 + int(np.argsort(sizes)[-min(2, count):][r.randint(min(2, count))]))
+        side = labelled == (1 + int(np.argsort(sizes)[-min(2, count) :][r.randint(min(2, count))]))
         rows = np.nonzero(side.any(axis=1))[0]
         top, bottom = rows[0], rows[-1]
         start = bottom - r.uniform(0.2, 0.5) * (bottom - top)
         ramp = np.clip((np.arange(film.shape[0], dtype=np.float32) - start) / max(bottom - start, 1), 0, 1)[:, None]
-        region = ndimage.gaussian_filter(ndimage.binary_dilation(side, iterations=3).astype(np.float32), 4 / self.mm * 3)
+        region = ndimage.gaussian_filter(
+            ndimage.binary_dilation(side, iterations=3).astype(np.float32), 4 / self.mm * 3
+        )
         alpha = r.uniform(0.4, 0.9) * ramp * region
         bright = float(np.percentile(film, 95))
         return film + alpha * (bright - film)
@@ -118,7 +127,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         for _ in range(r.randint(1, 4)):
             p0, p1, p2 = (np.array([r.uniform(0, h), r.uniform(0, w)]) for _ in range(3))
             t = np.linspace(0, 1, 4 * (h + w))[:, None]
-            curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+            curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
             canvas = np.zeros_like(film)
             ri, ci = np.clip(curve[:, 0].astype(int), 0, h - 1), np.clip(curve[:, 1].astype(int), 0, w - 1)
             canvas[ri, ci] = 1.0
@@ -141,7 +150,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
     def _text(self, film: np.ndarray) -> np.ndarray:
         r = self.R
         h, w = film.shape
-        char = max(2, int(round(r.uniform(4, 9) / self.mm)))
+        char = max(2, round(r.uniform(4, 9) / self.mm))
         n = r.randint(3, 10)
         top = r.choice([r.randint(0, max(1, h // 8)), r.randint(h - h // 8 - char, h - char)])
         left = r.choice([r.randint(0, max(1, w // 8)), r.randint(max(1, w - w // 3), max(2, w - n * char))])
@@ -149,8 +158,8 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
             glyph = r.rand(char, char) < 0.45
             y, x = int(top), int(left) + k * (char + 1)
             if 0 <= y and y + char <= h and 0 <= x and x + char <= w:
-                patch = film[y:y + char, x:x + char]
-                film[y:y + char, x:x + char] = np.where(glyph, 1.0, patch)
+                patch = film[y : y + char, x : x + char]
+                film[y : y + char, x : x + char] = np.where(glyph, 1.0, patch)
         return film
 
 

@@ -14,7 +14,7 @@ mode ``"area"``); upsampling is bilinear. Label maps use nearest neighbour.
 from __future__ import annotations
 
 import math
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,7 @@ def working_shape(
         The native spacing used (given or nominal), mm.
     """
     used = tuple(float(s) for s in spacing) if spacing is not None else nominal_spacing(shape)
-    target = tuple(max(1, int(round(n * s / working_spacing))) for n, s in zip(shape, used))
+    target = tuple(max(1, round(n * s / working_spacing)) for n, s in zip(shape, used))
     return target, used  # type: ignore[return-value]
 
 

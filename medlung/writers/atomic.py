@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from medlung.errors import OutputExistsError
 
@@ -25,8 +25,9 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite: bool = False,
-                     durable: bool = False) -> Path:
+def write_atomically(
+    path: str | Path, write: Callable[[Path], None], overwrite: bool = False, durable: bool = False
+) -> Path:
     """Call ``write(temporary_path)`` and move the result to ``path``.
 
     Parameters
@@ -61,8 +62,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], overwrite:
             try:
                 os.link(temporary, path)  # fails if the file appeared meanwhile
             except FileExistsError:
-                raise OutputExistsError("already exists", path,
-                                        "Use --overwrite to replace it, or choose another -o.") from None
+                raise OutputExistsError(
+                    "already exists", path, "Use --overwrite to replace it, or choose another -o."
+                ) from None
             except OSError:  # file systems without hard links
                 check_writable(path, overwrite=False)
                 os.replace(temporary, path)

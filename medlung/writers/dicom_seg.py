@@ -101,8 +101,8 @@ from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
 from medlung.writers.atomic import write_atomically
 
 __all__ = [
-    "LABEL_NAMES",
     "DEFAULT_SEG_SYNTAX",
+    "LABEL_NAMES",
     "SEG_SERIES_NUMBER_OFFSET",
     "SEG_SYNTAXES",
     "choose_transfer_syntax",
@@ -156,18 +156,35 @@ _REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "S
 # type 2C ones of an animal patient), with the issuer that qualifies the Patient ID. highdicom also copies
 # type 3 attributes of the Patient and Patient Study modules (other IDs and names, comments, age, size,
 # weight, history, occupation, ...); the standard does not require them, so they are dropped.
-_PATIENT_KEPT = frozenset({
-    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "PatientBirthDate",
-    "PatientSex", "PatientSpeciesDescription", "PatientSpeciesCodeSequence", "PatientBreedDescription",
-    "PatientBreedCodeSequence", "BreedRegistrationSequence", "ResponsiblePerson", "ResponsiblePersonRole",
-    "ResponsibleOrganization",
-})
+_PATIENT_KEPT = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "IssuerOfPatientIDQualifiersSequence",
+        "PatientBirthDate",
+        "PatientSex",
+        "PatientSpeciesDescription",
+        "PatientSpeciesCodeSequence",
+        "PatientBreedDescription",
+        "PatientBreedCodeSequence",
+        "BreedRegistrationSequence",
+        "ResponsiblePerson",
+        "ResponsiblePersonRole",
+        "ResponsibleOrganization",
+    }
+)
 # Further people named by the film that no SEG module requires (General Study keeps the type 2
 # Referring Physician's Name).
 _OPTIONAL_PEOPLE = (
-    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "ReferringPhysicianIdentificationSequence",
-    "ConsultingPhysicianName", "ConsultingPhysicianIdentificationSequence", "AdmittingDiagnosesDescription",
+    "PhysiciansOfRecord",
+    "PhysiciansOfRecordIdentificationSequence",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansReadingStudyIdentificationSequence",
+    "ReferringPhysicianIdentificationSequence",
+    "ConsultingPhysicianName",
+    "ConsultingPhysicianIdentificationSequence",
+    "AdmittingDiagnosesDescription",
     "AdmittingDiagnosesCodeSequence",
 )
 
@@ -361,8 +378,18 @@ def write_dicom_seg(
         # ("Anonymized") is the source's, valid DICOM, and not ours to fix.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
         seg = _segmentation(
-            hd, source, labels, descriptions, uids, int(series_number), int(instance_number), model_version,
-            content_creator, content_label, syntax, series_description,
+            hd,
+            source,
+            labels,
+            descriptions,
+            uids,
+            int(series_number),
+            int(instance_number),
+            model_version,
+            content_creator,
+            content_label,
+            syntax,
+            series_description,
         )
     _add_projection_geometry(hd, seg, display_spacing(source))
     # Projection radiographs have no Image Plane module, so General Image's
@@ -396,8 +423,18 @@ def _drop_optional_identifiers(seg) -> None:
 
 
 def _segmentation(
-    hd, source, labels, descriptions, uids, series_number, instance_number, model_version,
-    content_creator, content_label, syntax, series_description,
+    hd,
+    source,
+    labels,
+    descriptions,
+    uids,
+    series_number,
+    instance_number,
+    model_version,
+    content_creator,
+    content_label,
+    syntax,
+    series_description,
 ):
     """The highdicom Segmentation object (arguments as in :func:`write_dicom_seg`)."""
     return hd.seg.Segmentation(

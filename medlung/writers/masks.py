@@ -47,12 +47,12 @@ def write_lungs_png(path: str | Path, labels: np.ndarray, spacing: Spacing | Non
         Replace an existing file.
     """
     mask = (labels > 0).view(np.uint8) * np.uint8(255)  # uint8 throughout: no 8-byte-per-pixel temporary
-    return write_atomically(path, lambda tmp: save_png(tmp, mask, spacing, MASK_ZLIB_LEVEL, MASK_ZLIB_STRATEGY),
-                            overwrite)
+    return write_atomically(
+        path, lambda tmp: save_png(tmp, mask, spacing, MASK_ZLIB_LEVEL, MASK_ZLIB_STRATEGY), overwrite
+    )
 
 
-def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | None,
-                       overwrite: bool = False) -> Path:
+def write_labels_nifti(path: str | Path, labels: np.ndarray, spacing: Spacing | None, overwrite: bool = False) -> Path:
     """Write a label map (0 background, 1 right lung, 2 left lung) as ``.nii.gz`` with its spacing.
 
     Parameters
@@ -100,7 +100,7 @@ def _column_major_blocks(array: np.ndarray, tile: int = _TILE):
     for left in range(0, cols, tile):
         band = np.empty((min(tile, cols - left), rows), array.dtype)
         for top in range(0, rows, tile):
-            band[:, top:top + tile] = array[top:top + tile, left:left + tile].T
+            band[:, top : top + tile] = array[top : top + tile, left : left + tile].T
         yield band
 
 

@@ -37,8 +37,7 @@ def overlay_picture(pixels: np.ndarray, labels: np.ndarray, lines: list[str], ma
     size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
     # shrink first (a box reduction by a whole factor, then bilinear: reducing_gap), then window on the picture's
     # own pixels: a full-resolution film is 5x more pixels to sort
-    shrunk = np.asarray(Image.fromarray(np.asarray(pixels, np.float32)).resize(size, Image.BILINEAR,
-                                                                                 reducing_gap=2.0))
+    shrunk = np.asarray(Image.fromarray(np.asarray(pixels, np.float32)).resize(size, Image.BILINEAR, reducing_gap=2.0))
     low, high = np.percentile(shrunk, (0.5, 99.5))
     grey = (np.clip((shrunk - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
     small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(size, Image.NEAREST))
@@ -69,8 +68,9 @@ def overlay_picture(pixels: np.ndarray, labels: np.ndarray, lines: list[str], ma
     return picture
 
 
-def write_overlay(path: str | Path, pixels: np.ndarray, labels: np.ndarray, lines: list[str],
-                  overwrite: bool = False) -> Path:
+def write_overlay(
+    path: str | Path, pixels: np.ndarray, labels: np.ndarray, lines: list[str], overwrite: bool = False
+) -> Path:
     """Write :func:`overlay_picture` as a PNG (``<stem>_overlay.png``)."""
     data = png_rgb_bytes(np.asarray(overlay_picture(pixels, labels, lines)))
     return write_atomically(path, lambda tmp: tmp.write_bytes(data), overwrite)
@@ -101,8 +101,12 @@ def png_rgb_bytes(rgb: np.ndarray, level: int = OVERLAY_PNG_LEVEL) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", cols, rows, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, adaptive filters, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(lines, level))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(lines, level))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _eroded(mask: np.ndarray) -> np.ndarray:

@@ -11,13 +11,41 @@ from pathlib import Path
 from medlung.writers.atomic import write_atomically
 
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
-COLUMNS = ("file", "status", "rows", "cols", "spacing_mm", "spacing_source", "lungs", "right_cm2", "left_cm2",
-           "total_cm2", "right_px", "left_px", "total_px", "qc", "qc_reasons", "seconds", "error", "calibrated",
-           "orientation", "orientation_check", "empty_lungs", "outputs", "notes")
+COLUMNS = (
+    "file",
+    "status",
+    "rows",
+    "cols",
+    "spacing_mm",
+    "spacing_source",
+    "lungs",
+    "right_cm2",
+    "left_cm2",
+    "total_cm2",
+    "right_px",
+    "left_px",
+    "total_px",
+    "qc",
+    "qc_reasons",
+    "seconds",
+    "error",
+    "calibrated",
+    "orientation",
+    "orientation_check",
+    "empty_lungs",
+    "outputs",
+    "notes",
+)
 #: Shape of each lung (medlung.inference.measures): lengths in shape_unit (mm, or px without spacing), convex area
 #: in shape_unit², solidity 0-1.
-SHAPE_COLUMNS = ("shape_unit",) + tuple(f"{side}_{name}" for side in ("right", "left")
-                                        for name in ("height", "width", "perimeter", "convex_area", "solidity"))
+SHAPE_COLUMNS = (
+    "shape_unit",
+    *tuple(
+        f"{side}_{name}"
+        for side in ("right", "left")
+        for name in ("height", "width", "perimeter", "convex_area", "solidity")
+    ),
+)
 COLUMNS += SHAPE_COLUMNS
 #: Added only when identifiers are asked for (``--include-identifiers``).
 IDENTIFIER_COLUMNS = ("patient_id", "study_instance_uid")
@@ -114,7 +142,7 @@ class StreamingReport(Report):
         self._csv = self._json = None
         self._json_part = self.json_path.with_name(".report.json.part")
 
-    def open(self) -> "StreamingReport":
+    def open(self) -> StreamingReport:
         """Start both files (an earlier report is moved aside first unless overwriting)."""
         self.keep_earlier()
         self._csv = open(self.csv_path, "w", newline="")
@@ -145,7 +173,7 @@ class StreamingReport(Report):
             os.replace(self._json_part, self.json_path)
             self._csv = self._json = None
 
-    def __enter__(self) -> "StreamingReport":
+    def __enter__(self) -> StreamingReport:
         return self.open()
 
     def __exit__(self, *exc) -> None:

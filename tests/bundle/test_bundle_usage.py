@@ -12,20 +12,33 @@ MONAI_CONFIG_WARNING = ("parsing config_file", "workflow = create_workflow(")
 
 
 def _our_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if line.strip() and not any(part in line for part in MONAI_CONFIG_WARNING)]
+    return [
+        line for line in stderr.splitlines() if line.strip() and not any(part in line for part in MONAI_CONFIG_WARNING)
+    ]
 
 
-def test_default_output_is_under_the_working_folder_and_a_second_run_says_one_line(shipped_bundle, shared_data,
-                                                                                    tmp_path):
+def test_default_output_is_under_the_working_folder_and_a_second_run_says_one_line(
+    shipped_bundle, shared_data, tmp_path
+):
     films = tmp_path / "films"
     films.mkdir()
     shutil.copy(shared_data / "dicom" / "dx_image.dcm", films)
     work = tmp_path / "work"
     work.mkdir()
     before = sorted(p.name for p in shipped_bundle.iterdir())
-    args = ("run", "--bundle_root", shipped_bundle, "--config_file", shipped_bundle / "configs" / "inference.json",
-            "--dataset_dir", films, "--device", "cpu", "--formats", "png")
+    args = (
+        "run",
+        "--bundle_root",
+        shipped_bundle,
+        "--config_file",
+        shipped_bundle / "configs" / "inference.json",
+        "--dataset_dir",
+        films,
+        "--device",
+        "cpu",
+        "--formats",
+        "png",
+    )
     first = bundle_cli(*args, cwd=work)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (work / "eval" / "report.csv").is_file() and (work / "eval" / "dx_image_lungs.png").is_file()

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from medlung.bundle import (ProgressLogger, as_bool, as_optional, as_spacing, bundle_segmenter, check_inputs,
-                            finish_predict, log_evaluation, parse_formats)
+from medlung.bundle import (
+    ProgressLogger,
+    as_bool,
+    as_optional,
+    as_spacing,
+    bundle_segmenter,
+    check_inputs,
+    finish_predict,
+    log_evaluation,
+    parse_formats,
+)
 from medlung.errors import BundleError
 
 
-@pytest.mark.parametrize("value, expected", [
-    (True, True), (False, False), (None, False), (1, True), (0, False),
-    ("true", True), ("True", True), ("yes", True), ("1", True), ("false", False), ("FALSE", False), ("off", False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        (1, True),
+        (0, False),
+        ("true", True),
+        ("True", True),
+        ("yes", True),
+        ("1", True),
+        ("false", False),
+        ("FALSE", False),
+        ("off", False),
+    ],
+)
 def test_as_bool_reads_command_line_strings_by_meaning(value, expected):
     assert as_bool(value) is expected
 
@@ -47,8 +68,15 @@ def test_check_inputs(tmp_path):
 def test_bundle_segmenter_checks_the_folder_and_the_weights(tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="not a medlung bundle"):
         bundle_segmenter(tmp_path)
-    segmenter = bundle_segmenter(str(tiny_bundle), device="cpu", roi_size="96", tta="true", network_name="basicunet",
-                                 features=[8, 8, 16, 32, 64, 8], working_spacing=4.0)
+    segmenter = bundle_segmenter(
+        str(tiny_bundle),
+        device="cpu",
+        roi_size="96",
+        tta="true",
+        network_name="basicunet",
+        features=[8, 8, 16, 32, 64, 8],
+        working_spacing=4.0,
+    )
     assert segmenter.roi_size == 96 and segmenter.tta is True
     with pytest.raises(BundleError, match="network_def#features"):
         bundle_segmenter(tiny_bundle, device="cpu", features=[16, 16, 32, 64, 128, 16])
@@ -72,9 +100,16 @@ def test_progress_logger_and_finish_warn_of_flagged_films(tmp_path, caplog):
     from medlung.writers.report import Report
 
     report = Report(tmp_path)
-    rows = [{"file": "chest.dcm", "status": "ok", "total_cm2": 400.0, "qc": "ok", "qc_reasons": []},
-            {"file": "hip.dcm", "status": "ok", "total_cm2": 620.0, "qc": "flagged",
-             "qc_reasons": ["not_chest: BodyPartExamined is HIP, not CHEST"]}]
+    rows = [
+        {"file": "chest.dcm", "status": "ok", "total_cm2": 400.0, "qc": "ok", "qc_reasons": []},
+        {
+            "file": "hip.dcm",
+            "status": "ok",
+            "total_cm2": 620.0,
+            "qc": "flagged",
+            "qc_reasons": ["not_chest: BodyPartExamined is HIP, not CHEST"],
+        },
+    ]
     progress = ProgressLogger(len(rows))
     with caplog.at_level("INFO", logger="medlung.bundle"):
         for row in rows:
@@ -82,6 +117,8 @@ def test_progress_logger_and_finish_warn_of_flagged_films(tmp_path, caplog):
             progress(row)
         finish_predict(report, tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == ["[2/2] hip.dcm: quality flagged: not_chest: BodyPartExamined is HIP, not CHEST",
-                        "1 of 2 film(s) flagged by the quality check: see the qc_reasons column of the report"]
+    assert warnings == [
+        "[2/2] hip.dcm: quality flagged: not_chest: BodyPartExamined is HIP, not CHEST",
+        "1 of 2 film(s) flagged by the quality check: see the qc_reasons column of the report",
+    ]
     assert progress.flagged == 1 and progress.failed == 0

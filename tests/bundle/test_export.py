@@ -18,9 +18,19 @@ from medlung.networks.loading import load_model
 #: Slow: every test needs the tiny training run.
 pytestmark = pytest.mark.slow
 
-FILES = ("configs/metadata.json", "configs/schema.json", "configs/inference.json", "configs/evaluate.json",
-         "configs/train.json", "configs/multi_gpu_train.json", "configs/logging.conf", "models/model.pt",
-         "models/model.ts", "docs/README.md", "LICENSE")
+FILES = (
+    "configs/metadata.json",
+    "configs/schema.json",
+    "configs/inference.json",
+    "configs/evaluate.json",
+    "configs/train.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "models/model.pt",
+    "models/model.ts",
+    "docs/README.md",
+    "LICENSE",
+)
 
 
 def test_export_writes_a_complete_bundle_that_loads_like_the_run(tiny_run, tiny_bundle):
@@ -73,8 +83,10 @@ def test_model_card_and_licence(tiny_run, tiny_bundle):
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert f"{summary['test']['dice']:.4f}" in card and f"{summary['best_val_dice']:.4f}" in card
     assert EVALUATION_BEGIN in card and EVALUATION_END in card and "Not filled yet" in card
-    assert "python -m monai.bundle run --bundle_root bundles/medlung_cxr_lung --config_file " \
-           "bundles/medlung_cxr_lung/configs/inference.json" in card
+    assert (
+        "python -m monai.bundle run --bundle_root bundles/medlung_cxr_lung --config_file "
+        "bundles/medlung_cxr_lung/configs/inference.json" in card
+    )
     assert "--dataset_dir IN --output_dir OUT" in card
     assert "Provisional" not in card
     # the documented retrain command gives medlung train the run's recorded settings
@@ -86,8 +98,15 @@ def test_model_card_and_licence(tiny_run, tiny_bundle):
     params = train.make_context("train", shlex.split(command)[2:]).params
     config = json.loads((tiny_run / "config.json").read_text())
     assert str(params["data"]) == config["data"] and params["features"] == ",".join(map(str, config["features"]))
-    for option, key in (("working_spacing", "working_spacing"), ("roi_size", "roi_size"), ("epochs", "epochs"),
-                        ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"), ("network", "network")):
+    for option, key in (
+        ("working_spacing", "working_spacing"),
+        ("roi_size", "roi_size"),
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("seed", "seed"),
+        ("network", "network"),
+    ):
         assert params[option] == config[key], option
     licence = (tiny_bundle / "LICENSE").read_text()
     assert "CC BY-NC-SA 4.0" in licence and "Stirenko" in licence and "National Library of Medicine" in licence
@@ -106,7 +125,7 @@ def test_existing_bundle_is_refused_then_replaced_keeping_the_changelog(tiny_run
     export_bundle(tiny_run, bundle, overwrite=True, version="0.1.1")  # same version: its entry is replaced
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     assert list(meta["changelog"]) == ["0.1.1", "0.1.0"]
-    with pytest.raises(BundleError, match="X.Y.Z"):
+    with pytest.raises(BundleError, match=r"X\.Y\.Z"):
         export_bundle(tiny_run, bundle, overwrite=True, version="1.0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
@@ -123,7 +142,7 @@ def test_run_still_training_gives_a_provisional_bundle(tiny_run, tmp_path):
 
 
 def test_not_a_run_is_a_one_line_error(tmp_path):
-    with pytest.raises(BundleError, match="no best.pt") as caught:
+    with pytest.raises(BundleError, match=r"no best\.pt") as caught:
         export_bundle(tmp_path, tmp_path / "b")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "b").exists()

@@ -9,21 +9,43 @@ from pathlib import Path
 from medlung.bundle import model_card
 from medlung.bundle.export import RunRecord, build_metadata
 
-SETTINGS = dict(network="basicunet", features=[8, 8, 16, 32, 64, 8], working_spacing=3.0, roi_size=128, epochs=2,
-                batch_size=4, lr=0.01, weight_decay=1e-4, seed=3, val_fraction=0.2, limit=8, strict=True,
-                overlap=0.25)
+SETTINGS = dict(
+    network="basicunet",
+    features=[8, 8, 16, 32, 64, 8],
+    working_spacing=3.0,
+    roi_size=128,
+    epochs=2,
+    batch_size=4,
+    lr=0.01,
+    weight_decay=1e-4,
+    seed=3,
+    val_fraction=0.2,
+    limit=8,
+    strict=True,
+    overlap=0.25,
+)
 
 
 def record(tmp_path: Path, data: str, images: list[str], seconds: float = 21.0) -> RunRecord:
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    (run / "split.json").write_text(json.dumps({"training": [{"image": i, "label": i} for i in images],
-                                                "validation": [], "test": []}))
-    config = {"data_summary": {"source": f"CSV {data}", "training": len(images), "validation": 1, "test": 1},
-              "versions": {"monai": "1.6", "torch": "2.13", "numpy": "2.0"}}
-    return RunRecord(run_dir=run, state={}, settings={**SETTINGS, "data": data}, config=config,
-                     summary={"seconds": seconds, "images_per_s": 3.0, "test": {"dice": 0.9, "iou": 0.8}},
-                     epoch=2, best={"epoch": 2, "val_dice": 0.91}, history=[])
+    (run / "split.json").write_text(
+        json.dumps({"training": [{"image": i, "label": i} for i in images], "validation": [], "test": []})
+    )
+    config = {
+        "data_summary": {"source": f"CSV {data}", "training": len(images), "validation": 1, "test": 1},
+        "versions": {"monai": "1.6", "torch": "2.13", "numpy": "2.0"},
+    }
+    return RunRecord(
+        run_dir=run,
+        state={},
+        settings={**SETTINGS, "data": data},
+        config=config,
+        summary={"seconds": seconds, "images_per_s": 3.0, "test": {"dice": 0.9, "iou": 0.8}},
+        epoch=2,
+        best={"epoch": 2, "val_dice": 0.91},
+        history=[],
+    )
 
 
 def test_retrain_command_keeps_every_option_and_a_reproducible_data_path(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import nibabel
 import numpy as np
-import pytest
 import pydicom
+import pytest
 from click.testing import CliRunner
 
 from medlung.cli import cli
@@ -32,13 +32,22 @@ def films(shared_data, tmp_path_factory):
 
 
 def infer(bundle, films, out, *overrides):
-    return bundle_cli("run", "--bundle_root", bundle, "--config_file", bundle / "configs" / "inference.json",
-                      "--dataset_dir", films, "--output_dir", out, *overrides)
+    return bundle_cli(
+        "run",
+        "--bundle_root",
+        bundle,
+        "--config_file",
+        bundle / "configs" / "inference.json",
+        "--dataset_dir",
+        films,
+        "--output_dir",
+        out,
+        *overrides,
+    )
 
 
 def predict(bundle, films, out, *options):
-    result = CliRunner().invoke(cli, ["predict", str(films), "-o", str(out), "--bundle", str(bundle), *options],
-                                obj={})
+    result = CliRunner().invoke(cli, ["predict", str(films), "-o", str(out), "--bundle", str(bundle), *options], obj={})
     assert result.exit_code == 0, result.output
     return out
 
@@ -71,7 +80,10 @@ def test_bundle_inference_writes_what_medlung_predict_writes(shipped_bundle, fil
     assert "done 3, failed 0" in result.stdout + result.stderr
     # the quality check is reported by both doors alike: the dog's lateral thorax is flagged
     assert {Path(r["file"]).name: r["qc"] for r in report} == {
-        "CHNCXR_0001_0.png": "ok", "CR-MONO1-10-chest.dcm": "ok", "dx_image.dcm": "flagged"}
+        "CHNCXR_0001_0.png": "ok",
+        "CR-MONO1-10-chest.dcm": "ok",
+        "dx_image.dcm": "flagged",
+    }
     flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible]"
     assert ours.SeriesDescription == theirs.SeriesDescription == flagged
     assert "dx_image.dcm: quality flagged: lateral:" in result.stdout + result.stderr
@@ -82,16 +94,43 @@ def test_command_line_overrides_reach_the_segmenter(shipped_bundle, films, tmp_p
     single = tmp_path / "in"
     single.mkdir()
     shutil.copy(film, single)
-    result = infer(shipped_bundle, single, tmp_path / "bundle", "--device", "cpu", "--roi_size", "192", "--tta",
-                   "true", "--formats", "seg,nifti", "--spacing", "0.9")
+    result = infer(
+        shipped_bundle,
+        single,
+        tmp_path / "bundle",
+        "--device",
+        "cpu",
+        "--roi_size",
+        "192",
+        "--tta",
+        "true",
+        "--formats",
+        "seg,nifti",
+        "--spacing",
+        "0.9",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = predict(shipped_bundle, single, tmp_path / "cli", "--device", "cpu", "--roi-size", "192", "--tta",
-                       "--format", "seg,nifti", "--spacing", "0.9")
+    expected = predict(
+        shipped_bundle,
+        single,
+        tmp_path / "cli",
+        "--device",
+        "cpu",
+        "--roi-size",
+        "192",
+        "--tta",
+        "--format",
+        "seg,nifti",
+        "--spacing",
+        "0.9",
+    )
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == sorted(p.name for p in expected.iterdir())
-    assert np.array_equal(labels(tmp_path / "bundle" / "dx_image_labels.nii.gz"),
-                          labels(expected / "dx_image_labels.nii.gz"))
-    assert np.allclose(nibabel.load(str(tmp_path / "bundle" / "dx_image_labels.nii.gz")).header.get_zooms()[:2],
-                       (0.9, 0.9))
+    assert np.array_equal(
+        labels(tmp_path / "bundle" / "dx_image_labels.nii.gz"), labels(expected / "dx_image_labels.nii.gz")
+    )
+    assert np.allclose(
+        nibabel.load(str(tmp_path / "bundle" / "dx_image_labels.nii.gz")).header.get_zooms()[:2], (0.9, 0.9)
+    )
     # roi_size and tta enter the SEG's deterministic UIDs: equal UIDs mean equal options
     ours, theirs = (pydicom.dcmread(d / "dx_image_seg.dcm") for d in (tmp_path / "bundle", expected))
     assert ours.SOPInstanceUID == theirs.SOPInstanceUID
@@ -103,13 +142,25 @@ def test_lungs_override_gives_the_anatomical_convention_as_predict_does(shipped_
     single = tmp_path / "in"
     single.mkdir()
     shutil.copy(films / "dicom" / "CR-MONO1-10-chest.dcm", single)
-    result = infer(shipped_bundle, single, tmp_path / "bundle", "--device", "cpu", "--lungs", "anatomical",
-                   "--formats", "seg,nifti")
+    result = infer(
+        shipped_bundle,
+        single,
+        tmp_path / "bundle",
+        "--device",
+        "cpu",
+        "--lungs",
+        "anatomical",
+        "--formats",
+        "seg,nifti",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = predict(shipped_bundle, single, tmp_path / "cli", "--device", "cpu", "--lungs", "anatomical",
-                       "--format", "seg,nifti")
+    expected = predict(
+        shipped_bundle, single, tmp_path / "cli", "--device", "cpu", "--lungs", "anatomical", "--format", "seg,nifti"
+    )
     name = "CR-MONO1-10-chest"
-    assert np.array_equal(labels(tmp_path / "bundle" / f"{name}_labels.nii.gz"), labels(expected / f"{name}_labels.nii.gz"))
+    assert np.array_equal(
+        labels(tmp_path / "bundle" / f"{name}_labels.nii.gz"), labels(expected / f"{name}_labels.nii.gz")
+    )
     ours, theirs = (pydicom.dcmread(d / f"{name}_seg.dcm") for d in (tmp_path / "bundle", expected))
     assert ours.SOPInstanceUID == theirs.SOPInstanceUID
     assert [s.SegmentLabel for s in ours.SegmentSequence] == ["Right lung (anatomical)", "Left lung (anatomical)"]
@@ -117,11 +168,14 @@ def test_lungs_override_gives_the_anatomical_convention_as_predict_does(shipped_
     assert report[0]["lungs"] == "anatomical"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["--working_spacing", "3.0"], "working_spacing is 3.0 in the running config"),  # the weights' is not 3.0
-    (["--tta", "maybe"], "tta must be true or false"),
-    (["--formats", "seg,jpeg"], "formats must be a comma-separated subset"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--working_spacing", "3.0"], "working_spacing is 3.0 in the running config"),  # the weights' is not 3.0
+        (["--tta", "maybe"], "tta must be true or false"),
+        (["--formats", "seg,jpeg"], "formats must be a comma-separated subset"),
+    ],
+)
 def test_bad_overrides_are_refused_with_one_line(shipped_bundle, films, tmp_path, overrides, message):
     result = infer(shipped_bundle, films, tmp_path / "out", "--device", "cpu", *overrides)
     assert result.returncode != 0 and message in result.stderr
@@ -136,9 +190,20 @@ def test_empty_dataset_dir_is_refused(shipped_bundle, tmp_path):
 
 def test_train_config_retrains_and_exports(tiny_bundle, tiny_csv, tmp_path):
     configs = tiny_bundle / "configs"
-    result = bundle_cli("run", "--bundle_root", tiny_bundle, "--config_file", configs / "train.json",
-                        "--dataset_dir", tiny_csv, "--output_dir", tmp_path / "run", *TINY_OVERRIDES,
-                        "--export_dir", tmp_path / "new_bundle")
+    result = bundle_cli(
+        "run",
+        "--bundle_root",
+        tiny_bundle,
+        "--config_file",
+        configs / "train.json",
+        "--dataset_dir",
+        tiny_csv,
+        "--output_dir",
+        tmp_path / "run",
+        *TINY_OVERRIDES,
+        "--export_dir",
+        tmp_path / "new_bundle",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["features"] == [8, 8, 16, 32, 64, 8] and config["epochs"] == 1 and config["roi_size"] == 64
@@ -151,10 +216,22 @@ def test_train_config_retrains_and_exports(tiny_bundle, tiny_csv, tmp_path):
 def test_multi_gpu_train_config_under_torchrun(tiny_bundle, tiny_csv, tmp_path):
     configs = tiny_bundle / "configs"
     files = f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']"
-    result = bundle_cli("run", "--bundle_root", tiny_bundle, "--config_file", files, "--dataset_dir", tiny_csv,
-                        "--output_dir", tmp_path / "run", *TINY_OVERRIDES[:-2], "--batch_size", "1",
-                        launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-                        env={"OMP_NUM_THREADS": "1"})
+    result = bundle_cli(
+        "run",
+        "--bundle_root",
+        tiny_bundle,
+        "--config_file",
+        files,
+        "--dataset_dir",
+        tiny_csv,
+        "--output_dir",
+        tmp_path / "run",
+        *TINY_OVERRIDES[:-2],
+        "--batch_size",
+        "1",
+        launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["world_size"] == 2 and config["device_used"] == "cpu"
@@ -164,16 +241,39 @@ def test_multi_gpu_train_config_under_torchrun(tiny_bundle, tiny_csv, tmp_path):
 def test_multi_gpu_config_without_torchrun_says_how_to_launch(tiny_bundle, tiny_csv, tmp_path):
     configs = tiny_bundle / "configs"
     files = f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']"
-    result = bundle_cli("run", "--bundle_root", tiny_bundle, "--config_file", files, "--dataset_dir", tiny_csv,
-                        "--output_dir", tmp_path / "run", *TINY_OVERRIDES, env={"WORLD_SIZE": "1"})
+    result = bundle_cli(
+        "run",
+        "--bundle_root",
+        tiny_bundle,
+        "--config_file",
+        files,
+        "--dataset_dir",
+        tiny_csv,
+        "--output_dir",
+        tmp_path / "run",
+        *TINY_OVERRIDES,
+        env={"WORLD_SIZE": "1"},
+    )
     assert result.returncode != 0 and "torchrun --standalone --nproc_per_node" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_config_reports_dice(tiny_bundle, tiny_csv, tmp_path):
-    result = bundle_cli("run", "--bundle_root", tiny_bundle, "--config_file",
-                        tiny_bundle / "configs" / "evaluate.json", "--dataset_dir", tiny_csv, "--output_dir",
-                        tmp_path / "eval", "--device", "cpu", "--part", "test")
+    result = bundle_cli(
+        "run",
+        "--bundle_root",
+        tiny_bundle,
+        "--config_file",
+        tiny_bundle / "configs" / "evaluate.json",
+        "--dataset_dir",
+        tiny_csv,
+        "--output_dir",
+        tmp_path / "eval",
+        "--device",
+        "cpu",
+        "--part",
+        "test",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["films"] == 2 and summary["ok"] == 2 and summary["part"] == "test"

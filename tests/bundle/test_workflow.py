@@ -23,10 +23,16 @@ from tests import dicom_factory as factory
 def workflow(shipped_bundle, tmp_path_factory):
     """``create_workflow(workflow_type="inference")`` on the shipped bundle over medlung's sample films."""
     out = tmp_path_factory.mktemp("workflow") / "out"
-    return create_workflow(workflow_type="inference", config_file=str(shipped_bundle / "configs" / "inference.json"),
-                           meta_file=str(shipped_bundle / "configs" / "metadata.json"), logging_file=False,
-                           bundle_root=str(shipped_bundle), dataset_dir=str(SAMPLES_DIR), output_dir=str(out),
-                           device="cpu")
+    return create_workflow(
+        workflow_type="inference",
+        config_file=str(shipped_bundle / "configs" / "inference.json"),
+        meta_file=str(shipped_bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(shipped_bundle),
+        dataset_dir=str(SAMPLES_DIR),
+        output_dir=str(out),
+        device="cpu",
+    )
 
 
 def test_check_properties_finds_nothing_missing(workflow):
@@ -79,9 +85,12 @@ def turned_films(shenzhen_pixels, tmp_path_factory) -> dict:
     films = {}
     for orientation in (("L", "F"), ("R", "F"), ("H", "L"), ("F", "R")):
         turn = DisplayTransform.from_orientation(orientation)
-        ds = factory.radiograph(np.ascontiguousarray(turn.to_stored(display_pixels)), factory.DX_PRESENTATION,
-                                PixelSpacing=list(turn.display_spacing((0.6, 0.75))),
-                                PatientOrientation=list(orientation))
+        ds = factory.radiograph(
+            np.ascontiguousarray(turn.to_stored(display_pixels)),
+            factory.DX_PRESENTATION,
+            PixelSpacing=list(turn.display_spacing((0.6, 0.75))),
+            PatientOrientation=list(orientation),
+        )
         films[orientation] = factory.write(ds, folder / f"{''.join(orientation)}.dcm")
     return films
 
@@ -102,8 +111,7 @@ def test_properties_turn_films_stored_otherwise_as_the_segmenter_does(workflow, 
         assert tuple(labels.meta["orientation"]) == orientation
 
 
-def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, segmenter, shenzhen_film,
-                                                               tmp_path):
+def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, segmenter, shenzhen_film, tmp_path):
     """A model whose plan has its own intensity percentiles: preprocessing scales with them, like the Segmenter.
 
     The bundle is written by medlung.bundle.configs (what export writes), with percentiles 5 and 95.
@@ -122,10 +130,16 @@ def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, s
     plan = plan_from_bundle_config(shipped).updated(intensity_percentiles=(5.0, 95.0))
     assert plan.intensity_percentiles != DEFAULT_INTENSITY_PERCENTILES
     (bundle / "configs" / "inference.json").write_text(json.dumps(inference_config(plan.to_dict()), indent=4))
-    workflow = create_workflow(workflow_type="inference", config_file=str(bundle / "configs" / "inference.json"),
-                               meta_file=str(bundle / "configs" / "metadata.json"), logging_file=False,
-                               bundle_root=str(bundle), dataset_dir=str(SAMPLES_DIR), output_dir=str(tmp_path / "out"),
-                               device="cpu")
+    workflow = create_workflow(
+        workflow_type="inference",
+        config_file=str(bundle / "configs" / "inference.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(bundle),
+        dataset_dir=str(SAMPLES_DIR),
+        output_dir=str(tmp_path / "out"),
+        device="cpu",
+    )
     own = Segmenter(bundle, device="cpu")
     assert own.spec.intensity_percentiles == (5.0, 95.0)
 

@@ -24,8 +24,7 @@ OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
 
 
 def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], obj={},
-                                                env={"MEDLUNG_NO_PROGRESS": "1"})
+    result = CliRunner().invoke(cli, [str(a) for a in args], obj={}, env={"MEDLUNG_NO_PROGRESS": "1"})
     return result
 
 
@@ -58,8 +57,9 @@ def data_csv(shenzhen, tmp_path_factory):
         for stem in FILMS:
             assert rows[f"images/{stem}.png"]["split"] == "test"
             writer.writerow([shenzhen / "images" / f"{stem}.png", shenzhen / "masks" / f"{stem}_lungs.png", "test"])
-        writer.writerow([shenzhen / "images" / "CHNCXR_0001_0.png", shenzhen / "masks" / "CHNCXR_0001_0_lungs.png",
-                         "train"])
+        writer.writerow(
+            [shenzhen / "images" / "CHNCXR_0001_0.png", shenzhen / "masks" / "CHNCXR_0001_0_lungs.png", "train"]
+        )
     return path
 
 
@@ -190,12 +190,13 @@ def test_distances_are_in_mm_with_an_anisotropic_spacing(tmp_path):
 
 # ----------------------------------------------------------------------------- with the shipped model
 
-def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_bundle, shenzhen, data_csv,
-                                                                        tmp_path):
+
+def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_bundle, shenzhen, data_csv, tmp_path):
     predictions = tmp_path / "predictions"
     films = [shenzhen / "images" / f"{stem}.png" for stem in FILMS]
-    predicted = run("predict", *films, "-o", predictions, "--bundle", shipped_bundle, "--format", "png,nifti",
-                    "--device", "cpu")
+    predicted = run(
+        "predict", *films, "-o", predictions, "--bundle", shipped_bundle, "--format", "png,nifti", "--device", "cpu"
+    )
     assert predicted.exit_code == 0, predicted.stderr
     from_folder, direct = tmp_path / "from_folder", tmp_path / "direct"
     assert run("evaluate", predictions, data_csv, "-o", from_folder).exit_code == 0
@@ -234,7 +235,10 @@ def test_ignore_masks_are_left_out_of_every_metric(shared_data, tmp_path):
     (tmp_path / "pred").mkdir()
     Image.fromarray(wrong.astype(np.uint8) * 255).save(tmp_path / "pred" / f"{stem}_lungs.png")
     Image.fromarray(ignore.astype(np.uint8) * 255).save(tmp_path / "ignore.png")
-    image, mask = shared_data / "shenzhen" / "images" / f"{stem}.png", shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png"
+    image, mask = (
+        shared_data / "shenzhen" / "images" / f"{stem}.png",
+        shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png",
+    )
     (tmp_path / "with.csv").write_text(f"image,mask,ignore\n{image},{mask},{tmp_path / 'ignore.png'}\n")
     (tmp_path / "without.csv").write_text(f"image,mask\n{image},{mask}\n")
     kept = evaluate(tmp_path / "pred", tmp_path / "with.csv", tmp_path / "out_with", part="all").rows[0]
@@ -247,8 +251,10 @@ def test_lungs_convention_of_data_entries_decides_what_is_scored(shared_data, tm
     from medlung.evaluation import evaluate
 
     base = shared_data / "shenzhen"
-    rows = [f"{base}/images/{s}.png,{base}/masks/{s}_lungs.png,{c}"
-            for s, c in (("CHNCXR_0001_0", "anatomical"), ("CHNCXR_0100_0", "field"))]
+    rows = [
+        f"{base}/images/{s}.png,{base}/masks/{s}_lungs.png,{c}"
+        for s, c in (("CHNCXR_0001_0", "anatomical"), ("CHNCXR_0100_0", "field"))
+    ]
     (tmp_path / "mixed.csv").write_text("image,mask,lungs\n" + "\n".join(rows) + "\n")
     (tmp_path / "pred").mkdir()
     for s in ("CHNCXR_0001_0", "CHNCXR_0100_0"):

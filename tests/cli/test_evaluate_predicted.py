@@ -19,8 +19,7 @@ def test_only_predicted_scores_the_films_with_a_prediction(truth_as_predictions,
     summary = json.loads((tmp_path / "some" / "summary.json").read_text())
     assert summary["films"] == 2 and summary["ok"] == 2 and summary["skipped_without_prediction"] == 1
     assert "scored 2 of 2 films (test part), skipped 1 without a prediction" in result.output
-    model = run("evaluate", truth_as_predictions.parent / "missing", data_csv, "-o", tmp_path / "m",
-                "--only-predicted")
+    model = run("evaluate", truth_as_predictions.parent / "missing", data_csv, "-o", tmp_path / "m", "--only-predicted")
     assert model.exit_code == 2
     (tmp_path / "no_predictions").mkdir()
     none = run("evaluate", tmp_path / "no_predictions", data_csv, "-o", tmp_path / "n", "--only-predicted")

@@ -19,8 +19,13 @@ from tests.conftest import write_shenzhen_csv
 
 
 def medlung(*args, input_text=None):
-    return subprocess.run([sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True,
-                          input=input_text, env={**os.environ, "MEDLUNG_NO_PROGRESS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "medlung", *map(str, args)],
+        capture_output=True,
+        text=True,
+        input=input_text,
+        env={**os.environ, "MEDLUNG_NO_PROGRESS": "1"},
+    )
 
 
 def assert_one_line_usage_error(result, *needles):
@@ -35,8 +40,9 @@ def assert_one_line_usage_error(result, *needles):
 
 @pytest.fixture(scope="module")
 def small_csv(shared_data, tmp_path_factory):
-    return write_shenzhen_csv(shared_data, tmp_path_factory.mktemp("csv") / "small.csv",
-                              {"train": 2, "val": 1, "test": 1})
+    return write_shenzhen_csv(
+        shared_data, tmp_path_factory.mktemp("csv") / "small.csv", {"train": 2, "val": 1, "test": 1}
+    )
 
 
 @pytest.fixture(scope="module")

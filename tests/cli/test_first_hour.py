@@ -34,8 +34,11 @@ def test_train_help_shows_data_and_run_as_required():
 
 @pytest.mark.parametrize("command", ["predict", "train", "evaluate", "info"])
 def test_every_option_has_help_text(command):
-    missing = [p.opts[0] for p in cli.commands[command].params
-               if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    missing = [
+        p.opts[0]
+        for p in cli.commands[command].params
+        if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()
+    ]
     assert not missing, f"{command}: no help text for {missing}"
     text = invoke(command, "--help").output
     if command == "predict":
@@ -65,8 +68,24 @@ def test_info_accepts_folders_as_predict_does(folder):
 
 def test_predict_without_a_terminal_logs_progress_lines_and_px_areas(folder, shipped_bundle, tmp_path):
     env = {**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)}
-    result = subprocess.run([sys.executable, "-m", "medlung", "predict", folder, "-o", tmp_path / "out",
-                             "--format", "png", "--device", "cpu"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            folder,
+            "-o",
+            tmp_path / "out",
+            "--format",
+            "png",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     progress = [line for line in result.stderr.splitlines() if re.match(r"\[\d+/2\]", line)]
     assert len(progress) == 2 and progress[-1].startswith("[2/2]"), result.stderr

@@ -25,8 +25,9 @@ def medlung(*args, input_text=None, bundle=None):
     env = {**os.environ}
     if bundle is not None:
         env["MEDLUNG_BUNDLE"] = str(bundle)
-    return subprocess.run([sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True,
-                          input=input_text, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True, input=input_text, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,13 @@ def inputs(shared_data, tmp_path_factory):
     """A folder as a user would have it: a DICOM with spacing, a Shenzhen PNG, a broken file, a sub-folder."""
     folder = tmp_path_factory.mktemp("in")
     pixels = np.asarray(Image.open(shared_data / "shenzhen" / "images" / "CHNCXR_0010_0.png"))
-    ds = factory.radiograph(pixels.astype(np.uint16) * 16, factory.CR, bits_stored=12, PixelSpacing=[0.7, 0.75],
-                            PatientOrientation=["L", "F"])
+    ds = factory.radiograph(
+        pixels.astype(np.uint16) * 16,
+        factory.CR,
+        bits_stored=12,
+        PixelSpacing=[0.7, 0.75],
+        PatientOrientation=["L", "F"],
+    )
     factory.write(ds, folder / "chest.dcm")
     (folder / "sub").mkdir()
     shutil.copy(shared_data / "shenzhen" / "images" / "CHNCXR_0148_0.png", folder / "sub")
@@ -82,7 +88,7 @@ def test_dicom_film_outputs_are_on_the_native_grid_with_spacing(predicted, input
     np.testing.assert_allclose(np.diag(nifti.affine)[:2], [0.7, 0.75])
     assert set(np.unique(labels)) == {0, 1, 2}
     np.testing.assert_array_equal(labels > 0, lungs > 0)
-    seg_labels, referenced = read_dicom_seg(out / "chest_seg.dcm")
+    seg_labels, _referenced = read_dicom_seg(out / "chest_seg.dcm")
     np.testing.assert_array_equal(seg_labels, labels)
     area = (labels == 1).sum() * 0.7 * 0.75 / 100
     assert float(row["right_cm2"]) == pytest.approx(area, abs=1e-3)
@@ -128,8 +134,9 @@ def test_rerun_skips_finished_films_and_never_overwrites_silently(predicted, inp
 def test_formats_stdin_and_user_spacing(inputs, shipped_bundle, tmp_path):
     out = tmp_path / "out"
     text = f"{inputs / 'sub' / 'CHNCXR_0148_0.png'}\n"
-    result = medlung("predict", "-", "-o", out, "--format", "png", "--spacing", "0.8", input_text=text,
-                     bundle=shipped_bundle)
+    result = medlung(
+        "predict", "-", "-o", out, "--format", "png", "--spacing", "0.8", input_text=text, bundle=shipped_bundle
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["CHNCXR_0148_0_lungs.png", "report.csv", "report.json"]
     row = next(csv.DictReader(open(out / "report.csv")))
@@ -149,8 +156,7 @@ def test_usage_errors_exit_2(inputs, tmp_path):
 def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):
     films = [inputs / "chest.dcm", inputs / "sub" / "CHNCXR_0148_0.png"]
     one = medlung("predict", *films, "-o", tmp_path / "one", "--format", "png", bundle=shipped_bundle)
-    two = medlung("predict", *films, "-o", tmp_path / "two", "--format", "png", "--workers", "2",
-                  bundle=shipped_bundle)
+    two = medlung("predict", *films, "-o", tmp_path / "two", "--format", "png", "--workers", "2", bundle=shipped_bundle)
     assert one.returncode == two.returncode == 0
     for name in ("chest_lungs.png", "CHNCXR_0148_0_lungs.png"):
         a = np.asarray(Image.open(tmp_path / "one" / name))
@@ -177,8 +183,16 @@ def test_outputs_are_byte_identical_across_runs(inputs, shipped_bundle, tmp_path
 def test_jpeg2000_seg_is_not_sent_to_a_pacs(tmp_path, shared_dicom):
     """Orthanc cannot serve a 1-bit JPEG 2000 SEG and crashes with orthanc-gdcm (docs/pacs.md): refused up front."""
     out = tmp_path / "out"
-    run = medlung("predict", shared_dicom / "dx_image.dcm", "-o", out, "--seg-syntax", "jpeg2000",
-                  "--stow", "http://127.0.0.1:9/dicom-web")
+    run = medlung(
+        "predict",
+        shared_dicom / "dx_image.dcm",
+        "-o",
+        out,
+        "--seg-syntax",
+        "jpeg2000",
+        "--stow",
+        "http://127.0.0.1:9/dicom-web",
+    )
     assert run.returncode == 2, run.stderr
     assert "--seg-syntax" in run.stderr and "JPEG 2000" in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()

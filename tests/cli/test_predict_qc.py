@@ -30,15 +30,26 @@ def test_flagged_films_are_written_and_say_so(films, shipped_bundle, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = _rows(tmp_path)
     columns = list(rows["dx_image.dcm"])
-    assert columns[columns.index("right_cm2"):columns.index("qc_reasons") + 1] == [
-        "right_cm2", "left_cm2", "total_cm2", "right_px", "left_px", "total_px", "qc", "qc_reasons"]
+    assert columns[columns.index("right_cm2") : columns.index("qc_reasons") + 1] == [
+        "right_cm2",
+        "left_cm2",
+        "total_cm2",
+        "right_px",
+        "left_px",
+        "total_px",
+        "qc",
+        "qc_reasons",
+    ]
     assert rows["CR-MONO1-10-chest.dcm"]["qc"] == "ok" and rows["CR-MONO1-10-chest.dcm"]["qc_reasons"] == ""
     assert rows["dx_image.dcm"]["qc"] == "flagged" and rows["dx_image.dcm"]["status"] == "ok"
     assert rows["dx_image.dcm"]["qc_reasons"].startswith("lateral: the header describes a lateral view")
     assert rows["CR1_6154.dcm"]["qc"] == "flagged" and "too_small: 16x16 px" in rows["CR1_6154.dcm"]["qc_reasons"]
     report = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads((tmp_path / "report.json").read_text())}
-    assert [r.split(":")[0] for r in report["dx_image.dcm"]["qc_reasons"]] == ["lateral", "not_human",
-                                                                               "lungs_implausible"]
+    assert [r.split(":")[0] for r in report["dx_image.dcm"]["qc_reasons"]] == [
+        "lateral",
+        "not_human",
+        "lungs_implausible",
+    ]
     # the SEG is still written, and its series description names the flags
     assert pydicom.dcmread(tmp_path / "CR-MONO1-10-chest_seg.dcm").SeriesDescription == "Lungs (medlung)"
     flagged = pydicom.dcmread(tmp_path / "dx_image_seg.dcm").SeriesDescription
@@ -61,4 +72,3 @@ def test_qc_fail_turns_flagged_films_into_errors(films, shipped_bundle, tmp_path
         assert "quality check failed (" in rows[name]["error"] and "--qc-fail" in rows[name]["error"]
     assert not (tmp_path / "dx_image_lungs.png").exists() and not (tmp_path / "CR1_6154_lungs.png").exists()
     assert "error: " in result.stderr and "Traceback" not in result.stderr
-

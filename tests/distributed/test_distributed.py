@@ -33,8 +33,9 @@ def films(shared_data, tmp_path_factory):
             shutil.copy(image, folder / image.name)
         else:
             pixels = np.asarray(Image.open(image)).astype(np.uint16) * 16
-            ds = factory.radiograph(pixels, factory.CR, bits_stored=12, PixelSpacing=[0.7, 0.7],
-                                    PatientOrientation=["L", "F"])
+            ds = factory.radiograph(
+                pixels, factory.CR, bits_stored=12, PixelSpacing=[0.7, 0.7], PatientOrientation=["L", "F"]
+            )
             factory.write(ds, folder / f"{image.stem}.dcm")
     (folder / "broken.dcm").write_bytes(b"DICM" * 10)
     (folder / "empty.png").write_bytes(b"")
@@ -60,17 +61,35 @@ def visible_outputs(out) -> list[str]:
 @pytest.fixture(scope="module")
 def cluster():
     """Two worker processes, one thread each, as ``--scheduler local:2`` starts them."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local, distributed.Client(local) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local,
+        distributed.Client(local) as client,
+    ):
         yield client
 
 
 @pytest.fixture(scope="module")
 def cli_run(films, shipped_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("out-cli")
-    result = subprocess.run([sys.executable, "-m", "medlung", "predict", films, "-o", out, "--scheduler", "local:2",
-                             "--format", ",".join(FORMATS), "--bundle", shipped_bundle],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            films,
+            "-o",
+            out,
+            "--scheduler",
+            "local:2",
+            "--format",
+            ",".join(FORMATS),
+            "--bundle",
+            shipped_bundle,
+        ],
+        capture_output=True,
+        text=True,
+    )
     return out, result
 
 
@@ -92,8 +111,23 @@ def test_seg_uids_are_those_of_a_plain_run(films, cli_run, shipped_bundle, tmp_p
 
     out, _ = cli_run
     film = sorted(films.glob("CHNCXR_*.dcm"))[0]
-    plain = subprocess.run([sys.executable, "-m", "medlung", "predict", film, "-o", tmp_path, "--format", "seg",
-                            "--bundle", shipped_bundle], capture_output=True, text=True)
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            film,
+            "-o",
+            tmp_path,
+            "--format",
+            "seg",
+            "--bundle",
+            shipped_bundle,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert plain.returncode == 0, plain.stderr
     ours, theirs = dcmread(out / f"{film.stem}_seg.dcm"), dcmread(tmp_path / f"{film.stem}_seg.dcm")
     assert ours.SOPInstanceUID == theirs.SOPInstanceUID and ours.SeriesInstanceUID == theirs.SeriesInstanceUID
@@ -106,8 +140,11 @@ def test_rerun_skips_finished_films(films, cli_run, cluster, shipped_bundle):
 
     out, _ = cli_run
     before = {name: (out / name).stat().st_mtime_ns for name in visible_outputs(out)}
-    rows = list(md.predict(sorted(films.iterdir()), out, client=cluster, model=shipped_bundle,
-                           options=PredictOptions(formats=FORMATS)))
+    rows = list(
+        md.predict(
+            sorted(films.iterdir()), out, client=cluster, model=shipped_bundle, options=PredictOptions(formats=FORMATS)
+        )
+    )
     assert sorted(r["status"] for r in rows) == ["error"] * 2 + ["skipped"] * 28
     assert {name: (out / name).stat().st_mtime_ns for name in visible_outputs(out)} == before
     assert (out / "report.1.csv").is_file()  # the first run's report is kept
@@ -128,8 +165,16 @@ def test_worker_killed_mid_run_loses_no_film_and_writes_nothing_twice(films, clu
             os.kill(pid, signal.SIGKILL)
             killed.append(busy[0])
 
-    rows = list(md.predict(sorted(films.iterdir()), tmp_path, client=cluster, model=shipped_bundle,
-                           options=PredictOptions(formats=FORMATS), progress=kill_a_busy_worker))
+    rows = list(
+        md.predict(
+            sorted(films.iterdir()),
+            tmp_path,
+            client=cluster,
+            model=shipped_bundle,
+            options=PredictOptions(formats=FORMATS),
+            progress=kill_a_busy_worker,
+        )
+    )
     assert killed, "no worker was busy to kill"
     files = [os.path.basename(r["file"]) for r in rows]
     assert sorted(files) == sorted(p.name for p in films.iterdir())  # every film exactly once
@@ -172,8 +217,15 @@ def test_manifest_of_10000_paths_streams_in_bounded_batches(films, cluster, ship
             seen["rss"] = max(seen["rss"], process.memory_info().rss)
 
     out = tmp_path / "out"
-    rows = md.predict(counted(md.read_manifest(manifest)), out, client=cluster, model=shipped_bundle,
-                      options=PredictOptions(formats=("png",)), max_in_flight=8, progress=watch)
+    rows = md.predict(
+        counted(md.read_manifest(manifest)),
+        out,
+        client=cluster,
+        model=shipped_bundle,
+        options=PredictOptions(formats=("png",)),
+        max_in_flight=8,
+        progress=watch,
+    )
     statuses = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1

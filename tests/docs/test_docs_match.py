@@ -35,8 +35,11 @@ def test_rerun_is_documented_as_skipping_with_status_skipped():
 
 def test_both_make_targets_install_the_extras_and_the_docs_say_so():
     makefile = read("Makefile")
-    assert '-e ".[test,docs]"' in makefile and re.search(r"^demo: venv", makefile, re.M) \
+    assert (
+        '-e ".[test,docs]"' in makefile
+        and re.search(r"^demo: venv", makefile, re.M)
         and re.search(r"^test: venv", makefile, re.M)
+    )
     for name in ("README.md", "docs/quickstart.md"):
         text = read(name)
         assert "plus test/docs extras" not in text and "plus the test and docs extras" not in text, name

@@ -22,7 +22,9 @@ EXAMPLES = REPO / "docs" / "examples"
 def run_example(name: str, *arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = [sys.executable, str(EXAMPLES / name), *map(str, arguments)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{name} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{name} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -41,8 +43,13 @@ def test_example_has_docstring_and_page(name):
 
 def test_area_report(shared_data, shipped_bundle, tmp_path):
     dicom, shenzhen = shared_data / "dicom", shared_data / "shenzhen" / "images"
-    inputs = [dicom / "dx_image.dcm", dicom / "CR-MONO1-10-chest.dcm", dicom / "seg_image_cr_binary.dcm",
-              shenzhen / "CHNCXR_0001_0.png", shenzhen / "CHNCXR_0002_0.png"]
+    inputs = [
+        dicom / "dx_image.dcm",
+        dicom / "CR-MONO1-10-chest.dcm",
+        dicom / "seg_image_cr_binary.dcm",
+        shenzhen / "CHNCXR_0001_0.png",
+        shenzhen / "CHNCXR_0002_0.png",
+    ]
     out = tmp_path / "areas"
     run_example("area_report.py", *inputs, "-o", out, "--device", "cpu", "--bundle", shipped_bundle)
     rows = {Path(r["file"]).name: r for r in read_csv(out / "areas.csv")}

@@ -16,18 +16,31 @@ def test_worked_notebook_runs_from_any_folder(shipped_bundle, tmp_path, monkeypa
     nbformat = pytest.importorskip("nbformat", reason="the [test] extra installs nbformat and nbclient")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("MEDLUNG_BUNDLE", str(shipped_bundle))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOK.parents[2]),
-                                                                     os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOK.parents[2]), os.environ.get("PYTHONPATH")]))
+    )
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), \
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
         "store the notebook without outputs (the docs build executes it)"
-    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.outputs)
+    )
+    nbclient.NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    text = "\n".join(
+        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    )
     assert re.search(r"Dice 0\.[89]\d{3}", text) and "areas in cm²: None" in text
-    pictures = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
-                if "image/png" in o.get("data", {})]
+    pictures = [
+        o
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(pictures) >= 2, "the film and the masks show themselves"
-    assert any("text/html" in o.get("data", {}) and "total_px" in o["data"]["text/html"]
-               for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert any(
+        "text/html" in o.get("data", {}) and "total_px" in o["data"]["text/html"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+    )

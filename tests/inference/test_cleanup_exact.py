@@ -172,8 +172,12 @@ def test_random_blobs(seed):
     shape = (int(rng.integers(40, 220)), int(rng.integers(40, 220)))
     noise = ndimage.gaussian_filter(rng.normal(size=shape), float(rng.uniform(1, 6)))
     mask = noise > np.quantile(noise, rng.uniform(0.3, 0.9))
-    _assert_same(mask, pixel_area_mm2=1.0, min_area_mm2=float(rng.uniform(0, 200)),
-                 orientation=[("L", "F"), ("R", "F"), None][seed % 3])
+    _assert_same(
+        mask,
+        pixel_area_mm2=1.0,
+        min_area_mm2=float(rng.uniform(0, 200)),
+        orientation=[("L", "F"), ("R", "F"), None][seed % 3],
+    )
 
 
 @pytest.mark.parametrize("step", [2, 3, 5])
@@ -185,7 +189,7 @@ def test_sampling_a_window_equals_sampling_the_image(step):
     components, count = ndimage.label(mask)
     want = _plain_sampled(components, count, step)
     for top, left in ((0, 0), (7, 9), (3, 4), (6, 8)):
-        window = components[top: 92 - (top % 2), left: 127]
+        window = components[top : 92 - (top % 2), left:127]
         got = postprocess._sampled_components(window, count, step, (top, left), mask.shape)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -200,7 +204,7 @@ def test_full_resolution_with_specks_too_small_to_be_sampled():
     mask[1001, 1001] = mask[3001, 3501] = mask[4891, 1] = True  # odd rows/columns: not sampled
     mask[2000:2100, 1100:1200] = False  # a hole
     assert postprocess._sampling_step(shape) == 2
-    _assert_same(mask, pixel_area_mm2=0.0875 ** 2)
+    _assert_same(mask, pixel_area_mm2=0.0875**2)
     bridge = np.zeros(shape, bool)
     bridge[3000:3100, 1000:3000] = True
-    _assert_same(mask | bridge, pixel_area_mm2=0.0875 ** 2)
+    _assert_same(mask | bridge, pixel_area_mm2=0.0875**2)

@@ -26,8 +26,15 @@ def covid_test(shared_data):
     chosen = [next(r for r in rows if r["view"] == view) for view in VIEWS]
     chosen += [next(r for r in rows if r["ignore"] and r not in chosen)] if any(r["ignore"] for r in rows) else []
     base = shared_data / "covid_v7"
-    return [{**r, "image": base / r["image"], "mask": base / r["mask"],
-             "ignore": base / r["ignore"] if r["ignore"] else None} for r in chosen]
+    return [
+        {
+            **r,
+            "image": base / r["image"],
+            "mask": base / r["mask"],
+            "ignore": base / r["ignore"] if r["ignore"] else None,
+        }
+        for r in chosen
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +67,32 @@ def test_lungs_reaches_predict_report_and_seg(shared_data, shipped_bundle, tmp_p
     outputs = {}
     for lungs in ("field", "anatomical"):
         out = tmp_path / lungs
-        result = CliRunner().invoke(cli, ["predict", str(films), "-o", str(out), "--bundle", str(shipped_bundle),
-                                          "--lungs", lungs, "--device", "cpu"], obj={})
+        result = CliRunner().invoke(
+            cli,
+            [
+                "predict",
+                str(films),
+                "-o",
+                str(out),
+                "--bundle",
+                str(shipped_bundle),
+                "--lungs",
+                lungs,
+                "--device",
+                "cpu",
+            ],
+            obj={},
+        )
         assert result.exit_code == 0, result.output
         (row,) = json.loads((out / "report.json").read_text())
         assert row["lungs"] == lungs
         seg = pydicom.dcmread(out / "CR-MONO1-10-chest_seg.dcm")
         labels = [s.SegmentLabel for s in seg.SegmentSequence]
-        assert labels == (["Right lung field", "Left lung field"] if lungs == "field"
-                          else ["Right lung (anatomical)", "Left lung (anatomical)"])
+        assert labels == (
+            ["Right lung field", "Left lung field"]
+            if lungs == "field"
+            else ["Right lung (anatomical)", "Left lung (anatomical)"]
+        )
         outputs[lungs] = seg.SOPInstanceUID
     assert outputs["field"] != outputs["anatomical"]  # a different output never reuses a UID
 
@@ -82,11 +106,30 @@ def test_asking_a_field_only_model_for_anatomical_lungs_is_one_clear_error(tmp_p
 
     net = build_network("basicunet", (4, 4, 8, 8, 16, 4), out_channels=2)
     checkpoint = tmp_path / "best.pt"
-    torch.save({"model": net.state_dict(), "epoch": 1, "network": {"name": "basicunet", "features": [4, 4, 8, 8, 16, 4]},
-                "preprocessing": {"working_spacing": 2.0, "roi_size": 64}}, checkpoint)
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "epoch": 1,
+            "network": {"name": "basicunet", "features": [4, 4, 8, 8, 16, 4]},
+            "preprocessing": {"working_spacing": 2.0, "roi_size": 64},
+        },
+        checkpoint,
+    )
     assert Segmenter(checkpoint, device="cpu").lungs == "field"
     with pytest.raises(ValueError, match="field lung convention only"):
         Segmenter(checkpoint, device="cpu", lungs="anatomical")
-    result = CliRunner().invoke(cli, ["predict", str(shenzhen_film), "-o", str(tmp_path / "out"), "--bundle",
-                                      str(checkpoint), "--lungs", "anatomical"], obj={})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(shenzhen_film),
+            "-o",
+            str(tmp_path / "out"),
+            "--bundle",
+            str(checkpoint),
+            "--lungs",
+            "anatomical",
+        ],
+        obj={},
+    )
     assert result.exit_code != 0 and "field lung convention only" in result.output

@@ -24,8 +24,12 @@ def _pixels(shared_data, stem):
 
 
 def _dicom(pixels, orientation, spacing, path):
-    ds = factory.radiograph(np.ascontiguousarray(pixels), factory.DX_PRESENTATION, PixelSpacing=list(spacing),
-                            PatientOrientation=list(orientation))
+    ds = factory.radiograph(
+        np.ascontiguousarray(pixels),
+        factory.DX_PRESENTATION,
+        PixelSpacing=list(spacing),
+        PatientOrientation=list(orientation),
+    )
     return medlung.load_film(factory.write(ds, path))
 
 
@@ -40,13 +44,15 @@ def standard(segmenter, shared_data, tmp_path_factory):
     return pixels, segmenter(_dicom(pixels, ("L", "F"), (0.8, 0.7), tmp_path_factory.mktemp("std") / "std.dcm"))
 
 
-@pytest.mark.parametrize("orientation, turn", [
-    (("R", "F"), np.fliplr),
-    (("F", "R"), lambda a: np.rot90(a, 1)),
-    (("H", "R"), lambda a: np.rot90(a, 2).T),
-])
-def test_a_film_stored_turned_gives_the_standard_films_labels_turned(segmenter, standard, tmp_path, orientation,
-                                                                     turn):
+@pytest.mark.parametrize(
+    "orientation, turn",
+    [
+        (("R", "F"), np.fliplr),
+        (("F", "R"), lambda a: np.rot90(a, 1)),
+        (("H", "R"), lambda a: np.rot90(a, 2).T),
+    ],
+)
+def test_a_film_stored_turned_gives_the_standard_films_labels_turned(segmenter, standard, tmp_path, orientation, turn):
     pixels, reference = standard
     quarter = orientation[0] in "HF"
     spacing = (0.7, 0.8) if quarter else (0.8, 0.7)  # the stored rows are the standard film's columns
@@ -70,15 +76,18 @@ def test_a_mirrored_film_puts_the_right_lung_on_the_image_right(segmenter, stand
 @pytest.mark.parametrize("stem", FILMS)
 def test_the_check_flags_a_mirrored_and_an_upside_down_film_and_not_the_original(segmenter, shared_data, stem):
     pixels = _pixels(shared_data, stem).astype(np.float32)
-    looks = {name: segmenter(medlung.Film(np.ascontiguousarray(turn(pixels)), None, "unknown")).orientation_check
-             for name, turn in (("original", lambda a: a), ("mirrored", np.fliplr), ("upside down", np.flipud))}
+    looks = {
+        name: segmenter(medlung.Film(np.ascontiguousarray(turn(pixels)), None, "unknown")).orientation_check
+        for name, turn in (("original", lambda a: a), ("mirrored", np.fliplr), ("upside down", np.flipud))
+    }
     assert looks["original"] == "ok"
     assert looks["mirrored"] == "mirrored?"
     assert looks["upside down"] in ("upside down?", "rotated 180?")  # flagged; left-right is harder upside down
 
 
-def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(segmenter, shipped_bundle, standard,
-                                                                          tmp_path):
+def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(
+    segmenter, shipped_bundle, standard, tmp_path
+):
     pixels, _ = standard
     Image.fromarray(pixels).save(tmp_path / "standard.png")
     Image.fromarray(np.ascontiguousarray(np.fliplr(pixels))).save(tmp_path / "mirrored.png")
@@ -88,7 +97,7 @@ def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(segm
     assert row["status"] == "ok" and row["orientation_check"] == "mirrored? fixed"
     assert row["orientation"] == "R\\F (detected)"
     assert any("orientation detected" in note for note in row["notes"])
-    assert list(csv.DictReader(open(tmp_path / "out" / "report.csv")))[0]["orientation_check"] == "mirrored? fixed"
+    assert next(iter(csv.DictReader(open(tmp_path / "out" / "report.csv"))))["orientation_check"] == "mirrored? fixed"
     fixed = fixer(medlung.load_film(tmp_path / "mirrored.png"))
     plain = segmenter(medlung.load_film(tmp_path / "standard.png"))
     assert _lung_dice(np.fliplr(fixed.labels), plain.labels) >= 0.99  # right lung on the patient's right (image right)

@@ -13,10 +13,10 @@ from medlung.quality import QcReason, film_reasons, header_reasons, series_descr
 
 #: Every shared DICOM that is not a frontal human chest film, with the reason codes its result must carry.
 NOT_FRONTAL_CHEST = {
-    "RG2_JPLL.dcm": {"not_chest"},                      # a hip, BodyPartExamined HIP
-    "CR-ModalitySequenceLUT.dcm": {"not_chest"},        # dental, "MODALITYLUT - TEETH", no BodyPartExamined
-    "vlut_04.dcm": {"not_chest"},                       # an OT test image
-    "dx_image.dcm": {"lateral", "not_human"},           # a dog's lateral thorax, BodyPartExamined THORAX
+    "RG2_JPLL.dcm": {"not_chest"},  # a hip, BodyPartExamined HIP
+    "CR-ModalitySequenceLUT.dcm": {"not_chest"},  # dental, "MODALITYLUT - TEETH", no BodyPartExamined
+    "vlut_04.dcm": {"not_chest"},  # an OT test image
+    "dx_image.dcm": {"lateral", "not_human"},  # a dog's lateral thorax, BodyPartExamined THORAX
     "CR1_6154.dcm": {"not_chest", "lateral", "too_small"},  # 16x16 C-spine, ViewPosition LL
 }
 CHEST = ["CR-MONO1-10-chest.dcm", "CR-MONO1-10-chest_RLE.dcm", "RG1_J2KI.dcm", "RG1_JLSN.dcm"]
@@ -84,8 +84,10 @@ def test_the_documented_wrong_spacing_is_flagged(segmenter, shared_dicom):
 
 def test_header_facts(shared_dicom):
     reasons = header_reasons(_load(shared_dicom / "CR1_6154.dcm").dataset)
-    assert [str(r) for r in reasons] == ["not_chest: BodyPartExamined is CSPINE, not CHEST",
-                                         "lateral: ViewPosition is LL (lateral)"]
+    assert [str(r) for r in reasons] == [
+        "not_chest: BodyPartExamined is CSPINE, not CHEST",
+        "lateral: ViewPosition is LL (lateral)",
+    ]
     assert header_reasons(None) == []
     for name in CHEST:
         assert header_reasons(_load(shared_dicom / name).dataset) == []
@@ -93,10 +95,10 @@ def test_header_facts(shared_dicom):
 
 def test_film_size_and_field_of_view():
     assert [r.code for r in film_reasons((16, 16), (0.1, 0.1))] == ["too_small"]
-    assert film_reasons((440, 440), None) == []                       # uncalibrated: not judged
-    assert film_reasons((2140, 1760), (0.2, 0.2)) == []               # 352x428 mm
+    assert film_reasons((440, 440), None) == []  # uncalibrated: not judged
+    assert film_reasons((2140, 1760), (0.2, 0.2)) == []  # 352x428 mm
     assert [r.code for r in film_reasons((440, 440), (0.143, 0.143))] == ["field_of_view"]
-    assert [r.code for r in film_reasons((440, 440), (2.0, 2.0))] == ["field_of_view"]   # 880 mm
+    assert [r.code for r in film_reasons((440, 440), (2.0, 2.0))] == ["field_of_view"]  # 880 mm
 
 
 def test_missing_lungs_are_flagged():

@@ -47,8 +47,14 @@ def full_resolution(shared_data, tmp_path_factory):
     stem = TEST_FILMS[0]
     small = np.asarray(Image.open(shared_data / "shenzhen" / "images" / f"{stem}.png"))
     big = np.asarray(Image.fromarray(small).resize((4020, 4892), Image.BICUBIC)).astype(np.uint16) * 16
-    ds = factory.radiograph((4095 - big).astype(np.uint16), factory.DX_PRESENTATION, photometric="MONOCHROME1",
-                            bits_stored=12, PixelSpacing=[0.0875, 0.0875], PatientOrientation=["L", "F"])
+    ds = factory.radiograph(
+        (4095 - big).astype(np.uint16),
+        factory.DX_PRESENTATION,
+        photometric="MONOCHROME1",
+        bits_stored=12,
+        PixelSpacing=[0.0875, 0.0875],
+        PatientOrientation=["L", "F"],
+    )
     path = factory.write(ds, tmp_path_factory.mktemp("full") / "big.dcm", JPEG2000Lossless)
     return path, stem
 
@@ -74,10 +80,16 @@ def test_full_resolution_film_gives_the_small_films_mask_on_its_native_grid(segm
 def test_orientation_decides_right_and_left(segmenter, shenzhen_pixels, tmp_path):
     """The same chest stored in the standard display (L\\F) and mirrored (R\\F, pixels flipped left-right)."""
     films = {}
-    for name, orientation, pixels in (("pa", ["L", "F"], shenzhen_pixels),
-                                      ("mirror", ["R", "F"], np.fliplr(shenzhen_pixels))):
-        ds = factory.radiograph(np.ascontiguousarray(pixels), factory.DX_PRESENTATION, PixelSpacing=[0.7, 0.7],
-                                PatientOrientation=orientation)
+    for name, orientation, pixels in (
+        ("pa", ["L", "F"], shenzhen_pixels),
+        ("mirror", ["R", "F"], np.fliplr(shenzhen_pixels)),
+    ):
+        ds = factory.radiograph(
+            np.ascontiguousarray(pixels),
+            factory.DX_PRESENTATION,
+            PixelSpacing=[0.7, 0.7],
+            PatientOrientation=orientation,
+        )
         films[name] = segmenter(medlung.load_film(factory.write(ds, tmp_path / f"{name}.dcm")))
     pa, mirror = films["pa"].labels, films["mirror"].labels
     np.testing.assert_array_equal(np.fliplr(mirror), pa)  # the network saw the same standard-display film
@@ -88,8 +100,10 @@ def test_orientation_decides_right_and_left(segmenter, shenzhen_pixels, tmp_path
 def test_monochrome1_and_monochrome2_films_give_the_same_mask(segmenter, shenzhen_pixels, tmp_path):
     stored = shenzhen_pixels.astype(np.uint16) * 4
     a = factory.write(factory.radiograph(stored, bits_stored=10), tmp_path / "m2.dcm")
-    b = factory.write(factory.radiograph((1023 - stored).astype(np.uint16), photometric="MONOCHROME1",
-                                         bits_stored=10), tmp_path / "m1.dcm")
+    b = factory.write(
+        factory.radiograph((1023 - stored).astype(np.uint16), photometric="MONOCHROME1", bits_stored=10),
+        tmp_path / "m1.dcm",
+    )
     np.testing.assert_array_equal(segmenter(medlung.load_film(a)).labels, segmenter(medlung.load_film(b)).labels)
 
 
@@ -107,7 +121,7 @@ def test_clean_up_keeps_two_lungs_and_fills_holes():
     mask[95:97, 95:97] = True  # speck
     cleaned = clean_lung_mask(mask, pixel_area_mm2=4.0, min_area_mm2=100.0)
     assert cleaned[50, 20] and not cleaned[95, 95]
-    labels, assumed, notes = split_lungs(cleaned, None)
+    labels, assumed, _notes = split_lungs(cleaned, None)
     assert assumed and labels[50, 20] == 1 and labels[50, 70] == 2
     labels, assumed, _ = split_lungs(cleaned, ("R", "F"))
     assert not assumed and labels[50, 20] == 2

@@ -77,15 +77,23 @@ def ohif_dist() -> Path:
     npm = _tool("npm", "apt-get install nodejs npm")
     environment = dict(os.environ, PUPPETEER_SKIP_DOWNLOAD="1")
     if not (HERE / "node_modules" / "puppeteer-core").is_dir():
-        run = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, env=environment,
-                             capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+        run = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=HERE,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_S,
+        )
         if run.returncode != 0:
             skip_or_fail(f"npm ci in {HERE} failed: {run.stderr.strip()[-500:]}")
-    run = subprocess.run([node, str(HERE / "prepare_ohif.js")], env=environment, capture_output=True, text=True,
-                         timeout=NPM_TIMEOUT_S)
+    run = subprocess.run(
+        [node, str(HERE / "prepare_ohif.js")], env=environment, capture_output=True, text=True, timeout=NPM_TIMEOUT_S
+    )
     if run.returncode != 0:
-        skip_or_fail(f"OHIF's app could not be fetched (node tests/interop/prepare_ohif.js): "
-                     f"{run.stderr.strip()[-500:]}")
+        skip_or_fail(
+            f"OHIF's app could not be fetched (node tests/interop/prepare_ohif.js): {run.stderr.strip()[-500:]}"
+        )
     return Path(run.stdout.strip().splitlines()[-1])
 
 
@@ -102,31 +110,69 @@ def _film(kind: str, shared_data: Path, folder: Path) -> Path:
     """Write the film of ``kind`` (see :data:`FILMS`) as DICOM into ``folder``."""
     stem = FILMS[kind][0]
     small = Image.open(shared_data / "shenzhen" / "images" / f"{stem}.png").convert("L")
-    study = dict(PatientOrientation=["L", "F"], StudyDate="20240102", StudyTime="101500", StudyID="42",
-                 SeriesNumber=3, InstanceNumber=1, BodyPartExamined="CHEST", ViewPosition="PA",
-                 PatientName=f"Medlung^{kind}", PatientID=f"OHIF-{kind}", SeriesDescription=FILMS[kind][1][:64])
+    study = dict(
+        PatientOrientation=["L", "F"],
+        StudyDate="20240102",
+        StudyTime="101500",
+        StudyID="42",
+        SeriesNumber=3,
+        InstanceNumber=1,
+        BodyPartExamined="CHEST",
+        ViewPosition="PA",
+        PatientName=f"Medlung^{kind}",
+        PatientID=f"OHIF-{kind}",
+        SeriesDescription=FILMS[kind][1][:64],
+    )
     if kind == "cr_512":
         ds = factory.radiograph(np.asarray(small), factory.CR, "MONOCHROME2", PixelSpacing=[0.7, 0.7], **study)
     elif kind == "cr_4020x4892":
         big = np.asarray(small.resize((4020, 4892), Image.BICUBIC)).astype(np.uint16) * 16
-        ds = factory.radiograph(big, factory.CR, "MONOCHROME2", bits_stored=12, PixelSpacing=[0.0875, 0.0875],
-                                WindowCenter=2048, WindowWidth=4096, **study)
+        ds = factory.radiograph(
+            big,
+            factory.CR,
+            "MONOCHROME2",
+            bits_stored=12,
+            PixelSpacing=[0.0875, 0.0875],
+            WindowCenter=2048,
+            WindowWidth=4096,
+            **study,
+        )
     else:
         big = np.asarray(small.resize((2048, 2048), Image.BICUBIC)).astype(np.uint16) * 16
-        ds = factory.radiograph((4095 - big).astype(np.uint16), factory.DX_PRESENTATION, "MONOCHROME1",
-                                bits_stored=12, ImagerPixelSpacing=[0.2, 0.2], PresentationLUTShape="INVERSE",
-                                PresentationIntentType="FOR PRESENTATION", WindowCenter=2048, WindowWidth=4096,
-                                **study)
+        ds = factory.radiograph(
+            (4095 - big).astype(np.uint16),
+            factory.DX_PRESENTATION,
+            "MONOCHROME1",
+            bits_stored=12,
+            ImagerPixelSpacing=[0.2, 0.2],
+            PresentationLUTShape="INVERSE",
+            PresentationIntentType="FOR PRESENTATION",
+            WindowCenter=2048,
+            WindowWidth=4096,
+            **study,
+        )
     return factory.write(ds, folder / f"{kind}.dcm")
 
 
 def _drive(server: OhifServer, study: str, seg_series: str, out: Path) -> dict:
     """Run the Node driver; its state.json (also when it failed: the test says which step)."""
-    arguments = dict(url=server.url, study=study, segSeries=seg_series, out=str(out), timeoutS=DRIVER_TIMEOUT_S,
-                     chromium=os.environ.get("MEDLUNG_CHROMIUM", "/usr/bin/chromium"))
+    arguments = dict(
+        url=server.url,
+        study=study,
+        segSeries=seg_series,
+        out=str(out),
+        timeoutS=DRIVER_TIMEOUT_S,
+        chromium=os.environ.get("MEDLUNG_CHROMIUM", "/usr/bin/chromium"),
+    )
     # its own process group: if it outlives its own limit, the driver and its Chromium are stopped together
-    process = subprocess.Popen(["node", str(DRIVER), json.dumps(arguments)], cwd=HERE, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["node", str(DRIVER), json.dumps(arguments)],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         log, _ = process.communicate(timeout=DRIVER_TIMEOUT_S + 60)
     except subprocess.TimeoutExpired:
@@ -226,8 +272,9 @@ def overlay_agreement(screenshot: np.ndarray, geometry: dict, labels: np.ndarray
 
 
 @pytest.mark.parametrize("kind", list(FILMS))
-def test_ohif_draws_both_lungs_where_medlung_labels_them(kind, ohif_dist, shared_data, segmenter,
-                                                         orthanc, artifacts, tmp_path):  # noqa: F811
+def test_ohif_draws_both_lungs_where_medlung_labels_them(
+    kind, ohif_dist, shared_data, segmenter, orthanc, artifacts, tmp_path
+):
     started = time.perf_counter()
     film_path = _film(kind, shared_data, tmp_path)
     film = medlung.load_film(film_path)

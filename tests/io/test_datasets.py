@@ -30,10 +30,14 @@ def test_datalist_json_with_relative_paths(shared_data, tmp_path):
     for stem in ("CHNCXR_0001_0", "CHNCXR_0002_0"):
         shutil.copy(shared_data / "shenzhen" / "images" / f"{stem}.png", folder / "img")
         shutil.copy(shared_data / "shenzhen" / "masks" / f"{stem}_lungs.png", folder / "img")
-    (folder / "list.json").write_text(json.dumps({
-        "training": [{"image": "img/CHNCXR_0001_0.png", "label": "img/CHNCXR_0001_0_lungs.png"}],
-        "validation": [{"image": "img/CHNCXR_0002_0.png", "label": "img/CHNCXR_0002_0_lungs.png"}],
-    }))
+    (folder / "list.json").write_text(
+        json.dumps(
+            {
+                "training": [{"image": "img/CHNCXR_0001_0.png", "label": "img/CHNCXR_0001_0_lungs.png"}],
+                "validation": [{"image": "img/CHNCXR_0002_0.png", "label": "img/CHNCXR_0002_0_lungs.png"}],
+            }
+        )
+    )
     datalist = check_datalist(find_datalist(folder / "list.json"))
     assert datalist.has_split and not datalist.problems
     assert datalist.parts["validation"][0]["image"] == str(folder / "img" / "CHNCXR_0002_0.png")
@@ -107,13 +111,15 @@ def test_covid_v7_csv_gives_ignore_masks_and_a_conventions_column(shared_data, t
     with_ignore = [e for e in covid.all_entries() if e["ignore"]]
     assert with_ignore and all(e["ignore"].endswith("_ignore.png") for e in with_ignore)
     assert all(e["lungs"] == "" for e in covid.all_entries())  # the CSV does not say: callers decide
-    rows = ["image,mask,lungs,split",
-            f"{shared_data}/shenzhen/images/CHNCXR_0001_0.png,{shared_data}/shenzhen/masks/CHNCXR_0001_0_lungs.png,"
-            "anatomical,train",
-            f"{shared_data}/shenzhen/images/CHNCXR_0100_0.png,{shared_data}/shenzhen/masks/CHNCXR_0100_0_lungs.png,"
-            "field,val",
-            f"{shared_data}/shenzhen/images/CHNCXR_0101_0.png,{shared_data}/shenzhen/masks/CHNCXR_0101_0_lungs.png,"
-            "whole,val"]
+    rows = [
+        "image,mask,lungs,split",
+        f"{shared_data}/shenzhen/images/CHNCXR_0001_0.png,{shared_data}/shenzhen/masks/CHNCXR_0001_0_lungs.png,"
+        "anatomical,train",
+        f"{shared_data}/shenzhen/images/CHNCXR_0100_0.png,{shared_data}/shenzhen/masks/CHNCXR_0100_0_lungs.png,"
+        "field,val",
+        f"{shared_data}/shenzhen/images/CHNCXR_0101_0.png,{shared_data}/shenzhen/masks/CHNCXR_0101_0_lungs.png,"
+        "whole,val",
+    ]
     (tmp_path / "mixed.csv").write_text("\n".join(rows) + "\n")
     mixed = find_datalist(tmp_path / "mixed.csv")
     assert [e["lungs"] for e in mixed.all_entries()] == ["anatomical", "field"]

@@ -327,13 +327,14 @@ def test_films_without_luts_are_exact_in_float32(tmp_path, photometric, bits):
     """Integer films without rescale or window go to float32 in one step; the values are the float64 route's."""
     rng = np.random.default_rng(bits)
     dtype = np.uint8 if bits == 8 else np.uint16
-    stored = rng.integers(0, 2 ** bits, (40, 50)).astype(dtype)
-    stored[0, :2] = 0, 2 ** bits - 1  # both ends of the range
-    path = factory.write(factory.radiograph(stored, factory.DX_PRESENTATION, photometric, bits_stored=bits),
-                         tmp_path / "film.dcm")
+    stored = rng.integers(0, 2**bits, (40, 50)).astype(dtype)
+    stored[0, :2] = 0, 2**bits - 1  # both ends of the range
+    path = factory.write(
+        factory.radiograph(stored, factory.DX_PRESENTATION, photometric, bits_stored=bits), tmp_path / "film.dcm"
+    )
     film = medlung.load_film(path)
     expected = stored.astype(np.float64)
     if photometric == "MONOCHROME1":
-        expected = (2 ** bits - 1) - expected
+        expected = (2**bits - 1) - expected
     assert film.pixels.dtype == np.float32 and film.pixels.flags.c_contiguous
     assert np.array_equal(film.pixels, expected.astype(np.float32))

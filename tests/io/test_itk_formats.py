@@ -89,8 +89,22 @@ def test_predict_on_an_mha_film_writes_an_mha_label_map(dx_film, tmp_path, segme
     row_mm, col_mm = dx_film.spacing  # 1.2 x 1.2012 mm
     (tmp_path / "in").mkdir()
     sitk.WriteImage(itk_image(dx_film.pixels, (col_mm, row_mm)), str(tmp_path / "in" / "dx.mha"))
-    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--bundle",
-                                      str(shipped_bundle), "--device", "cpu", "--format", "mha,nifti"], obj={})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--bundle",
+            str(shipped_bundle),
+            "--device",
+            "cpu",
+            "--format",
+            "mha,nifti",
+        ],
+        obj={},
+    )
     assert result.exit_code == 0, result.output
     written = sitk.ReadImage(str(tmp_path / "out" / "dx_labels.mha"))
     labels = sitk.GetArrayFromImage(written)
@@ -103,8 +117,9 @@ def test_predict_on_an_mha_film_writes_an_mha_label_map(dx_film, tmp_path, segme
     assert back.spacing == pytest.approx((row_mm, col_mm)) and np.array_equal(back.pixels, labels)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("itk") is None,
-                    reason="the itk package (extra [itk], about 1.5 GB) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("itk") is None, reason="the itk package (extra [itk], about 1.5 GB) is not installed"
+)
 def test_itk_package_round_trip(dx_film, segmenter):
     import itk
 

@@ -11,7 +11,7 @@ from tests import dicom_factory as factory
 
 pytest.importorskip("imagecodecs", reason="imagecodecs is what medlung decodes JPEG 2000 with")
 
-from medlung.io import j2k  # noqa: E402
+from medlung.io import j2k
 
 
 def _both(path):

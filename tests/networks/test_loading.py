@@ -29,4 +29,3 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
         load_model(checkpoint)
     assert "\n" not in str(refused.value)
     assert not marker.exists(), "unpickling ran code from the checkpoint"
-

@@ -77,7 +77,9 @@ class Orthanc:
 
     def put_json(self, route: str, body):
         request = urllib.request.Request(
-            f"{self.rest}{route}", data=json.dumps(body).encode(), method="PUT",
+            f"{self.rest}{route}",
+            data=json.dumps(body).encode(),
+            method="PUT",
             headers={"Content-Type": "application/json"},
         )
         with self._open(request) as answer:
@@ -85,8 +87,9 @@ class Orthanc:
 
     def upload(self, path: Path) -> str:
         """Store a DICOM file through the REST API; its Orthanc instance id."""
-        request = urllib.request.Request(f"{self.rest}/instances", data=Path(path).read_bytes(),
-                                         headers={"Content-Type": "application/dicom"})
+        request = urllib.request.Request(
+            f"{self.rest}/instances", data=Path(path).read_bytes(), headers={"Content-Type": "application/dicom"}
+        )
         with self._open(request, timeout=60) as answer:
             return json.loads(answer.read())["ID"]
 
@@ -143,8 +146,10 @@ def start_orthanc(folder: Path, ports: tuple[int, int] | None = None, **override
     ``Jpeg2000TransferSyntaxAccepted=False``, or ``AuthenticationEnabled=True``
     with ``RegisteredUsers``: the helper's own calls then use the first user).
     """
-    exe = shutil.which("Orthanc") or shutil.which("orthanc") or (
-        "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None
+    exe = (
+        shutil.which("Orthanc")
+        or shutil.which("orthanc")
+        or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     )
     if exe is None:
         _missing("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")

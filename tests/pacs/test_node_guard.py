@@ -27,6 +27,7 @@ from pynetdicom.sop_class import Verification
 
 from medlung.logs import log_event
 from medlung.pacs import TlsConfig
+from medlung.pacs.queue import Spool
 from medlung.pacs.serve import (
     ASSOCIATION_FULL,
     FILM_TOO_LARGE,
@@ -37,7 +38,6 @@ from medlung.pacs.serve import (
     exposure_warning,
     node_logging,
 )
-from medlung.pacs.queue import Spool
 from medlung.writers.dicom_seg import write_dicom_seg
 from tests import dicom_factory as factory
 from tests.pacs.certs import make_pki
@@ -79,8 +79,16 @@ def start_node(orthanc, segmenter, tmp_path):
 
     def start(json_logs: bool = True, **options) -> Running:
         stream = io.StringIO()
-        config = ServeConfig(NODE_AE, 0, orthanc.destination, tmp_path / f"work{len(nodes)}", bind="127.0.0.1",
-                             json_logs=json_logs, resend_interval=2.0, **options)
+        config = ServeConfig(
+            NODE_AE,
+            0,
+            orthanc.destination,
+            tmp_path / f"work{len(nodes)}",
+            bind="127.0.0.1",
+            json_logs=json_logs,
+            resend_interval=2.0,
+            **options,
+        )
         # each node its own logger (two may run at once), through the injection point; pynetdicom as in serve()
         logger = logging.getLogger(f"medlung.serve.test{len(nodes)}")
         logs.enter_context(node_logging(json_logs, stream, logger))
@@ -191,7 +199,8 @@ def logger_state(name: str) -> tuple:
 
 @pytest.mark.parametrize("json_logs", [True, False], ids=["json-logs", "text-logs"])
 def test_pynetdicom_errors_during_a_run_reach_the_node_log_throttled_and_its_logger_is_left_as_it_was(
-        orthanc, segmenter, tmp_path, json_logs):
+    orthanc, segmenter, tmp_path, json_logs
+):
     before = {name: logger_state(name) for name in ("pynetdicom", "pynetdicom.dul", "medlung.serve")}
     stream = io.StringIO()
     config = ServeConfig(NODE_AE, 0, orthanc.destination, tmp_path / "work", bind="127.0.0.1", json_logs=json_logs)
@@ -215,8 +224,11 @@ def test_pynetdicom_errors_during_a_run_reach_the_node_log_throttled_and_its_log
         events = running.events()
         assert len(events) == len(running.text().splitlines())  # every line is one JSON object
         pynetdicom = [e for e in events if e.get("logger", "").startswith("pynetdicom")]
-        assert {"level": "error", "event": "Unknown PDU type received '0x47'", "logger": "pynetdicom.dul"}.items() \
-            <= pynetdicom[0].items()
+        assert {
+            "level": "error",
+            "event": "Unknown PDU type received '0x47'",
+            "logger": "pynetdicom.dul",
+        }.items() <= pynetdicom[0].items()
         assert PYNETDICOM_RECORDS <= len(pynetdicom) < 20  # a flood of 100 throttled (5 a minute)
         assert all(e["level"] in ("warning", "error", "critical") for e in pynetdicom)  # no info, no debug
         assert [e["event"] for e in events if "logger" not in e][:1] == ["listening"]
@@ -239,8 +251,12 @@ def test_pynetdicom_errors_during_a_run_reach_the_node_log_throttled_and_its_log
 def test_logs_never_carry_patient_names_or_ids(start_node, orthanc, shenzhen_pixels, tmp_path, json_logs):
     running = start_node(json_logs=json_logs, max_film_mb=0.2)
     study = generate_uid()
-    identity = {"PatientName": PATIENT_NAME, "PatientID": PATIENT_ID, "OtherPatientNames": "Alias^Mary",
-                "IssuerOfPatientID": "HOSPITAL-A"}
+    identity = {
+        "PatientName": PATIENT_NAME,
+        "PatientID": PATIENT_ID,
+        "OtherPatientNames": "Alias^Mary",
+        "IssuerOfPatientID": "HOSPITAL-A",
+    }
     good = make_film(tmp_path / "good.dcm", np.asarray(shenzhen_pixels), (256, 256), study=study)
     too_big = make_film(tmp_path / "big.dcm", np.asarray(shenzhen_pixels), (512, 512), study=study)
     broken = factory.radiograph(np.zeros((300, 300), np.uint16), factory.DX_PRESENTATION, StudyInstanceUID=study)
@@ -253,8 +269,12 @@ def test_logs_never_carry_patient_names_or_ids(start_node, orthanc, shenzhen_pix
             setattr(ds, keyword, value)
         ds.save_as(path)
     assert send_films(paths, running.port) == [0, FILM_TOO_LARGE, 0]
-    wait_until(lambda: Spool(running.workdir).counts()["done"] == 1 and Spool(running.workdir).counts()["failed"] == 1,
-               PER_FILM_S * 3, "one film done, one failed", running)
+    wait_until(
+        lambda: Spool(running.workdir).counts()["done"] == 1 and Spool(running.workdir).counts()["failed"] == 1,
+        PER_FILM_S * 3,
+        "one film done, one failed",
+        running,
+    )
     log = running.text()
     assert "received" in log and "segmented" in log and "store-refused" in log and "failed" in log
     reason = next((running.workdir / "failed").glob("*.reason.txt")).read_text()
@@ -266,16 +286,42 @@ def test_logs_never_carry_patient_names_or_ids(start_node, orthanc, shenzhen_pix
 
 
 def test_seg_keeps_only_the_identifiers_the_standard_requires(tmp_path):
-    required = {"PatientName": "Seg^Jane", "PatientID": "PID-1", "IssuerOfPatientID": "HOSP", "PatientBirthDate":
-                "19600101", "PatientSex": "F", "AccessionNumber": "ACC-9", "StudyID": "S1",
-                "ReferringPhysicianName": "Ref^Doc", "StudyDate": "20240101", "StudyTime": "120000"}
-    optional = {"OtherPatientNames": "Other^Name", "PatientComments": "VIP", "PatientAge": "064Y",
-                "PatientWeight": "70", "PatientSize": "1.7", "AdditionalPatientHistory": "smoker", "Occupation":
-                "Miner", "PatientAddress": "1 Secret Road", "PatientTelephoneNumbers": "555-0100",
-                "PhysiciansOfRecord": "Rec^Doc", "NameOfPhysiciansReadingStudy": "Read^Doc",
-                "OperatorsName": "Op^Erator", "InstitutionName": "General Hospital", "StationName": "XR1"}
-    ds = factory.radiograph(np.zeros((64, 64), np.uint16) + 100, factory.CR, PixelSpacing=[0.5, 0.5],
-                            PatientOrientation=["L", "F"], **required, **optional)
+    required = {
+        "PatientName": "Seg^Jane",
+        "PatientID": "PID-1",
+        "IssuerOfPatientID": "HOSP",
+        "PatientBirthDate": "19600101",
+        "PatientSex": "F",
+        "AccessionNumber": "ACC-9",
+        "StudyID": "S1",
+        "ReferringPhysicianName": "Ref^Doc",
+        "StudyDate": "20240101",
+        "StudyTime": "120000",
+    }
+    optional = {
+        "OtherPatientNames": "Other^Name",
+        "PatientComments": "VIP",
+        "PatientAge": "064Y",
+        "PatientWeight": "70",
+        "PatientSize": "1.7",
+        "AdditionalPatientHistory": "smoker",
+        "Occupation": "Miner",
+        "PatientAddress": "1 Secret Road",
+        "PatientTelephoneNumbers": "555-0100",
+        "PhysiciansOfRecord": "Rec^Doc",
+        "NameOfPhysiciansReadingStudy": "Read^Doc",
+        "OperatorsName": "Op^Erator",
+        "InstitutionName": "General Hospital",
+        "StationName": "XR1",
+    }
+    ds = factory.radiograph(
+        np.zeros((64, 64), np.uint16) + 100,
+        factory.CR,
+        PixelSpacing=[0.5, 0.5],
+        PatientOrientation=["L", "F"],
+        **required,
+        **optional,
+    )
     other = pydicom.Dataset()
     other.PatientID, other.TypeOfPatientID = "OTHER-ID", "TEXT"
     ds.OtherPatientIDsSequence = [other]

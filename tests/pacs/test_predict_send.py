@@ -17,8 +17,13 @@ from tests.pacs.orthanc import free_port
 
 
 def _predict(*args, bundle):
-    return subprocess.run([sys.executable, "-m", "medlung", "predict", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, "MEDLUNG_BUNDLE": str(bundle)}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "medlung", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDLUNG_BUNDLE": str(bundle)},
+        timeout=600,
+    )
 
 
 def _film(shared_data, tmp_path):
@@ -29,8 +34,16 @@ def _film(shared_data, tmp_path):
 
 def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipped_bundle, tmp_path):
     film, ds = _film(shared_data, tmp_path)
-    result = _predict(film, shared_data / "dicom" / "CR-MONO1-10-chest.dcm", "-o", tmp_path / "out",
-                      "--send", orthanc.destination, "--send-source", bundle=shipped_bundle)
+    result = _predict(
+        film,
+        shared_data / "dicom" / "CR-MONO1-10-chest.dcm",
+        "-o",
+        tmp_path / "out",
+        "--send",
+        orthanc.destination,
+        "--send-source",
+        bundle=shipped_bundle,
+    )
     assert result.returncode == 0, result.stderr
     seg = read_dicom_seg(tmp_path / "out" / "chest_seg.dcm")
     stored = {item["SOPInstanceUID"]: item for item in orthanc.study_instances(ds.StudyInstanceUID)}
@@ -46,8 +59,9 @@ def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipp
 
 def test_stow_posts_the_seg(orthanc, shared_data, shipped_bundle, tmp_path):
     film, ds = _film(shared_data, tmp_path)
-    result = _predict(film, "-o", tmp_path / "out", "--stow", orthanc.dicomweb, "--format", "seg",
-                      bundle=shipped_bundle)
+    result = _predict(
+        film, "-o", tmp_path / "out", "--stow", orthanc.dicomweb, "--format", "seg", bundle=shipped_bundle
+    )
     assert result.returncode == 0, result.stderr
     stored = orthanc.study_instances(ds.StudyInstanceUID)
     assert [item["Modality"] for item in stored] == ["SEG"]  # the SEG alone: no --send-source
@@ -56,8 +70,9 @@ def test_stow_posts_the_seg(orthanc, shared_data, shipped_bundle, tmp_path):
 def test_unreachable_pacs_is_an_error_row_but_the_seg_is_kept(shared_data, shipped_bundle, tmp_path):
     film, _ = _film(shared_data, tmp_path)
     port = free_port()  # nobody listens there
-    result = _predict(film, "-o", tmp_path / "out", "--send", f"NOBODY@127.0.0.1:{port}", "--format", "seg",
-                      bundle=shipped_bundle)
+    result = _predict(
+        film, "-o", tmp_path / "out", "--send", f"NOBODY@127.0.0.1:{port}", "--format", "seg", bundle=shipped_bundle
+    )
     assert result.returncode == 1 and "C-STORE" in result.stderr and "Traceback" not in result.stderr
     row = next(csv.DictReader(open(tmp_path / "out" / "report.csv")))
     assert row["status"] == "error" and "the file is kept" in row["error"]

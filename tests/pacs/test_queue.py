@@ -87,8 +87,16 @@ def test_recovery_order_is_oldest_first(spool):
     assert spool.recover()[0] == ["1.2.4", "1.2.6", "1.2.5"]
 
 
-@pytest.mark.parametrize("uid, plain", [("1.2.840.113619.2.1", True), ("1.2.3 ", True), ("../../etc/passwd", False),
-                                        ("1." + "2" * 70, False), ("", False)])
+@pytest.mark.parametrize(
+    "uid, plain",
+    [
+        ("1.2.840.113619.2.1", True),
+        ("1.2.3 ", True),
+        ("../../etc/passwd", False),
+        ("1." + "2" * 70, False),
+        ("", False),
+    ],
+)
 def test_keys_are_uids_or_hashes_never_paths(uid, plain):
     key = Spool.key_for(uid)
     assert (key == uid.strip()) is plain

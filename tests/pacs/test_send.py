@@ -24,8 +24,9 @@ def film_and_seg(tmp_path, shared_data, shenzhen_pixels):
     film = load(film_path)
     labels = shenzhen_labels(shared_data)
     # JPEG 2000 on purpose: send_cstore must also handle a compressed SEG (and decompress it for a PACS without it)
-    seg = write_dicom_seg(film, labels, tmp_path / "CHNCXR_0001_0_seg.dcm", model_version="1.0.0",
-                          transfer_syntax="jpeg2000")
+    seg = write_dicom_seg(
+        film, labels, tmp_path / "CHNCXR_0001_0_seg.dcm", model_version="1.0.0", transfer_syntax="jpeg2000"
+    )
     return film_path, film, seg, labels
 
 
@@ -160,15 +161,18 @@ def test_bad_destination_says_the_expected_form(text, words):
     assert "AE@HOST:PORT" in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("answer", [b"", b'{"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", '
-                                        b'"Value": ["1.2.3.4"]}}]}}'], ids=["empty-body", "other-instance"])
+@pytest.mark.parametrize(
+    "answer",
+    [b"", b'{"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3.4"]}}]}}'],
+    ids=["empty-body", "other-instance"],
+)
 def test_stow_answer_that_does_not_list_the_instance_is_not_stored(film_and_seg, answer):
     """HTTP 200 alone is not proof: a proxy or a broken server may answer 200 without storing (PS3.18 10.5.3)."""
     import http.server
     import threading
 
     class Answers200(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(200)
             self.send_header("Content-Type", "application/dicom+json")

@@ -54,12 +54,31 @@ class Node:
         self.logs: list[Path] = []
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Node":
+    def start(self) -> Node:
         log = self.workdir.parent / f"{self.workdir.name}.log{len(self.logs)}"
         self.logs.append(log)
-        command = [sys.executable, "-m", "medlung", "serve", "--ae-title", NODE_AE, "--port", str(self.port),
-                   "--bind", "127.0.0.1", "--forward", self.forward, "--workdir", str(self.workdir),
-                   "--device", "cpu", "--json-logs", "--resend-interval", "2", *self.extra]
+        command = [
+            sys.executable,
+            "-m",
+            "medlung",
+            "serve",
+            "--ae-title",
+            NODE_AE,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--forward",
+            self.forward,
+            "--workdir",
+            str(self.workdir),
+            "--device",
+            "cpu",
+            "--json-logs",
+            "--resend-interval",
+            "2",
+            *self.extra,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(log, "wb") as stream:
             self.process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -96,7 +115,9 @@ class Node:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
-            raise AssertionError(f"the node did not stop within {timeout} s after signal {number}:\n{self.tail()}")
+            raise AssertionError(
+                f"the node did not stop within {timeout} s after signal {number}:\n{self.tail()}"
+            ) from None
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -139,8 +160,14 @@ def sends_per_film(events: list[dict]) -> dict[str, int]:
 
 
 # --- films and a DICOM client -----------------------------------------------------------------
-def make_film(path: Path, pixels: np.ndarray, shape: tuple[int, int], index: int = 0, study: str | None = None,
-              syntax: str | None = None) -> Path:
+def make_film(
+    path: Path,
+    pixels: np.ndarray,
+    shape: tuple[int, int],
+    index: int = 0,
+    study: str | None = None,
+    syntax: str | None = None,
+) -> Path:
     """The real Shenzhen film resized to ``shape`` (rows, cols), about 36 cm tall, as a CR/DX/SC film."""
     rows, cols = shape
     resized = np.asarray(Image.fromarray(pixels).resize((cols, rows), Image.BILINEAR)).astype(np.uint16) * 16
@@ -148,9 +175,17 @@ def make_film(path: Path, pixels: np.ndarray, shape: tuple[int, int], index: int
     photometric = "MONOCHROME1" if index % 3 == 2 else "MONOCHROME2"
     stored = 4095 - resized if photometric == "MONOCHROME1" else resized
     spacing = 0.0875 if shape == FULL_SHAPE else round(358.0 / rows, 4)
-    ds = factory.radiograph(stored.astype(np.uint16), sop_class, photometric=photometric, bits_stored=12,
-                            PixelSpacing=[spacing, spacing], PatientOrientation=["L", "F"],
-                            StudyInstanceUID=study or generate_uid(), SeriesNumber=index + 1, InstanceNumber=1)
+    ds = factory.radiograph(
+        stored.astype(np.uint16),
+        sop_class,
+        photometric=photometric,
+        bits_stored=12,
+        PixelSpacing=[spacing, spacing],
+        PatientOrientation=["L", "F"],
+        StudyInstanceUID=study or generate_uid(),
+        SeriesNumber=index + 1,
+        InstanceNumber=1,
+    )
     return factory.write(ds, path, syntax)
 
 
@@ -261,12 +296,15 @@ def test_echo_allowed_ae_and_other_sop_classes_and_disallowed_ae(node):
     intruder.add_requested_context("1.2.840.10008.1.1")
     assoc = intruder.associate("127.0.0.1", node.port, ae_title=NODE_AE)
     assert assoc.is_rejected and not assoc.is_established
-    wait_until(lambda: any(e["event"] == "association-rejected" and e["calling_ae"] == "INTRUDER"
-                           for e in node.events()), 10, "the rejection in the log", node)
+    wait_until(
+        lambda: any(e["event"] == "association-rejected" and e["calling_ae"] == "INTRUDER" for e in node.events()),
+        10,
+        "the rejection in the log",
+        node,
+    )
 
 
-def test_corrupt_and_non_image_instances_go_to_failed_and_the_node_keeps_serving(node, orthanc, small_pixels,
-                                                                                 tmp_path):
+def test_corrupt_and_non_image_instances_go_to_failed_and_the_node_keeps_serving(node, orthanc, small_pixels, tmp_path):
     no_pixels = factory.radiograph(np.zeros((64, 64), np.uint16), factory.CR)
     del no_pixels.PixelData
     no_pixels.save_as(tmp_path / "no_pixels.dcm", enforce_file_format=True)
@@ -279,31 +317,54 @@ def test_corrupt_and_non_image_instances_go_to_failed_and_the_node_keeps_serving
     assert send_films(paths, node.port) == [0, 0, 0]  # accepted: they are safely queued, then judged
 
     keys = [Spool.key_for(pydicom.dcmread(p).SOPInstanceUID) for p in paths]
-    wait_until(lambda: all((node.workdir / "failed" / f"{k}.reason.txt").exists() for k in keys[:2]),
-               PER_FILM_S * 2, "two reason files", node)
+    wait_until(
+        lambda: all((node.workdir / "failed" / f"{k}.reason.txt").exists() for k in keys[:2]),
+        PER_FILM_S * 2,
+        "two reason files",
+        node,
+    )
     reasons = [(node.workdir / "failed" / f"{k}.reason.txt").read_text() for k in keys[:2]]
     assert "no pixel data" in reasons[0]
     assert reasons[1].count("\n") == 1 and "pixel" in reasons[1].lower()
     assert all((node.workdir / "failed" / f"{k}.dcm").exists() for k in keys[:2])
-    wait_until(lambda: [t for t in orthanc.study_instances(study) if t.get("Modality") == "SEG"],
-               PER_FILM_S * 3, "the good film's SEG", node)
+    wait_until(
+        lambda: [t for t in orthanc.study_instances(study) if t.get("Modality") == "SEG"],
+        PER_FILM_S * 3,
+        "the good film's SEG",
+        node,
+    )
     failed = [e for e in node.events() if e["event"] == "failed"]
     assert {e["key"] for e in failed} >= set(keys[:2]) and all(e["stage"] == "segment" for e in failed)
 
 
 def test_status_prints_the_queue_counts(node):
-    status = subprocess.run([sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir), "--json"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    status = subprocess.run(
+        [sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
     assert counts["running"] == node.process.pid
     assert set(counts) == {"incoming", "outgoing", "done", "failed", "running"}
     assert counts["failed"] >= 0 and counts["done"] == len(list((node.workdir / "done").glob("*_seg.dcm")))
-    text = subprocess.run([sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    text = subprocess.run(
+        [sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert text.returncode == 0 and "incoming" in text.stdout and "running (pid" in text.stdout
-    wrong = subprocess.run([sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir / "done")],
-                           capture_output=True, text=True, timeout=60, cwd=REPO)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "medlung", "serve", "--status", str(node.workdir / "done")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "Traceback" not in wrong.stderr
 
 
@@ -311,8 +372,12 @@ def test_pynetdicom_errors_reach_the_node_json_log(node):
     """pynetdicom is not silenced: what it says about a peer that is not DICOM is in the node's JSON log."""
     with socket.create_connection(("127.0.0.1", node.port), timeout=30) as probe:
         probe.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")  # a web probe on the DICOM port
-        found = wait_until(lambda: [e for e in node.events() if e.get("logger") == "pynetdicom.dul"], 30,
-                           "pynetdicom's error in the node's log", node)
+        found = wait_until(
+            lambda: [e for e in node.events() if e.get("logger") == "pynetdicom.dul"],
+            30,
+            "pynetdicom's error in the node's log",
+            node,
+        )
     assert found[0]["level"] == "error" and found[0]["event"] == "Unknown PDU type received '0x47'"
     assert "time" in found[0] and not [e for e in node.events() if e.get("logger") and e["level"] in ("debug", "info")]
 
@@ -324,11 +389,12 @@ def test_load_50_films_over_4_associations_all_segs_arrive_once(node, orthanc, s
     paths = []
     for index in range(48):
         syntax = JPEG2000Lossless if index % 8 == 3 else RLELossless if index % 8 == 5 else None
-        paths.append(make_film(tmp_path / f"f{index:02d}.dcm", small_pixels, shapes[index % len(shapes)], index,
-                               study, syntax))
+        paths.append(
+            make_film(tmp_path / f"f{index:02d}.dcm", small_pixels, shapes[index % len(shapes)], index, study, syntax)
+        )
     for index in (48, 49):
         paths.append(make_film(tmp_path / f"f{index:02d}.dcm", small_pixels, FULL_SHAPE, index, study))
-    order = [paths[48]] + paths[:24] + [paths[49]] + paths[24:48]  # the big ones early, among the small
+    order = [paths[48], *paths[:24], paths[49], *paths[24:48]]  # the big ones early, among the small
     shares = [order[i::4] for i in range(4)]
     keys = {Spool.key_for(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
     already = len(sends_per_film(node.events()))
@@ -367,14 +433,15 @@ def test_load_50_films_over_4_associations_all_segs_arrive_once(node, orthanc, s
     assert len(big) == 2 and all(e["cols"] == FULL_SHAPE[1] for e in big)
     rate = 50 / seconds * 60
     big_seconds = ", ".join(f"{e['seconds']:.1f}" for e in big)
-    print(f"\nload: 50 films (2 at 4020x4892) over 4 associations: received in {received_s:.1f} s, "
-          f"all SEGs in Orthanc after {seconds:.1f} s = {rate:.1f} films/minute; "
-          f"segment seconds: median {np.median([e['seconds'] for e in segmented.values()]):.2f}, "
-          f"4020x4892 {big_seconds}")
+    print(
+        f"\nload: 50 films (2 at 4020x4892) over 4 associations: received in {received_s:.1f} s, "
+        f"all SEGs in Orthanc after {seconds:.1f} s = {rate:.1f} films/minute; "
+        f"segment seconds: median {np.median([e['seconds'] for e in segmented.values()]):.2f}, "
+        f"4020x4892 {big_seconds}"
+    )
 
 
-def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp_path, small_pixels,
-                                                                   shipped_bundle):
+def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp_path, small_pixels, shipped_bundle):
     """Each state a crash can leave (see medlung/pacs/queue.py) is resumed the right way at start."""
     work = tmp_path / "work"
     spool = Spool(work)
@@ -411,8 +478,12 @@ def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp
     try:
         node.start()
         # a SEG reaches done/ a moment (two fsyncs) before its "sent" line: wait for both
-        wait_until(lambda: node.counts()["done"] == 5 and len(sends_per_film(node.events())) >= 3, PER_FILM_S * 3,
-                   "5 films in done/ and 3 'sent' lines", node)
+        wait_until(
+            lambda: node.counts()["done"] == 5 and len(sends_per_film(node.events())) >= 3,
+            PER_FILM_S * 3,
+            "5 films in done/ and 3 'sent' lines",
+            node,
+        )
         assert node.counts() == {"incoming": 0, "outgoing": 0, "done": 5, "failed": 0}
         assert not list(work.rglob("*.part")) and not list(work.rglob("*.sent"))
         events = node.events()
@@ -431,8 +502,9 @@ def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp
 
 
 @pytest.mark.slow
-def test_sigkill_mid_queue_then_restart_delivers_every_seg_once_and_sigterm_exits_0(orthanc, tmp_path,
-                                                                                    small_pixels, shipped_bundle):
+def test_sigkill_mid_queue_then_restart_delivers_every_seg_once_and_sigterm_exits_0(
+    orthanc, tmp_path, small_pixels, shipped_bundle
+):
     study = generate_uid()
     paths = [make_film(tmp_path / f"k{i:02d}.dcm", small_pixels, (256, 256), i, study) for i in range(12)]
     keys = {Spool.key_for(pydicom.dcmread(p).SOPInstanceUID) for p in paths}
@@ -471,8 +543,9 @@ def test_sigkill_mid_queue_then_restart_delivers_every_seg_once_and_sigterm_exit
         node.close()
 
 
-def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(tmp_path_factory, tmp_path,
-                                                                              small_pixels, shipped_bundle):
+def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(
+    tmp_path_factory, tmp_path, small_pixels, shipped_bundle
+):
     pacs = start_orthanc(tmp_path_factory.mktemp("orthanc_down"))
     node = Node(tmp_path / "work", pacs.destination)
     try:
@@ -482,13 +555,18 @@ def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(t
         paths = [make_film(tmp_path / f"d{i}.dcm", small_pixels, (256, 256), i, study) for i in range(3)]
         assert send_films(paths, node.port) == [0, 0, 0]
         wait_until(lambda: node.counts()["outgoing"] == 3, PER_FILM_S * 4, "3 SEGs in outgoing", node)
-        wait_until(lambda: sum(e["event"] == "delivery-delayed" for e in node.events()) >= 2, 30,
-                   "two delivery attempts", node)
+        wait_until(
+            lambda: sum(e["event"] == "delivery-delayed" for e in node.events()) >= 2, 30, "two delivery attempts", node
+        )
         assert node.counts() == {"incoming": 0, "outgoing": 3, "done": 0, "failed": 0}
 
         pacs = restart_orthanc(pacs)
-        wait_until(lambda: node.counts()["done"] == 3 and len(sends_per_film(node.events())) >= 3, 60,
-                   "the 3 SEGs delivered and logged", node)
+        wait_until(
+            lambda: node.counts()["done"] == 3 and len(sends_per_film(node.events())) >= 3,
+            60,
+            "the 3 SEGs delivered and logged",
+            node,
+        )
         segs = [t for t in pacs.study_instances(study) if t.get("Modality") == "SEG"]
         assert len(segs) == 3
         assert sends_per_film(node.events()) == {Spool.key_for(pydicom.dcmread(p).SOPInstanceUID): 1 for p in paths}
@@ -498,8 +576,9 @@ def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(t
         stop_orthanc(pacs)
 
 
-def test_full_queue_answers_out_of_resources_and_the_film_can_be_sent_again(orthanc, tmp_path, small_pixels,
-                                                                           shipped_bundle):
+def test_full_queue_answers_out_of_resources_and_the_film_can_be_sent_again(
+    orthanc, tmp_path, small_pixels, shipped_bundle
+):
     study = generate_uid()
     paths = [make_film(tmp_path / f"q{i}.dcm", small_pixels, (256, 256), i, study) for i in range(6)]
     node = Node(tmp_path / "work", orthanc.destination, "--max-queue", "2")
@@ -509,7 +588,7 @@ def test_full_queue_answers_out_of_resources_and_the_film_can_be_sent_again(orth
         assert set(statuses) <= {0x0000, 0xA700} and 0xA700 in statuses and statuses[:2] == [0, 0]
         assert any(e["event"] == "queue-full" for e in node.events())
         refused = [p for p, s in zip(paths, statuses) if s == 0xA700]
-        for attempt in range(60):  # the sender's retry loop, bounded
+        for _attempt in range(60):  # the sender's retry loop, bounded
             if not refused:
                 break
             time.sleep(1)

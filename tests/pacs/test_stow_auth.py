@@ -25,15 +25,21 @@ from tests.writers.seg_support import load, two_lungs
 
 USER, PASSWORD = "medlung", "c0rrect-h0rse-Battery"
 #: Variables that must not leak from the developer's shell into these tests.
-CREDENTIAL_VARIABLES = ("MEDLUNG_STOW_TOKEN", "MEDLUNG_STOW_TOKEN_FILE", "MEDLUNG_STOW_USER", "MEDLUNG_STOW_PASSWORD",
-                        "MEDLUNG_STOW_PASSWORD_FILE")
+CREDENTIAL_VARIABLES = (
+    "MEDLUNG_STOW_TOKEN",
+    "MEDLUNG_STOW_TOKEN_FILE",
+    "MEDLUNG_STOW_USER",
+    "MEDLUNG_STOW_PASSWORD",
+    "MEDLUNG_STOW_PASSWORD_FILE",
+)
 
 
 @pytest.fixture(scope="module")
 def auth_orthanc(tmp_path_factory):
     """Orthanc whose REST API and DICOMweb need HTTP basic authentication."""
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc_auth"), AuthenticationEnabled=True,
-                           RegisteredUsers={USER: PASSWORD})
+    server = start_orthanc(
+        tmp_path_factory.mktemp("orthanc_auth"), AuthenticationEnabled=True, RegisteredUsers={USER: PASSWORD}
+    )
     try:
         yield server
     finally:
@@ -63,8 +69,9 @@ def test_the_server_refuses_anonymous_stow(auth_orthanc, clean_env, shenzhen_pix
     assert auth_orthanc.study_instances(study) == []
 
 
-def test_wrong_password_is_refused_in_one_line_and_nothing_is_stored(auth_orthanc, clean_env, shenzhen_pixels,
-                                                                     tmp_path):
+def test_wrong_password_is_refused_in_one_line_and_nothing_is_stored(
+    auth_orthanc, clean_env, shenzhen_pixels, tmp_path
+):
     film, seg, study = film_and_seg(tmp_path, np.asarray(shenzhen_pixels))
     clean_env.setenv("MEDLUNG_STOW_USER", USER)
     clean_env.setenv("MEDLUNG_STOW_PASSWORD", "wrong-password")
@@ -78,7 +85,7 @@ def test_wrong_password_is_refused_in_one_line_and_nothing_is_stored(auth_orthan
 
 
 def test_wrong_bearer_token_is_refused(auth_orthanc, clean_env, shenzhen_pixels, tmp_path):
-    film, seg, study = film_and_seg(tmp_path, np.asarray(shenzhen_pixels))
+    _film, seg, study = film_and_seg(tmp_path, np.asarray(shenzhen_pixels))
     token_file = tmp_path / "token"
     token_file.write_text("not-a-valid-token\n")
     clean_env.setenv("MEDLUNG_STOW_TOKEN_FILE", str(token_file))
@@ -88,18 +95,35 @@ def test_wrong_bearer_token_is_refused(auth_orthanc, clean_env, shenzhen_pixels,
     assert auth_orthanc.study_instances(study) == []
 
 
-def test_predict_stow_with_right_credentials_stores_seg_and_film(auth_orthanc, clean_env, shenzhen_pixels,
-                                                                 shipped_bundle, tmp_path):
+def test_predict_stow_with_right_credentials_stores_seg_and_film(
+    auth_orthanc, clean_env, shenzhen_pixels, shipped_bundle, tmp_path
+):
     film = make_film(tmp_path / "chest.dcm", np.asarray(shenzhen_pixels), (256, 256), study=generate_uid())
     study = pydicom.dcmread(film).StudyInstanceUID
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
-    env.update(MEDLUNG_BUNDLE=str(shipped_bundle), PYTHONPATH=str(REPO), MEDLUNG_STOW_USER=USER,
-               MEDLUNG_STOW_PASSWORD_FILE=str(password_file))
-    command = [sys.executable, "-m", "medlung", "predict", str(film), "-o", str(tmp_path / "out"), "--format", "seg",
-               "--stow", auth_orthanc.dicomweb, "--send-source"]
+    env.update(
+        MEDLUNG_BUNDLE=str(shipped_bundle),
+        PYTHONPATH=str(REPO),
+        MEDLUNG_STOW_USER=USER,
+        MEDLUNG_STOW_PASSWORD_FILE=str(password_file),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "medlung",
+        "predict",
+        str(film),
+        "-o",
+        str(tmp_path / "out"),
+        "--format",
+        "seg",
+        "--stow",
+        auth_orthanc.dicomweb,
+        "--send-source",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
     stored = sorted(item["Modality"] for item in auth_orthanc.study_instances(study))
@@ -107,8 +131,9 @@ def test_predict_stow_with_right_credentials_stores_seg_and_film(auth_orthanc, c
 
     # the same film with a wrong password: one error line, exit 1, the SEG kept on disk, nothing new stored
     password_file.write_text("wrong\n")
-    again = subprocess.run(command[:-1] + ["--overwrite"], capture_output=True, text=True, timeout=600, cwd=REPO,
-                           env=env)
+    again = subprocess.run(
+        [*command[:-1], "--overwrite"], capture_output=True, text=True, timeout=600, cwd=REPO, env=env
+    )
     assert again.returncode == 1 and "Traceback" not in again.stderr
     errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "HTTP 401" in errors[0] and f"user '{USER}'" in errors[0]
@@ -123,16 +148,41 @@ def test_credentials_never_come_from_the_command_line(clean_env, tmp_path):
     with pytest.raises(InvalidDestinationError, match="carries credentials"):
         stow_rs([tmp_path / "x.dcm"], f"http://{USER}:{PASSWORD}@127.0.0.1:8042/dicom-web")
     usage = subprocess.run(
-        [sys.executable, "-m", "medlung", "predict", str(tmp_path), "-o", str(tmp_path / "out"),
-         "--stow", "http://127.0.0.1:1/dicom-web"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "out"),
+            "--stow",
+            "http://127.0.0.1:1/dicom-web",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
         env={**os.environ, "MEDLUNG_STOW_TOKEN": "t", "MEDLUNG_STOW_USER": USER, "PYTHONPATH": str(REPO)},
     )
     assert usage.returncode == 2 and "both a bearer token" in usage.stderr and "Traceback" not in usage.stderr
     in_url = subprocess.run(
-        [sys.executable, "-m", "medlung", "predict", str(tmp_path), "-o", str(tmp_path / "out"),
-         "--stow", f"http://{USER}:{PASSWORD}@127.0.0.1:1/dicom-web"],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "out"),
+            "--stow",
+            f"http://{USER}:{PASSWORD}@127.0.0.1:1/dicom-web",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert in_url.returncode == 2 and "carries credentials" in in_url.stderr and PASSWORD not in in_url.stderr
 

@@ -39,8 +39,11 @@ def pki(tmp_path_factory):
 def tls_orthanc(tmp_path_factory, pki):
     """An Orthanc whose DICOM port speaks mutual TLS only, trusting the test CA."""
     server = start_orthanc(
-        tmp_path_factory.mktemp("orthanc_tls"), DicomTlsEnabled=True, DicomTlsCertificate=str(pki.pacs.cert),
-        DicomTlsPrivateKey=str(pki.pacs.key), DicomTlsTrustedCertificates=str(pki.ca),
+        tmp_path_factory.mktemp("orthanc_tls"),
+        DicomTlsEnabled=True,
+        DicomTlsCertificate=str(pki.pacs.cert),
+        DicomTlsPrivateKey=str(pki.pacs.key),
+        DicomTlsTrustedCertificates=str(pki.ca),
         DicomTlsRemoteCertificateRequired=True,
     )
     try:
@@ -53,8 +56,18 @@ def tls_orthanc(tmp_path_factory, pki):
 def tls_node(tls_orthanc, pki, tmp_path_factory, shipped_bundle):
     """``medlung serve`` with mutual TLS in and out, accepting only 127.0.0.1."""
     folder = tmp_path_factory.mktemp("tls_node")
-    node = Node(folder / "work", tls_orthanc.destination, "--tls-cert", str(pki.node.cert), "--tls-key",
-                str(pki.node.key), "--tls-ca", str(pki.ca), "--allow-host", "127.0.0.1/32")
+    node = Node(
+        folder / "work",
+        tls_orthanc.destination,
+        "--tls-cert",
+        str(pki.node.cert),
+        "--tls-key",
+        str(pki.node.key),
+        "--tls-ca",
+        str(pki.ca),
+        "--allow-host",
+        "127.0.0.1/32",
+    )
     try:
         node.start()
         tls_orthanc.add_modality("medlung", NODE_AE, node.port, UseDicomTls=True)
@@ -93,8 +106,7 @@ def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_p
     segs = push_through_node(tls_orthanc, film, study, tls_node, "the SEG in Orthanc over TLS")
     assert len(segs) == 1 and segs[0]["PatientID"] == PATIENT_ID  # the SEG carries the source's identity
     key = Spool.key_for(ds.SOPInstanceUID)
-    wait_until(lambda: any(e["event"] == "sent" and e["key"] == key for e in tls_node.events()), 10, "'sent'",
-               tls_node)
+    wait_until(lambda: any(e["event"] == "sent" and e["key"] == key for e in tls_node.events()), 10, "'sent'", tls_node)
     received = next(e for e in tls_node.events() if e["event"] == "received" and e["key"] == key)
     assert received["calling_ae"] == "ORTHANC"
     log = tls_node.logs[-1].read_text()
@@ -106,10 +118,29 @@ def test_predict_send_over_tls_stores_the_seg(tls_orthanc, pki, shenzhen_pixels,
     film = make_film(tmp_path / "chest.dcm", np.asarray(shenzhen_pixels), (256, 256))
     study = pydicom.dcmread(film).StudyInstanceUID
     result = subprocess.run(
-        [sys.executable, "-m", "medlung", "predict", str(film), "-o", str(tmp_path / "out"), "--format", "seg",
-         "--send", tls_orthanc.destination, "--tls-cert", str(pki.client.cert), "--tls-key", str(pki.client.key),
-         "--tls-ca", str(pki.ca)],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "medlung",
+            "predict",
+            str(film),
+            "-o",
+            str(tmp_path / "out"),
+            "--format",
+            "seg",
+            "--send",
+            tls_orthanc.destination,
+            "--tls-cert",
+            str(pki.client.cert),
+            "--tls-key",
+            str(pki.client.key),
+            "--tls-ca",
+            str(pki.ca),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
         env={**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle), "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
@@ -159,11 +190,17 @@ def test_orthanc_tls_port_refuses_plain_text_and_untrusted_senders(tls_orthanc, 
     assert not plain.ok and "DICOM TLS" in plain.message
     no_cert = send_cstore([film], tls_orthanc.destination, retries=0, timeout=10, tls=TlsConfig(ca=pki.ca))[0]
     assert not no_cert.ok and "refused our TLS certificate" in no_cert.message
-    untrusted = send_cstore([film], tls_orthanc.destination, retries=0, timeout=10,
-                            tls=TlsConfig(pki.client.cert, pki.client.key, pki.rogue_ca))[0]
+    untrusted = send_cstore(
+        [film],
+        tls_orthanc.destination,
+        retries=0,
+        timeout=10,
+        tls=TlsConfig(pki.client.cert, pki.client.key, pki.rogue_ca),
+    )[0]
     assert not untrusted.ok and "not trusted" in untrusted.message  # we check the PACS's certificate too
-    good = send_cstore([film], tls_orthanc.destination, retries=0, timeout=10,
-                       tls=TlsConfig(pki.client.cert, pki.client.key, pki.ca))[0]
+    good = send_cstore(
+        [film], tls_orthanc.destination, retries=0, timeout=10, tls=TlsConfig(pki.client.cert, pki.client.key, pki.ca)
+    )[0]
     assert good.ok, good.message
     for result in (plain, no_cert, untrusted, good):
         assert "\n" not in result.message
@@ -171,9 +208,25 @@ def test_orthanc_tls_port_refuses_plain_text_and_untrusted_senders(tls_orthanc, 
 
 def test_tls_options_are_checked_before_the_model_loads(pki, tmp_path):
     def serve(*args):
-        return subprocess.run([sys.executable, "-m", "medlung", "serve", "--forward", "PACS@127.0.0.1:104",
-                               "--workdir", str(tmp_path / "w"), "--bind", "127.0.0.1", *map(str, args)],
-                              capture_output=True, text=True, timeout=600, cwd=REPO)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medlung",
+                "serve",
+                "--forward",
+                "PACS@127.0.0.1:104",
+                "--workdir",
+                str(tmp_path / "w"),
+                "--bind",
+                "127.0.0.1",
+                *map(str, args),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
 
     mismatched = serve("--tls-cert", pki.node.cert, "--tls-key", pki.client.key, "--tls-ca", pki.ca)
     assert mismatched.returncode == 2 and "cannot be loaded" in mismatched.stderr

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,9 +111,13 @@ def test_ctrl_c_stops_the_batch_like_before_and_leaves_only_whole_files(shared_d
     for path in sorted((shared_data / "shenzhen" / "images").glob("*.png"))[:40]:
         shutil.copy(path, folder)
     out = tmp_path / "out"
-    run = subprocess.Popen([sys.executable, "-m", "medlung", "predict", str(folder), "-o", str(out), "--device", "cpu"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)})
+    run = subprocess.Popen(
+        [sys.executable, "-m", "medlung", "predict", str(folder), "-o", str(out), "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)},
+    )
     while not (out / "report.csv").exists() and run.poll() is None:  # the first film is done
         time.sleep(0.1)
     run.send_signal(signal.SIGINT)

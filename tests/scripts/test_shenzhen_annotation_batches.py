@@ -23,8 +23,14 @@ def _run(*args) -> subprocess.CompletedProcess:
 def _evaluation_folder(folder: Path, part: str, films: dict[str, tuple[float, float]]) -> Path:
     """A folder as ``medlung evaluate`` writes it, with (Dice, left-lung Dice) per film."""
     folder.mkdir()
-    (folder / "summary.json").write_text(json.dumps({"part": part, "worst_by_dice": [
-        {"film": film} for film, _ in sorted(films.items(), key=lambda item: item[1][0])]}))
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "part": part,
+                "worst_by_dice": [{"film": film} for film, _ in sorted(films.items(), key=lambda item: item[1][0])],
+            }
+        )
+    )
     with open(folder / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["film", "status", "per_lung", "dice", "dice_left"])
         writer.writeheader()
@@ -51,24 +57,44 @@ def test_the_bin_where_low_left_lung_dice_is_common_is_flagged_and_reported(tmp_
     others = {f"CHNCXR_{n:04d}_1": (0.97, 0.96) for n in range(11, 31)}
     others["CHNCXR_0025_1"] = (0.93, 0.85)  # one low film in an otherwise good bin
     training = _evaluation_folder(tmp_path / "training", "training", {**batch, **others})
-    test = _evaluation_folder(tmp_path / "test", "test", {"CHNCXR_0005_0": (0.80, 0.70),  # also in training: skipped
-                                                          "CHNCXR_0031_1": (0.98, 0.97)})
+    test = _evaluation_folder(
+        tmp_path / "test",
+        "test",
+        {
+            "CHNCXR_0005_0": (0.80, 0.70),  # also in training: skipped
+            "CHNCXR_0031_1": (0.98, 0.97),
+        },
+    )
     masks = tmp_path / "masks"
     _masks(masks, list(batch), left_columns=9)
-    _masks(masks, list(others) + ["CHNCXR_0031_1"], left_columns=8)
+    _masks(masks, [*list(others), "CHNCXR_0031_1"], left_columns=8)
     bundle = tmp_path / "bundle"
     (bundle / "docs").mkdir(parents=True)
     card = bundle / "docs" / "README.md"
-    card.write_text("# card\n<!-- medlung:evaluation:begin -->\ntables\n<!-- medlung:evaluation:end -->\n\n"
-                    "## How to run\n")
+    card.write_text(
+        "# card\n<!-- medlung:evaluation:begin -->\ntables\n<!-- medlung:evaluation:end -->\n\n## How to run\n"
+    )
 
-    done = _run("--eval", training, "--eval", test, "--masks", masks, "--bundle", bundle, "--montage", training,
-                "--bin-size", 10)
+    done = _run(
+        "--eval",
+        training,
+        "--eval",
+        test,
+        "--masks",
+        masks,
+        "--bundle",
+        bundle,
+        "--montage",
+        training,
+        "--bin-size",
+        10,
+    )
     assert done.returncode == 0, done.stderr
     text = card.read_text()
     assert text.index("medlung:evaluation:end") < text.index("medlung:annotations:begin") < text.index("## How to run")
-    assert ("**5 of the 6 films with a left-lung Dice below 0.88** lie in 1 of the 4 bins, which hold 10 of the 31"
-            in text)
+    assert (
+        "**5 of the 6 films with a left-lung Dice below 0.88** lie in 1 of the 4 bins, which hold 10 of the 31" in text
+    )
     assert "| CHNCXR_0001-0010 | 10 / 0 / 0 | 5 | 0.8850 | 0.900 / n/a |" in text
     assert "| all other films | 20 / 0 / 1 | 1 | 0.9552 | n/a / 0.800 |" in text
     assert "| test | outside the batches | 1 | 0.9800 | 0.9800 | 0.9800 |" in text
@@ -96,12 +122,26 @@ def test_the_shipped_model_misses_the_left_lung_of_the_real_batch_films(tmp_path
     batch = ["CHNCXR_0002_0", "CHNCXR_0034_0", "CHNCXR_0297_0", "CHNCXR_0339_1"]
     elsewhere = ["CHNCXR_0102_0", "CHNCXR_0104_0", "CHNCXR_0577_1", "CHNCXR_0578_1"]
     data = tmp_path / "films.csv"
-    data.write_text("image,mask\n" + "".join(f"{shenzhen}/images/{film}.png,{shenzhen}/masks/{film}_lungs.png\n"
-                                             for film in batch + elsewhere))
+    data.write_text(
+        "image,mask\n"
+        + "".join(f"{shenzhen}/images/{film}.png,{shenzhen}/masks/{film}_lungs.png\n" for film in batch + elsewhere)
+    )
     evaluate(shipped_bundle, data, tmp_path / "eval", part="all")
 
-    done = _run("--eval", tmp_path / "eval", "--masks", shenzhen / "masks", "--bin-size", 50, "--min-films", 1,
-                "--share", 0.5, "--figure", tmp_path / "figure.png")
+    done = _run(
+        "--eval",
+        tmp_path / "eval",
+        "--masks",
+        shenzhen / "masks",
+        "--bin-size",
+        50,
+        "--min-films",
+        1,
+        "--share",
+        0.5,
+        "--figure",
+        tmp_path / "figure.png",
+    )
     assert done.returncode == 0, done.stderr
     flagged = [line.split(" |")[0] for line in done.stdout.splitlines() if line.startswith("| CHNCXR_")]
     assert flagged == ["| CHNCXR_0001-0050", "| CHNCXR_0251-0300", "| CHNCXR_0301-0350"]

@@ -29,9 +29,9 @@ def test_targets_follow_the_nesting_rule():
     field, anatomical, ignore = _masks()
     target, weight, own = partial_targets(field, "field", CONVENTIONS, ignore)
     np.testing.assert_array_equal(own, [1, 0])
-    np.testing.assert_array_equal(target[0], field)                     # field channel: the mask itself
-    np.testing.assert_array_equal(weight[0], 1 - ignore)                # everywhere but the ignore region
-    np.testing.assert_array_equal(weight[1], field)                     # anatomical: only "inside the field is lung"
+    np.testing.assert_array_equal(target[0], field)  # field channel: the mask itself
+    np.testing.assert_array_equal(weight[0], 1 - ignore)  # everywhere but the ignore region
+    np.testing.assert_array_equal(weight[1], field)  # anatomical: only "inside the field is lung"
     assert target[1][field > 0].min() == 1
     target, weight, own = partial_targets(anatomical, "anatomical", CONVENTIONS, ignore)
     np.testing.assert_array_equal(own, [0, 1])
@@ -48,7 +48,7 @@ def _loss(logits, mask, lungs, ignore=None):
 
 
 def test_an_anatomical_mask_does_not_move_the_field_output_inside_the_lung():
-    _, anatomical, ignore = _masks()
+    _, anatomical, _ignore = _masks()
     logits = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(0))
     changed = logits.clone()
     inside = torch.from_numpy(anatomical > 0)
@@ -86,9 +86,12 @@ def test_warm_start_turns_a_softmax_model_into_per_convention_channels(tmp_path)
 
     old = build_network("basicunet", (4, 4, 8, 8, 16, 4), out_channels=2).eval()
     checkpoint = tmp_path / "best.pt"
-    legacy = {"model": old.state_dict(), "epoch": 1,
-              "network": {"name": "basicunet", "features": [4, 4, 8, 8, 16, 4]},
-              "preprocessing": {"working_spacing": 2.0, "roi_size": 64}}
+    legacy = {
+        "model": old.state_dict(),
+        "epoch": 1,
+        "network": {"name": "basicunet", "features": [4, 4, 8, 8, 16, 4]},
+        "preprocessing": {"working_spacing": 2.0, "roi_size": 64},
+    }
     torch.save(legacy, checkpoint)
     plan = ModelPlan(features=(4, 4, 8, 8, 16, 4), head="sigmoid", conventions=CONVENTIONS)
     new = build_network(**plan.network_def()).eval()
@@ -101,5 +104,8 @@ def test_warm_start_turns_a_softmax_model_into_per_convention_channels(tmp_path)
     for channel in range(2):  # sigmoid(channel) == softmax lung probability of the old model
         torch.testing.assert_close(after[0, channel], margin, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="--init model is basicunet"):
-        warm_start(build_network("basicunet", (8, 8, 16, 16, 32, 8), out_channels=2),
-                   plan.updated(features=(8, 8, 16, 16, 32, 8)), checkpoint)
+        warm_start(
+            build_network("basicunet", (8, 8, 16, 16, 32, 8), out_channels=2),
+            plan.updated(features=(8, 8, 16, 16, 32, 8)),
+            checkpoint,
+        )

@@ -21,20 +21,35 @@ from medlung.training.loop import Trainer
 from tests.conftest import write_shenzhen_csv
 
 TINY = dict(features=(8, 8, 16, 32, 64, 8), roi_size=128, working_spacing=3.0, batch_size=4, precision="fp32")
-TINY_ARGS = ["--features", "8,8,16,32,64,8", "--roi-size", "128", "--spacing", "3.0", "--batch-size", "4",
-             "--precision", "fp32"]
+TINY_ARGS = [
+    "--features",
+    "8,8,16,32,64,8",
+    "--roi-size",
+    "128",
+    "--spacing",
+    "3.0",
+    "--batch-size",
+    "4",
+    "--precision",
+    "fp32",
+]
 
 
 def medlung(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "medlung", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "MEDLUNG_NO_PROGRESS": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "medlung", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDLUNG_NO_PROGRESS": "1", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
 def small_csv(shared_data, tmp_path_factory):
     """A CSV with 8 training, 3 validation and 2 test Shenzhen films (real films, real masks)."""
-    return write_shenzhen_csv(shared_data, tmp_path_factory.mktemp("csv") / "small.csv",
-                              {"train": 8, "val": 3, "test": 2})
+    return write_shenzhen_csv(
+        shared_data, tmp_path_factory.mktemp("csv") / "small.csv", {"train": 8, "val": 3, "test": 2}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path):
     labels[2:6, 1:3] = 1
     path = write_lungs_png(tmp_path / "a_lungs.png", labels, (0.1, 0.2))
     before = path.read_bytes()
-    with pytest.raises(OutputExistsError, match="a_lungs.png: already exists"):
+    with pytest.raises(OutputExistsError, match=r"a_lungs\.png: already exists"):
         write_lungs_png(path, np.ones((8, 8), np.uint8), None)
     assert path.read_bytes() == before
     write_lungs_png(path, np.ones((8, 8), np.uint8), None, overwrite=True)

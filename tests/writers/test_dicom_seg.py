@@ -6,12 +6,11 @@ import copy
 import time
 import warnings
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
-
-import highdicom as hd
 
 import medlung
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
@@ -22,8 +21,8 @@ from medlung.writers.overlay import COLOURS
 from tests import dicom_factory as factory
 from tests.writers.seg_support import (
     SOURCE_FILMS,
-    dcmdump,
     dciodvfy,
+    dcmdump,
     load,
     shenzhen_cr,
     shenzhen_labels,
@@ -135,8 +134,9 @@ def test_seg_of_a_real_film_describes_and_references_it(tmp_path, shenzhen):
 )
 def test_seg_pixel_measures_follow_the_films_display_spacing(tmp_path, shenzhen_pixels, attributes, expected):
     """ImagerPixelSpacing-only films and films without spacing get Pixel Measures too (OHIF needs them)."""
-    ds = factory.radiograph(shenzhen_pixels.astype(np.uint8), factory.DX_PRESENTATION, PatientOrientation=["L", "F"],
-                            **attributes)
+    ds = factory.radiograph(
+        shenzhen_pixels.astype(np.uint8), factory.DX_PRESENTATION, PatientOrientation=["L", "F"], **attributes
+    )
     film = load(factory.write(ds, tmp_path / "film.dcm"))
     assert display_spacing(film.dataset) == pytest.approx(expected)
     path = _write(film, two_lungs(film.shape), tmp_path / "seg.dcm")
@@ -243,8 +243,14 @@ def test_full_resolution_seg_is_exact_and_jpeg2000_is_small(tmp_path, shared_dat
     shape = (4892, 4020)  # rows x cols
     pixels = np.asarray(Image.fromarray(shenzhen_pixels).resize(shape[::-1], Image.BILINEAR)).astype(np.uint16) * 16
     labels = np.asarray(Image.fromarray(shenzhen_labels(shared_data)).resize(shape[::-1], Image.NEAREST))
-    ds = factory.radiograph(pixels, factory.DX_PRESENTATION, "MONOCHROME2", bits_stored=12,
-                            PixelSpacing=[0.0875, 0.0875], PatientOrientation=["L", "F"])
+    ds = factory.radiograph(
+        pixels,
+        factory.DX_PRESENTATION,
+        "MONOCHROME2",
+        bits_stored=12,
+        PixelSpacing=[0.0875, 0.0875],
+        PatientOrientation=["L", "F"],
+    )
     film = load(factory.write(ds, tmp_path / "big.dcm"))
     sizes, seconds = {}, {}
     for syntax in ("jpeg2000", "uncompressed"):

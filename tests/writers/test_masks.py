@@ -54,10 +54,13 @@ def test_overlay_png_holds_the_picture_exactly(tmp_path, shenzhen_labels, shenzh
     path = write_overlay(tmp_path / "a_overlay.png", film, shenzhen_labels, ["right lung 1.0 cm2"])
     with Image.open(path) as image:
         assert image.mode == "RGB" and image.size == shenzhen_labels.shape[::-1]
-        np.testing.assert_array_equal(np.asarray(image), np.asarray(overlay_picture(film, shenzhen_labels,
-                                                                                    ["right lung 1.0 cm2"])))
-    assert path.read_bytes() == write_overlay(tmp_path / "b_overlay.png", film, shenzhen_labels,
-                                              ["right lung 1.0 cm2"]).read_bytes()
+        np.testing.assert_array_equal(
+            np.asarray(image), np.asarray(overlay_picture(film, shenzhen_labels, ["right lung 1.0 cm2"]))
+        )
+    assert (
+        path.read_bytes()
+        == write_overlay(tmp_path / "b_overlay.png", film, shenzhen_labels, ["right lung 1.0 cm2"]).read_bytes()
+    )
 
 
 def test_overlay_of_a_large_film_is_shrunk_to_the_preview_size(tmp_path, shenzhen_labels):

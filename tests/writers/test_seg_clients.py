@@ -50,15 +50,31 @@ def _write_seg(case: Case, folder: Path, syntax: str) -> Path:
     film = load(case.film_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptySegmentWarning)
-        return write_dicom_seg(film, case.labels, folder / f"{case.name}_{syntax}_seg.dcm", model_version="1.0.0",
-                               options={"case": case.name}, transfer_syntax=syntax, overwrite=True)
+        return write_dicom_seg(
+            film,
+            case.labels,
+            folder / f"{case.name}_{syntax}_seg.dcm",
+            model_version="1.0.0",
+            options={"case": case.name},
+            transfer_syntax=syntax,
+            overwrite=True,
+        )
 
 
 def _shenzhen_dx(folder: Path, shenzhen_pixels, shared_data) -> Case:
     """The real Shenzhen film as a DX with ImagerPixelSpacing only (0.7 mm), with its real lungs."""
-    ds = factory.radiograph(shenzhen_pixels.astype(np.uint8), factory.DX_PRESENTATION, "MONOCHROME2",
-                            ImagerPixelSpacing=[0.7, 0.7], PatientOrientation=["L", "F"], StudyDate="20240102",
-                            StudyTime="101500", AccessionNumber="A1", StudyID="1", ReferringPhysicianName="")
+    ds = factory.radiograph(
+        shenzhen_pixels.astype(np.uint8),
+        factory.DX_PRESENTATION,
+        "MONOCHROME2",
+        ImagerPixelSpacing=[0.7, 0.7],
+        PatientOrientation=["L", "F"],
+        StudyDate="20240102",
+        StudyTime="101500",
+        AccessionNumber="A1",
+        StudyID="1",
+        ReferringPhysicianName="",
+    )
     path = factory.write(ds, folder / "shenzhen_dx_imager.dcm")
     return Case("shenzhen_dx_imager", path, shenzhen_labels(shared_data), (0.7, 0.7))
 
@@ -70,8 +86,14 @@ def _full_resolution(folder: Path, shenzhen_pixels, shared_data, sop_class: str,
     rows, cols = FULL_SHAPE
     pixels = np.asarray(Image.fromarray(shenzhen_pixels).resize((cols, rows), Image.BILINEAR)).astype(np.uint16) * 16
     labels = np.asarray(Image.fromarray(shenzhen_labels(shared_data)).resize((cols, rows), Image.NEAREST))
-    ds = factory.radiograph(pixels, sop_class, "MONOCHROME2", bits_stored=12, PatientOrientation=["L", "F"],
-                            **{spacing_keyword: [FULL_SPACING, FULL_SPACING]})
+    ds = factory.radiograph(
+        pixels,
+        sop_class,
+        "MONOCHROME2",
+        bits_stored=12,
+        PatientOrientation=["L", "F"],
+        **{spacing_keyword: [FULL_SPACING, FULL_SPACING]},
+    )
     name = f"fullres_{'cr' if sop_class == factory.CR else 'dx'}_{spacing_keyword}"
     return Case(name, factory.write(ds, folder / f"{name}.dcm"), labels, (FULL_SPACING, FULL_SPACING))
 
@@ -161,8 +183,12 @@ def _check_dcmqi(case: Case, path: Path, out: Path) -> None:
     import SimpleITK as sitk
 
     out.mkdir()
-    run = subprocess.run([_segimage2itkimage(), "--inputDICOM", str(path), "--outputDirectory", str(out),
-                          "-t", "nrrd"], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [_segimage2itkimage(), "--inputDICOM", str(path), "--outputDirectory", str(out), "-t", "nrrd"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     meta = json.loads((out / "meta.json").read_text())
     masks = {}
@@ -243,8 +269,10 @@ def _serve_everything(server, cases: list[Case], folder: Path, syntax: str) -> N
         path = _write_seg(case, folder, syntax)
         server.upload(path)
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        base = (f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                f"/instances/{ds.SOPInstanceUID}")
+        base = (
+            f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}"
+        )
         answers = {}
         for route, accept in REQUESTS:
             answers[(route, accept)] = _ask(base + route, accept)
