@@ -69,17 +69,6 @@ class Film:
         if self.spacing is not None and self.spacing_source == "unknown":
             raise ValueError("Film.spacing_source must name the source of a known Film.spacing.")
 
-    @classmethod
-    def from_itk(cls, image, path: str | Path | None = None) -> Film:
-        """A film from an ``itk.Image`` (extra ``[itk]``) or a ``SimpleITK.Image``, spacing and direction kept.
-
-        ITK's spacing ``(x, y)`` becomes ``(row_mm, col_mm)`` = ``(y, x)``; see
-        :func:`medlung.io.itk_formats.film_from_itk`.
-        """
-        from medlung.io.itk_formats import film_from_itk
-
-        return film_from_itk(image, path)
-
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` in pixels."""

@@ -52,7 +52,9 @@ import numpy as np
 from medlung.errors import InvalidSpacingError, MaskMismatchError
 
 __all__ = [
+    "DISTANCE_METRICS",
     "METRICS",
+    "STRUCTURES",
     "assd",
     "compare_masks",
     "dice",
@@ -67,6 +69,8 @@ __all__ = [
 #: Metric names, in report order; the last two are distances (unit: mm or px).
 METRICS = ("dice", "iou", "hd95", "assd")
 DISTANCE_METRICS = ("hd95", "assd")
+#: Structures scored: both lungs together, then each lung (the suffix of their metric names; "" = both).
+STRUCTURES = (("", "both lungs"), ("_right", "patient right lung"), ("_left", "patient left lung"))
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from medlung import __version__
+from medlung.atomic import current_umask, write_atomically
 from medlung.bundle import configs, model_card
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
-from medlung.writers.atomic import current_umask, write_atomically
+from medlung.version import __version__
 
 #: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
 REQUIRED_PACKAGES = (

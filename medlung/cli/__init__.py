@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from medlung import __version__
+from medlung.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -250,7 +250,7 @@ def predict(
             )
         )
     if manifest is not None:
-        from medlung.distributed import read_manifest
+        from medlung.services.distributed import read_manifest
 
         paths = collect_inputs([*paths, *read_manifest(manifest)])
 

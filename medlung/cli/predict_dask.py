@@ -49,7 +49,7 @@ def predict_on_cluster(
     if quiet:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")  # worker processes inherit it
     with quieted(quiet):  # for this run only: the levels are put back on return
-        from medlung import distributed
+        from medlung.services import distributed
 
         started = time.perf_counter()
         try:

@@ -28,7 +28,7 @@ def _titles(ctx, param, value: str | None) -> tuple[str, ...]:
 def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
-    from medlung.pacs.serve import parse_networks
+    from medlung.services.node import parse_networks
 
     texts = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
     try:
@@ -169,7 +169,7 @@ def serve(
     """
     verbose = is_verbose(ctx)
     if status_dir is not None:
-        from medlung.pacs.serve import queue_status
+        from medlung.services.node import queue_status
 
         try:
             counts = queue_status(status_dir)
@@ -186,8 +186,8 @@ def serve(
         return
     if not forward:
         raise click.UsageError("give --forward AE@HOST:PORT (where the SEGs are stored), or --status DIR.")
-    from medlung.pacs.serve import ServeConfig
-    from medlung.pacs.serve import serve as run_node
+    from medlung.services.node import ServeConfig
+    from medlung.services.node import serve as run_node
 
     tls = tls_config(tls_cert, tls_key, tls_ca, need_cert=True)
     if forward_plain and tls is None:

@@ -55,7 +55,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medlung import __version__
 from medlung.errors import EvaluationError, OutputExistsError, UsageError
 from medlung.evaluation.discovery import (
     PARTS,
@@ -82,6 +81,7 @@ from medlung.evaluation.scoring import (
     load_truth,
     score_film,
 )
+from medlung.version import __version__
 
 __all__ = [
     "EMPTY_MASK_RULE",
@@ -389,7 +389,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, pictures: list, ov
     dict
         Output name -> path written.
     """
-    from medlung.writers.atomic import write_atomically
+    from medlung.atomic import write_atomically
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:

@@ -26,8 +26,7 @@ import math
 
 import numpy as np
 
-from medlung.evaluation.scoring import STRUCTURES
-from medlung.metrics import DISTANCE_METRICS, METRICS
+from medlung.metrics import DISTANCE_METRICS, METRICS, STRUCTURES
 
 __all__ = ["N_WORST_PICTURE", "THUMBNAIL_SIDE", "boxplot_png", "thumbnails", "worst_png"]
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from medlung.errors import EvaluationError, MedlungError
 from medlung.evaluation.discovery import find_prediction
-from medlung.metrics import DISTANCE_METRICS, METRICS, compare_masks, distance_unit, summarize
+from medlung.metrics import DISTANCE_METRICS, METRICS, STRUCTURES, compare_masks, distance_unit, summarize
 
 __all__ = [
     "EMPTY_MASK_RULE",
@@ -64,8 +64,6 @@ __all__ = [
     "score_film",
 ]
 
-#: Structures scored: both lungs together, then each lung ("" suffix = both).
-STRUCTURES = (("", "both lungs"), ("_right", "patient right lung"), ("_left", "patient left lung"))
 #: Films listed in summary.json's ``worst_by_dice``.
 N_WORST_LISTED = 10
 EMPTY_MASK_RULE = (

@@ -28,7 +28,7 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
-from medlung import __version__
+from medlung.atomic import write_atomically
 from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.metrics import dice_iou_pooled
@@ -38,7 +38,7 @@ from medlung.plans import CONVENTIONS, DEFAULT_CONVENTION, ModelPlan
 from medlung.training.config import TrainConfig
 from medlung.training.losses import PartialLabelLoss
 from medlung.transforms.presets import augmentation_transforms, partial_label_transforms, sick_film_transforms
-from medlung.writers.atomic import write_atomically
+from medlung.version import __version__
 
 METRIC_COLUMNS = (
     "epoch",

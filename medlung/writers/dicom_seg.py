@@ -95,10 +95,10 @@ import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from medlung import labels as label_table
+from medlung.atomic import write_atomically
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
 from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
-from medlung.writers.atomic import write_atomically
 
 __all__ = [
     "DEFAULT_SEG_SYNTAX",
@@ -471,7 +471,7 @@ def _add_projection_geometry(hd, seg, spacing: tuple[float, float]) -> None:
 
 
 def _medlung_version() -> str:
-    from medlung import __version__
+    from medlung.version import __version__
 
     return __version__
 
@@ -573,5 +573,5 @@ def _sct(hd, code: tuple):
 
 
 def _save_atomically(seg, path: Path, overwrite: bool) -> None:
-    """Write through :func:`medlung.writers.atomic.write_atomically` (temporary file, then moved into place)."""
+    """Write through :func:`medlung.atomic.write_atomically` (temporary file, then moved into place)."""
     write_atomically(path, lambda temporary: seg.save_as(temporary, enforce_file_format=True), overwrite)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medlung.atomic import write_atomically
 from medlung.io.png import save_png
 from medlung.spacing import Spacing
-from medlung.writers.atomic import write_atomically
 
 #: zlib settings of the mask PNG and the NIfTI's gzip. A mask is long runs of 0 and 255 (or 0, 1, 2): zlib's
 #: run-length strategy is faster and smaller than the default one there (4020x4892 film, benchmarks/fullres.py

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from medlung.atomic import write_atomically
 from medlung.labels import COLOURS
-from medlung.writers.atomic import write_atomically
 
 #: Longest side of an overlay picture, pixels (it is a picture, not a measurement).
 MAX_SIDE = 2048

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from medlung.writers.atomic import write_atomically
+from medlung.atomic import write_atomically
 
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS = (

@@ -20,7 +20,7 @@ from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs import DicomwebCredentials, credentials_from_environment, stow_rs
 from medlung.writers.dicom_seg import write_dicom_seg
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
-from tests.pacs.test_serve import REPO, make_film
+from tests.services.node.test_serve import REPO, make_film
 from tests.writers.seg_support import load, two_lungs
 
 USER, PASSWORD = "medlung", "c0rrect-h0rse-Battery"

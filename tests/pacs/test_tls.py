@@ -21,10 +21,10 @@ from pynetdicom.sop_class import Verification
 
 from medlung.io.seg import read_dicom_seg
 from medlung.pacs import TlsConfig, send_cstore
-from medlung.pacs.queue import Spool
+from medlung.services.node.spool import Spool
 from tests.pacs.certs import make_pki
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
-from tests.pacs.test_serve import CLIENT_AE, NODE_AE, REPO, Node, make_film, push_through_node, wait_until
+from tests.services.node.test_serve import CLIENT_AE, NODE_AE, REPO, Node, make_film, push_through_node, wait_until
 
 #: Patient identity written into the test films: it must never reach a log.
 PATIENT_NAME, PATIENT_ID = "Tlsprivacy^Jane^Q", "PID-7731-TLS"

@@ -13,7 +13,7 @@ Needs the optional extra ``medlung[dask]`` (``dask[distributed]``).
 Examples
 --------
 >>> from dask.distributed import Client                          # doctest: +SKIP
->>> from medlung import distributed                              # doctest: +SKIP
+>>> from medlung.services import distributed                              # doctest: +SKIP
 >>> client = Client("tcp://scheduler:8786")                      # doctest: +SKIP
 >>> for row in distributed.predict(distributed.read_manifest("films.txt"), "out", client=client):
 ...     print(row["file"], row["status"])                         # doctest: +SKIP

@@ -35,10 +35,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from medlung.writers.atomic import fsync_file as _fsync_file
-from medlung.writers.atomic import fsync_folder, write_atomically
+from medlung.atomic import fsync_file as _fsync_file
+from medlung.atomic import fsync_folder, write_atomically
 
 __all__ = ["STATES", "Spool", "fsync_folder"]
 
@@ -220,3 +222,14 @@ def _oldest_first(paths) -> list[Path]:
         except FileNotFoundError:
             continue
     return [p for _, _, p in sorted(found)]
+
+
+@dataclass
+class QueueEntry:
+    """What the node remembers about a film while it is in the queue (in memory; the files are the truth)."""
+
+    key: str
+    received: float = field(default_factory=time.monotonic)
+    calling_ae: str = ""
+    send_attempts: int = 0
+    next_attempt: float = 0.0

@@ -24,13 +24,13 @@ import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
-from medlung.pacs.queue import Spool
+from medlung.services.node.spool import Spool
 from medlung.writers.dicom_seg import write_dicom_seg
 from tests import dicom_factory as factory
 from tests.pacs.orthanc import free_port, restart_orthanc, start_orthanc, stop_orthanc
 from tests.writers.seg_support import load, two_lungs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NODE_AE = "MEDLUNG"
 CLIENT_AE = "MLTEST"
 #: Seconds a node may take to load its model and listen, on 2 busy cores.

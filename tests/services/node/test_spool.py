@@ -1,4 +1,4 @@
-"""The serve queue's crash states, one by one, without Orthanc or a network (medlung.pacs.queue.Spool)."""
+"""The serve queue's crash states, one by one, without Orthanc or a network (medlung.services.node.spool.Spool)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from medlung.pacs.queue import STATES, Spool
+from medlung.services.node.spool import STATES, Spool
 
 FILM, SEG = b"film bytes", b"seg bytes"
 
