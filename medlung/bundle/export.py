@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from medlung.atomic import current_umask, write_atomically
+from medlung.atomic import current_umask, write_atomically, write_text_atomically
 from medlung.bundle import configs, model_card
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
@@ -231,16 +231,16 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
         "configs/logging.conf": configs.LOGGING_CONF,
     }
     for name, text in texts.items():
-        write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(root / name, text)
     weights = _saved_bytes(lambda stream: torch.save(record.state, stream))
     write_atomically(root / "models" / "model.pt", lambda tmp: tmp.write_bytes(weights))
     difference = write_torchscript(
         root / "models" / "model.ts", settings, record.state, meta, {"inference.json": json.dumps(inference).encode()}
     )
     card = model_card.readme(record, meta, difference)
-    write_atomically(root / "docs" / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    write_text_atomically(root / "docs" / "README.md", card)
     licence = model_card.licence_text(meta)
-    write_atomically(root / "LICENSE", lambda tmp: tmp.write_text(licence, encoding="utf-8"))
+    write_text_atomically(root / "LICENSE", licence)
 
 
 def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra_files: dict) -> float:
