@@ -19,6 +19,7 @@ from pathlib import Path
 
 from medlung.atomic import current_umask, write_atomically, write_text_atomically
 from medlung.bundle import configs, model_card
+from medlung.bundle.model_description import NETWORK_NAMES, head_description
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
@@ -96,6 +97,11 @@ class RunRecord:
             if rows:
                 return len(rows)
         return len(self.history)
+
+    @property
+    def plan(self) -> ModelPlan:
+        """The model's plan (:mod:`medlung.plans`), from the settings (:func:`read_run` puts the checkpoint's in)."""
+        return ModelPlan.from_dict(self.settings)
 
     @property
     def planned_epochs(self) -> int:
@@ -325,20 +331,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     changelog = dict(previous.get("changelog", {})) if previous else {}
     changelog[version] = _changelog_line(record)
     changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
-    plan = ModelPlan.from_dict(s)
+    plan = record.plan
     roi, spacing = plan.roi_size, plan.working_spacing
     low, high = plan.intensity_percentiles
-    if plan.head == "softmax":
-        channels = {"0": "background", "1": f"lung ({plan.conventions[0]})"}
-        pred_classes = f"2 channels of logits: channel 0 background, channel 1 lung ({plan.conventions[0]})"
-        margin = "lung-minus-background logit"
-    else:
-        channels = {str(i): f"lung, {c} convention" for i, c in enumerate(plan.conventions)}
-        pred_classes = (
-            f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
-            + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions))
-        )
-        margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
+    head = head_description(plan)
     source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
     shenzhen = model_card.trained_on_shenzhen(record)
     sources = sorted(model_card.training_sources(record))
@@ -384,7 +380,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "name": "medlung chest radiograph lung segmentation",
         "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
         "description": (
-            f"A 2-D {model_card.NETWORK_NAMES.get(s['network'], s['network'])} ({_features(s)}) that segments the "
+            f"A 2-D {NETWORK_NAMES.get(plan.network, plan.network)} ({_features(s)}) that segments the "
             f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
             "back to each film's native grid, thresholds it, removes small components and splits the patient's "
             "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
@@ -403,7 +399,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             "one channel per film, 1 lung (either side), 0 everything else, following the lung "
             "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"
         ),
-        "pred_classes": pred_classes,
+        "pred_classes": head.pred_classes,
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
@@ -469,10 +465,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,
-                    "channel_def": channels,
+                    "channel_def": head.channels,
                     "pixel_spacing_mm": [spacing, spacing],
                     "postprocessing": (
-                        f"{margin} resized to the native grid (bilinear), threshold 0, small "
+                        f"{head.margin} resized to the native grid (bilinear), threshold 0, small "
                         "components removed, patient right/left split, back to the film's "
                         "stored orientation"
                     ),
