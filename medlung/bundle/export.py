@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medlung.atomic import current_umask, write_atomically, write_text_atomically
 from medlung.bundle import configs, model_card
-from medlung.bundle.model_description import NETWORK_NAMES, head_description
+from medlung.bundle.model_description import NETWORK_NAMES, head_description, ordinal
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
@@ -393,7 +393,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "license": licence,
         "image_classes": (
             f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
-            f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
+            f"from its {ordinal(low)}-{ordinal(high)} percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
         ),
         "label_classes": (
             "one channel per film, 1 lung (either side), 0 everything else, following the lung "
@@ -449,7 +449,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "preprocessing": (
                         "film on the native grid, turned to the standard display (patient right on "
                         "the image left, head up) as its PatientOrientation says -> working grid of "
-                        f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
+                        f"{spacing:g} mm pixels (linear) -> {ordinal(low)}-{ordinal(high)} percentile scaling to "
                         "[0, 1]; "
                         f"sliding window of {roi}x{roi} with gaussian blending"
                     ),
