@@ -76,3 +76,10 @@ def test_a_card_from_before_the_markers_gets_its_sections_replaced_and_the_rest_
     with pytest.raises(ValueError, match="no model section"):
         refresh_card("# card\n\n## Training\n", plan, meta)
     assert list(SECTIONS) == ["model", "inputs-outputs"]
+
+
+def test_every_network_has_the_name_the_card_gives_it():
+    from medlung.bundle.model_description import NETWORK_NAMES
+    from medlung.plans import NETWORKS
+
+    assert set(NETWORK_NAMES) == set(NETWORKS)
