@@ -63,6 +63,7 @@ def predicted(inputs, shipped_bundle, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_batch_goes_on_past_a_bad_file_and_exits_1(predicted):
     out, result = predicted
     assert result.returncode == 1
@@ -108,6 +109,7 @@ def test_png_film_has_no_seg_and_is_flagged_uncalibrated(predicted):
     assert row["calibrated"] == "False" and row["total_cm2"] == "" and "not calibrated" in row["notes"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_films_and_never_overwrites_silently(predicted, inputs, shipped_bundle):
     out, _ = predicted
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -131,6 +133,7 @@ def test_rerun_skips_finished_films_and_never_overwrites_silently(predicted, inp
     assert not list(out.glob(".*.part"))
 
 
+@pytest.mark.slow
 def test_formats_stdin_and_user_spacing(inputs, shipped_bundle, tmp_path):
     out = tmp_path / "out"
     text = f"{inputs / 'sub' / 'CHNCXR_0148_0.png'}\n"
@@ -153,6 +156,7 @@ def test_usage_errors_exit_2(inputs, tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):
     films = [inputs / "chest.dcm", inputs / "sub" / "CHNCXR_0148_0.png"]
     one = medlung("predict", *films, "-o", tmp_path / "one", "--format", "png", bundle=shipped_bundle)
@@ -164,6 +168,7 @@ def test_parallel_workers_give_the_same_masks(inputs, shipped_bundle, tmp_path):
         assert dice(a, b) == 1.0
 
 
+@pytest.mark.slow
 def test_outputs_are_byte_identical_across_runs(inputs, shipped_bundle, tmp_path):
     runs = []
     for name in ("a", "b"):

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pydicom
+import pytest
 from PIL import Image
 
 from medlung.io.seg import read_dicom_seg
@@ -32,6 +33,7 @@ def _film(shared_data, tmp_path):
     return factory.write(ds, tmp_path / "chest.dcm"), ds
 
 
+@pytest.mark.slow
 def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipped_bundle, tmp_path):
     film, ds = _film(shared_data, tmp_path)
     result = _predict(
@@ -57,6 +59,7 @@ def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipp
     assert orthanc.instances_with_uid(str(old_film.SOPInstanceUID))
 
 
+@pytest.mark.slow
 def test_stow_posts_the_seg(orthanc, shared_data, shipped_bundle, tmp_path):
     film, ds = _film(shared_data, tmp_path)
     result = _predict(
@@ -67,6 +70,7 @@ def test_stow_posts_the_seg(orthanc, shared_data, shipped_bundle, tmp_path):
     assert [item["Modality"] for item in stored] == ["SEG"]  # the SEG alone: no --send-source
 
 
+@pytest.mark.slow
 def test_unreachable_pacs_is_an_error_row_but_the_seg_is_kept(shared_data, shipped_bundle, tmp_path):
     film, _ = _film(shared_data, tmp_path)
     port = free_port()  # nobody listens there

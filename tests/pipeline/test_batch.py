@@ -34,6 +34,7 @@ def _comparable(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("seconds", "outputs")}
 
 
+@pytest.mark.slow
 def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_order(films, segmenter, tmp_path):
     seen = []
     report = predict_files(films, tmp_path / "out", segmenter, PredictOptions(), progress=seen.append)
@@ -64,6 +65,7 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
     assert not _pipeline_threads()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_finished_film(films, segmenter, tmp_path):
     predict_files(films[:3], tmp_path, segmenter, PredictOptions())
     report = predict_files(films, tmp_path, segmenter, PredictOptions())
@@ -71,6 +73,7 @@ def test_a_rerun_skips_every_finished_film(films, segmenter, tmp_path):
     assert (tmp_path / "report.1.csv").is_file()  # the first run's report is kept
 
 
+@pytest.mark.slow
 def test_an_output_that_cannot_be_written_is_an_error_row_and_the_batch_goes_on(films, segmenter, tmp_path):
     (tmp_path / "CHNCXR_0010_0_overlay.png").mkdir()  # a folder where the overlay must go: the write fails
     report = predict_files(films[:3], tmp_path, segmenter, PredictOptions(overwrite=True))
@@ -89,6 +92,7 @@ def test_a_report_that_cannot_be_written_stops_the_batch_with_its_error(films, s
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT  # stopped early, not after every film
 
 
+@pytest.mark.slow
 def test_an_error_in_the_progress_callback_surfaces_and_stops_the_batch(films, segmenter, tmp_path):
     def progress(row):
         raise RuntimeError("progress failed")
@@ -99,6 +103,7 @@ def test_an_error_in_the_progress_callback_surfaces_and_stops_the_batch(films, s
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_batch_like_before_and_leaves_only_whole_files(shared_data, shipped_bundle, tmp_path):
     import os
     import signal

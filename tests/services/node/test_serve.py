@@ -249,6 +249,7 @@ def node(orthanc, tmp_path_factory, shipped_bundle):
 
 
 # --- tests ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_film_pushed_by_orthanc_comes_back_as_a_seg_in_its_study(node, orthanc, small_pixels, tmp_path):
     study = generate_uid()
     film = make_film(tmp_path / "film.dcm", small_pixels, (512, 512), study=study, syntax=JPEG2000Lossless)
@@ -441,6 +442,7 @@ def test_load_50_films_over_4_associations_all_segs_arrive_once(node, orthanc, s
     )
 
 
+@pytest.mark.slow
 def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp_path, small_pixels, shipped_bundle):
     """Each state a crash can leave (see medlung/pacs/queue.py) is resumed the right way at start."""
     work = tmp_path / "work"
@@ -543,6 +545,7 @@ def test_sigkill_mid_queue_then_restart_delivers_every_seg_once_and_sigterm_exit
         node.close()
 
 
+@pytest.mark.slow
 def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(
     tmp_path_factory, tmp_path, small_pixels, shipped_bundle
 ):
@@ -576,6 +579,7 @@ def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(
         stop_orthanc(pacs)
 
 
+@pytest.mark.slow
 def test_full_queue_answers_out_of_resources_and_the_film_can_be_sent_again(
     orthanc, tmp_path, small_pixels, shipped_bundle
 ):
