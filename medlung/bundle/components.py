@@ -17,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from medlung import environment
 from medlung.errors import BundleError
 
 logger = logging.getLogger("medlung.bundle")
@@ -51,7 +52,7 @@ def one_line_errors() -> None:
         while error is not None and not isinstance(error, MedlungError) and id(error) not in seen:
             seen.add(id(error))
             error = error.__cause__ or error.__context__
-        if isinstance(error, MedlungError) and os.environ.get("MEDLUNG_TRACEBACK", "") in ("", "0"):
+        if isinstance(error, MedlungError) and not environment.traceback_wanted():
             sys.stderr.write(f"error: {error}\n")
         else:
             previous(kind, value, tb)
