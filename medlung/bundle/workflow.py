@@ -176,19 +176,19 @@ class PredictEvaluator:
     output_dir : str or Path
         Where the outputs and ``report.csv`` / ``report.json`` go.
     segmenter : medlung.inference.Segmenter
-        The model and its settings.
-    options : medlung.pipeline.batch.PredictOptions
-        Formats, overwrite, spacing, sending.
+        The model ``settings`` describe, loaded.
+    settings : medlung.pipeline.settings.PredictSettings
+        The run's settings (model, formats, overwrite, spacing, sending), as ``medlung predict`` builds them.
     val_handlers : sequence of callable, optional
         Called with each film's report row when it is done (the MONAI name of
         an engine's handlers; here :class:`~medlung.bundle.ProgressLogger`).
     """
 
-    def __init__(self, dataset, output_dir, segmenter, options, val_handlers: Sequence | None = None) -> None:
+    def __init__(self, dataset, output_dir, segmenter, settings, val_handlers: Sequence | None = None) -> None:
         self.dataset = dataset
         self.output_dir = output_dir
         self.segmenter = segmenter
-        self.options = options
+        self.settings = settings
         self.val_handlers = list(val_handlers or [])
 
     @property
@@ -204,7 +204,7 @@ class PredictEvaluator:
         """Segment and write every film; returns the :class:`~medlung.writers.report.Report`."""
         from medlung.pipeline.batch import predict_files
 
-        return predict_files(self.inputs, self.output_dir, self.segmenter, self.options, self._done)
+        return predict_files(self.inputs, self.output_dir, self.segmenter, self.settings, self._done)
 
 
 __all__ = ["LungLabelsd", "PredictEvaluator", "inference_preprocessing", "lung_postprocessing"]
