@@ -249,7 +249,59 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
     write_text_atomically(root / "LICENSE", licence)
 
 
-def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra_files: dict) -> float:
+def refresh_configs(bundle_dir: str | Path) -> list[Path]:
+    """Rewrite a bundle's configs with this medlung's builders; weights, metadata, card and licence stay.
+
+    For a medlung whose config builders changed (a new key, a renamed
+    component) while the trained model did not: ``inference.json``,
+    ``evaluate.json``, ``train.json`` and ``multi_gpu_train.json`` are written
+    again from the bundle's own plan (``inference.json``) and training
+    settings (``train.json``), and ``models/model.ts`` is scripted again from
+    ``models/model.pt`` so that the ``inference.json`` it carries is the new
+    one. A re-export of the training run does the same and more; this is for
+    bundles whose run folder is not at hand.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    BundleError
+        When the folder is not a medlung bundle.
+    """
+    from medlung.plans import plan_from_bundle_config
+
+    root = Path(bundle_dir)
+    inference, train = _read_json(root / "configs" / "inference.json"), _read_json(root / "configs" / "train.json")
+    if not isinstance(inference, dict) or not isinstance(train, dict):
+        raise BundleError("not a medlung bundle (configs/inference.json or train.json missing)", root)
+    hyper = ("epochs", "batch_size", "lr", "weight_decay", "val_fraction", "seed", "overlap")
+    settings = {**{k: train[k] for k in hyper if k in train}, **plan_from_bundle_config(inference).to_dict()}
+    texts = {
+        "inference.json": _json(configs.inference_config(settings)),
+        "evaluate.json": _json(configs.evaluate_config(settings)),
+        "train.json": _json(configs.train_config(settings)),
+        "multi_gpu_train.json": _json(configs.multi_gpu_train_config()),
+    }
+    written = []
+    for name, text in texts.items():
+        path = root / "configs" / name
+        write_text_atomically(path, text, overwrite=True)
+        written.append(path)
+    import torch
+
+    state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    meta = _read_json(root / "configs" / "metadata.json")
+    extra = {"inference.json": json.dumps(configs.inference_config(settings)).encode()}
+    write_torchscript(root / "models" / "model.ts", settings, state, meta, extra, overwrite=True)
+    return [*written, root / "models" / "model.ts"]
+
+
+def write_torchscript(
+    path: Path, settings: dict, state: dict, meta: dict, extra_files: dict, overwrite: bool = False
+) -> float:
     """Script the network, save it as ``ckpt_export`` does, reload it and compare with the eager network.
 
     The file holds ``metadata.json`` (the bundle metadata) and the given
@@ -285,7 +337,7 @@ def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra
             more_extra_files=extra_files,
         )
     )
-    write_atomically(path, lambda tmp: tmp.write_bytes(content))
+    write_atomically(path, lambda tmp: tmp.write_bytes(content), overwrite=overwrite)
     return compare_torchscript(net, path, int(settings["roi_size"]))
 
 

@@ -475,9 +475,11 @@ def _usage(name: str) -> list[str]:
     out.extend(f"| `{key}` | {where} | {meaning} |" for key, where, meaning in KEY_DOCS)
     out += [
         "",
-        "The configs name medlung components only: inference builds `medlung.bundle.bundle_segmenter` "
-        "(a `medlung.inference.Segmenter`), then calls `medlung.pipeline.batch.collect_inputs`, "
-        "`PredictOptions` and `predict_files` (what `medlung predict` runs); training builds "
+        "The configs name medlung components only: inference builds the run's settings "
+        "(`medlung.bundle.bundle_settings`, a `medlung.pipeline.settings.PredictSettings`, the object "
+        "`medlung predict` builds from its options) and its model (`medlung.bundle.bundle_segmenter`, a "
+        "`medlung.inference.Segmenter`), then calls `medlung.pipeline.batch.collect_inputs` and "
+        "`predict_files` (what `medlung predict` runs); training builds "
         "`medlung.training.loop.Trainer`; evaluation calls `medlung.evaluation.evaluate` "
         "(what `medlung evaluate` runs). "
         "`network_def` is `medlung.networks.build_network`.",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from medlung.defaults import DEFAULT_MAX_PIXELS  # refused before decoding (re-exported here)
 from medlung.errors import MedlungError, SpacingWarning, UnreadableFileError
 from medlung.film import Film
 from medlung.spacing import format_spacing, parse_user_spacing
@@ -54,11 +55,6 @@ def sniff_format(path: str | Path) -> str:
     if is_itk_file(path) or head.startswith(b"NRRD000"):
         return "ITK"
     return "DICOM"
-
-
-#: Largest film accepted, in pixels (rows x cols): 8000 x 8000. Larger declared sizes are
-#: refused before any pixel is decoded, so a broken or hostile header cannot exhaust memory.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def load_film(

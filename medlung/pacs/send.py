@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, SegmentationStorage
 
+from medlung import environment
 from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs.tls import TlsConfig
 
@@ -164,12 +164,12 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
     CredentialsError
         When the variables contradict each other, a file cannot be read, or a secret is empty.
     """
-    env = os.environ if environ is None else environ
-    given = [
-        name
+    env = {
+        name: value
         for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE)
-        if env.get(name)
-    ]
+        if (value := environment.get(name, environ)) is not None
+    }
+    given = list(env)
     if not given:
         return None
     token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
