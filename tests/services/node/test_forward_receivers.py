@@ -26,6 +26,7 @@ from tests.writers.seg_support import dciodvfy
 FILM_SYNTAXES = (None, str(JPEG2000Lossless), str(ImplicitVRLittleEndian))
 
 
+@pytest.mark.slow  # a node started per receiver (about 10 s each on 2 cores); CI runs it
 @pytest.mark.parametrize("name", RECEIVERS)
 def test_serve_forwards_each_seg_once_to(name, request, shenzhen_pixels, shipped_bundle, tmp_path):
     pixels = np.asarray(shenzhen_pixels)
