@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 from medlung.errors import CredentialsError, InvalidDestinationError
@@ -496,8 +496,13 @@ def check_stow_url(url: str) -> str:
     return url
 
 
-class _StowServer(NamedTuple):
-    """Where and how :func:`stow_rs` posts: the HTTP session (its headers), the root URL, retries, time-out."""
+@dataclass
+class _StowServer:
+    """Where and how :func:`stow_rs` posts: the HTTP session (its headers), the root URL, retries, time-out.
+
+    ``names_syntax`` turns False for the rest of a run once the server has
+    stored a part only without its ``transfer-syntax`` parameter.
+    """
 
     session: Any
     url: str
@@ -505,6 +510,7 @@ class _StowServer(NamedTuple):
     backoff: float
     timeout: float
     credentials: DicomwebCredentials | None
+    names_syntax: bool = True
 
 
 def _stow_one(server: _StowServer, dataset, path: Path) -> SendResult:
@@ -522,10 +528,11 @@ def _stow_one(server: _StowServer, dataset, path: Path) -> SendResult:
             problem = f"could not be re-encoded as {syntax_name(syntax)} ({type(exc).__name__}: {_first_line(exc)})"
             message = f"{url} refused {', '.join(tried)} and the file {problem}; the file is kept"
             return SendResult(path, False, url, uid, 415, attempts, message)
-        result, verdict = _post_instance(server, body, syntax, path, uid, name_syntax=True)
-        if verdict == _SILENT:  # the part's parameter was not understood (Orthanc's DICOMweb plugin 1.7): without
+        result, verdict = _post_instance(server, body, syntax, path, uid, name_syntax=server.names_syntax)
+        if verdict == _SILENT and server.names_syntax:  # the part's parameter not understood (Orthanc's plugin 1.7)
             attempts += result.attempts
             result, verdict = _post_instance(server, body, syntax, path, uid, name_syntax=False)
+            server.names_syntax = not result.ok  # it stored it plainly: the run's other files go so at once
         attempts += result.attempts
         if verdict != _SYNTAX_REFUSED:
             return SendResult(path, result.ok, url, uid, result.status, attempts, result.message)

@@ -193,7 +193,11 @@ def test_receiver_that_accepts_none_of_the_syntaxes_gets_one_line_and_the_file_i
 
 
 class StrictStow(http.server.BaseHTTPRequestHandler):
-    """A STOW-RS server that takes only the syntaxes in ``server.accepts`` (415, or failure reason 0xC122, else)."""
+    """A STOW-RS server that takes only the syntaxes in ``server.accepts`` (415, or failure reason 0xC122, else).
+
+    With ``refuse_with="silent"`` it answers a part that names its syntax with
+    200 and nothing about the instance, and stores one that does not.
+    """
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -204,7 +208,10 @@ class StrictStow(http.server.BaseHTTPRequestHandler):
         part_type = head.decode().split("Content-Type:")[1].strip()
         self.server.parts.append((part_type, data))
         syntax = part_type.split("transfer-syntax=")[1] if "transfer-syntax=" in part_type else None
-        if syntax not in self.server.accepts:
+        if self.server.refuse_with == "silent":  # Orthanc's DICOMweb plugin 1.7: a part with a parameter is skipped
+            if syntax is not None:
+                return self._answer(200, b'{"00081198": {"vr": "SQ"}, "00081199": {"vr": "SQ"}}')
+        elif syntax not in self.server.accepts:
             if self.server.refuse_with == 415:
                 return self._answer(415, b"")
             item = {"00081150": {"vr": "UI", "Value": [_uid(data)]}, "00081197": {"vr": "US", "Value": [0xC122]}}
@@ -229,7 +236,7 @@ def _uid(data: bytes) -> str:
 
 
 @contextmanager
-def strict_stow(accepts: set, refuse_with: int = 415):
+def strict_stow(accepts: set, refuse_with: int | str = 415):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StrictStow)
     server.accepts, server.refuse_with, server.parts = accepts, refuse_with, []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -252,6 +259,19 @@ def test_stow_gets_the_next_syntax_after_a_refusal(seg_and_film, refuse_with):
     stored = pydicom.dcmread(io.BytesIO(server.parts[-1][1]))
     assert stored.original_encoding == (True, True) and str(stored.file_meta.TransferSyntaxUID) == IMPLICIT
     assert_same_values(pydicom.dcmread(seg), stored)
+
+
+def test_stow_server_that_skips_a_part_naming_its_syntax_gets_it_plain_and_the_next_files_at_once(seg_and_film):
+    seg, film = seg_and_film
+    with strict_stow(set(), "silent") as server:
+        results = stow_rs([seg, film], f"http://127.0.0.1:{server.server_port}/dicom-web", retries=0)
+    assert [r.ok for r in results] == [True, True] and [r.attempts for r in results] == [2, 1]
+    assert [t for t, _ in server.parts] == [
+        f"application/dicom; transfer-syntax={EXPLICIT}",
+        "application/dicom",
+        "application/dicom",
+    ]
+    assert server.parts[1][1] == server.parts[0][1] == seg.read_bytes()  # the file as written, twice
 
 
 def test_stow_server_refusing_every_syntax_gets_one_line(seg_and_film):
