@@ -15,7 +15,6 @@ sent again.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import time
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from medlung import environment
 from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs.syntaxes import presentation_contexts
 from medlung.pacs.tls import TlsConfig
@@ -169,12 +169,12 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
     CredentialsError
         When the variables contradict each other, a file cannot be read, or a secret is empty.
     """
-    env = os.environ if environ is None else environ
-    given = [
-        name
+    env = {
+        name: value
         for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE)
-        if env.get(name)
-    ]
+        if (value := environment.get(name, environ)) is not None
+    }
+    given = list(env)
     if not given:
         return None
     token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
@@ -311,10 +311,10 @@ def send_cstore(
     _check_retry_arguments(retries, backoff)
     tls_args = (tls.client_context(), target.host) if tls is not None else None
     where = str(target)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     results: dict[int, SendResult] = {}
     datasets = {}
-    for index, path in enumerate(paths):
+    for index, path in enumerate(files):
         dataset, problem = _read(path)
         if problem:
             results[index] = SendResult(path, False, where, message=problem)
@@ -338,7 +338,7 @@ def send_cstore(
             for index in pending:
                 message = _not_accepted(assoc, datasets[index], where)
                 results[index] = SendResult(
-                    paths[index], False, where, str(datasets[index].SOPInstanceUID), _NOT_ACCEPTED, attempts, message
+                    files[index], False, where, str(datasets[index].SOPInstanceUID), _NOT_ACCEPTED, attempts, message
                 )
             pending = []
             break
@@ -368,7 +368,7 @@ def send_cstore(
                     continue
                 status, message = outcome
                 results[index] = SendResult(
-                    paths[index],
+                    files[index],
                     status in _STORED_STATUSES,
                     where,
                     str(dataset.SOPInstanceUID),
@@ -383,7 +383,7 @@ def send_cstore(
 
     for index in pending:
         results[index] = SendResult(
-            paths[index],
+            files[index],
             False,
             where,
             str(datasets[index].get("SOPInstanceUID", "")) or None,
@@ -392,7 +392,7 @@ def send_cstore(
             f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
             f"reachable and accepts AE title {calling_ae}; the file is kept",
         )
-    return [results[i] for i in range(len(paths))]
+    return [results[i] for i in range(len(files))]
 
 
 def stow_rs(
