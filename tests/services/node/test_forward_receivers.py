@@ -14,10 +14,13 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pynetdicom import AE
 
 from medlung.io.seg import read_dicom_seg
 from medlung.pacs.syntaxes import encode_file, syntax_name
 from medlung.services.node.spool import Spool
+from tests import dicom_factory as factory
+from tests.pacs.orthanc import free_port
 from tests.pacs.receivers import RECEIVERS, assert_same_values, inflated, receiver
 from tests.services.node.test_serve import PER_FILM_S, Node, make_film, send_films, sends_per_film, wait_until
 from tests.writers.seg_support import dciodvfy
@@ -71,3 +74,31 @@ def test_serve_forwards_each_seg_once_to(name, request, shenzhen_pixels, shipped
         print(
             f"\nserve --forward {name}: {len(films)} SEGs, each sent once, stored as {', '.join(sorted(set(syntaxes)))}"
         )
+
+
+def test_a_receiver_that_accepts_no_syntax_for_the_seg_gets_one_line_and_the_seg_is_kept(
+    shenzhen_pixels, shipped_bundle, tmp_path
+):
+    """The SEG goes to failed/ at once (not retried for ever), the reason names the SOP class and the syntaxes."""
+    sink = AE(ae_title="FILMSONLY")
+    sink.add_supported_context(factory.CR)  # films only: no presentation context for a SEG
+    port = free_port()
+    server = sink.start_server(("127.0.0.1", port), block=False)
+    film = make_film(tmp_path / "film.dcm", np.asarray(shenzhen_pixels), (256, 256), 0, generate_uid())
+    key = Spool.key_for(pydicom.dcmread(film).SOPInstanceUID)
+    node = Node(tmp_path / "work", f"FILMSONLY@127.0.0.1:{port}")
+    try:
+        node.start()
+        assert send_films([film], node.port) == [0]
+        reason_file = node.workdir / "failed" / f"{key}.reason.txt"
+        wait_until(reason_file.exists, PER_FILM_S * 3, "the reason file", node)
+        reason = reason_file.read_text()
+        assert reason.count("\n") == 1 and "does not accept Segmentation Storage" in reason
+        assert "Explicit VR Little Endian, Implicit VR Little Endian, Deflated Explicit VR Little Endian" in reason
+        assert (node.workdir / "failed" / f"{key}_seg.dcm").is_file()  # the SEG is kept
+        failed = [e for e in node.events() if e["event"] == "failed" and e["key"] == key]
+        assert len(failed) == 1 and failed[0]["stage"] == "send"
+        assert not [e for e in node.events() if e["event"] == "delivery-delayed"]  # refused, so not retried
+    finally:
+        node.close()
+        server.shutdown()
