@@ -288,7 +288,7 @@ def refresh_configs(bundle_dir: str | Path) -> list[Path]:
     written = []
     for name, text in texts.items():
         path = root / "configs" / name
-        write_atomically(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"), overwrite=True)
+        write_text_atomically(path, text, overwrite=True)
         written.append(path)
     import torch
 

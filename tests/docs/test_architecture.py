@@ -26,11 +26,15 @@ def page():
 
 def test_the_picture_has_each_layer_with_its_units(layers, page):
     picture = page.split("```text\n", 1)[1].split("```", 1)[0]
-    rows = {}
+    rows: dict[int, list[str]] = {}
+    last = None
     for line in picture.splitlines():
         cells = [c.strip() for c in line.split("│")]
         if len(cells) > 2 and re.match(r"\d ", cells[1]):
-            rows[int(cells[1][0])] = cells[2].split()
+            last = int(cells[1][0])
+            rows[last] = cells[2].split()
+        elif len(cells) > 2 and not cells[1] and cells[2] and last is not None:  # a layer's second row
+            rows[last] += cells[2].split()
     assert sorted(rows) == list(range(len(layers)))
     for index, (_, units) in enumerate(layers):
         assert rows[index] == list(units), f"layer {index} of the picture is not LAYERS[{index}]"
