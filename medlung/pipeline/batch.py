@@ -29,6 +29,8 @@ from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
+#: The formats that are DICOM objects, sent with ``--send`` / ``--stow`` in this order (a new DICOM output joins here).
+SENT_FORMATS = ("seg",)
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
@@ -315,8 +317,9 @@ class _Job:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        if "seg" in targets and (settings.send or settings.stow):
-            sent_error = _send(targets["seg"], self.path if settings.send_source else None, settings)
+        results = [targets[kind] for kind in SENT_FORMATS if kind in targets]
+        if results and (settings.send or settings.stow):
+            sent_error = _send(results, self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
@@ -441,12 +444,16 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(seg_path: Path, film_path: Path | None, settings: PredictSettings) -> str | None:
-    """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
+def _send(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
+    """Send the DICOM results (and the film); return an error line or None. The files on disk are kept either way.
+
+    Any SOP class goes the same way: :func:`medlung.pacs.send_cstore` proposes
+    its own presentation contexts and sends it in a syntax the PACS accepted.
+    """
     from medlung import pacs
 
-    # the SEG travels alone, so that a film the PACS refuses cannot take the SEG down with it
-    batches = [[seg_path]] + ([[film_path]] if film_path else [])
+    # each object travels alone, so that one the PACS refuses (the film, say) cannot take the others down with it
+    batches = [[path] for path in results] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
         if settings.send:

@@ -11,10 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import ImplicitVRLittleEndian
 
 from medlung.io.seg import read_dicom_seg
 from tests import dicom_factory as factory
 from tests.pacs.orthanc import free_port
+from tests.pacs.receivers import storescp
 
 
 def _predict(*args, bundle):
@@ -81,3 +83,28 @@ def test_unreachable_pacs_is_an_error_row_but_the_seg_is_kept(shared_data, shipp
     row = next(csv.DictReader(open(tmp_path / "out" / "report.csv")))
     assert row["status"] == "error" and "the file is kept" in row["error"]
     assert (tmp_path / "out" / "chest_seg.dcm").is_file()
+
+
+def test_send_to_a_receiver_that_accepts_implicit_vr_only(shared_data, shipped_bundle, tmp_path):
+    """The command of issue #27, as a new user typed it: every SEG failed with 'C-STORE could not encode the file'."""
+    film, ds = _film(shared_data, tmp_path)
+    with storescp(tmp_path / "stored", "+xi") as sink:
+        result = _predict(
+            film,
+            "-o",
+            tmp_path / "out",
+            "--format",
+            "seg",
+            "--send",
+            sink.destination,
+            "--send-source",
+            bundle=shipped_bundle,
+        )
+    assert result.returncode == 0, result.stderr
+    ours = tmp_path / "out" / "chest_seg.dcm"
+    (seg,) = sink.stored(str(pydicom.dcmread(ours).SOPInstanceUID), tmp_path)
+    (source,) = sink.stored(str(ds.SOPInstanceUID), tmp_path)
+    for stored in (seg, source):
+        assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    np.testing.assert_array_equal(read_dicom_seg(seg)[0], read_dicom_seg(ours)[0])
+    np.testing.assert_array_equal(pydicom.dcmread(source).pixel_array, pydicom.dcmread(film).pixel_array)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -235,17 +237,23 @@ def small_pixels(shenzhen_pixels) -> np.ndarray:
     return np.asarray(shenzhen_pixels)
 
 
-@pytest.fixture(scope="module")
-def node(orthanc, tmp_path_factory, shipped_bundle):
-    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers."""
-    folder = tmp_path_factory.mktemp("node")
-    running = Node(folder / "work", orthanc.destination, "--allow", f"ORTHANC,{CLIENT_AE}")
+@contextmanager
+def node_of(orthanc, folder: Path, modality: str, *extra: str) -> Iterator[Node]:
+    """A node forwarding to ``orthanc``, which may send to it as modality ``modality``; killed on exit."""
+    running = Node(folder / "work", orthanc.destination, *extra)
     try:
         running.start()
-        orthanc.add_modality("medlung", NODE_AE, running.port)
+        orthanc.add_modality(modality, NODE_AE, running.port)
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture(scope="module")
+def node(orthanc, tmp_path_factory, shipped_bundle):
+    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers."""
+    with node_of(orthanc, tmp_path_factory.mktemp("node"), "medlung", "--allow", f"ORTHANC,{CLIENT_AE}") as running:
+        yield running
 
 
 # --- tests ----------------------------------------------------------------------------------------
