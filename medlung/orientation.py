@@ -153,9 +153,15 @@ class DisplayTransform:
         """
         if self.identity:
             return film
+        if film.source is not None and not film.pixels_decoded:  # turned when (and at the resolution) asked
+            from medlung.film import DerivedPixels
+
+            pixels = DerivedPixels(film, self.display_shape(film.shape), self.to_display, self.display_shape)
+        else:
+            pixels = self.to_display(film.pixels)
         return dataclasses.replace(
             film,
-            pixels=self.to_display(film.pixels),
+            pixels=pixels,
             spacing=self.display_spacing(film.spacing),
             orientation=STANDARD_DISPLAY if film.orientation else None,
         )

@@ -112,6 +112,14 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].",
 )
 @click.option(
+    "--decode",
+    type=click.Choice(["reduced", "full"]),
+    default="reduced",
+    show_default=True,
+    help="reduced: decode DICOM films only at the resolution the network and the overlay need (JPEG 2000 "
+    "levels, scaled JPEG, area averages); full: decode every native pixel first.",
+)
+@click.option(
     "--include-identifiers",
     is_flag=True,
     help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).",
@@ -163,6 +171,7 @@ def predict(
     scheduler,
     manifest,
     qc_fail,
+    decode,
 ) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
@@ -244,6 +253,7 @@ def predict(
                     send_source=send_source,
                     max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                     include_identifiers=include_identifiers,
+                    decode=decode,
                 ),
                 verbose,
                 lungs=lungs,
@@ -283,6 +293,7 @@ def predict(
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
         include_identifiers=include_identifiers,
         qc_fail=qc_fail,
+        decode=decode,
     )
     counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
     log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal

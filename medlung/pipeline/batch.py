@@ -87,6 +87,12 @@ class PredictOptions:
     qc_fail : bool
         A film the quality check flags becomes an error row and writes no
         outputs (default: its outputs are written and say it is flagged).
+    decode : str
+        ``"reduced"`` (default): DICOM films are decoded only at the
+        resolution the working grid and the overlay need (JPEG 2000 levels,
+        DCT-scaled JPEG, area averages; see :func:`medlung.load_film`);
+        ``"full"``: every native pixel is decoded first (the path before
+        #30, for comparison).
     """
 
     formats: tuple = FORMATS
@@ -101,6 +107,7 @@ class PredictOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_identifiers: bool = False
     qc_fail: bool = False
+    decode: str = "reduced"
     extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
 
 
@@ -206,7 +213,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], options))
+                loaded.put(_Job.load(path, out / stems[path], options, segmenter))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -275,10 +282,15 @@ class _Job:
         self.film = self.masks = self.targets = None
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> _Job:
-        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+    def load(cls, path: Path, prefix: Path, options: PredictOptions, segmenter=None) -> _Job:
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
+
+        ``segmenter`` (optional) gives the working grid a film read with ``options.decode="reduced"`` is
+        decoded for.
+        """
         job = cls(path, prefix)
-        job._step(job._load, options)
+        spec = getattr(segmenter, "spec", None)
+        job._step(job._load, options, getattr(spec, "working_spacing", None))
         return job
 
     def segment(self, segmenter, options: PredictOptions) -> None:
@@ -305,11 +317,20 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, options: PredictOptions) -> None:
+    def _load(self, options: PredictOptions, working_spacing: float | None) -> None:
+        from medlung.writers.overlay import MAX_SIDE
+
         row = self.row
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
+            film = load_film(
+                self.path,
+                spacing=options.spacing,
+                max_pixels=options.max_pixels,
+                decode=options.decode,
+                working_spacing=working_spacing,
+                preview_side=MAX_SIDE if "overlay" in options.formats else None,
+            )
         if options.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
@@ -371,7 +392,7 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
     ``error`` (never an exception); ``segmenter`` is not used when the film
     cannot be read or its outputs all exist.
     """
-    job = _Job.load(path, prefix, options)
+    job = _Job.load(path, prefix, options, segmenter)
     job.segment(segmenter, options)
     return job.write(segmenter, options)
 
@@ -400,10 +421,11 @@ def write_outputs(
     finish and the first error is raised. ``segmenter`` (the one that made
     ``masks``) gives the options that enter the DICOM-SEG's UIDs.
     """
+    from medlung.film import preview_shape
     from medlung.quality import series_description
     from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
-    from medlung.writers.overlay import write_overlay
+    from medlung.writers.overlay import MAX_SIDE, write_overlay
 
     def seg_writer(path):
         with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
@@ -424,8 +446,12 @@ def write_outputs(
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
-        "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), options.overwrite
+        "overlay": lambda path: write_overlay(  # from a reduced decode of the film when it was read so
+            path,
+            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE)),
+            masks.labels,
+            overlay_lines(film, masks),
+            options.overwrite,
         ),
     }
     kinds = [kind for kind in FORMATS if kind in targets]
