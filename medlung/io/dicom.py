@@ -72,11 +72,11 @@ def read_dicom_dataset(path: str | Path, max_bytes: int | None = None) -> Datase
     return _read(Path(path), max_bytes).dataset
 
 
-def _read(path: Path, max_bytes: int | None) -> DicomFile:
+def _read(path: Path, max_bytes: int | None, film: bool = False) -> DicomFile:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            source = read_dicom_file(path, max_bytes)
+            source = read_dicom_file(path, max_bytes, film=film)
     except MedlungError:
         raise
     except Exception as exc:  # pydicom raises many types on garbage input
@@ -141,7 +141,7 @@ def read_dicom_film(
     path = Path(path)
     if dataset is None:
         limit = max_dataset_bytes(max_pixels) if max_pixels is not None else None
-        source = _read(path, limit)
+        source = _read(path, limit, film=True)
     else:
         source = DicomFile(dataset, path, None, ())
     ds = source.dataset
@@ -191,8 +191,8 @@ def read_dicom_film(
         },
         warnings=tuple(notes),
     )
-    if decode == "full" and "PixelData" in ds:
-        del ds.PixelData  # keep the header only; the pixels live in the Film
+    if "PixelData" in ds:
+        del ds.PixelData  # keep the header only; the pixels live in the Film (or its source)
     return film
 
 

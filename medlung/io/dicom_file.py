@@ -78,12 +78,15 @@ class DicomFile:
         The inflated data set of a deflated file (offsets of deferred elements point into it).
     identity : tuple
         ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file when read: the pixels are read only from the same file.
+    deflated_cap : int or None
+        For a deflated file whose inflated data set was released: the size to inflate it to again.
     """
 
     dataset: Dataset
     path: Path
     inflated: bytearray | None
     identity: tuple
+    deflated_cap: int | None = None
 
     @property
     def pixel_element(self) -> RawDataElement | None:
@@ -93,17 +96,37 @@ class DicomFile:
             return raw
         return None
 
+    def released(self) -> DicomFile:
+        """This file without its inflated data set (kept: the header); :meth:`buffer` inflates it again if asked."""
+        if self.inflated is None:
+            return self
+        return DicomFile(self.dataset, self.path, None, self.identity, deflated_cap=len(self.inflated) + 1)
+
+    def _inflated_again(self) -> bytearray:
+        from pydicom.filereader import _read_file_meta_info, read_preamble
+
+        with open_regular(self.path) as handle:
+            self._check_identity(handle)
+            read_preamble(handle, True)
+            _read_file_meta_info(handle)
+            return inflate(handle, int(self.deflated_cap or 0), self.path)
+
+    def _check_identity(self, handle) -> None:
+        status = os.fstat(handle.fileno())
+        if (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns) != self.identity:
+            raise UnreadableFileError(
+                "changed while it was being read", self.path, "Read it again once it is complete."
+            )
+
     def buffer(self):
         """The bytes the deferred offsets refer to: the inflated data set, or the file memory-mapped (read-only)."""
         if self.inflated is not None:
             return memoryview(self.inflated)
+        if self.deflated_cap:
+            return memoryview(self._inflated_again())
         with open_regular(self.path) as handle:
-            status = os.fstat(handle.fileno())
-            if (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns) != self.identity:
-                raise UnreadableFileError(
-                    "changed while it was being read", self.path, "Read it again once it is complete."
-                )
-            if status.st_size == 0:
+            self._check_identity(handle)
+            if self.identity[2] == 0:
                 return memoryview(b"")
             return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
@@ -111,10 +134,12 @@ class DicomFile:
         """A file object positioned nowhere in particular, over the same bytes as :meth:`buffer`."""
         if self.inflated is not None:
             return _Memory(self.inflated)
+        if self.deflated_cap:
+            return _Memory(self._inflated_again())
         return open_regular(self.path)
 
 
-def read_dicom_file(path: str | Path, max_bytes: int | None = None) -> DicomFile:
+def read_dicom_file(path: str | Path, max_bytes: int | None = None, film: bool = False) -> DicomFile:
     """Read a DICOM file's header within bounds (see the module docstring).
 
     Parameters
@@ -124,6 +149,9 @@ def read_dicom_file(path: str | Path, max_bytes: int | None = None) -> DicomFile
     max_bytes : int, optional
         Refuse a file larger than this, or a deflated data set inflating to more (default: no file limit, and
         the inflate limit of a film at the default pixel limit).
+    film : bool
+        The caller reads the pixel data itself (:class:`~medlung.io.dicom_pixels.DicomPixels`): the large
+        elements of a deflated data set stay deferred, pointing into :attr:`DicomFile.inflated`.
 
     Raises
     ------
@@ -151,9 +179,10 @@ def read_dicom_file(path: str | Path, max_bytes: int | None = None) -> DicomFile
         if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
             cap = max_bytes if max_bytes is not None else max_dataset_bytes(DEFAULT_MAX_PIXELS)
             inflated = inflate(handle, cap, path)
-            memory = _Memory(inflated)
-            dataset = read_dataset(memory, False, True, defer_size=DEFER_BYTES)
-            ds = FileDataset(memory, dataset, preamble, meta, False, True)  # type: ignore[arg-type]
+            # large elements stay in the inflated bytes only for a film reader, which reads its pixel data
+            # from them itself; any other reader gets every element (pydicom could not re-read them from the file)
+            dataset = read_dataset(_Memory(inflated), False, True, defer_size=DEFER_BYTES if film else None)
+            ds = FileDataset(str(path), dataset, preamble, meta, False, True)
             ds.set_original_encoding(False, True, dataset._character_set)
             return DicomFile(ds, path, inflated, identity)
         handle.seek(0)

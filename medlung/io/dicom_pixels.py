@@ -125,6 +125,8 @@ class DicomPixels:
         self._lock = threading.Lock()
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self._chain: GreyChain | None = None
+        self._raw = source.pixel_element  # where the deferred value lies; the header's own is deleted by the reader
+        self._value = None if self._raw is not None else ds.get("PixelData")
         if self.family == "native":
             self._check_native_length()
         else:
@@ -142,18 +144,18 @@ class DicomPixels:
     # --- where the bytes are ---------------------------------------------------------------------------------------
     def _element(self) -> tuple[object, int, int]:
         """``(buffer, offset, length)`` of the Pixel Data value (in the header, the inflated set or the mapped file)."""
-        raw = self.file.pixel_element
+        raw = self._raw
         if raw is not None:
             return self.file.buffer(), int(raw.value_tell), int(raw.length)
-        value = self.header.get("PixelData")
+        value = self._value
         if value is None:
             raise PixelDecodeError("has no pixel data (the file may be truncated)", self.path, _DECODE_HINT)
         return memoryview(value), 0, len(value)
 
     def _check_native_length(self) -> None:
-        raw = self.file.pixel_element
+        raw = self._raw
         if raw is None:
-            length = len(self.header.get("PixelData") or b"")
+            length = len(self._value or b"")
         else:
             total = len(self.file.inflated) if self.file.inflated is not None else self.file.identity[2]
             length = min(int(raw.length), max(0, total - int(raw.value_tell)))
@@ -169,10 +171,10 @@ class DicomPixels:
     def _read_frame(self) -> bytes:
         from pydicom.encaps import generate_frames
 
-        raw = self.file.pixel_element
+        raw = self._raw
         try:
             if raw is None:
-                data = self.header.get("PixelData")
+                data = self._value
                 if data is None:
                     raise ValueError("no pixel data")
                 return next(generate_frames(bytes(data), number_of_frames=1))
@@ -300,6 +302,9 @@ class DicomPixels:
                 self._cache[key] = image
             if self.shape in pooled:
                 self._cache[self.shape] = reduce.convert(stored, self.chain)
+        # the inflated data set of a deflated film is the film's size again: read again if the native pixels are
+        # asked for later, rather than held while the film is segmented and written
+        self.file = self.file.released()
 
     def _decode_level(self, level: int) -> np.ndarray | None:
         """The frame decoded at ``level`` by its codec, or ``None`` when the codec cannot (full decode then)."""

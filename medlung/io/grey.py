@@ -162,10 +162,12 @@ class GreyChain:
         return pixels
 
     def __call__(self, stored: np.ndarray) -> np.ndarray:
-        """float32 film values of ``stored`` (any shape; values within ``[low, high]``)."""
+        """float32 film values of ``stored`` (any shape; values outside ``[low, high]`` count as the nearest end)."""
         if self.table is not None:
             index = stored.astype(np.intp)
             index -= self.low
+            # a wavelet level's low-pass samples can overshoot the stored range a little near sharp edges
+            np.clip(index, 0, len(self.table) - 1, out=index)
             return np.take(self.table, index)
         return self._steps(np.asarray(stored)).astype(np.float32)
 

@@ -83,19 +83,25 @@ def area_average(
         if not (1 <= out_rows <= rows and 1 <= out_cols <= cols):
             raise ValueError(f"area_average shrinks only: {tuple(shape)} from {stored.shape}.")
         col_start, col_end = _windows(cols, out_cols)
-        plans.append((out_rows, col_start, col_end, np.zeros((rows + 1, out_cols), np.float64)))
+        row_start, row_end = _windows(rows, out_rows)
+        plans.append((col_start, col_end, row_start, row_end, np.zeros((out_rows, out_cols), np.float64)))
     for top in range(0, rows, strip_rows):
         strip = stored[top : top + strip_rows]
         values = grey(strip) if grey is not None else strip
-        summed = np.zeros((values.shape[0], cols + 1), np.float64)
+        count = values.shape[0]
+        summed = np.zeros((count, cols + 1), np.float64)
         np.cumsum(values, axis=1, dtype=np.float64, out=summed[:, 1:])
-        for _, col_start, col_end, by_row in plans:
-            by_row[top + 1 : top + 1 + values.shape[0]] = summed[:, col_end] - summed[:, col_start]
+        for col_start, col_end, row_start, row_end, sums in plans:
+            by_row = np.zeros((count + 1, len(col_start)), np.float64)
+            np.cumsum(summed[:, col_end] - summed[:, col_start], axis=0, out=by_row[1:])
+            # the output rows whose windows meet this strip, and the part of each window inside it
+            first = int(np.searchsorted(row_end, top, side="right"))
+            last = int(np.searchsorted(row_start, top + count, side="left"))
+            low = np.clip(row_start[first:last] - top, 0, count)
+            high = np.clip(row_end[first:last] - top, 0, count)
+            sums[first:last] += by_row[high] - by_row[low]
     results = []
-    for out_rows, col_start, col_end, by_row in plans:
-        np.cumsum(by_row, axis=0, out=by_row)
-        row_start, row_end = _windows(rows, out_rows)
-        sums = by_row[row_end] - by_row[row_start]
+    for col_start, col_end, row_start, row_end, sums in plans:
         counts = (row_end - row_start)[:, None] * (col_end - col_start)[None, :]
         results.append((sums / counts).astype(np.float32))
     return results
@@ -125,9 +131,12 @@ def box_weights(native: int, out: int, scale: int, offset: float):
     first = np.clip(np.floor((start - offset) / scale).astype(np.int64) - 1, 0, count - 1)
     last = np.clip(np.ceil((end - offset) / scale).astype(np.int64) + 1, 0, count - 1)
     width = int((last - first).max()) + 1
-    columns = np.clip(first[:, None] + np.arange(width)[None], 0, count - 1)
+    offsets = np.arange(width)[None]
+    columns = first[:, None] + offsets
+    inside = columns <= last[:, None]
+    columns = np.minimum(columns, count - 1)
     overlap = np.minimum(end[:, None], high[columns]) - np.maximum(start[:, None], low[columns])
-    overlap = np.where(columns == first[:, None] + np.arange(width)[None], np.clip(overlap, 0, None), 0.0)
+    overlap = np.where(inside, np.clip(overlap, 0, None), 0.0)
     overlap /= overlap.sum(axis=1, keepdims=True)
     return sparse.csr_matrix((overlap.ravel(), (np.repeat(j, width), columns.ravel())), shape=(out, count))
 
