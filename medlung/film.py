@@ -69,7 +69,7 @@ class PixelSource(Protocol):
 
     def native(self) -> np.ndarray: ...
 
-    def at_least(self, shape: Sequence[int]) -> np.ndarray: ...
+    def at_least(self, shape: Sequence[int], detail: str = "grid") -> np.ndarray: ...
 
 
 class _Pixels:
@@ -124,8 +124,8 @@ class DerivedPixels:
     def native(self) -> np.ndarray:
         return np.ascontiguousarray(self.apply(self.film.pixels))
 
-    def at_least(self, shape: Sequence[int]) -> np.ndarray:
-        return np.ascontiguousarray(self.apply(self.film.pixels_at_least(self.request(shape))))
+    def at_least(self, shape: Sequence[int], detail: str = "grid") -> np.ndarray:
+        return np.ascontiguousarray(self.apply(self.film.pixels_at_least(self.request(shape), detail)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,7 +222,7 @@ class Film:
         given = self.__dict__["_pixels"]
         return self.__dict__.get("_pixels_source") if isinstance(given, np.ndarray) else given
 
-    def pixels_at_least(self, shape: Sequence[int]) -> np.ndarray:
+    def pixels_at_least(self, shape: Sequence[int], detail: str = "grid") -> np.ndarray:
         """The film with at least ``shape`` ``(rows, cols)`` pixels on each axis (up to its native size), float32.
 
         The native :attr:`pixels` when they are decoded (a film read with ``decode="full"``, or after
@@ -230,15 +230,18 @@ class Film:
         level, a DCT-scaled JPEG, or an area average of the stored values (see :mod:`medlung.io.reduce`).
         Same grey values as :attr:`pixels` (LUTs, window, polarity), at a coarser grid; a film with a source
         always answers from it, so the answer does not depend on whether :attr:`pixels` was read before.
+        ``detail="picture"`` (for a preview drawn at ``shape``, such as the overlay) accepts an image down to
+        half of ``shape``: the cheaper resolution level of a JPEG 2000 film.
         """
         source = self.source
-        return self.pixels if source is None else source.at_least(shape)
+        return self.pixels if source is None else source.at_least(shape, detail)
 
-    def prefetch(self, shapes: Sequence[Sequence[int]]) -> None:
-        """Decode now what :meth:`pixels_at_least` will be asked for ``shapes`` (one full decode at most)."""
+    def prefetch(self, shapes: Sequence[Sequence[int]], detail: Sequence[str] | None = None) -> None:
+        """Decode now what :meth:`pixels_at_least` will be asked for ``shapes`` (with ``detail`` each; default
+        ``"grid"``), decoding the full film at most once."""
         source = self.source
         if source is not None and hasattr(source, "prefetch"):
-            source.prefetch(shapes)
+            source.prefetch(shapes, detail)
 
     def replace(self, **changes) -> Film:
         """A copy with ``changes`` (as :func:`dataclasses.replace`), without decoding pixels that are not yet."""

@@ -120,7 +120,8 @@ def load_film(
         if user_spacing is not None:
             film = _with_spacing(film, user_spacing, path)
         if decode == "reduced" and not film.pixels_decoded:
-            film.prefetch(_needed(film, working_spacing, preview_side))
+            shapes = _needed(film, working_spacing, preview_side)
+            film.prefetch(shapes, ["grid", "picture"][: len(shapes)])
     except MedlungError:
         raise
     except Exception as exc:  # a broken file must never escape as a crash (incl. MemoryError, RecursionError)

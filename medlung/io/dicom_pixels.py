@@ -248,60 +248,73 @@ class DicomPixels:
         """The whole film, float32 (the values a full decode gives)."""
         return reduce.convert(self.stored(), self.chain)
 
-    def direct_level(self, need: Sequence[int]) -> int:
-        """The reduced level the codec gives directly for ``need`` (0: none; area averaging instead)."""
+    def direct_level(self, need: Sequence[int], detail: str = "grid") -> int:
+        """The reduced level the codec gives directly for ``need`` (0: none; area averaging instead).
+
+        ``detail="grid"``: :data:`FINER_LEVELS` finer than the coarsest level covering ``need`` (an image the
+        network measures); ``"picture"``: the coarsest level covering half of ``need`` (a picture drawn at
+        ``need``, such as the overlay: a preview).
+        """
         stream = self.stream
         if stream is None or stream.components != 1 or self.signed or stream.signed:
             return 0
+        if detail == "picture":
+            need = (-(-int(need[0]) // 2), -(-int(need[1]) // 2))
         if stream.kind in ("j2k", "htj2k") and stream.bits <= 16:
             level = reduce.coarsest_level(self.shape, need, stream.levels)
         elif stream.dct_scalable and stream.bits == 8:
             level = reduce.coarsest_level(self.shape, need, 3)
         else:
             return 0
+        if detail == "picture":
+            return level
         return max(1, level - FINER_LEVELS) if level else 0
 
-    def at_least(self, shape: Sequence[int]) -> np.ndarray:
+    def at_least(self, shape: Sequence[int], detail: str = "grid") -> np.ndarray:
         """The film area-averaged to ``shape`` (clipped to the native size), float32; cached.
 
         From a resolution level the codec decodes directly when there is one (weighted by where its samples
         lie: :func:`medlung.io.reduce.from_level`), else from the stored values at full size
-        (:func:`medlung.io.reduce.area_average`).
+        (:func:`medlung.io.reduce.area_average`). With ``detail="picture"`` the image may be smaller than
+        ``shape``, down to half of it (the resolution level's own size): a picture is drawn from it.
         """
-        key = reduce.shrink_shape(self.shape, shape)
+        key = (reduce.shrink_shape(self.shape, shape), detail)
         with self._lock:
             if key not in self._cache:
                 self._prefetch([key])
             return self._cache[key]
 
-    def prefetch(self, shapes: Sequence[Sequence[int]]) -> None:
-        """Decode what :meth:`at_least` will be asked for ``shapes``, decoding the full film at most once."""
+    def prefetch(self, shapes: Sequence[Sequence[int]], detail: Sequence[str] | None = None) -> None:
+        """Decode what :meth:`at_least` will be asked for ``shapes`` (each with its ``detail``), the full film once."""
+        details = list(detail) if detail is not None else ["grid"] * len(shapes)
         with self._lock:
-            self._prefetch(shapes)
+            self._prefetch([(reduce.shrink_shape(self.shape, s), d) for s, d in zip(shapes, details)])
 
-    def _prefetch(self, shapes: Sequence[Sequence[int]]) -> None:
+    def _prefetch(self, requests: Sequence[tuple[tuple[int, int], str]]) -> None:
         pooled = []
-        for need in shapes:
-            key = reduce.shrink_shape(self.shape, need)
+        for key in requests:
             if key in self._cache:
                 continue
-            level = self.direct_level(key)
+            shape, detail = key
+            level = self.direct_level(shape, detail)
             if level:
                 decoded = self._decode_level(level)
                 if decoded is not None:
                     assert self.stream is not None
                     kind = "j2k" if self.stream.kind in ("j2k", "htj2k") else "jpeg"
                     grey = reduce.convert(decoded, self.chain)
-                    self._cache[key] = reduce.from_level(grey, level, kind, self.shape, key)
+                    size = (min(shape[0], grey.shape[0]), min(shape[1], grey.shape[1]))
+                    self._cache[key] = reduce.from_level(grey, level, kind, self.shape, size)
                     continue
             pooled.append(key)
         if pooled:
             stored = self.stored()
-            shrinking = [k for k in pooled if k != self.shape]
-            for key, image in zip(shrinking, reduce.area_average(stored, shrinking, self.chain)):
-                self._cache[key] = image
-            if self.shape in pooled:
-                self._cache[self.shape] = reduce.convert(stored, self.chain)
+            shapes = list(dict.fromkeys(shape for shape, _ in pooled if shape != self.shape))
+            images = dict(zip(shapes, reduce.area_average(stored, shapes, self.chain)))
+            if any(shape == self.shape for shape, _ in pooled):
+                images[self.shape] = reduce.convert(stored, self.chain)
+            for shape, detail in pooled:
+                self._cache[(shape, detail)] = images[shape]
         # the inflated data set of a deflated film is the film's size again: read again if the native pixels are
         # asked for later, rather than held while the film is segmented and written
         self.file = self.file.released()

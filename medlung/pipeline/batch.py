@@ -448,7 +448,7 @@ def write_outputs(
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
         "overlay": lambda path: write_overlay(  # from a reduced decode of the film when it was read so
             path,
-            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE)),
+            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE), "picture"),
             masks.labels,
             overlay_lines(film, masks),
             options.overwrite,
