@@ -72,13 +72,14 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     import numpy as np
 
     import medlung
-    from medlung.pipeline.batch import PredictOptions, planned_outputs, write_outputs
+    from medlung.pipeline.batch import planned_outputs, write_outputs
+    from medlung.pipeline.settings import PredictSettings
     from medlung.writers.overlay import MAX_SIDE
 
     decode = _flag("--decode", "reduced")
     segmenter = medlung.Segmenter(device=device)
     segmenter(medlung.load_film(SAMPLE))  # warm-up, as in a batch
-    options = PredictOptions(decode=decode)
+    options = PredictSettings(decode=decode)
     working = segmenter.spec.working_spacing
 
     def load(path):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
+from medlung.defaults import DEFAULT_MAX_PIXELS  # refused before decoding (re-exported here)
 from medlung.errors import MedlungError, SpacingWarning, UnreadableFileError
 from medlung.film import Film
-from medlung.io.files import DEFAULT_MAX_PIXELS
 from medlung.spacing import format_spacing, parse_user_spacing
 
 __all__ = ["DECODE_MODES", "DEFAULT_MAX_PIXELS", "load_film", "sniff_format"]
@@ -62,7 +63,7 @@ DECODE_MODES = ("full", "reduced", "header")
 
 def load_film(
     path: str | Path,
-    spacing: str | float | tuple[float, float] | None = None,
+    spacing: str | float | Sequence[float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode: str = "full",
     working_spacing: float | None = None,

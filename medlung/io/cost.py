@@ -60,8 +60,8 @@ def declared_cost(path: str | Path, decode: str = "reduced", max_pixels: int | N
     medlung.errors.MedlungError
         What :func:`medlung.load_film` would raise for a header it refuses (size, codestream, file type).
     """
+    from medlung.defaults import DEFAULT_MAX_PIXELS
     from medlung.io import load_film
-    from medlung.io.files import DEFAULT_MAX_PIXELS
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     film = load_film(path, max_pixels=limit, decode="header")

@@ -23,8 +23,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from medlung.defaults import DEFAULT_MAX_PIXELS
 from medlung.errors import UnreadableFileError, UnsupportedImageError
-from medlung.io.files import DEFAULT_MAX_PIXELS, open_regular
+from medlung.io.files import open_regular
 
 #: Elements above this size are not read with the header, bytes.
 DEFER_BYTES = 1 << 20

@@ -15,10 +15,6 @@ from typing import BinaryIO
 
 from medlung.errors import UnreadableFileError
 
-#: Largest film accepted, in pixels (rows x cols): 8000 x 8000. Larger declared sizes are
-#: refused before any pixel is decoded, so a broken or hostile header cannot exhaust memory.
-DEFAULT_MAX_PIXELS = 64_000_000
-
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),

@@ -31,24 +31,32 @@ def _capped() -> None:
 
 
 def predict(args: list, out: Path, stdin: str | None = None, bundle: Path | None = None) -> tuple:
-    """Run ``medlung predict ARGS -o OUT`` capped; return (exit status, stderr, seconds, peak RSS MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
+    """Run ``medlung predict ARGS -o OUT`` capped; return (exit status, stderr, seconds, the process's peak RSS MB)."""
+    import tempfile
+    import threading
+
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     if bundle is not None:
         env["MEDLUNG_BUNDLE"] = str(bundle)
-    run = subprocess.run(
-        [sys.executable, "-m", "medlung", "predict", *map(str, args), "-o", str(out), "--device", "cpu"],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=SECONDS,
-        preexec_fn=_capped,
-        env=env,
-    )
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return run.returncode, run.stderr, seconds, max(peak, before) / 1024
+    command = [sys.executable, "-m", "medlung", "predict", *map(str, args), "-o", str(out), "--device", "cpu"]
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as given:
+        given.write((stdin or "").encode())
+        given.seek(0)
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdin=given, stdout=subprocess.DEVNULL, stderr=errors, preexec_fn=_capped, env=env
+        )
+        timer = threading.Timer(SECONDS, process.kill)  # a hang fails the test instead of blocking it
+        timer.start()
+        try:
+            _, code, usage = os.wait4(process.pid, 0)  # this child's own rusage (ru_maxrss: its peak RSS)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(code)
+        seconds = time.perf_counter() - started
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    return process.returncode, stderr, seconds, usage.ru_maxrss / 1024
 
 
 @pytest.fixture(scope="module")

@@ -124,10 +124,11 @@ def test_reduced_decode_gives_the_full_decodes_answers(films, syntax, segmenter)
 
 def test_predict_decode_full_writes_the_masks_of_a_full_decode(films, segmenter, tmp_path):
     """``--decode full`` is the path before #30: the masks of Segmenter()(load_film(path))."""
-    from medlung.pipeline.batch import PredictOptions, predict_files
+    from medlung.pipeline.batch import predict_files
+    from medlung.pipeline.settings import PredictSettings
 
     report = predict_files(
-        [films["j2k"]], tmp_path, segmenter, PredictOptions(formats=("png",), decode="full", overwrite=True)
+        [films["j2k"]], tmp_path, segmenter, PredictSettings(formats=("png",), decode="full", overwrite=True)
     )
     assert report.rows[0]["status"] == "ok"
     written = np.asarray(Image.open(tmp_path / "j2k_lungs.png")) > 0
