@@ -170,8 +170,8 @@ class Film:
     """
 
     pixels: np.ndarray = _Pixels()  # type: ignore[assignment]
-    spacing: Spacing | None
-    spacing_source: str
+    spacing: Spacing | None  # type: ignore[misc]  # (pixels' descriptor reads as a default to mypy; it is none)
+    spacing_source: str  # type: ignore[misc]
     photometric: str = "MONOCHROME2"
     orientation: tuple[str, str] | None = None
     path: Path | None = None

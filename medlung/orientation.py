@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class DisplayTransform:
         if film.source is not None and not film.pixels_decoded:  # turned when (and at the resolution) asked
             from medlung.film import DerivedPixels
 
-            pixels = DerivedPixels(film, self.display_shape(film.shape), self.to_display, self.display_shape)
+            pixels: Any = DerivedPixels(film, self.display_shape(film.shape), self.to_display, self.display_shape)
         else:
             pixels = self.to_display(film.pixels)
         return dataclasses.replace(

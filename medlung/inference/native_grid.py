@@ -108,10 +108,10 @@ def native_labels(
     NativeLabels
     """
     started = time.perf_counter()
-    native: np.ndarray | None = upsample_margin(margin, shape)
-    lungs = native > 0
-    if not keep_margin:
-        native = None  # the float margin is the largest native-grid array: not held through the clean-up
+    upsampled = upsample_margin(margin, shape)
+    lungs = upsampled > 0
+    native = upsampled if keep_margin else None
+    del upsampled  # the float margin is the largest native-grid array: not held through the clean-up unless asked
     timings = {"native_grid": time.perf_counter() - started}
     started = time.perf_counter()
     labels, assumed, notes = clean_and_split(lungs, float(np.prod(spacing)), orientation, min_lung_mm2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -165,7 +166,7 @@ def read_dicom_film(
     notes += spacing_notes
 
     film = Film(
-        pixels=pixels.native() if decode == "full" else pixels,
+        pixels=pixels.native() if decode == "full" else cast(Any, pixels),
         spacing=spacing,
         spacing_source=spacing_source,
         photometric=photometric,

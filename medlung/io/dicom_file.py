@@ -18,9 +18,11 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
+from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from medlung.defaults import DEFAULT_MAX_PIXELS
@@ -92,7 +94,7 @@ class DicomFile:
     @property
     def pixel_element(self) -> RawDataElement | None:
         """The Pixel Data element while still deferred (value ``None``), else ``None``."""
-        raw = self.dataset._dict.get(PIXEL_DATA) if hasattr(self.dataset, "_dict") else None
+        raw = self.dataset._dict.get(Tag(PIXEL_DATA)) if hasattr(self.dataset, "_dict") else None
         if isinstance(raw, RawDataElement) and raw.value is None:
             return raw
         return None
@@ -182,7 +184,9 @@ def read_dicom_file(path: str | Path, max_bytes: int | None = None, film: bool =
             inflated = inflate(handle, cap, path)
             # large elements stay in the inflated bytes only for a film reader, which reads its pixel data
             # from them itself; any other reader gets every element (pydicom could not re-read them from the file)
-            dataset = read_dataset(_Memory(inflated), False, True, defer_size=DEFER_BYTES if film else None)
+            dataset = read_dataset(
+                cast(BinaryIO, _Memory(inflated)), False, True, defer_size=DEFER_BYTES if film else None
+            )
             ds = FileDataset(str(path), dataset, preamble, meta, False, True)
             ds.set_original_encoding(False, True, dataset._character_set)
             return DicomFile(ds, path, inflated, identity)

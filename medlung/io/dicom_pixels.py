@@ -123,7 +123,7 @@ class DicomPixels:
         self.stream: Codestream | None = None
         self.frame: bytes | None = None
         self._lock = threading.Lock()
-        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._cache: dict[tuple[tuple[int, int], str], np.ndarray] = {}
         self._chain: GreyChain | None = None
         self._raw = source.pixel_element  # where the deferred value lies; the header's own is deleted by the reader
         self._value = None if self._raw is not None else ds.get("PixelData")

@@ -205,7 +205,7 @@ def j2k_at_level(codestream: bytes | memoryview, level: int, shape: Sequence[int
         image._reduce = level  # type: ignore[attr-defined]
         image._size = expected
         tile = image.tile[0]
-        args = tile.args
+        args: tuple = tuple(tile.args or ())
         image.tile = [ImageFile._Tile(tile.codec_name, (0, 0, *expected), tile.offset, (args[0], level, 0, *args[3:]))]
     ImageFile.ImageFile.load(image)
     if image.size != expected or image.mode not in ("L", "I;16", "I;16L", "I;16B"):
