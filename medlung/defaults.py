@@ -47,6 +47,9 @@ DEFAULT_PRECISION = "auto"
 #: Films declaring more pixels (rows x cols) than this are refused before decoding (``--max-pixels``): 8000 x 8000,
 #: twice the largest detector in use (a 4020x4892 Montgomery film has 19.7 M).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: How films are decoded (``--decode``): only at the resolution the network and the overlay need, or every pixel.
+DECODE_MODES = ("reduced", "full")
+DEFAULT_DECODE = "reduced"
 
 # --- the DICOM node (medlung serve) --------------------------------------------------------------------
 DEFAULT_AE_TITLE = "MEDLUNG"

@@ -90,6 +90,14 @@ def model_options(command):
             help="Refuse films declaring more pixels (rows x cols) than this, before decoding.",
         ),
         click.option(
+            "--decode",
+            type=click.Choice(defaults.DECODE_MODES),
+            default=defaults.DEFAULT_DECODE,
+            show_default=True,
+            help="reduced: decode DICOM films only at the resolution the network and the overlay need (JPEG "
+            "2000 levels, scaled JPEG, area averages); full: decode every native pixel first.",
+        ),
+        click.option(
             "--qc-fail",
             is_flag=True,
             help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
@@ -111,6 +119,7 @@ MODEL_PARAMETERS = {
     "tta": "tta",
     "orientation_fix": "fix_orientation",
     "max_pixels": "max_pixels",
+    "decode": "decode",
     "qc_fail": "qc_fail",
 }
 

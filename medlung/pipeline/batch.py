@@ -163,7 +163,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, settings: P
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], settings))
+                loaded.put(_Job.load(path, out / stems[path], settings, segmenter))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -234,10 +234,15 @@ class _Job:
         self.targets: dict[str, Path] = {}
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, settings: PredictSettings) -> _Job:
-        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+    def load(cls, path: Path, prefix: Path, settings: PredictSettings, segmenter=None) -> _Job:
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
+
+        ``segmenter`` (optional) gives the working grid a film read with ``settings.decode="reduced"`` is
+        decoded for.
+        """
         job = cls(path, prefix)
-        job._step(job._load, settings)
+        spec = getattr(segmenter, "spec", None)
+        job._step(job._load, settings, getattr(spec, "working_spacing", None))
         return job
 
     def segment(self, segmenter, settings: PredictSettings) -> None:
@@ -264,11 +269,20 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, settings: PredictSettings) -> None:
+    def _load(self, settings: PredictSettings, working_spacing: float | None = None) -> None:
+        from medlung.writers.overlay import MAX_SIDE
+
         row = self.row
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=settings.spacing, max_pixels=settings.max_pixels)
+            film = load_film(
+                self.path,
+                spacing=settings.spacing,
+                max_pixels=settings.max_pixels,
+                decode=settings.decode,
+                working_spacing=working_spacing,
+                preview_side=MAX_SIDE if "overlay" in settings.formats else None,
+            )
         if settings.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
@@ -331,7 +345,7 @@ def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings) 
     ``error`` (never an exception); ``segmenter`` is not used when the film
     cannot be read or its outputs all exist.
     """
-    job = _Job.load(path, prefix, settings)
+    job = _Job.load(path, prefix, settings, segmenter)
     job.segment(segmenter, settings)
     return job.write(segmenter, settings)
 
@@ -360,10 +374,11 @@ def write_outputs(
     finish and the first error is raised. ``segmenter`` (the one that made
     ``masks``) gives the options that enter the DICOM-SEG's UIDs.
     """
+    from medlung.film import preview_shape
     from medlung.quality import series_description
     from medlung.writers.dicom_seg import write_dicom_seg
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
-    from medlung.writers.overlay import write_overlay
+    from medlung.writers.overlay import MAX_SIDE, write_overlay
 
     def seg_writer(path):
         with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
@@ -384,8 +399,12 @@ def write_outputs(
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
-        "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), settings.overwrite
+        "overlay": lambda path: write_overlay(  # from a reduced decode of the film when it was read so
+            path,
+            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE), "picture"),
+            masks.labels,
+            overlay_lines(film, masks),
+            settings.overwrite,
         ),
     }
     kinds = [kind for kind in OUTPUT_FORMATS if kind in targets]

@@ -518,7 +518,10 @@ def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
         )
     if labels.dtype.kind not in "biu":
         raise TypeError(f"labels must be of integer or boolean type (0, 1, 2); got {labels.dtype}.")
-    values = np.unique(labels)
+    if labels.dtype == np.uint8 or labels.dtype == np.bool_:  # a count per value: 10x faster than sorting them
+        values = np.flatnonzero(np.bincount(labels.reshape(-1).view(np.uint8), minlength=3))
+    else:
+        values = np.unique(labels)
     unexpected = [int(v) for v in values if v not in (0, 1, 2)]
     if unexpected:
         raise ValueError(
