@@ -90,6 +90,7 @@ _MODEL_SETTINGS = (
     "lungs",
     "orientation_fix",
     "max_pixels",
+    "decode",
 )
 _OUTPUT_SETTINGS = (
     "formats",
@@ -124,6 +125,7 @@ def _model_keys(settings: dict) -> dict:
         "min_lung_mm2": plan.min_lung_mm2,
         "orientation_fix": False,
         "max_pixels": defaults.DEFAULT_MAX_PIXELS,
+        "decode": defaults.DEFAULT_DECODE,
         "settings": {"_target_": "medlung.bundle.bundle_settings", **{key: f"@{key}" for key in _MODEL_SETTINGS}},
         "segmenter": {
             "_target_": "medlung.bundle.bundle_segmenter",
@@ -335,6 +337,11 @@ KEY_DOCS = (
         "`true`: films without PatientOrientation that look mirrored or turned are segmented as detected.",
     ),
     ("max_pixels", "inference, evaluate", "Films declaring more pixels (rows x cols) are refused before decoding."),
+    (
+        "decode",
+        "inference, evaluate",
+        "`reduced` (default): DICOM films decoded only at the resolution the network needs; `full`: every pixel.",
+    ),
     (
         "formats",
         "inference",
