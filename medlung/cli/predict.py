@@ -36,11 +36,11 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option(
     "--format",
     "formats",
-    default="seg,png,nifti,overlay",
+    default="seg,sr,png,nifti,overlay",
     show_default=True,
     callback=_formats,
-    help="Outputs to write, any of seg,png,nifti,overlay,mha (seg only for DICOM films; mha: the label "
-    "map as MetaImage).",
+    help="Outputs to write, any of seg,sr,png,nifti,overlay,mha (seg and sr only for DICOM films; sr: the "
+    "measurements as a DICOM SR, TID 1500, referencing the SEG; mha: the label map as MetaImage).",
 )
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option(
@@ -91,7 +91,7 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     "hundreds of times smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
     "with orthanc-gdcm crashes on it, so it cannot be combined with --send/--stow.",
 )
-@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
+@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG and SR to this node.")
 @tls_options(
     "Our certificate (PEM) for --send over DICOM TLS, for a PACS that asks for one.",
     "CA bundle (PEM) the --send PACS's certificate must be signed by (default: the system's CAs). "
@@ -101,10 +101,10 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     "--stow",
     default=None,
     metavar="URL",
-    help="STOW-RS each DICOM-SEG to this DICOMweb URL; credentials from $MEDLUNG_STOW_TOKEN[_FILE] or "
+    help="STOW-RS each DICOM-SEG and SR to this DICOMweb URL; credentials from $MEDLUNG_STOW_TOKEN[_FILE] or "
     "$MEDLUNG_STOW_USER with $MEDLUNG_STOW_PASSWORD[_FILE], never from the command line.",
 )
-@click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
+@click.option("--send-source", is_flag=True, help="Also send the film with its SEG and SR.")
 @click.option(
     "--max-pixels",
     type=click.IntRange(1),
@@ -166,8 +166,8 @@ def predict(
 ) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
-    Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
-    <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
+    Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm and <stem>_sr.dcm
+    (DICOM films: the lungs as DICOM-SEG, their measurements as DICOM SR), <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
     (0 background, 1 patient right lung, 2 patient left lung, spacing in the
     affine), <stem>_overlay.png, and one row per input in report.csv and
     report.json. Re-running skips films whose outputs exist (unless

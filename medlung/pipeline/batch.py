@@ -1,7 +1,7 @@
 """Segment many films into an output folder: the work behind ``medlung predict`` and the bundle.
 
-For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
-``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
+For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``
+(DICOM inputs), ``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
 row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
 Re-running into the same folder skips films whose outputs all exist (status
 ``skipped``) and writes only the missing outputs of the others, unless
@@ -27,9 +27,15 @@ from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
-FORMATS = ("seg", "png", "nifti", "overlay", "mha")
+FORMATS = ("seg", "sr", "png", "nifti", "overlay", "mha")
+#: What ``medlung predict`` writes when ``--format`` is not given (seg and sr for DICOM films only).
+DEFAULT_FORMATS = ("seg", "sr", "png", "nifti", "overlay")
+#: Formats written only for DICOM films (they reference the film).
+DICOM_FORMATS = ("seg", "sr")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
+#: SeriesDescription of the DICOM SR measurement report (with the same QC suffix as the SEG's).
+SR_SERIES_DESCRIPTION = "Lung measurements (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
 _SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
@@ -70,9 +76,9 @@ class PredictOptions:
         every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
         see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
     send : str or None
-        ``AE@HOST:PORT`` to C-STORE each SEG to.
+        ``AE@HOST:PORT`` to C-STORE each SEG and SR to.
     stow : str or None
-        DICOMweb URL to STOW-RS each SEG to.
+        DICOMweb URL to STOW-RS each SEG and SR to.
     send_source : bool
         Also send the film itself.
     send_tls : medlung.pacs.tls.TlsConfig or None
@@ -286,7 +292,7 @@ class _Job:
         self._step(self._segment, segmenter, options)
 
     def write(self, segmenter, options: PredictOptions) -> dict:
-        """Write the outputs, send the SEG when asked; return the finished report row."""
+        """Write the outputs, send the SEG and SR when asked; return the finished report row."""
         self._step(self._write, segmenter, options)
         self.film = self.masks = None
         self.row["seconds"] = round(self.seconds, 3)
@@ -358,8 +364,9 @@ class _Job:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        if "seg" in targets and (options.send or options.stow):
-            sent_error = _send(targets["seg"], self.path if options.send_source else None, options)
+        results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
+        if results and (options.send or options.stow):
+            sent_error = _send(results, self.path if options.send_source else None, options)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
@@ -377,9 +384,10 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) ->
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
-    """The files a film will produce (SEG only for DICOM films)."""
+    """The files a film will produce (SEG and SR only for DICOM films)."""
     names = {
         "seg": "_seg.dcm",
+        "sr": "_sr.dcm",
         "png": "_lungs.png",
         "nifti": "_labels.nii.gz",
         "overlay": "_overlay.png",
@@ -387,7 +395,8 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     }
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
-        targets.pop("seg", None)
+        for kind in DICOM_FORMATS:
+            targets.pop(kind, None)
     return targets
 
 
@@ -398,10 +407,13 @@ def write_outputs(
 
     Each file is written atomically; if one writer fails, the others still
     finish and the first error is raised. ``segmenter`` (the one that made
-    ``masks``) gives the options that enter the DICOM-SEG's UIDs.
+    ``masks``) gives the options that enter the DICOM-SEG's (and SR's) UIDs. The SR
+    references the SEG by its deterministic UIDs, so both are written at once.
     """
+    from medlung.inference.reporting import report_items
     from medlung.quality import series_description
-    from medlung.writers.dicom_seg import write_dicom_seg
+    from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+    from medlung.writers.dicom_sr import write_dicom_sr
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import write_overlay
 
@@ -419,8 +431,24 @@ def write_outputs(
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
+    def sr_writer(path):
+        seg_uids, options_written = seg_identity(
+            film, model_version, seg_options(segmenter, masks, options), options.seg_syntax
+        )
+        return write_dicom_sr(
+            film,
+            report_items(masks),
+            path,
+            seg=seg_uids,
+            model_version=model_version,
+            options=options_written,
+            overwrite=options.overwrite,
+            series_description=series_description(SR_SERIES_DESCRIPTION, masks.qc_reasons),
+        )
+
     writers = {
         "seg": seg_writer,
+        "sr": sr_writer,
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
@@ -483,12 +511,12 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> str | None:
-    """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
+def _send(results: list[Path], film_path: Path | None, options: PredictOptions) -> str | None:
+    """Send the SEG and SR (and film); return an error line or None. The files on disk are kept either way."""
     from medlung import pacs
 
-    # the SEG travels alone, so that a film the PACS refuses cannot take the SEG down with it
-    batches = [[seg_path]] + ([[film_path]] if film_path else [])
+    # the results travel without the film, so that a film the PACS refuses cannot take them down with it
+    batches = [list(results)] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
         if options.send:
