@@ -9,7 +9,9 @@ copy) and a new model version gives new ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -211,3 +213,17 @@ def device_uid(model_version: str) -> str:
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string, e.g. '1.0.0'.")
     return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, 'device' + chr(10) + model_version.strip()).int}"
+
+
+_PLAIN_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def file_key(uid: str) -> str:
+    """A file-name key for a UID received from the network: the UID itself, or a hash when it is not a plain UID.
+
+    Never a path (no ``/``, no leading dot) and at most 64 characters, whatever a peer sends.
+    """
+    text = str(uid or "").strip()
+    if _PLAIN_UID.match(text) and len(text) <= 64:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]

@@ -117,7 +117,7 @@ def inference_config(settings: dict) -> dict:
         **_model_keys(settings),
         "dataset_dir": "$str(medlung.samples.SAMPLES_DIR)",
         "output_dir": "$os.path.abspath('eval')",
-        "formats": "seg,png,nifti,overlay",
+        "formats": "seg,sr,png,nifti,overlay",
         "spacing": None,
         "seg_syntax": "uncompressed",
         "overwrite": False,
@@ -309,7 +309,12 @@ KEY_DOCS = (
     ("tta", "inference, evaluate", "`true`: also segment the mirrored film and average (about 2x network time)."),
     ("precision", "all", "`auto` (bf16 where the CPU/GPU has it), `bf16` or `fp32`."),
     ("min_lung_mm2", "inference, evaluate", "Lung components smaller than this (mm²) are dropped."),
-    ("formats", "inference", "Comma-separated subset of `seg,png,nifti,overlay` (seg for DICOM films only)."),
+    (
+        "formats",
+        "inference",
+        "Comma-separated subset of `seg,sr,png,nifti,overlay,mha` (seg and sr, the DICOM SR of the measurements, "
+        "for DICOM films only).",
+    ),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
     (
         "seg_syntax",
@@ -319,7 +324,11 @@ KEY_DOCS = (
     ),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
-    ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
+    (
+        "send / stow / send_source",
+        "inference",
+        "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG and SR; also the film.",
+    ),
     ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
     ("qc_fail", "inference", "`true`: films the quality check flags are errors and write nothing (`--qc-fail`)."),
     ("part / limit", "evaluate", "`test`, `validation`, `training` or `all`; at most `limit` films."),

@@ -38,15 +38,14 @@ milliseconds); the SEG's UIDs are deterministic, so a PACS keeps it once.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlung.atomic import fsync_file as _fsync_file
 from medlung.atomic import fsync_folder, write_atomically
+from medlung.uids import file_key
 
 __all__ = ["SEG_SUFFIX", "SR_SUFFIX", "STATES", "Spool", "fsync_folder"]
 
@@ -54,7 +53,6 @@ __all__ = ["SEG_SUFFIX", "SR_SUFFIX", "STATES", "Spool", "fsync_folder"]
 STATES = ("incoming", "outgoing", "done", "failed")
 #: File-name suffix of a film's SEG (``<key>_seg.dcm``) and of its SR.
 SEG_SUFFIX, SR_SUFFIX = "_seg.dcm", "_sr.dcm"
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class Spool:
@@ -85,11 +83,8 @@ class Spool:
     # --- names ---------------------------------------------------------------------------------
     @staticmethod
     def key_for(sop_instance_uid: str) -> str:
-        """The file-name key of an instance: its UID, or a hash when it is not a plain UID."""
-        uid = str(sop_instance_uid or "").strip()
-        if _UID.match(uid) and len(uid) <= 64:
-            return uid
-        return "h" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+        """The file-name key of an instance: its UID, or a hash when it is not a plain UID (:func:`medlung.uids.file_key`)."""
+        return file_key(sop_instance_uid)
 
     def folder(self, state: str) -> Path:
         """``DIR/<state>``."""
