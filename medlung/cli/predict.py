@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from medlung.cli.common import fail, is_verbose, quiet_warnings, spacing_option
+from medlung.cli.pull import check_pull, pull_arguments, pull_options, run_pull
 from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
@@ -135,6 +136,7 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
     "write nothing (default: written, flagged in the report, the SEG and the log).",
 )
+@pull_options
 @click.pass_context
 def predict(
     ctx,
@@ -178,10 +180,16 @@ def predict(
 
     With --scheduler the films are segmented by Dask workers, each loading
     the model once; with local:N, --workers is the threads of each worker.
+
+    With --from, INPUTS are StudyInstanceUIDs on that PACS (or give
+    --accession, --study-list, --accession-list, --query): their CR/DX films
+    are fetched into OUT/films and segmented, the results sent with
+    --send/--stow (see medlung pull).
     """
     # TLS files and DICOMweb credentials: checked before the heavy imports
     send_tls = tls_config(tls_cert, tls_key, tls_ca)
-    if send_tls is not None and not send:
+    pulling = pull_arguments(ctx, required=ctx.info_name == "pull")
+    if send_tls is not None and not send and not (pulling and "@" in pulling.source):
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
     if stow:
         from medlung.pacs.send import check_stow_url, credentials_from_environment
@@ -208,15 +216,19 @@ def predict(
             parse_destination(send)
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
-    missing = [item for item in inputs if item != "-" and not Path(item).exists()]
+    if pulling is not None:  # INPUTS are studies on a PACS
+        source, selection = check_pull(pulling, inputs, manifest, scheduler, send_tls)
+        paths = []
+    missing = [item for item in inputs if item != "-" and not Path(item).exists()] if pulling is None else []
     if missing:  # a usage error like an empty folder (docs/cli.md, "Exit status"); a film that fails is exit 1
         raise click.UsageError(f"{', '.join(missing)}: does not exist. Check the path; nothing was segmented.")
-    if not inputs and manifest is None:
+    if not inputs and manifest is None and pulling is None:
         raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
     if manifest is not None and not manifest.is_file():
         raise click.BadParameter(f"{manifest} is not a file.", param_hint="--manifest")
-    paths = collect_inputs(inputs)
-    if not paths and manifest is None:
+    if pulling is None:
+        paths = collect_inputs(inputs)
+    if not paths and manifest is None and pulling is None:
         raise click.UsageError("no films found in the inputs given.")
     if scheduler is not None:
         from medlung.cli.predict_dask import predict_on_cluster
@@ -284,29 +296,50 @@ def predict(
         include_identifiers=include_identifiers,
         qc_fail=qc_fail,
     )
-    counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
-    log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal
-    with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr, show_pos=True, show_eta=True) as bar:
-
-        def progress(row: dict) -> None:
-            counts[row["status"]] += 1
-            if row["status"] == "error":
-                click.echo(f"\nerror: {row['error']}", err=True)
-            elif row.get("qc") == "flagged":
-                counts["flagged"] += 1
-                click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
-            bar.update(1)
-            if log is not None:
-                log(counts)
-
+    if pulling is not None:
         with quiet_warnings():
-            report = predict_files(paths, output, segmenter, options, progress)
+            sys.exit(run_pull(source, selection, output, segmenter, options, verbose))
+    with FilmProgress(len(paths)) as progress, quiet_warnings():
+        report = predict_files(paths, output, segmenter, options, progress)
+    counts = progress.counts
     seconds = time.perf_counter() - started
     failed = counts["error"]
     skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
     flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
     click.echo(f"done {counts['ok']}{flagged}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)
+
+
+class FilmProgress:
+    """The films' progress on standard error: a bar on a terminal, ``[done/total]`` lines otherwise.
+
+    Call it with each finished report row; errors and quality flags get a line each. ``counts`` holds the
+    rows by status (``ok``, ``skipped``, ``error``) and the flagged ones.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
+        self.log = _ProgressLines(total) if not sys.stderr.isatty() else None  # a bar draws nothing without one
+        self.bar = click.progressbar(length=total, label="segmenting", file=sys.stderr, show_pos=True, show_eta=True)
+
+    def __enter__(self) -> FilmProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, row: dict) -> None:
+        counts = self.counts
+        counts[row["status"]] += 1
+        if row["status"] == "error":
+            click.echo(f"\nerror: {row['error']}", err=True)
+        elif row.get("qc") == "flagged":
+            counts["flagged"] += 1
+            click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
+        self.bar.update(1)
+        if self.log is not None:
+            self.log(counts)
 
 
 class _ProgressLines:
@@ -337,3 +370,21 @@ class _ProgressLines:
             f"{elapsed:.0f} s elapsed, about {eta:.0f} s left",
             err=True,
         )
+
+
+#: ``medlung pull``: ``predict`` with --from required and StudyInstanceUIDs as INPUTS (same options).
+pull = click.Command(
+    "pull",
+    params=predict.params,
+    callback=predict.callback,
+    help="""Pull studies from a PACS (--from), segment their CR/DX films and send the results back.
+
+    INPUTS are StudyInstanceUIDs; or name the studies with --accession, --study-list, --accession-list or --query
+    (study-level keys, e.g. PatientID=123,ModalitiesInStudy=CR). The films are fetched into OUT/films over
+    DICOMweb (--from URL: QIDO-RS + WADO-RS) or DIMSE (--from AE@HOST:PORT: C-FIND + C-GET, or C-MOVE to
+    --move-ae on --move-port), segmented as medlung predict does (every predict option applies), and the SEG
+    and SR sent with --send/--stow. A second run fetches nothing already done: OUT/pull-state.json lists the
+    finished studies; OUT/pull.csv has one row per study. Exit status 1 when a study failed (the others are done).
+    """,
+    short_help="Pull studies from a PACS, segment them, send the results back.",
+)

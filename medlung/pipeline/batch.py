@@ -366,7 +366,7 @@ class _Job:
         row["status"] = "ok"
         results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
         if results and (options.send or options.stow):
-            sent_error = _send(results, self.path if options.send_source else None, options)
+            sent_error = send_results(results, self.path if options.send_source else None, options)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
@@ -511,8 +511,14 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(results: list[Path], film_path: Path | None, options: PredictOptions) -> str | None:
-    """Send the SEG and SR (and film); return an error line or None. The files on disk are kept either way."""
+def send_results(results: list[Path], film_path: Path | None, options: PredictOptions) -> str | None:
+    """Send a film's results (SEG, SR) to ``options.send`` / ``options.stow``, and the film with ``film_path``.
+
+    Returns
+    -------
+    str or None
+        One error line for what was not stored, or None. The files on disk are kept either way.
+    """
     from medlung import pacs
 
     # the results travel without the film, so that a film the PACS refuses cannot take them down with it
