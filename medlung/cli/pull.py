@@ -97,12 +97,8 @@ def pull_arguments(ctx: click.Context, required: bool = False) -> PullArguments 
     """The pull options given, or None when there is no ``--from`` (a usage error when ``required``)."""
     values = ctx.meta.get(_META, {})
     if not values.get("source"):
-        given = [f"--{name.replace('_', '-')}" for name in ("accessions", "study_list", "accession_list", "query")]
-        used = [
-            flag
-            for flag, name in zip(given, ("accessions", "study_list", "accession_list", "query"), strict=True)
-            if values.get(name)
-        ]
+        flags = {"accessions": "--accession", "study_list": "--study-list", "accession_list": "--accession-list"}
+        used = [flag for name, flag in {**flags, "query": "--query"}.items() if values.get(name)]
         if required or used:
             raise click.UsageError(f"{' '.join(used) or 'medlung pull'} needs --from AE@HOST:PORT or --from URL.")
         return None

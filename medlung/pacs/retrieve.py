@@ -369,7 +369,7 @@ class DimseSource(Source):
 
     def _find(self, keys: dict[str, Any]) -> list:
         from pydicom.dataset import Dataset
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND  # type: ignore[attr-defined]
 
         query = Dataset()
         for keyword, value in keys.items():
@@ -391,7 +391,7 @@ class DimseSource(Source):
 
     def _get(self, films: list[FilmRef], folder: Path, result: FetchResult) -> None:
         from pynetdicom import build_role, evt
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET  # type: ignore[attr-defined]
 
         lock = threading.Lock()  # the C-STORE sub-operations run on the association's thread
 
@@ -410,7 +410,7 @@ class DimseSource(Source):
 
     def _move(self, films: list[FilmRef], folder: Path, result: FetchResult) -> None:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE  # type: ignore[attr-defined]
 
         lock = threading.Lock()
 
@@ -418,7 +418,7 @@ class DimseSource(Source):
             _save(event.dataset, folder, result, lock)
             return 0x0000
 
-        receiver = AE(ae_title=self.move_ae)
+        receiver = AE(ae_title=str(self.move_ae))
         for sop_class in FILM_STORAGE_CLASSES:
             receiver.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         receiver.acse_timeout = receiver.dimse_timeout = receiver.network_timeout = self.timeout
@@ -442,7 +442,8 @@ class DimseSource(Source):
                                 + (" (does the PACS know that AE title?)" if code == 0xA801 else "")
                             )
         finally:
-            server.shutdown()
+            if server is not None:
+                server.shutdown()
 
     def _association(self, models, *, storage: bool = False, roles=(), handlers=()):
         """An established association (a context manager that releases it) or :class:`RetrieveError`."""

@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medlung.atomic import write_atomically
 from medlung.errors import MedlungError
@@ -219,7 +220,7 @@ def _studies(source: Source, selection: StudySelection):
 
 
 def _row(uid: str, accession: str, status: str, **values) -> dict:
-    row = {column: None for column in STUDY_COLUMNS}
+    row: dict[str, Any] = {column: None for column in STUDY_COLUMNS}
     row.update(study_instance_uid=uid, accession_number=accession, status=status, **values)
     return row
 
@@ -263,7 +264,11 @@ def _read_state(out: Path) -> dict[str, dict]:
 
 def _write_state(out: Path, finished: dict[str, dict]) -> None:
     text = json.dumps({"finished": finished}, indent=2, sort_keys=True)
-    write_atomically(out / STATE_FILE, lambda temporary: temporary.write_text(text), overwrite=True)
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(text)
+
+    write_atomically(out / STATE_FILE, write, overwrite=True)
 
 
 def selection_from_lists(
