@@ -523,17 +523,11 @@ def _status(status, what: str, where: str, quiet: bool = False) -> int:
     return code
 
 
-def open_source(
-    address: str,
-    *,
-    calling_ae: str = "MEDLUNG",
-    retrieve: str = "get",
-    move_ae: str | None = None,
-    move_port: int | None = None,
-    tls: TlsConfig | None = None,
-    timeout: float = 60.0,
-) -> Source:
+def open_source(address: str, *, retrieve: str = "get", tls: TlsConfig | None = None, **dimse: Any) -> Source:
     """The :class:`Source` for ``address``: an ``http(s)://`` DICOMweb root, or ``AE@HOST:PORT`` (DIMSE).
+
+    ``retrieve``, ``tls`` and ``dimse`` (``calling_ae``, ``move_ae``, ``move_port``, ``timeout``) are those of
+    :class:`DimseSource`; a DICOMweb source takes only ``timeout``.
 
     Raises
     ------
@@ -547,13 +541,5 @@ def open_source(
                 "C-MOVE and DICOM TLS options apply to a DIMSE source (AE@HOST:PORT), not to DICOMweb",
                 hint="Drop --retrieve move / --tls-*, or give the PACS as AE@HOST:PORT.",
             )
-        return DicomwebSource(text, timeout=timeout)
-    return DimseSource(
-        text,
-        calling_ae=calling_ae,
-        retrieve=retrieve,
-        move_ae=move_ae,
-        move_port=move_port,
-        tls=tls,
-        timeout=timeout,
-    )
+        return DicomwebSource(text, timeout=dimse.get("timeout", 60.0))
+    return DimseSource(text, retrieve=retrieve, tls=tls, **dimse)

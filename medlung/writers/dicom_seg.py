@@ -106,6 +106,8 @@ __all__ = [
     "SEG_SERIES_NUMBER_OFFSET",
     "SEG_SYNTAXES",
     "algorithm_version",
+    "check_target",
+    "checked_model_version",
     "choose_transfer_syntax",
     "default_series_number",
     "display_spacing",
@@ -402,17 +404,10 @@ def write_dicom_seg(
     source = source_dataset(film)
     labels = _check_labels(labels, film)
     syntax = choose_transfer_syntax(transfer_syntax, film.shape)
-    if not isinstance(model_version, str) or not model_version.strip():
-        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
-    model_version = model_version.strip()
+    model_version = checked_model_version(model_version)
     options = seg_output_options(options, syntax)
     options_text = canonical_options(options)
-    if not path.parent.is_dir():
-        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-        )
+    check_target(path, overwrite)
 
     uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
     descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
@@ -456,6 +451,31 @@ def write_dicom_seg(
             f"{path}: no pixels for the {names}: the segment is described but empty", EmptySegmentWarning, stacklevel=2
         )
     return path
+
+
+def checked_model_version(model_version) -> str:
+    """``model_version`` stripped; a ValueError when it is not a non-empty string."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
+    return model_version.strip()
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """The file to write must be in an existing folder, and not exist unless ``overwrite``.
+
+    Raises
+    ------
+    SegmentationWriteError
+        The folder does not exist.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    if not path.parent.is_dir():
+        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+        )
 
 
 def drop_optional_identifiers(seg) -> None:

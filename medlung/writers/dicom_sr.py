@@ -54,11 +54,12 @@ from pydicom.sr.coding import Code
 from pydicom.uid import SegmentationStorage
 
 from medlung.atomic import write_atomically
-from medlung.errors import OutputExistsError, SegmentationWriteError
 from medlung.film import Film
 from medlung.uids import SegUIDs, canonical_options, device_uid, sr_uids
 from medlung.writers.dicom_seg import (
     algorithm_version,
+    check_target,
+    checked_model_version,
     default_series_number,
     drop_optional_identifiers,
     software_versions,
@@ -224,17 +225,10 @@ def write_dicom_sr(
 
     path = Path(path)
     source = source_dataset(film, "a DICOM SR")
-    if not isinstance(model_version, str) or not model_version.strip():
-        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
-    model_version = model_version.strip()
+    model_version = checked_model_version(model_version)
     grouped = _grouped(items)
     options_text = canonical_options(options)
-    if not path.parent.is_dir():
-        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-        )
+    check_target(path, overwrite)
     uids = sr_uids(str(source.SOPInstanceUID), model_version, options)
     algorithm = hd.sr.AlgorithmIdentification(
         name="medlung",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pacs.orthanc import free_port
+from tests.pacs.orthanc import free_port, stop_process
 from tests.writers.seg_support import require_tool
 
 AE_TITLE = "DCMQR"
@@ -75,13 +75,7 @@ def start_dcmqrscp(folder: Path, move_destinations: dict[str, int]) -> Dcmqrscp:
 
 def stop_dcmqrscp(server: Dcmqrscp) -> None:
     """Stop the dcmqrscp this module started (by its process, never by name)."""
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    stop_process(server.process)
     shutil.rmtree(server.folder / "storage", ignore_errors=True)
 
 

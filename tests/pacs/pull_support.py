@@ -1,4 +1,7 @@
-"""Studies on a PACS for the pull tests: two small real films' studies and a study with no film."""
+"""Studies on a PACS for the pull tests, and the fixtures that store them on a real Orthanc.
+
+Test modules import the fixtures (``studies``, ``move_port``, ``pacs``); each module gets its own Orthanc.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
 from tests import dicom_factory as factory
+from tests.pacs.orthanc import free_port, start_orthanc, stop_orthanc
 from tests.writers.seg_support import load, two_lungs
 
 #: Accession number of study B (found through C-FIND / QIDO by it).
 ACCESSION_B = "ACC-PULL-B"
 PATIENT = "PULL-PATIENT"
+#: medlung's AE title (the PACS lets it query and retrieve) and the one it receives a C-MOVE as.
+CALLING_AE, MOVE_AE = "MEDLUNG", "MEDLUNGMOVE"
 
 
 @dataclass
@@ -62,3 +69,28 @@ def make_studies(shared_data: Path, folder: Path, size: int = 256) -> Studies:
         write_dicom_seg(film, two_lungs(film.shape), folder / "A_other_seg.dcm", model_version="someone-else")
     )
     return studies
+
+
+@pytest.fixture(scope="module")
+def studies(shared_data, tmp_path_factory) -> Studies:
+    return make_studies(shared_data, tmp_path_factory.mktemp("studies"))
+
+
+@pytest.fixture(scope="module")
+def move_port() -> int:
+    """The port medlung receives C-MOVEs on."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def pacs(studies, tmp_path_factory, move_port):
+    """An Orthanc holding the studies; CALLING_AE may query and retrieve, MOVE_AE is a C-MOVE destination."""
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc-pull"))
+    try:
+        for path in studies.files:
+            server.upload(path)
+        server.add_modality("medlungpull", CALLING_AE, free_port())
+        server.add_modality("medlungmove", MOVE_AE, move_port)
+        yield server
+    finally:
+        stop_orthanc(server)

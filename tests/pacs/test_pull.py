@@ -9,13 +9,9 @@ import subprocess
 import sys
 
 import pydicom
-import pytest
 
-from tests.pacs.orthanc import free_port, start_orthanc, stop_orthanc
-from tests.pacs.pull_support import ACCESSION_B, make_studies
+from tests.pacs.pull_support import ACCESSION_B, MOVE_AE, move_port, pacs, studies  # noqa: F401  (fixtures)
 from tests.writers.sr_support import read_with_highdicom
-
-MOVE_AE = "MEDLUNGPULL"
 
 
 def medlung(*args, bundle):
@@ -26,30 +22,6 @@ def medlung(*args, bundle):
         env={**os.environ, "MEDLUNG_BUNDLE": str(bundle)},
         timeout=600,
     )
-
-
-@pytest.fixture(scope="module")
-def studies(shared_data, tmp_path_factory):
-    return make_studies(shared_data, tmp_path_factory.mktemp("studies"))
-
-
-@pytest.fixture(scope="module")
-def move_port():
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def pacs(studies, tmp_path_factory, move_port):
-    """An Orthanc holding the studies; MEDLUNG may query and retrieve, MOVE_AE is a C-MOVE destination."""
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc-pull"))
-    try:
-        for path in studies.files:
-            server.upload(path)
-        server.add_modality("medlungpull", "MEDLUNG", free_port())
-        server.add_modality("medlungmove", MOVE_AE, move_port)
-        yield server
-    finally:
-        stop_orthanc(server)
 
 
 def _rows(path):

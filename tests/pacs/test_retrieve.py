@@ -8,34 +8,16 @@ import pytest
 from medlung.errors import InvalidDestinationError
 from medlung.pacs.retrieve import DicomwebSource, DimseSource, RetrieveError, open_source, parse_query
 from tests.pacs.dcmqrscp import start_dcmqrscp, stop_dcmqrscp
-from tests.pacs.orthanc import free_port, start_orthanc, stop_orthanc
-from tests.pacs.pull_support import ACCESSION_B, PATIENT, make_studies
-
-CALLING_AE, MOVE_AE = "MEDLUNG", "MEDLUNGMOVE"
-
-
-@pytest.fixture(scope="module")
-def studies(shared_data, tmp_path_factory):
-    return make_studies(shared_data, tmp_path_factory.mktemp("studies"))
-
-
-@pytest.fixture(scope="module")
-def move_port():
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def pacs(studies, tmp_path_factory, move_port):
-    """An Orthanc holding the studies; medlung's AE titles declared (C-FIND/C-GET from MEDLUNG, C-MOVE to MOVE_AE)."""
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc-pull"))
-    try:
-        for path in studies.files:
-            server.upload(path)
-        server.add_modality("pull", CALLING_AE, free_port())
-        server.add_modality("pullmove", MOVE_AE, move_port)
-        yield server
-    finally:
-        stop_orthanc(server)
+from tests.pacs.orthanc import free_port
+from tests.pacs.pull_support import (  # noqa: F401  (fixtures)
+    ACCESSION_B,
+    CALLING_AE,
+    MOVE_AE,
+    PATIENT,
+    move_port,
+    pacs,
+    studies,
+)
 
 
 @pytest.fixture(scope="module")
