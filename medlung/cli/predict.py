@@ -8,20 +8,13 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import fail, is_verbose, quiet_warnings, spacing_option
+from medlung import defaults
+from medlung.cli.common import fail, is_verbose, quiet_warnings
+from medlung.cli.progress import RowCounter
 from medlung.cli.pull import check_pull, pull_arguments, pull_options, run_pull
 from medlung.cli.security import tls_config, tls_options
+from medlung.cli.segmenting import build_settings, format_option, model_options, user_spacing_option
 from medlung.errors import MedlungError
-
-
-def _formats(ctx, param, value: str) -> tuple[str, ...]:
-    from medlung.pipeline.batch import FORMATS
-
-    chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
-        raise click.BadParameter(f"choose from {','.join(FORMATS)} (got {value!r})")
-    return chosen
 
 
 @click.command()
@@ -29,54 +22,13 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Output folder (created)."
 )
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, exists=True),
-    help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).",
-)
-@click.option(
-    "--format",
-    "formats",
-    default="seg,sr,png,nifti,overlay",
-    show_default=True,
-    callback=_formats,
-    help="Outputs to write, any of seg,sr,png,nifti,overlay,mha (seg and sr only for DICOM films; sr: the "
-    "measurements as a DICOM SR, TID 1500, referencing the SEG; mha: the label map as MetaImage).",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option(
-    "--spacing",
-    default=None,
-    callback=spacing_option,
-    help="Spacing in mm for every film (MM or ROW,COL); replaces the files'.",
-)
-@click.option("--roi-size", type=click.IntRange(32), default=None, help="Sliding-window size on the working grid.")
-@click.option(
-    "--overlap",
-    type=click.FloatRange(0, 0.95),
-    default=None,
-    help="Sliding-window overlap, 0-0.95 [default: the model's, 0.25].",
-)
-@click.option(
-    "--lungs",
-    type=click.Choice(["field", "anatomical"]),
-    default="field",
-    show_default=True,
-    help="Lung convention: field (the radiographic lung field, bounded by heart and mediastinum) or "
-    "anatomical (the whole lung, behind the heart too). Opacified lung is lung in both.",
-)
-@click.option("--tta", is_flag=True, help="Average with the mirrored film (about 2x network time).")
-@click.option(
-    "--orientation-fix",
-    is_flag=True,
-    help="Films without PatientOrientation (PNG, no tag) that look mirrored or turned are segmented as "
-    "detected (up to 3x network time on those films); the report's orientation_check says what "
-    "was seen.",
-)
+@format_option
+@user_spacing_option
+@model_options
 @click.option(
     "--workers",
     type=click.IntRange(1),
-    default=1,
+    default=defaults.DEFAULT_WORKERS,
     show_default=True,
     help="Films processed at once (threads). With 1, the next film is read and the last one's outputs "
     "written while one is segmented.",
@@ -84,8 +36,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option(
     "--seg-syntax",
-    type=click.Choice(["uncompressed", "jpeg2000", "lossless"]),
-    default="uncompressed",
+    type=click.Choice(list(defaults.SEG_SYNTAXES)),
+    default=defaults.DEFAULT_SEG_SYNTAX,
     show_default=True,
     help="DICOM-SEG transfer syntax. uncompressed: Explicit VR Little Endian, opened by every client tested "
     "(OHIF via Orthanc, dcmqi, highdicom). jpeg2000 (older name: lossless): JPEG 2000 Lossless, "
@@ -107,12 +59,6 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 )
 @click.option("--send-source", is_flag=True, help="Also send the film with its SEG and SR.")
 @click.option(
-    "--max-pixels",
-    type=click.IntRange(1),
-    default=None,
-    help="Refuse films declaring more pixels (rows x cols) than this [default: 64,000,000].",
-)
-@click.option(
     "--include-identifiers",
     is_flag=True,
     help="Add patient ID and study UID to the report (off: only the DICOM-SEG carries identity).",
@@ -130,42 +76,9 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     default=None,
     help="Films listed in a file (one path per line, or a CSV with a 'path' column), read lazily.",
 )
-@click.option(
-    "--qc-fail",
-    is_flag=True,
-    help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
-    "write nothing (default: written, flagged in the report, the SEG and the log).",
-)
 @pull_options
 @click.pass_context
-def predict(
-    ctx,
-    inputs,
-    output,
-    bundle,
-    formats,
-    device,
-    spacing,
-    roi_size,
-    overlap,
-    lungs,
-    tta,
-    orientation_fix,
-    workers,
-    overwrite,
-    seg_syntax,
-    send,
-    tls_cert,
-    tls_key,
-    tls_ca,
-    stow,
-    send_source,
-    max_pixels,
-    include_identifiers,
-    scheduler,
-    manifest,
-    qc_fail,
-) -> None:
+def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest, **options) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
     Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm and <stem>_sr.dcm
@@ -189,187 +102,68 @@ def predict(
     # TLS files and DICOMweb credentials: checked before the heavy imports
     send_tls = tls_config(tls_cert, tls_key, tls_ca)
     pulling = pull_arguments(ctx, required=ctx.info_name == "pull")
-    if send_tls is not None and not send and not (pulling and "@" in pulling.source):
+    if send_tls is not None and not options["send"] and not (pulling and "@" in pulling.source):
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
-    if stow:
+    if options["stow"]:
         from medlung.pacs.send import check_stow_url, credentials_from_environment
 
         try:
-            check_stow_url(stow)
+            check_stow_url(options["stow"])
             credentials_from_environment()
         except MedlungError as exc:
             raise click.BadParameter(str(exc), param_hint="--stow") from None
-    from medlung.io import DEFAULT_MAX_PIXELS
-    from medlung.pipeline.batch import PredictOptions, collect_inputs, predict_files
-
-    verbose = is_verbose(ctx)
-    if seg_syntax != "uncompressed" and (send or stow) and "seg" in formats:
-        raise click.BadParameter(
-            "a JPEG 2000 DICOM-SEG is not sent to a PACS (Orthanc cannot serve it and crashes "
-            "with orthanc-gdcm); drop --seg-syntax or --send/--stow.",
-            param_hint="--seg-syntax",
-        )
-    if send:
+    if options["send"]:
         from medlung.pacs import parse_destination
 
         try:
-            parse_destination(send)
+            parse_destination(options["send"])
         except (MedlungError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--send") from None
+    # the one settings object every path below receives whole (local, --workers, --scheduler)
+    settings = build_settings(options, send_tls=send_tls)
+    from medlung.pipeline.batch import collect_inputs
+
+    verbose = is_verbose(ctx)
     if pulling is not None:  # INPUTS are studies on a PACS
         source, selection = check_pull(pulling, inputs, manifest, scheduler, send_tls)
-        paths = []
-    missing = [item for item in inputs if item != "-" and not Path(item).exists()] if pulling is None else []
+        sys.exit(run_pull(source, selection, output, settings, verbose))
+    missing = [item for item in inputs if item != "-" and not Path(item).exists()]
     if missing:  # a usage error like an empty folder (docs/cli.md, "Exit status"); a film that fails is exit 1
         raise click.UsageError(f"{', '.join(missing)}: does not exist. Check the path; nothing was segmented.")
-    if not inputs and manifest is None and pulling is None:
+    if not inputs and manifest is None:
         raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
     if manifest is not None and not manifest.is_file():
         raise click.BadParameter(f"{manifest} is not a file.", param_hint="--manifest")
-    if pulling is None:
-        paths = collect_inputs(inputs)
-    if not paths and manifest is None and pulling is None:
+    paths = collect_inputs(inputs)
+    if not paths and manifest is None:
         raise click.UsageError("no films found in the inputs given.")
     if scheduler is not None:
         from medlung.cli.predict_dask import predict_on_cluster
 
-        sys.exit(
-            predict_on_cluster(
-                paths,
-                manifest,
-                output,
-                scheduler,
-                bundle,
-                device,
-                roi_size,
-                overlap,
-                tta,
-                workers,
-                PredictOptions(
-                    formats=formats,
-                    overwrite=overwrite,
-                    spacing=spacing,
-                    seg_syntax=seg_syntax,
-                    send=send,
-                    send_tls=send_tls,
-                    stow=stow,
-                    send_source=send_source,
-                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                    include_identifiers=include_identifiers,
-                ),
-                verbose,
-                lungs=lungs,
-            )
-        )
+        sys.exit(predict_on_cluster(paths, manifest, output, scheduler, settings, verbose))
     if manifest is not None:
         from medlung.services.distributed import read_manifest
 
         paths = collect_inputs([*paths, *read_manifest(manifest)])
+    sys.exit(predict_here(paths, output, settings, verbose))
+
+
+def predict_here(paths: list[Path], output: Path, settings, verbose: bool) -> int:
+    """Segment ``paths`` in this process (``--workers`` threads) with a progress bar; return the exit status."""
+    from medlung.pipeline.batch import predict_files
+    from medlung.pipeline.settings import load_segmenter
 
     started = time.perf_counter()
     try:
         with quiet_warnings():
-            from medlung.inference import Segmenter
-
-            segmenter = Segmenter(
-                bundle,
-                device=device,
-                roi_size=roi_size,
-                overlap=overlap,
-                tta=tta,
-                lungs=lungs,
-                fix_orientation=orientation_fix,
-            )
+            segmenter = load_segmenter(settings)
     except (MedlungError, ValueError) as exc:
         fail(exc, verbose)
-    options = PredictOptions(
-        formats=formats,
-        overwrite=overwrite,
-        spacing=spacing,
-        seg_syntax=seg_syntax,
-        send=send,
-        send_tls=send_tls,
-        stow=stow,
-        send_source=send_source,
-        workers=workers,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-        include_identifiers=include_identifiers,
-        qc_fail=qc_fail,
-    )
-    if pulling is not None:
+    with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        counter = RowCounter(bar, total=len(paths))
         with quiet_warnings():
-            sys.exit(run_pull(source, selection, output, segmenter, options, verbose))
-    with FilmProgress(len(paths)) as progress, quiet_warnings():
-        report = predict_files(paths, output, segmenter, options, progress)
-    counts = progress.counts
-    seconds = time.perf_counter() - started
-    failed = counts["error"]
-    skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
-    flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
-    click.echo(f"done {counts['ok']}{flagged}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
-    sys.exit(1 if failed else 0)
-
-
-class FilmProgress:
-    """The films' progress on standard error: a bar on a terminal, ``[done/total]`` lines otherwise.
-
-    Call it with each finished report row; errors and quality flags get a line each. ``counts`` holds the
-    rows by status (``ok``, ``skipped``, ``error``) and the flagged ones.
-    """
-
-    def __init__(self, total: int) -> None:
-        self.counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
-        self.log = _ProgressLines(total) if not sys.stderr.isatty() else None  # a bar draws nothing without one
-        self.bar = click.progressbar(length=total, label="segmenting", file=sys.stderr, show_pos=True, show_eta=True)
-
-    def __enter__(self) -> FilmProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def __call__(self, row: dict) -> None:
-        counts = self.counts
-        counts[row["status"]] += 1
-        if row["status"] == "error":
-            click.echo(f"\nerror: {row['error']}", err=True)
-        elif row.get("qc") == "flagged":
-            counts["flagged"] += 1
-            click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
-        self.bar.update(1)
-        if self.log is not None:
-            self.log(counts)
-
-
-class _ProgressLines:
-    """Progress for logs (stderr is not a terminal): ``[done/total] ...`` every tenth of the films or every minute.
-
-    Parameters
-    ----------
-    total : int
-        Films in the batch.
-    every_s : float
-        Longest gap between two lines, seconds.
-    """
-
-    def __init__(self, total: int, every_s: float = 60.0) -> None:
-        self.total, self.every_s = total, every_s
-        self.step = max(1, -(-total // 10))
-        self.started = self.last = time.perf_counter()
-
-    def __call__(self, counts: dict) -> None:
-        done, now = counts["ok"] + counts["skipped"] + counts["error"], time.perf_counter()
-        if done % self.step and done != self.total and now - self.last < self.every_s:
-            return
-        self.last = now
-        elapsed = now - self.started
-        eta = elapsed / done * (self.total - done)
-        click.echo(
-            f"[{done}/{self.total}] ok {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}; "
-            f"{elapsed:.0f} s elapsed, about {eta:.0f} s left",
-            err=True,
-        )
+            report = predict_files(paths, output, segmenter, settings, counter)
+    return counter.finish(time.perf_counter() - started, report.csv_path)
 
 
 #: ``medlung pull``: ``predict`` with --from required and StudyInstanceUIDs as INPUTS (same options).

@@ -10,6 +10,7 @@ signature.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,13 +138,14 @@ def check_pull(arguments: PullArguments, inputs, manifest, scheduler, send_tls):
     return source, selection
 
 
-def run_pull(source, selection, output: Path, segmenter, options, verbose: bool) -> int:
+def run_pull(source, selection, output: Path, settings, verbose: bool) -> int:
     """Pull, segment and send; print a line per study and the films' progress; the exit status."""
     from contextlib import ExitStack
 
-    from medlung.cli.common import fail
-    from medlung.cli.predict import FilmProgress
+    from medlung.cli.common import fail, quiet_warnings
+    from medlung.cli.progress import RowCounter
     from medlung.pipeline.pull import pull_studies
+    from medlung.pipeline.settings import load_segmenter
 
     def on_study(row: dict) -> None:
         what = row["study_instance_uid"] or row["accession_number"] or "query"
@@ -152,25 +154,36 @@ def run_pull(source, selection, output: Path, segmenter, options, verbose: bool)
             f"study {what}: {row['status']}{films}" + (f": {row['error']}" if row.get("error") else ""), err=True
         )
 
+    counters: list[RowCounter] = []
+
+    def on_films(count: int) -> None:
+        bar = stack.enter_context(
+            click.progressbar(length=count, label="segmenting", file=sys.stderr, show_pos=True, show_eta=True)
+        )
+        counters.append(RowCounter(bar, total=count))
+
     with ExitStack() as stack:
-        bars: list[FilmProgress] = []
-        stack.enter_context(source)
+        stack.enter_context(quiet_warnings())
         try:
+            segmenter = load_segmenter(settings)
+            stack.enter_context(source)
             result = pull_studies(
                 source,
                 selection,
                 output,
                 segmenter,
-                options,
+                settings,
                 on_study=on_study,
-                on_film=lambda row: bars[0](row),
-                on_films=lambda count: bars.append(stack.enter_context(FilmProgress(count))),
+                on_film=lambda row: counters[0](row),
+                on_films=on_films,
             )
-        except MedlungError as exc:
+        except (MedlungError, ValueError) as exc:
             fail(exc, verbose)
     counts = {status: sum(r["status"] == status for r in result.studies) for status in ("ok", "skipped", "empty")}
+    films = counters[0].counts if counters else {"ok": 0, "skipped": 0, "error": 0}
     click.echo(
         f"studies: done {counts['ok']}, skipped {counts['skipped']} (finished earlier), empty {counts['empty']}, "
-        f"failed {result.failed}; report: {result.report.csv_path}"
+        f"failed {result.failed}; films: done {films['ok']}, skipped {films['skipped']}, failed {films['error']}; "
+        f"report: {result.report.csv_path}"
     )
     return 1 if result.failed else 0

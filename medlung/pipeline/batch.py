@@ -15,23 +15,20 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from medlung.defaults import DICOM_FORMATS, OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
-from medlung.io import DEFAULT_MAX_PIXELS, load_film
+from medlung.io import load_film
+from medlung.pipeline.settings import PredictSettings, load_segmenter
 from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
-FORMATS = ("seg", "sr", "png", "nifti", "overlay", "mha")
-#: What ``medlung predict`` writes when ``--format`` is not given (seg and sr for DICOM films only).
-DEFAULT_FORMATS = ("seg", "sr", "png", "nifti", "overlay")
-#: Formats written only for DICOM films (they reference the film).
-DICOM_FORMATS = ("seg", "sr")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: SeriesDescription of the DICOM SR measurement report (with the same QC suffix as the SEG's).
@@ -57,57 +54,6 @@ FILM_EXTENSIONS = {
     ".nii",
     ".nii.gz",
 }
-
-
-@dataclass
-class PredictOptions:
-    """How to segment and what to write.
-
-    Attributes
-    ----------
-    formats : tuple of str
-        Subset of :data:`FORMATS`.
-    overwrite : bool
-        Replace existing outputs.
-    spacing : str or None
-        User spacing in mm for every film (replaces the files').
-    seg_syntax : str
-        DICOM-SEG transfer syntax: ``"uncompressed"`` (default, opened by
-        every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
-        see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
-    send : str or None
-        ``AE@HOST:PORT`` to C-STORE each SEG and SR to.
-    stow : str or None
-        DICOMweb URL to STOW-RS each SEG and SR to.
-    send_source : bool
-        Also send the film itself.
-    send_tls : medlung.pacs.tls.TlsConfig or None
-        Open the ``send`` associations over DICOM TLS with these files.
-    workers : int
-        Films processed at once (threads; the model is shared).
-    max_pixels : int
-        Refuse films declaring more pixels than this, before decoding.
-    include_identifiers : bool
-        Add the patient ID and study UID of DICOM films to the report (off:
-        PNG/NIfTI/overlay/report carry no patient identifiers).
-    qc_fail : bool
-        A film the quality check flags becomes an error row and writes no
-        outputs (default: its outputs are written and say it is flagged).
-    """
-
-    formats: tuple = FORMATS
-    overwrite: bool = False
-    spacing: str | None = None
-    seg_syntax: str = "uncompressed"
-    send: str | None = None
-    stow: str | None = None
-    send_source: bool = False
-    send_tls: object = None
-    workers: int = 1
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    include_identifiers: bool = False
-    qc_fail: bool = False
-    extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -138,14 +84,16 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return list(unique)
 
 
-def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
+def predict_files(
+    paths: list[Path], out: Path, segmenter, settings: PredictSettings, progress: Callable[[dict], None] | None = None
+) -> Report:
     """Segment ``paths`` into ``out``; return the report (also written there).
 
     With one worker the films go through a pipeline of three threads: the
     next film is read while this one is segmented, and the last one's outputs
     are written meanwhile (decoding, torch and zlib release the GIL). At most
     :data:`FILMS_IN_FLIGHT` films are held at once; rows reach the report and
-    ``progress`` in input order. With ``options.workers`` > 1, that many
+    ``progress`` in input order. With ``settings.workers`` > 1, that many
     films are each read, segmented and written by their own thread.
 
     Parameters
@@ -154,16 +102,19 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
         Films (see :func:`collect_inputs`).
     out : Path
         Output folder (created).
-    segmenter : medlung.inference.Segmenter
-        The loaded model.
-    options : PredictOptions
-        What to write.
+    segmenter : medlung.inference.Segmenter or None
+        The model ``settings`` describe, loaded (:func:`~medlung.pipeline.settings.load_segmenter`);
+        ``None`` loads it here.
+    settings : medlung.pipeline.settings.PredictSettings
+        How to segment and what to write.
     progress : callable, optional
         Called with each finished report row.
     """
     out = Path(out)
+    if segmenter is None:
+        segmenter = load_segmenter(settings)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
+    report = Report(out, overwrite=settings.overwrite, identifiers=settings.include_identifiers)
     report.keep_earlier()
     stems = output_stems(paths)
 
@@ -172,12 +123,12 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
         if progress:
             progress(row)
 
-    if options.workers > 1:
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, options), paths):
+    if settings.workers > 1:
+        with ThreadPoolExecutor(max_workers=settings.workers) as pool:
+            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, settings), paths):
                 finished(row)
     else:
-        _pipelined(paths, out, stems, segmenter, options, finished)
+        _pipelined(paths, out, stems, segmenter, settings, finished)
     return report
 
 
@@ -188,7 +139,7 @@ _POLL_S = 0.2
 _END = object()
 
 
-def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished) -> None:
+def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, settings: PredictSettings, finished) -> None:
     """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
 
     An exception in ``finished`` (the report cannot be written, a progress
@@ -212,7 +163,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], options))
+                loaded.put(_Job.load(path, out / stems[path], settings))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -226,7 +177,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
                 if job is _END or job is None:
                     return
                 try:
-                    finished(job.write(segmenter, options))
+                    finished(job.write(segmenter, settings))
                 finally:
                     slots.release()
         except BaseException as exc:
@@ -242,7 +193,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             job = _get(loaded, stop)
             if job is _END or job is None:
                 break
-            job.segment(segmenter, options)
+            job.segment(segmenter, settings)
             segmented.put(job)
         segmented.put(_END)
         while writer.is_alive():
@@ -278,22 +229,24 @@ class _Job:
         self.row: dict = {"file": str(path), "status": "error"}
         self.done = False
         self.seconds = 0.0
-        self.film = self.masks = self.targets = None
+        self.film: Any = None
+        self.masks: Any = None
+        self.targets: dict[str, Path] = {}
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> _Job:
+    def load(cls, path: Path, prefix: Path, settings: PredictSettings) -> _Job:
         """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
         job = cls(path, prefix)
-        job._step(job._load, options)
+        job._step(job._load, settings)
         return job
 
-    def segment(self, segmenter, options: PredictOptions) -> None:
+    def segment(self, segmenter, settings: PredictSettings) -> None:
         """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
-        self._step(self._segment, segmenter, options)
+        self._step(self._segment, segmenter, settings)
 
-    def write(self, segmenter, options: PredictOptions) -> dict:
+    def write(self, segmenter, settings: PredictSettings) -> dict:
         """Write the outputs, send the SEG and SR when asked; return the finished report row."""
-        self._step(self._write, segmenter, options)
+        self._step(self._write, segmenter, settings)
         self.film = self.masks = None
         self.row["seconds"] = round(self.seconds, 3)
         return self.row
@@ -311,12 +264,12 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, options: PredictOptions) -> None:
+    def _load(self, settings: PredictSettings) -> None:
         row = self.row
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
-        if options.include_identifiers and film.dataset is not None:
+            film = load_film(self.path, spacing=settings.spacing, max_pixels=settings.max_pixels)
+        if settings.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
                 study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""),
@@ -328,8 +281,8 @@ class _Job:
             spacing_source=film.spacing_source,
             calibrated=film.calibrated,
         )
-        targets = planned_outputs(self.prefix, film, options.formats)
-        if not options.overwrite:
+        targets = planned_outputs(self.prefix, film, settings.formats)
+        if not settings.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
                 row.update(
@@ -342,12 +295,12 @@ class _Job:
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
         self.film, self.targets = film, targets
 
-    def _segment(self, segmenter, options: PredictOptions) -> None:
+    def _segment(self, segmenter, settings: PredictSettings) -> None:
         masks = segmenter(self.film)
         row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
-        if masks.qc != QC_OK and options.qc_fail:
+        if masks.qc != QC_OK and settings.qc_fail:
             raise QualityCheckError(
                 f"quality check failed ({'; '.join(row['qc_reasons'])})",
                 self.path,
@@ -355,9 +308,9 @@ class _Job:
             )
         self.masks = masks
 
-    def _write(self, segmenter, options: PredictOptions) -> None:
+    def _write(self, segmenter, settings: PredictSettings) -> None:
         film, masks, targets, row = self.film, self.masks, self.targets, self.row
-        outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
+        outputs = write_outputs(film, masks, targets, segmenter.model_version, settings, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
         if masks.empty:
@@ -365,22 +318,22 @@ class _Job:
         row["notes"] = notes
         row["status"] = "ok"
         results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
-        if results and (options.send or options.stow):
-            sent_error = send_results(results, self.path if options.send_source else None, options)
+        if results and (settings.send or settings.stow):
+            sent_error = send_results(results, self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
 
-def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
+def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings) -> dict:
     """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
 
     A film that cannot be read, segmented or written gives a row with status
     ``error`` (never an exception); ``segmenter`` is not used when the film
     cannot be read or its outputs all exist.
     """
-    job = _Job.load(path, prefix, options)
-    job.segment(segmenter, options)
-    return job.write(segmenter, options)
+    job = _Job.load(path, prefix, settings)
+    job.segment(segmenter, settings)
+    return job.write(segmenter, settings)
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
@@ -401,7 +354,7 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
 
 
 def write_outputs(
-    film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions, segmenter=None
+    film, masks, targets: dict[str, Path], model_version: str, settings: PredictSettings, segmenter=None
 ) -> list[Path]:
     """Write the requested files for one film, concurrently (compression releases the GIL).
 
@@ -424,16 +377,16 @@ def write_outputs(
                 masks.labels,
                 path,
                 model_version=model_version,
-                options=seg_options(segmenter, masks, options),
-                transfer_syntax=options.seg_syntax,
-                overwrite=options.overwrite,
+                options=seg_options(segmenter, masks, settings),
+                transfer_syntax=settings.seg_syntax,
+                overwrite=settings.overwrite,
                 lungs=masks.convention,
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
     def sr_writer(path):
         seg_uids, options_written = seg_identity(
-            film, model_version, seg_options(segmenter, masks, options), options.seg_syntax
+            film, model_version, seg_options(segmenter, masks, settings), settings.seg_syntax
         )
         return write_dicom_sr(
             film,
@@ -442,35 +395,36 @@ def write_outputs(
             seg=seg_uids,
             model_version=model_version,
             options=options_written,
-            overwrite=options.overwrite,
+            overwrite=settings.overwrite,
             series_description=series_description(SR_SERIES_DESCRIPTION, masks.qc_reasons),
         )
 
     writers = {
         "seg": seg_writer,
         "sr": sr_writer,
-        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
-        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
-        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
+        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
+        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
+        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
         "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), options.overwrite
+            path, film.pixels, masks.labels, overlay_lines(film, masks), settings.overwrite
         ),
     }
-    kinds = [kind for kind in FORMATS if kind in targets]
+    kinds = [kind for kind in OUTPUT_FORMATS if kind in targets]
     with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
         futures = [pool.submit(writers[kind], targets[kind]) for kind in kinds]
     return [future.result() for future in futures]
 
 
-def seg_options(segmenter, masks, options: PredictOptions) -> dict:
+def seg_options(segmenter, masks, settings: PredictSettings) -> dict:
     """The options that change a SEG's content (they enter its deterministic UIDs).
 
-    :func:`medlung.uids.output_options` of the segmenter and of this run
-    (spacing override, SEG syntax, ``options.extra_options``).
+    :func:`medlung.uids.output_options` of the segmenter and of this run's
+    settings (:meth:`~medlung.pipeline.settings.PredictSettings.output_options`:
+    spacing override, SEG syntax, ``extra_options``).
     """
     from medlung.uids import output_options
 
-    found = output_options(segmenter, spacing=options.spacing, seg_syntax=options.seg_syntax, **options.extra_options)
+    found = output_options(segmenter, **settings.output_options())
     found.setdefault("working_spacing", masks.working_spacing)
     return found
 
@@ -511,8 +465,8 @@ def _areas(masks) -> dict:
     return row
 
 
-def send_results(results: list[Path], film_path: Path | None, options: PredictOptions) -> str | None:
-    """Send a film's results (SEG, SR) to ``options.send`` / ``options.stow``, and the film with ``film_path``.
+def send_results(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
+    """Send a film's results (SEG, SR) to ``settings.send`` / ``settings.stow``, and the film with ``film_path``.
 
     Returns
     -------
@@ -525,14 +479,14 @@ def send_results(results: list[Path], film_path: Path | None, options: PredictOp
     batches = [list(results)] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
-        if options.send:
-            for result in pacs.send_cstore(files, options.send, tls=options.send_tls):
+        if settings.send:
+            for result in pacs.send_cstore(files, settings.send, tls=settings.send_tls):
                 if not result.ok:
-                    problems.append(f"C-STORE to {options.send} failed: {result.message}")
-        if options.stow:
-            for result in pacs.stow_rs(files, options.stow):
+                    problems.append(f"C-STORE to {settings.send} failed: {result.message}")
+        if settings.stow:
+            for result in pacs.stow_rs(files, settings.stow):
                 if not result.ok:
-                    problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
+                    problems.append(f"STOW-RS to {settings.stow} failed: {result.message}")
     return "; ".join(problems) or None
 
 

@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from medlung.atomic import write_atomically
+from medlung.defaults import DICOM_FORMATS
 from medlung.errors import MedlungError
 from medlung.pacs.retrieve import FILM_MODALITIES, Source
-from medlung.pipeline.batch import DICOM_FORMATS, PredictOptions, predict_files, send_results
+from medlung.pipeline.batch import predict_files, send_results
+from medlung.pipeline.settings import PredictSettings
 from medlung.uids import file_key
 from medlung.writers.report import Report
 
@@ -97,7 +99,7 @@ def pull_studies(
     selection: StudySelection,
     out: Path,
     segmenter,
-    options: PredictOptions,
+    settings: PredictSettings,
     *,
     on_study: Callable[[dict], None] | None = None,
     on_film: Callable[[dict], None] | None = None,
@@ -115,7 +117,7 @@ def pull_studies(
         Output folder (created).
     segmenter : medlung.inference.Segmenter
         The loaded model.
-    options : PredictOptions
+    settings : PredictSettings
         What to write and where to send it (``send``, ``stow``).
     on_study : callable, optional
         Called with each study's row once its films are fetched (or it failed or was skipped).
@@ -130,9 +132,9 @@ def pull_studies(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, overwrite=options.overwrite, name="pull", columns=STUDY_COLUMNS)
+    report = Report(out, overwrite=settings.overwrite, name="pull", columns=STUDY_COLUMNS)
     report.keep_earlier()
-    finished = {} if options.overwrite else _read_state(out)
+    finished = {} if settings.overwrite else _read_state(out)
     rows: dict[str, dict] = {}
     films_of: dict[str, list[Path]] = {}
 
@@ -181,9 +183,9 @@ def pull_studies(
     if paths:
         if on_films:
             on_films(len(paths))
-        films = predict_files(paths, out, segmenter, options, on_film)
+        films = predict_files(paths, out, segmenter, settings, on_film)
         for film_row in films.rows:
-            _account(rows[study_of[Path(film_row["file"])]], film_row, options)
+            _account(rows[study_of[Path(film_row["file"])]], film_row, settings)
     for uid, row in rows.items():
         if row["status"] == "ok":
             finished[uid] = {"films": row["films"], "accession_number": row["accession_number"]}
@@ -225,14 +227,16 @@ def _row(uid: str, accession: str, status: str, **values) -> dict:
     return row
 
 
-def _account(row: dict, film_row: dict, options: PredictOptions) -> None:
+def _account(row: dict, film_row: dict, settings: PredictSettings) -> None:
     """Count a film's report row in its study's row; resend the results of a film skipped as done."""
-    sending = bool(options.send or options.stow)
+    sending = bool(settings.send or settings.stow)
     status = film_row["status"]
     if status == "skipped" and sending:  # segmented by an earlier run whose study did not finish: send again
         results = [Path(p) for p in film_row.get("outputs") or [] if _is_result(p)]
         problem = (
-            send_results(results, Path(film_row["file"]) if options.send_source else None, options) if results else None
+            send_results(results, Path(film_row["file"]) if settings.send_source else None, settings)
+            if results
+            else None
         )
         if problem:
             status, film_row = "error", {**film_row, "error": problem}

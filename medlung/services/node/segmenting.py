@@ -36,7 +36,7 @@ class Segmenting(NodeState):
             film = self.spool.film("incoming", key)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row = segment_one(film, self.spool.folder("outgoing") / key, self.segmenter, self._options)
+                row = segment_one(film, self.spool.folder("outgoing") / key, self.segmenter, self.config.settings)
         if row["status"] == "error":
             reason = row.get("error") or "segmentation failed"
             self.spool.fail(key, reason)

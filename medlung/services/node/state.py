@@ -46,7 +46,6 @@ class NodeState:
     _resend_wait: float
     _destination_down_until: float
     _server: Any
-    _options: Any
     _handshakes: threading.BoundedSemaphore
 
     def request_stop(self) -> None:  # pragma: no cover - StorageNode defines it
