@@ -180,5 +180,4 @@ pull = click.Command(
     and SR sent with --send/--stow. A second run fetches nothing already done: OUT/pull-state.json lists the
     finished studies; OUT/pull.csv has one row per study. Exit status 1 when a study failed (the others are done).
     """,
-    short_help="Pull studies from a PACS, segment them, send the results back.",
 )
