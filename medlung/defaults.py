@@ -16,9 +16,11 @@ from __future__ import annotations
 
 # --- outputs -----------------------------------------------------------------------------------------
 #: Everything ``medlung predict`` can write for a film (``--format``), in the order they are written.
-OUTPUT_FORMATS = ("seg", "png", "nifti", "overlay", "mha")
-#: What it writes when not told (seg only for DICOM films; mha on request).
-DEFAULT_FORMATS = ("seg", "png", "nifti", "overlay")
+OUTPUT_FORMATS = ("seg", "sr", "png", "nifti", "overlay", "mha")
+#: What it writes when not told (seg and sr only for DICOM films; mha on request).
+DEFAULT_FORMATS = ("seg", "sr", "png", "nifti", "overlay")
+#: The formats written only for DICOM films, which they reference: the DICOM-SEG and the DICOM SR of its measurements.
+DICOM_FORMATS = ("seg", "sr")
 #: DICOM-SEG forms (``--seg-syntax``): uncompressed Explicit VR Little Endian, opened by every client tested, or
 #: JPEG 2000 Lossless for archives read with highdicom/pydicom (``lossless`` is its older name).
 SEG_SYNTAXES = ("uncompressed", "jpeg2000", "lossless")

@@ -33,9 +33,27 @@ def created_objects() -> list[tuple[str, str, str]]:
     then gets its own presentation contexts like every other (see
     :func:`medlung.pacs.syntaxes.presentation_contexts`).
     """
-    from pydicom.uid import SegmentationStorage
+    from pydicom.uid import ComprehensiveSRStorage, SegmentationStorage
 
-    return [("the lung DICOM-SEG", str(SegmentationStorage), "`predict --send/--stow`, `serve`")]
+    return [
+        ("the lung DICOM-SEG", str(SegmentationStorage), "`predict --send/--stow`, `pull`, `serve`"),
+        (
+            "the lung measurements, DICOM SR (TID 1500)",
+            str(ComprehensiveSRStorage),
+            "`predict --send/--stow`, `pull`, `serve`",
+        ),
+    ]
+
+
+def query_retrieve() -> list[tuple[str, str]]:
+    """The Query/Retrieve SOP classes ``medlung pull`` uses as SCU (Study Root), and how."""
+    from pynetdicom import sop_class
+
+    return [
+        (str(sop_class.StudyRootQueryRetrieveInformationModelFind), "C-FIND, study, series and image level"),  # type: ignore[attr-defined]
+        (str(sop_class.StudyRootQueryRetrieveInformationModelGet), "C-GET, films received as Storage SCP"),  # type: ignore[attr-defined]
+        (str(sop_class.StudyRootQueryRetrieveInformationModelMove), "C-MOVE to `--move-ae`"),  # type: ignore[attr-defined]
+    ]
 
 
 def _name(uid: str) -> str:
@@ -63,6 +81,8 @@ def overview() -> str:
         rows.append([_name(uid), f"`{uid}`", "yes (`predict --send-source`)", "yes (`serve`)"])
     for _, uid, commands in created_objects():
         rows.append([_name(uid), f"`{uid}`", f"yes ({commands})", "no"])
+    for uid, how in query_retrieve():
+        rows.append([_name(uid), f"`{uid}`", f"yes (`pull`, `predict --from`: {how})", "no"])
     return _table(["SOP class", "UID", "user of service (SCU)", "provider of service (SCP)"], rows)
 
 

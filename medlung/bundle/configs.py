@@ -345,7 +345,8 @@ KEY_DOCS = (
     (
         "formats",
         "inference",
-        f"Comma-separated subset of `{','.join(defaults.OUTPUT_FORMATS)}` (seg for DICOM films only).",
+        f"Comma-separated subset of `{','.join(defaults.OUTPUT_FORMATS)}` (seg and sr, the DICOM SR of the "
+        "measurements, for DICOM films only).",
     ),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
     (
@@ -356,7 +357,11 @@ KEY_DOCS = (
     ),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
-    ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
+    (
+        "send / stow / send_source",
+        "inference",
+        "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG and SR; also the film.",
+    ),
     ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
     ("qc_fail", "inference", "`true`: films the quality check flags are errors and write nothing (`--qc-fail`)."),
     ("include_identifiers", "inference", "`true`: the report also has the patient ID and study UID of DICOM films."),

@@ -32,8 +32,8 @@ format_option = click.option(
     default=",".join(defaults.DEFAULT_FORMATS),
     show_default=True,
     callback=_formats,
-    help=f"Outputs to write, any of {','.join(defaults.OUTPUT_FORMATS)} (seg only for DICOM films; mha: the label "
-    "map as MetaImage).",
+    help=f"Outputs to write, any of {','.join(defaults.OUTPUT_FORMATS)} (seg and sr only for DICOM films; sr: the "
+    "measurements as a DICOM SR, TID 1500, referencing the SEG; mha: the label map as MetaImage).",
 )
 #: ``--spacing``: the user's spacing for every film.
 user_spacing_option = click.option(

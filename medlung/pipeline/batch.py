@@ -1,7 +1,7 @@
 """Segment many films into an output folder: the work behind ``medlung predict`` and the bundle.
 
-For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
-``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
+For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``
+(DICOM inputs), ``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
 row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
 Re-running into the same folder skips films whose outputs all exist (status
 ``skipped``) and writes only the missing outputs of the others, unless
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from medlung.defaults import OUTPUT_FORMATS
+from medlung.defaults import DICOM_FORMATS, OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import load_film
 from medlung.pipeline.settings import PredictSettings, load_segmenter
@@ -29,10 +29,10 @@ from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
-#: The formats that are DICOM objects, sent with ``--send`` / ``--stow`` in this order (a new DICOM output joins here).
-SENT_FORMATS = ("seg",)
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
+#: SeriesDescription of the DICOM SR measurement report (with the same QC suffix as the SEG's).
+SR_SERIES_DESCRIPTION = "Lung measurements (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
 _SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
@@ -250,7 +250,7 @@ class _Job:
         self._step(self._segment, segmenter, settings)
 
     def write(self, segmenter, settings: PredictSettings) -> dict:
-        """Write the outputs, send the SEG when asked; return the finished report row."""
+        """Write the outputs, send the SEG and SR when asked; return the finished report row."""
         self._step(self._write, segmenter, settings)
         self.film = self.masks = None
         self.row["seconds"] = round(self.seconds, 3)
@@ -331,9 +331,9 @@ class _Job:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        results = [targets[kind] for kind in SENT_FORMATS if kind in targets]
+        results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
         if results and (settings.send or settings.stow):
-            sent_error = _send(results, self.path if settings.send_source else None, settings)
+            sent_error = send_results(results, self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
@@ -351,9 +351,10 @@ def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings) 
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
-    """The files a film will produce (SEG only for DICOM films)."""
+    """The files a film will produce (SEG and SR only for DICOM films)."""
     names = {
         "seg": "_seg.dcm",
+        "sr": "_sr.dcm",
         "png": "_lungs.png",
         "nifti": "_labels.nii.gz",
         "overlay": "_overlay.png",
@@ -361,7 +362,8 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     }
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
-        targets.pop("seg", None)
+        for kind in DICOM_FORMATS:
+            targets.pop(kind, None)
     return targets
 
 
@@ -372,11 +374,14 @@ def write_outputs(
 
     Each file is written atomically; if one writer fails, the others still
     finish and the first error is raised. ``segmenter`` (the one that made
-    ``masks``) gives the options that enter the DICOM-SEG's UIDs.
+    ``masks``) gives the options that enter the DICOM-SEG's (and SR's) UIDs. The SR
+    references the SEG by its deterministic UIDs, so both are written at once.
     """
     from medlung.film import preview_shape
+    from medlung.inference.reporting import report_items
     from medlung.quality import series_description
-    from medlung.writers.dicom_seg import write_dicom_seg
+    from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+    from medlung.writers.dicom_sr import write_dicom_sr
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
     from medlung.writers.overlay import MAX_SIDE, write_overlay
 
@@ -394,8 +399,24 @@ def write_outputs(
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
+    def sr_writer(path):
+        seg_uids, options_written = seg_identity(
+            film, model_version, seg_options(segmenter, masks, settings), settings.seg_syntax
+        )
+        return write_dicom_sr(
+            film,
+            report_items(masks),
+            path,
+            seg=seg_uids,
+            model_version=model_version,
+            options=options_written,
+            overwrite=settings.overwrite,
+            series_description=series_description(SR_SERIES_DESCRIPTION, masks.qc_reasons),
+        )
+
     writers = {
         "seg": seg_writer,
+        "sr": sr_writer,
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
@@ -463,16 +484,18 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
-    """Send the DICOM results (and the film); return an error line or None. The files on disk are kept either way.
+def send_results(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
+    """Send a film's results (SEG, SR) to ``settings.send`` / ``settings.stow``, and the film with ``film_path``.
 
-    Any SOP class goes the same way: :func:`medlung.pacs.send_cstore` proposes
-    its own presentation contexts and sends it in a syntax the PACS accepted.
+    Returns
+    -------
+    str or None
+        One error line for what was not stored, or None. The files on disk are kept either way.
     """
     from medlung import pacs
 
-    # each object travels alone, so that one the PACS refuses (the film, say) cannot take the others down with it
-    batches = [[path] for path in results] + ([[film_path]] if film_path else [])
+    # the results travel without the film, so that a film the PACS refuses cannot take them down with it
+    batches = [list(results)] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
         if settings.send:

@@ -12,6 +12,7 @@ import sys
 
 import nibabel
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -19,6 +20,7 @@ from medlung.io.png import png_spacing
 from medlung.io.seg import read_dicom_seg
 from tests import dicom_factory as factory
 from tests.conftest import dice
+from tests.writers.sr_support import read_with_dcmqi, read_with_highdicom
 
 
 def medlung(*args, input_text=None, bundle=None):
@@ -98,9 +100,26 @@ def test_dicom_film_outputs_are_on_the_native_grid_with_spacing(predicted, input
         assert overlay.mode == "RGB" and overlay.size == (512, 512)
 
 
+def test_the_sr_holds_the_reports_numbers_and_references_the_seg(predicted, tmp_path):
+    out, _ = predicted
+    row = next(r for r in json.load(open(out / "report.json")) if r["file"].endswith("chest.dcm"))
+    assert str(out / "chest_sr.dcm") in row["outputs"]
+    seg = pydicom.dcmread(out / "chest_seg.dcm")
+    for groups in (read_with_highdicom(out / "chest_sr.dcm"), read_with_dcmqi(out / "chest_sr.dcm", tmp_path)):
+        assert groups["right"]["seg"] == groups["both"]["seg"] == seg.SOPInstanceUID
+        for side, area in (("right", "right_cm2"), ("left", "left_cm2"), ("both", "total_cm2")):
+            assert groups[side]["measurements"]["Area"] == (row[area], "cm2")
+        for side in ("right", "left"):
+            assert groups[side]["measurements"]["Height"] == (row[f"{side}_height"], "mm")
+            assert groups[side]["measurements"]["Width"] == (row[f"{side}_width"], "mm")
+        assert ("qc", row["qc"]) in groups["both"]["evaluations"]
+        assert ("lung-convention", row["lungs"]) in groups["left"]["evaluations"]
+
+
 def test_png_film_has_no_seg_and_is_flagged_uncalibrated(predicted):
     out, _ = predicted
     assert (out / "CHNCXR_0148_0_lungs.png").exists() and not (out / "CHNCXR_0148_0_seg.dcm").exists()
+    assert not (out / "CHNCXR_0148_0_sr.dcm").exists()
     with Image.open(out / "CHNCXR_0148_0_lungs.png") as image:
         assert "dpi" not in image.info
     nifti = nibabel.load(out / "CHNCXR_0148_0_labels.nii.gz")
@@ -120,7 +139,7 @@ def test_rerun_skips_finished_films_and_never_overwrites_silently(predicted, inp
     row = next(csv.DictReader(open(out / "report.csv")))
     assert row["status"] == "skipped" and "--overwrite" in row["notes"]
     assert (out / "report.1.csv").read_text() == earlier_report  # the earlier report is kept
-    for name in ("chest_lungs.png", "chest_seg.dcm", "chest_labels.nii.gz", "chest_overlay.png"):
+    for name in ("chest_lungs.png", "chest_seg.dcm", "chest_sr.dcm", "chest_labels.nii.gz", "chest_overlay.png"):
         assert (out / name).stat().st_mtime_ns == before[name]
     # an interrupted earlier run: the missing output alone is written
     (out / "chest_overlay.png").unlink()

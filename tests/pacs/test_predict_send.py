@@ -52,6 +52,8 @@ def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipp
     seg = read_dicom_seg(tmp_path / "out" / "chest_seg.dcm")
     stored = {item["SOPInstanceUID"]: item for item in orthanc.study_instances(ds.StudyInstanceUID)}
     assert ds.SOPInstanceUID in stored  # the film, sent with --send-source
+    assert sorted(item["Modality"] for item in stored.values()) == ["CR", "SEG", "SR"]  # the SR goes with its SEG
+    assert pydicom.dcmread(tmp_path / "out" / "chest_sr.dcm").SOPInstanceUID in stored
     seg_uid = next(uid for uid, item in stored.items() if item["Modality"] == "SEG")
     instance = orthanc.instances_with_uid(seg_uid)[0]
     (tmp_path / "back.dcm").write_bytes(orthanc.get(f"/instances/{instance}/file"))
@@ -65,11 +67,11 @@ def test_send_stores_the_seg_and_the_film_in_orthanc(orthanc, shared_data, shipp
 def test_stow_posts_the_seg(orthanc, shared_data, shipped_bundle, tmp_path):
     film, ds = _film(shared_data, tmp_path)
     result = _predict(
-        film, "-o", tmp_path / "out", "--stow", orthanc.dicomweb, "--format", "seg", bundle=shipped_bundle
+        film, "-o", tmp_path / "out", "--stow", orthanc.dicomweb, "--format", "seg,sr", bundle=shipped_bundle
     )
     assert result.returncode == 0, result.stderr
     stored = orthanc.study_instances(ds.StudyInstanceUID)
-    assert [item["Modality"] for item in stored] == ["SEG"]  # the SEG alone: no --send-source
+    assert sorted(item["Modality"] for item in stored) == ["SEG", "SR"]  # the results alone: no --send-source
 
 
 @pytest.mark.slow

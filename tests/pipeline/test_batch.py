@@ -49,7 +49,9 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
             assert not list(out.glob("broken*"))
             continue
         stem = path.stem
-        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (["_seg.dcm"] if path.suffix == ".dcm" else [])
+        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (
+            ["_seg.dcm", "_sr.dcm"] if path.suffix == ".dcm" else []
+        )
         for suffix in names:
             assert (out / f"{stem}{suffix}").is_file(), f"{stem}{suffix}"
         with Image.open(out / f"{stem}_lungs.png") as mask:
