@@ -17,14 +17,17 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
+from medlung.inference.reporting import report_items
 from medlung.io.dicom import FILM_SOP_CLASSES
 from medlung.pacs import send_cstore
 from medlung.pacs.syntaxes import FILM_SYNTAXES, VERIFICATION_SYNTAXES
 from medlung.services.node import ServeConfig, StorageNode
-from medlung.writers.dicom_seg import write_dicom_seg
+from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+from medlung.writers.dicom_sr import write_dicom_sr
 from tests import dicom_factory as factory
 from tests.pacs.orthanc import free_port
 from tests.writers.seg_support import load, two_lungs
+from tests.writers.sr_support import masks_of
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "conformance.md"
@@ -126,7 +129,13 @@ def test_send_cstore_proposes_what_the_statement_lists(tmp_path, shared_dicom):
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
     film = shared_dicom / "dx_image.dcm"
-    seg = write_dicom_seg(load(film), two_lungs(load(film).shape), tmp_path / "seg.dcm", model_version="conformance")
+    labels = two_lungs(load(film).shape)
+    seg = write_dicom_seg(load(film), labels, tmp_path / "seg.dcm", model_version="conformance")
+    identity, options = seg_identity(load(film), "conformance", None)
+    items = report_items(masks_of(load(film), labels))
+    sr = write_dicom_sr(
+        load(film), items, tmp_path / "sr.dcm", seg=identity, model_version="conformance", options=options
+    )
     j2k, implicit = tmp_path / "j2k.dcm", tmp_path / "implicit.dcm"
     factory.write(factory.radiograph(pydicom.dcmread(film).pixel_array, factory.CR), j2k, str(JPEG2000Lossless))
     dataset = factory.radiograph(pydicom.dcmread(film).pixel_array, factory.CR)
@@ -146,7 +155,7 @@ def test_send_cstore_proposes_what_the_statement_lists(tmp_path, shared_dicom):
     handlers = [(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, lambda event: 0x0000)]
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
     try:
-        for path in (seg, j2k, implicit):  # one file an association, as the statement's objects are
+        for path in (seg, sr, j2k, implicit):  # one file an association, in the statement's order
             (result,) = send_cstore([path], f"CAPTURE@127.0.0.1:{port}", retries=0)
             assert result.ok, result.message
     finally:
