@@ -25,6 +25,7 @@ defaults from it without loading them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 # The two lung conventions and the default one are user-facing defaults (medlung.defaults); re-exported here, where
 # the plan checks its head against them.
@@ -147,7 +148,8 @@ class ModelPlan:
     def from_dict(cls, values: dict) -> ModelPlan:
         """Plan from :meth:`to_dict` output; unknown keys are ignored, missing ones take the defaults."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})
+        known: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+        return cls(**known)
 
     def updated(self, **changes) -> ModelPlan:
         """A copy with some values changed (validated again)."""

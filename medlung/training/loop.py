@@ -179,7 +179,7 @@ class Trainer:
             datalist.parts["training"], Compose([preprocessing, augmentation]), progress=False, num_workers=0
         )
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
-        sampler = None
+        sampler: torch.utils.data.distributed.DistributedSampler | None = None
         if distributed:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=c.seed)
         steps_per_epoch = math.ceil(len(sampler or train_ds) / c.batch_size)
@@ -297,7 +297,10 @@ class Trainer:
         mask. ``dice`` is the mean of the per-convention mean Dice (``dice_<convention>``).
         """
         model.eval()
-        losses, dices, ious, per_convention = [], [], [], {c: [] for c in self.plan.conventions}
+        losses: list[float] = []
+        dices: list[float] = []
+        ious: list[float] = []
+        per_convention: dict[str, list[float]] = {c: [] for c in self.plan.conventions}
         for item in dataset:
             image, label = item["image"][None], item["label"][None].to(self.device)
             weight, own = item["weight"][None].to(self.device), item["own"][None].to(self.device)
