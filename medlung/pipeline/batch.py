@@ -323,6 +323,7 @@ class _Job:
             calibrated=film.calibrated,
         )
         targets = planned_outputs(self.prefix, film, options.formats)
+        check_output_sizes(self.path, film.shape, targets)  # before anything is written or segmented
         if not options.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
@@ -354,6 +355,10 @@ class _Job:
         outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
+        if "seg" in targets:
+            from medlung.writers.dicom_seg import source_problems
+
+            notes += source_problems(film)
         if masks.empty:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
@@ -389,6 +394,32 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     if film.dataset is None:
         targets.pop("seg", None)
     return targets
+
+
+#: Largest side each output can store, pixels: NIfTI-1 keeps its dimensions as 16-bit signed integers, a DICOM-SEG
+#: its Rows and Columns as 16-bit unsigned ones (PNG, MetaImage and the shrunk overlay have no such limit in practice).
+OUTPUT_MAX_SIDE = {"nifti": 32767, "seg": 65535}
+
+
+def check_output_sizes(path: Path, shape: tuple[int, int], targets: dict) -> None:
+    """Refuse a film too large for one of the outputs asked for, before any output is written.
+
+    Raises
+    ------
+    UnsupportedImageError
+        Naming the output and the ``--format`` that leaves it out.
+    """
+    from medlung.errors import UnsupportedImageError
+
+    rows, cols = shape
+    for kind, limit in OUTPUT_MAX_SIDE.items():
+        if kind in targets and max(rows, cols) > limit:
+            others = ",".join(f for f in FORMATS if f in targets and f != kind) or "png"
+            raise UnsupportedImageError(
+                f"is {cols} x {rows} px, more than the {limit} px a side a {kind} output can store; nothing written",
+                path,
+                f"Leave {kind} out (--format {others}).",
+            )
 
 
 def write_outputs(

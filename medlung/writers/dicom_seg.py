@@ -96,9 +96,9 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000
 
 from medlung import labels as label_table
 from medlung.atomic import write_atomically
-from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
+from medlung.errors import EmptySegmentWarning, FilmWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
-from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
+from medlung.uids import SEG_SYNTAXES, canonical_options, content_digest, is_valid_uid, replacement_uid, seg_uids
 
 __all__ = [
     "DEFAULT_SEG_SYNTAX",
@@ -108,6 +108,7 @@ __all__ = [
     "choose_transfer_syntax",
     "display_spacing",
     "empty_segments",
+    "source_problems",
     "write_dicom_seg",
 ]
 
@@ -151,6 +152,13 @@ _TYPE2_SOURCE_ATTRIBUTES = (
     "ReferringPhysicianName",
 )
 _REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+#: UIDs of the film that the SEG copies or references; an invalid one is replaced (medlung.uids.replacement_uid).
+_COPIED_SOURCE_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+#: Text value representations of the header attributes highdicom copies; NUL bytes and other control characters
+#: in them are removed, and short texts cut to their VR's length (PS3.5 6.2), so nothing invalid reaches the SEG.
+_SHORT_TEXT_VRS = ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM")
+_LONG_TEXT_VRS = ("ST", "LT", "UT", "UC")
+_TEXT_VR_LENGTHS = {"AE": 16, "CS": 16, "LO": 64, "SH": 16}
 
 # What the SEG keeps of the film's patient identity: the Patient module's type 1/2 attributes (and the
 # type 2C ones of an animal patient), with the issuer that qualifies the Patient ID. highdicom also copies
@@ -368,7 +376,11 @@ def write_dicom_seg(
             "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
         )
 
-    uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
+    for problem in source_problems(film):
+        warnings.warn(f"{film.path or 'film'}: {problem}", FilmWarning, stacklevel=2)
+    # the content enters the UIDs: another film sent under a used SOP Instance UID gets another SEG UID
+    content = content_digest(film.pixels, film.spacing, film.orientation)
+    uids = seg_uids(str(source.SOPInstanceUID), model_version, options, content)
     descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
     if series_number is None:
         series_number = _default_series_number(source)
@@ -499,6 +511,7 @@ def _source_dataset(film: Film):
             "Write PNG or NIfTI masks instead, or give the film its UIDs (e.g. by importing it into a PACS).",
         )
     source = copy.deepcopy(film.dataset)  # never touch the caller's header
+    _repair_source(source)
     for keyword in _TYPE2_SOURCE_ATTRIBUTES:
         if keyword not in source:
             setattr(source, keyword, None)
@@ -506,6 +519,72 @@ def _source_dataset(film: Film):
         del source.PixelData  # highdicom needs the header only
     source.Rows, source.Columns = film.rows, film.cols
     return source
+
+
+def source_problems(film: Film) -> list[str]:
+    """What :func:`write_dicom_seg` must repair in the film's header: invalid UIDs, NUL bytes or over-long texts.
+
+    Parameters
+    ----------
+    film : Film
+        A film read from DICOM (``[]`` for other films).
+
+    Returns
+    -------
+    list of str
+        One sentence per repair (the SEG gets a valid value instead; each
+        is also issued as a :class:`~medlung.errors.FilmWarning` by
+        :func:`write_dicom_seg`).
+    """
+    if film.dataset is None:
+        return []
+    return _repair_source(copy.deepcopy(film.dataset))
+
+
+def _repair_source(source) -> list[str]:
+    """Make the top-level UIDs and texts of a private header copy valid; the sentences saying what changed."""
+    problems = []
+    for keyword in _COPIED_SOURCE_UIDS:
+        if keyword not in source:
+            continue
+        value = source[keyword].value
+        text = "" if value is None else str(value)
+        if keyword != "FrameOfReferenceUID" and not text.strip():
+            continue  # a missing required UID is refused by _source_dataset with its own message
+        if not is_valid_uid(text):
+            setattr(source, keyword, replacement_uid(keyword, text))
+            problems.append(
+                f"the film's {keyword} {text[:70]!r} is not a valid DICOM UID: the SEG uses the derived "
+                f"{source[keyword].value} instead"
+            )
+    changed = []
+    for tag in list(source.keys()):
+        try:
+            element = source[tag]
+            vr = element.VR
+            if vr not in _SHORT_TEXT_VRS + _LONG_TEXT_VRS or element.value is None:
+                continue
+            values = element.value if element.VM > 1 else [element.value]
+            cleaned = [_clean_text(str(v), vr) for v in values]
+            if cleaned != [str(v) for v in values]:
+                element.value = cleaned if element.VM > 1 else cleaned[0]
+                changed.append(element.keyword or str(element.tag))
+        except Exception:  # a value pydicom cannot convert: highdicom does not copy it either
+            continue
+    if changed:
+        problems.append(
+            f"NUL bytes, control characters or over-long values removed from {', '.join(changed[:8])} "
+            "before they were copied into the SEG"
+        )
+    return problems
+
+
+def _clean_text(text: str, vr: str) -> str:
+    """``text`` without NUL and other control characters (line breaks kept in long texts), cut to its VR's length."""
+    allowed = "\r\n\t\f" if vr in _LONG_TEXT_VRS else ""
+    text = "".join(c for c in text if c >= " " or c in allowed).replace("\x7f", "")
+    limit = _TEXT_VR_LENGTHS.get(vr)
+    return text[:limit] if limit else text
 
 
 def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
 
-from medlung.atomic import write_atomically
+from medlung.atomic import open_for_appending, write_atomically
+from medlung.tables import SafeCsvWriter, csv_text
 
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS = (
@@ -98,18 +97,14 @@ class Report:
         self.save()
 
     def save(self) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        content = text.getvalue()
+        content = csv_text(self.columns, self.rows, _csv_value)
         write_atomically(self.csv_path, lambda tmp: tmp.write_text(content), overwrite=True)
         document = json.dumps(self.rows, indent=2)
         write_atomically(self.json_path, lambda tmp: tmp.write_text(document), overwrite=True)
 
 
 def _csv_value(value):
+    """A report value as a CSV cell: floats to 4 decimals, lists joined with ``;`` (escaped by medlung.tables)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -124,7 +119,9 @@ class StreamingReport(Report):
 
     ``report.csv`` grows by one flushed line per film (a reader or a crash
     sees whole rows); ``report.json`` is written alongside as ``.report.json.part``
-    and moved into place by :meth:`close`. No row is kept in memory.
+    and moved into place by :meth:`close`. No row is kept in memory. Both
+    files are created as new files in OUT (:func:`medlung.atomic.open_for_appending`):
+    a link planted there is replaced, never written through.
 
     Parameters
     ----------
@@ -145,18 +142,18 @@ class StreamingReport(Report):
     def open(self) -> StreamingReport:
         """Start both files (an earlier report is moved aside first unless overwriting)."""
         self.keep_earlier()
-        self._csv = open(self.csv_path, "w", newline="")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self.columns, lineterminator="\n")
+        self._csv = open_for_appending(self.csv_path, overwrite=True)  # an earlier one was moved aside
+        self._writer = SafeCsvWriter(self._csv, self.columns)
         self._writer.writeheader()
         self._csv.flush()
-        self._json = open(self._json_part, "w")
+        self._json = open_for_appending(self._json_part, overwrite=True)
         self._json.write("[")
         return self
 
     def add(self, row: dict) -> None:
         """Append one row to both files."""
         row = {column: row.get(column) for column in self.columns}
-        self._writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        self._writer.writerow(row, _csv_value)
         self._csv.flush()
         self._json.write(("," if self.count else "") + "\n  " + json.dumps(row))
         self.count += 1
