@@ -64,3 +64,26 @@ def spacing_option(ctx: click.Context, param: click.Parameter, value: str | None
 def is_verbose(ctx: click.Context) -> bool:
     """Whether ``medlung --verbose`` was given."""
     return bool(ctx.find_root().obj and ctx.find_root().obj.get("verbose"))
+
+
+def memory_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Click callback: ``--max-memory`` (``4G``, ``1500M`` ...) as bytes; None for the machine's default."""
+    if value is None:
+        return None
+    from medlung.errors import MedlungError
+    from medlung.memory import parse_memory
+
+    try:
+        return parse_memory(value)
+    except MedlungError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def max_memory_help(what: str) -> str:
+    """The help text of ``--max-memory``, with this machine's default."""
+    from medlung.memory import DEFAULT_FRACTION
+
+    return (
+        f"Memory {what} may use, e.g. 4G or 1500M [default: {DEFAULT_FRACTION:.0%} of this machine's memory or its "
+        "cgroup limit]. Each film holds the cost its header declares (size x bytes per pixel) while in flight."
+    )

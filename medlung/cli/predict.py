@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import fail, is_verbose, quiet_warnings, spacing_option
+from medlung.cli.common import fail, is_verbose, max_memory_help, memory_option, quiet_warnings, spacing_option
 from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
@@ -80,6 +80,14 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     help="Films processed at once (threads). With 1, the next film is read and the last one's outputs "
     "written while one is segmented.",
 )
+@click.option(
+    "--max-memory",
+    callback=memory_option,
+    default=None,
+    metavar="SIZE",
+    help=max_memory_help("the batch")
+    + " --workers films run at once only while they fit; a film that alone needs more is an error, never decoded.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option(
     "--seg-syntax",
@@ -150,6 +158,7 @@ def predict(
     tta,
     orientation_fix,
     workers,
+    max_memory,
     overwrite,
     seg_syntax,
     send,
@@ -283,6 +292,7 @@ def predict(
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
         include_identifiers=include_identifiers,
         qc_fail=qc_fail,
+        max_memory=max_memory,
     )
     counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
     log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal

@@ -87,6 +87,13 @@ class PredictOptions:
     qc_fail : bool
         A film the quality check flags becomes an error row and writes no
         outputs (default: its outputs are written and say it is flagged).
+    max_memory : int or None
+        Bytes the films in flight may use together (``--max-memory``;
+        default :func:`medlung.memory.default_budget`): each film holds its
+        declared decode cost (:func:`medlung.headers.film_cost`, read from
+        its header) from before it is decoded until it is written, so
+        ``workers`` films run at once only while they fit; a film whose cost
+        alone is over the budget is an error row, never decoded.
     """
 
     formats: tuple = FORMATS
@@ -102,6 +109,7 @@ class PredictOptions:
     include_identifiers: bool = False
     qc_fail: bool = False
     extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
+    max_memory: int | None = None  # bytes for the films in flight together (None: medlung.memory.default_budget())
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -155,11 +163,14 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
     progress : callable, optional
         Called with each finished report row.
     """
+    from medlung.memory import MemoryBudget, default_budget
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
     report.keep_earlier()
     stems = output_stems(paths)
+    budget = MemoryBudget(options.max_memory or default_budget())
 
     def finished(row: dict) -> None:
         report.add(row)
@@ -168,10 +179,12 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
 
     if options.workers > 1:
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, options), paths):
+            for row in pool.map(
+                lambda path: segment_one(path, out / stems[path], segmenter, options, budget=budget), paths
+            ):
                 finished(row)
     else:
-        _pipelined(paths, out, stems, segmenter, options, finished)
+        _pipelined(paths, out, stems, segmenter, options, finished, budget)
     return report
 
 
@@ -182,7 +195,9 @@ _POLL_S = 0.2
 _END = object()
 
 
-def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished) -> None:
+def _pipelined(
+    paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished, budget=None
+) -> None:
     """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
 
     An exception in ``finished`` (the report cannot be written, a progress
@@ -206,7 +221,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], options))
+                loaded.put(_Job.load(path, out / stems[path], options, budget=budget))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -273,13 +288,26 @@ class _Job:
         self.done = False
         self.seconds = 0.0
         self.film = self.masks = self.targets = None
+        self.budget, self.held = None, 0
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> _Job:
-        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+    def load(cls, path: Path, prefix: Path, options: PredictOptions, budget=None, loader=None) -> _Job:
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
+
+        ``budget`` (a :class:`medlung.memory.MemoryBudget`) is held for the
+        film's declared decode cost until :meth:`write` returns; ``loader``
+        reads the film instead of :func:`medlung.io.load_film` (same arguments).
+        """
         job = cls(path, prefix)
-        job._step(job._load, options)
+        job._step(job._load, options, budget, loader or load_film)
+        if job.done:
+            job._release()
         return job
+
+    def _release(self) -> None:
+        if self.budget is not None and self.held:
+            self.budget.release(self.held)
+        self.held = 0
 
     def segment(self, segmenter, options: PredictOptions) -> None:
         """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
@@ -287,8 +315,11 @@ class _Job:
 
     def write(self, segmenter, options: PredictOptions) -> dict:
         """Write the outputs, send the SEG when asked; return the finished report row."""
-        self._step(self._write, segmenter, options)
-        self.film = self.masks = None
+        try:
+            self._step(self._write, segmenter, options)
+        finally:
+            self.film = self.masks = None
+            self._release()
         self.row["seconds"] = round(self.seconds, 3)
         return self.row
 
@@ -305,11 +336,17 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, options: PredictOptions) -> None:
+    def _load(self, options: PredictOptions, budget, loader) -> None:
         row = self.row
+        if budget is not None:
+            from medlung.headers import film_cost
+
+            cost = film_cost(self.path)
+            if cost is not None:  # no size in the header: the reader refuses the file or checks it itself
+                self.held, self.budget = budget.acquire(cost, self.path), budget
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
+            film = loader(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
         if options.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
@@ -369,14 +406,15 @@ class _Job:
                 row["status"], row["error"] = "error", sent_error
 
 
-def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
+def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions, budget=None, loader=None) -> dict:
     """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
 
     A film that cannot be read, segmented or written gives a row with status
     ``error`` (never an exception); ``segmenter`` is not used when the film
-    cannot be read or its outputs all exist.
+    cannot be read or its outputs all exist. ``budget`` and ``loader``: see
+    :meth:`_Job.load` (the node reads each film in a child process).
     """
-    job = _Job.load(path, prefix, options)
+    job = _Job.load(path, prefix, options, budget=budget, loader=loader)
     job.segment(segmenter, options)
     return job.write(segmenter, options)
 

@@ -1,4 +1,10 @@
-"""Segmenting: the node's worker thread, one film at a time, through the pipeline's ``segment_one``."""
+"""Segmenting: the node's worker thread, one film at a time, through the pipeline's ``segment_one``.
+
+Each film is read in a child process under a memory and a time limit
+(:mod:`medlung.services.node.decoding`), and its attempt is recorded on disk
+before it starts (:meth:`~medlung.services.node.spool.Spool.mark_attempt`), so
+a film that takes the node down is not retried forever.
+"""
 
 from __future__ import annotations
 
@@ -34,9 +40,14 @@ class Segmenting(NodeState):
         resumed = seg.exists()  # a SEG written before a crash: do not segment again
         if not resumed:
             film = self.spool.film("incoming", key)
+            attempt = self.spool.mark_attempt(key)  # durable: a crash from here on is counted at the next start
+            if attempt > 1:
+                self.log("retrying", "warning", key=key, attempt=attempt, reason="an earlier attempt outlived a crash")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row = segment_one(film, self.spool.folder("outgoing") / key, self.segmenter, self._options)
+                row = segment_one(
+                    film, self.spool.folder("outgoing") / key, self.segmenter, self._options, loader=self._loader
+                )
         if row["status"] == "error":
             reason = row.get("error") or "segmentation failed"
             self.spool.fail(key, reason)

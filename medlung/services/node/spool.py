@@ -3,6 +3,7 @@
 Layout of the work folder ``DIR``::
 
     DIR/incoming/<key>.dcm          films received, not yet segmented
+    DIR/incoming/<key>.attempt      the worker started segmenting it (attempts so far); gone once it is done
     DIR/outgoing/<key>_seg.dcm      SEGs written, not yet delivered (their film beside them: <key>.dcm)
     DIR/outgoing/<key>.sent         the destination stored the SEG; only the move to done/ is left
     DIR/done/<key>.dcm, <key>_seg.dcm               delivered
@@ -23,7 +24,13 @@ film in incoming and SEG in outgoing              film moved to outgoing (not se
 SEG in outgoing, no ``.sent``                     sent
 ``.sent`` in outgoing                             SEG and film moved to done (not sent again)
 film in outgoing without SEG or ``.sent``         moved back to incoming and segmented
+film in incoming with ``.attempt``                segmented again, or moved to failed with the
+                                                  reason once ``max_attempts`` attempts
+                                                  outlived a crash (no crash loop)
 ===============================================  =========================================
+
+Every folder is created readable by the node's user only (0700: the films
+carry patient names) and the queue's own files are written 0600.
 
 The one window that can still send a SEG twice is a kill after the
 destination answered and before ``<key>.sent`` reached the disk (a few
@@ -35,17 +42,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlung.atomic import fsync_file as _fsync_file
-from medlung.atomic import fsync_folder, write_atomically
+from medlung.atomic import fsync_folder, private_folder, write_atomically
 
 __all__ = ["STATES", "Spool", "fsync_folder"]
 
 #: The queue folders, in the order a film goes through them (failed is the side exit).
 STATES = ("incoming", "outgoing", "done", "failed")
+#: Permissions of the queue's files (the folders are 0700).
+FILE_MODE = 0o600
+#: Attempts at segmenting one film that may outlive a crash of the node before the film goes to failed.
+MAX_ATTEMPTS = 2
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -64,9 +76,9 @@ class Spool:
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = private_folder(root)
         for state in STATES:
-            (self.root / state).mkdir(parents=True, exist_ok=True)
+            private_folder(self.root / state)
 
     # --- names ---------------------------------------------------------------------------------
     @staticmethod
@@ -97,6 +109,23 @@ class Spool:
         """The reason file of a failed film."""
         return self.root / "failed" / f"{key}.reason.txt"
 
+    def attempt_marker(self, key: str) -> Path:
+        """The file saying that the worker started segmenting ``key`` (and how many times so far)."""
+        return self.root / "incoming" / f"{key}.attempt"
+
+    def attempts(self, key: str) -> int:
+        """Attempts at segmenting ``key`` that started (0 when none)."""
+        try:
+            return int(self.attempt_marker(key).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def mark_attempt(self, key: str) -> int:
+        """Record, durably, that an attempt at segmenting ``key`` starts; returns its number (1, 2 ...)."""
+        number = self.attempts(key) + 1
+        self._write_durably(self.attempt_marker(key), f"{number} attempt(s) started\n".encode())
+        return number
+
     # --- transitions ---------------------------------------------------------------------------
     def receive(self, key: str, data: bytes) -> Path:
         """Write a received instance to ``incoming/<key>.dcm``: temporary file, fsync, rename, fsync folder.
@@ -126,7 +155,8 @@ class Spool:
         if film.exists():
             os.replace(film, self.film("outgoing", key))
             fsync_folder(outgoing)
-            fsync_folder(self.folder("incoming"))
+        self.attempt_marker(key).unlink(missing_ok=True)
+        fsync_folder(self.folder("incoming"))
         return seg
 
     def mark_sent(self, key: str) -> None:
@@ -165,12 +195,59 @@ class Spool:
                 if source.exists():
                     os.replace(source, target)
         self.sent_marker(key).unlink(missing_ok=True)
+        self.attempt_marker(key).unlink(missing_ok=True)
         for state in ("failed", "incoming", "outgoing"):
             fsync_folder(self.folder(state))
         return self.reason(key)
 
-    def recover(self) -> tuple[list[str], list[str]]:
+    def prune_done(self, max_age_s: float | None = None, max_count: int | None = None, now: float | None = None):
+        """Delete delivered films and SEGs from done/: those older than ``max_age_s``, then the oldest over ``max_count``.
+
+        Parameters
+        ----------
+        max_age_s : float, optional
+            Keep what was delivered within this many seconds (by the SEG's modification time).
+        max_count : int, optional
+            Keep at most this many delivered films.
+        now : float, optional
+            The current time (``time.time()``).
+
+        Returns
+        -------
+        list of str
+            The keys deleted, oldest first.
+        """
+        if max_age_s is None and max_count is None:
+            return []
+        now = time.time() if now is None else now
+        delivered = _oldest_first(self.folder("done").glob("*_seg.dcm"))
+        keys = [p.name[: -len("_seg.dcm")] for p in delivered]
+        ages = {}
+        for path, key in zip(delivered, keys):
+            try:
+                ages[key] = now - path.stat().st_mtime
+            except FileNotFoundError:
+                ages[key] = 0.0
+        doomed = [k for k in keys if max_age_s is not None and ages[k] > max_age_s]
+        kept = [k for k in keys if k not in doomed]
+        if max_count is not None and len(kept) > max_count:
+            doomed += kept[: len(kept) - max_count]
+        for key in doomed:
+            self.seg("done", key).unlink(missing_ok=True)
+            self.film("done", key).unlink(missing_ok=True)
+        if doomed:
+            fsync_folder(self.folder("done"))
+        return doomed
+
+    def recover(self, max_attempts: int = MAX_ATTEMPTS) -> tuple[list[str], list[str]]:
         """Bring every film left by an earlier run to a resumable state (see the module's table).
+
+        Parameters
+        ----------
+        max_attempts : int
+            A film whose ``max_attempts``-th attempt at segmenting outlived a
+            crash of the node goes to failed, with the reason, instead of
+            being tried again.
 
         Returns
         -------
@@ -179,9 +256,12 @@ class Spool:
         to_send : list of str
             Keys of SEGs in outgoing, oldest first.
         """
-        for state in ("incoming", "outgoing"):
-            for leftover in self.folder(state).glob(".*.part"):
-                leftover.unlink(missing_ok=True)
+        for state in STATES:
+            for leftover in self.folder(state).glob(".*.part"):  # a write cut short (a private folder since #28)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
         outgoing = self.folder("outgoing")
         for marker in sorted(outgoing.glob("*.sent")):
             self.finish(marker.name[: -len(".sent")])
@@ -195,6 +275,16 @@ class Spool:
                 os.replace(film, self.film("incoming", key))
         fsync_folder(outgoing)
         fsync_folder(self.folder("incoming"))
+        for marker in sorted(self.folder("incoming").glob("*.attempt")):
+            key = marker.name[: -len(".attempt")]
+            if not self.film("incoming", key).exists():
+                marker.unlink(missing_ok=True)
+            elif self.attempts(key) >= max_attempts:
+                self.fail(
+                    key,
+                    f"the node stopped (a crash, the out-of-memory killer or a kill) while segmenting this film, "
+                    f"{self.attempts(key)} time(s): not tried again; move it back to incoming/ to retry",
+                )
         to_segment = [p.name[: -len(".dcm")] for p in _oldest_first(self.folder("incoming").glob("*.dcm"))]
         to_send = [p.name[: -len("_seg.dcm")] for p in _oldest_first(outgoing.glob("*_seg.dcm"))]
         return to_segment, to_send
@@ -211,7 +301,9 @@ class Spool:
     # --- helpers -------------------------------------------------------------------------------
     def _write_durably(self, target: Path, data: bytes) -> None:
         """Temporary file beside ``target`` (``.<name>.*.part``), fsync, rename over ``target``, fsync the folder."""
-        write_atomically(target, lambda temporary: temporary.write_bytes(data), overwrite=True, durable=True)
+        write_atomically(
+            target, lambda temporary: temporary.write_bytes(data), overwrite=True, durable=True, mode=FILE_MODE
+        )
 
 
 def _oldest_first(paths) -> list[Path]:
