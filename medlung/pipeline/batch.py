@@ -90,7 +90,7 @@ class PredictOptions:
     max_memory : int or None
         Bytes the films in flight may use together (``--max-memory``;
         default :func:`medlung.memory.default_budget`): each film holds its
-        declared decode cost (:func:`medlung.headers.film_cost`, read from
+        declared decode cost (:func:`medlung.io.headers.film_cost`, read from
         its header) from before it is decoded until it is written, so
         ``workers`` films run at once only while they fit; a film whose cost
         alone is over the budget is an error row, never decoded.
@@ -339,7 +339,7 @@ class _Job:
     def _load(self, options: PredictOptions, budget, loader) -> None:
         row = self.row
         if budget is not None:
-            from medlung.headers import film_cost
+            from medlung.io.headers import film_cost
 
             cost = film_cost(self.path)
             if cost is not None:  # no size in the header: the reader refuses the file or checks it itself

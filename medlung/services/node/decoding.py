@@ -72,7 +72,7 @@ class IsolatedLoader:
 
     def allowance(self, path: Path) -> int:
         """Bytes the child gets for ``path``: its declared decode cost plus slack, at most :attr:`limit`."""
-        from medlung.headers import film_cost
+        from medlung.io.headers import film_cost
 
         cost = film_cost(path)
         if cost is None:

@@ -255,7 +255,7 @@ class Receiving(NodeState):
         of the request (``0xA900``): a sender cannot key one film under
         another's UID.
         """
-        from medlung.headers import HeaderError, inspect_dataset
+        from medlung.io.headers import HeaderError, inspect_dataset
 
         request_class, request_instance = _request_uids(event)
         limit = self.config.max_film_mb * 1e6
