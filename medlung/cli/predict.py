@@ -193,13 +193,14 @@ def predict(
     if send_tls is not None and not send:
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
     if stow:
-        from medlung.pacs.send import check_stow_url, credentials_from_environment
+        from medlung.pacs.send import check_stow_url, credentials_from_environment, plain_http_warning
 
         try:
-            check_stow_url(stow)
-            credentials_from_environment()
+            warning = plain_http_warning(check_stow_url(stow), credentials_from_environment())
         except MedlungError as exc:
             raise click.BadParameter(str(exc), param_hint="--stow") from None
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     from medlung.io import DEFAULT_MAX_PIXELS
     from medlung.pipeline.batch import PredictOptions, collect_inputs, predict_files
 

@@ -19,6 +19,7 @@ import copy
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,7 +430,10 @@ def stow_rs(
     if credentials is None:
         credentials = credentials_from_environment()
     all_headers = {**(headers or {}), **(credentials.headers() if credentials else {})}
-    client = DICOMwebClient(url=url, headers=all_headers or None, timeout=timeout)
+    warning = plain_http_warning(url, credentials)
+    if warning:
+        warnings.warn(warning, CredentialsWarning, stacklevel=2)
+    client = DICOMwebClient(url=url, headers=all_headers or None, timeout=timeout, session=_same_origin_session(url))
     client.set_http_retry_params(retry=False)  # medlung retries itself, with its own backoff
     results = []
     refused = None  # a result refused for its credentials: the later files are not tried
@@ -470,6 +474,64 @@ def check_stow_url(url: str) -> str:
     return url
 
 
+class CredentialsWarning(UserWarning):
+    """DICOMweb credentials about to travel where others can read them."""
+
+
+class RedirectRefused(Exception):
+    """The DICOMweb server redirected a STOW-RS to another host; the SEG is not sent there."""
+
+
+def plain_http_warning(url: str, credentials) -> str | None:
+    """The warning for credentials sent over plain ``http://`` to another machine; None when there is none.
+
+    Over ``http://`` a token or password crosses the network readable by
+    anyone on the way; to this machine (loopback) it does not leave it.
+    """
+    parts = urlsplit(url)
+    if credentials is None or parts.scheme != "http" or _is_loopback_host(parts.hostname or ""):
+        return None
+    what = "password" if getattr(credentials, "scheme", "") == "basic" else "token"
+    return (
+        f"the DICOMweb {what} ({credentials.source}) goes to {parts.hostname} over plain http://: anyone on the "
+        "network between can read it and the SEGs; use an https:// URL"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin_session(url: str):
+    """A requests session that refuses to follow a redirect to another scheme, host or port than ``url``'s.
+
+    A 307/308 answer would make requests post the SEG (patient data) again to
+    wherever it points; the hook raises :class:`RedirectRefused` on such an
+    answer before anything is sent there.
+    """
+    import requests
+
+    origin = urlsplit(url)
+    session = requests.Session()
+
+    def refuse_other_hosts(response, *args, **kwargs):
+        if response.is_redirect:
+            target = urlsplit(requests.compat.urljoin(response.url, response.headers.get("location", "")))
+            if (target.scheme, target.hostname, target.port) != (origin.scheme, origin.hostname, origin.port):
+                raise RedirectRefused(f"{target.scheme}://{target.netloc}")
+        return response
+
+    session.hooks["response"].append(refuse_other_hosts)
+    return session
+
+
 def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float, credentials) -> SendResult:
     """STOW-RS one dataset, retrying what may be transient."""
     import requests
@@ -490,6 +552,31 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
             if status in (401, 403):
                 return SendResult(path, False, url, uid, status, attempts, _auth_message(status, url, credentials))
             return SendResult(path, False, url, uid, status, attempts, f"{message}; the file is kept")
+        except RedirectRefused as exc:
+            return SendResult(
+                path,
+                False,
+                url,
+                uid,
+                None,
+                attempts,
+                f"{url} redirected the STOW-RS to another host ({exc}): not followed, nothing was sent there; "
+                "give the server's own URL; the file is kept",
+            )
+        except requests.exceptions.SSLError as exc:
+            text = _first_line(exc)
+            untrusted = "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
+            problem = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
+            return SendResult(
+                path,
+                False,
+                url,
+                uid,
+                None,
+                attempts,
+                f"{url} answered but {problem} ({text[-160:]}); give the CA that signed it in REQUESTS_CA_BUNDLE, "
+                "or check the URL; the file is kept",
+            )
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             status, message = None, f"no answer from {url} ({type(exc).__name__})"
             continue

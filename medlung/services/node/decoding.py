@@ -69,6 +69,8 @@ class IsolatedLoader:
         self.scratch = private_folder(scratch)
         self.limit = int(limit)
         self.timeout = float(timeout)
+        #: Peak resident memory of the last child, MB (None when it died before it said).
+        self.last_peak_mb: float | None = None
 
     def allowance(self, path: Path) -> int:
         """Bytes the child gets for ``path``: its declared decode cost plus slack, at most :attr:`limit`."""
@@ -122,6 +124,7 @@ class IsolatedLoader:
     def _film(self, path: Path, answer, exitcode, timed_out: bool, allowance: int, pixels_file: Path):
         from medlung.film import Film
 
+        self.last_peak_mb = None
         if answer is None:
             if timed_out:
                 reason = f"reading it took longer than {self.timeout:g} s"
@@ -130,10 +133,12 @@ class IsolatedLoader:
             else:
                 reason = f"the reader died (exit status {exitcode})"
             raise DecodeError(f"could not be read: {reason}; the node is unharmed", path, "Export the film again.")
-        kind, payload = answer
+        kind, payload, peak_kb = answer
+        self.last_peak_mb = round(peak_kb / 1024, 1)
         if kind == "memory":
             raise DecodeError(
-                f"decoding it needs more than the {format_bytes(allowance)} its header allows ({payload}): "
+                f"decoding it needs more than the {format_bytes(allowance)} allowed for a film of its header's size "
+                f"({payload}): "
                 "the pixel data declares more than the header does, or the film is larger than --max-memory allows",
                 path,
                 "Export the film again; raise --max-memory if it is real.",
@@ -173,10 +178,11 @@ def _decode_in_child(connection, path: str, spacing, max_pixels, allowance: int,
         answer = ("memory", text) if "MemoryError" in text else ("error", (type(exc).__name__, text))
     except BaseException as exc:  # the child reports everything; the node decides
         answer = ("error", ("MedlungError", f"{path}: unexpected {type(exc).__name__}: {str(exc)[:200]}"))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
-        connection.send(answer)
+        connection.send((*answer, peak_kb))
     except Exception:
-        connection.send(("error", ("MedlungError", f"{path}: the film's header cannot be handed over")))
+        connection.send(("error", ("MedlungError", f"{path}: the film's header cannot be handed over"), peak_kb))
     connection.close()
 
 

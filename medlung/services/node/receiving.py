@@ -101,7 +101,7 @@ class Receiving(NodeState):
             min_free_mb=self.config.min_free_mb,
             max_memory_mb=round(self._memory / 2**20),
             associations=self._associations,
-            max_associations_per_host=self.config.max_associations_per_host,
+            max_associations_per_host=self._per_host_limit(),
             model=self.segmenter.model_version,
         )
         warning = exposure_warning(self.config)
@@ -129,7 +129,7 @@ class Receiving(NodeState):
                     reason="address not in --allow-host",
                 )
                 return False
-        host, limit = str(client_address[0]), self.config.max_associations_per_host
+        host, limit = str(client_address[0]), self._per_host_limit()
         server = self._server
         running = server.ae.active_associations if server is not None else []
         with self._lock:
@@ -143,9 +143,15 @@ class Receiving(NodeState):
             "association-refused",
             "warning",
             address=_peer(client_address),
-            reason=f"{open_now} connections from this address already open (--max-associations-per-host {limit})",
+            reason=f"{open_now} connections from this address already open, the most one address may hold "
+            f"(--max-associations-per-host, at most the {self._associations} associations served less one)",
         )
         return False
+
+    def _per_host_limit(self) -> int:
+        """Connections one address may hold: ``max_associations_per_host``, and always fewer than the associations
+        the node serves at once, so that one host (silent sockets, say) never takes every slot."""
+        return max(1, min(self.config.max_associations_per_host, self._associations - 1))
 
     def _peer_done(self, client_address) -> None:
         """A connection counted by :meth:`_peer_allowed` has its association running (or has ended)."""
@@ -198,8 +204,12 @@ class Receiving(NodeState):
         calling = _ae(requestor.ae_title)
         if ae.require_calling_aet and calling not in [t.strip() for t in ae.require_calling_aet]:
             reason = "calling AE title not in --allow"
-        elif len([a for a in ae.active_associations if a.is_acceptor]) > ae.maximum_associations:
-            reason = f"{ae.maximum_associations} associations already served (the most --max-memory allows)"
+        elif len(served := [a for a in ae.active_associations if a.is_acceptor]) > ae.maximum_associations:
+            holders = sorted({str(a.requestor.address) for a in served if a is not event.assoc})
+            reason = (
+                f"{ae.maximum_associations} associations already served, the most --max-memory allows "
+                f"(held by {', '.join(holders)})"
+            )
         else:
             reason = "refused in negotiation (user identity or called AE title)"
         self.log(

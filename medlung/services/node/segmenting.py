@@ -54,7 +54,16 @@ class Segmenting(NodeState):
             with self._lock:
                 self._jobs.pop(key, None)
                 self._waiting -= 1
-            self.log("failed", "error", key=key, stage="segment", reason=reason, reason_file=self.spool.reason(key))
+            self.log(
+                "failed",
+                "error",
+                key=key,
+                stage="segment",
+                reason=reason,
+                reason_file=self.spool.reason(key),
+                reader_peak_mb=self._loader.last_peak_mb,
+                seconds=round(time.perf_counter() - started, 3),
+            )
             return
         self.spool.segmented(key)
         with self._send_wakeup:
@@ -68,5 +77,6 @@ class Segmenting(NodeState):
             seconds=round(time.perf_counter() - started, 3),
             resumed=resumed,
             empty=",".join(row.get("empty_lungs") or []) or None,
+            reader_peak_mb=None if resumed else self._loader.last_peak_mb,
             **fields,
         )
