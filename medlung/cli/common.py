@@ -87,3 +87,14 @@ def max_memory_help(what: str) -> str:
         f"Memory {what} may use, e.g. 4G or 1500M [default: {DEFAULT_FRACTION:.0%} of this machine's memory or its "
         "cgroup limit]. Each film holds the cost its header declares (size x bytes per pixel) while in flight."
     )
+
+
+def films_counted() -> str:
+    """What a folder search takes as a film, for "no films found" (the extensions of medlung.pipeline.batch)."""
+    from medlung.pipeline.batch import FILM_EXTENSIONS
+
+    named = ", ".join(sorted(e for e in FILM_EXTENSIONS if e))
+    return (
+        f"Films are files named {named} or without an extension (DICOM often has none), not hidden and not "
+        "DICOMDIR; give a file by its path to try it whatever its name."
+    )

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import fail, is_verbose, max_memory_help, memory_option, quiet_warnings, spacing_option
+from medlung.cli.common import (
+    fail,
+    films_counted,
+    is_verbose,
+    max_memory_help,
+    memory_option,
+    quiet_warnings,
+    spacing_option,
+)
 from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
@@ -18,7 +26,12 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 
     chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
     unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(repr(f) for f in unknown)} {'is' if len(unknown) == 1 else 'are'} not an output format; "
+            f"choose from {','.join(FORMATS)} (got {value!r})"
+        )
+    if not chosen:
         raise click.BadParameter(f"choose from {','.join(FORMATS)} (got {value!r})")
     return chosen
 
@@ -225,9 +238,17 @@ def predict(
         raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
     if manifest is not None and not manifest.is_file():
         raise click.BadParameter(f"{manifest} is not a file.", param_hint="--manifest")
+    if str(device).strip().lower() not in ("auto", "cpu") and (scheduler is None or scheduler.startswith("local")):
+        from medlung.networks.running import resolve_device  # before any film or progress line (a remote cluster's
+
+        #                                                      workers may have the CUDA this machine lacks)
+        try:
+            resolve_device(device)
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc), param_hint="--device") from None
     paths = collect_inputs(inputs)
     if not paths and manifest is None:
-        raise click.UsageError("no films found in the inputs given.")
+        raise click.UsageError(f"no films found in the inputs given. {films_counted()}")
     if scheduler is not None:
         from medlung.cli.predict_dask import predict_on_cluster
 
@@ -295,7 +316,7 @@ def predict(
         qc_fail=qc_fail,
         max_memory=max_memory,
     )
-    counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
+    counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0, "uncalibrated": 0}
     log = _ProgressLines(len(paths)) if not sys.stderr.isatty() else None  # a bar draws nothing without a terminal
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr, show_pos=True, show_eta=True) as bar:
 
@@ -306,6 +327,8 @@ def predict(
             elif row.get("qc") == "flagged":
                 counts["flagged"] += 1
                 click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
+            if row["status"] == "ok" and row.get("calibrated") is False:
+                counts["uncalibrated"] += 1
             bar.update(1)
             if log is not None:
                 log(counts)
@@ -316,6 +339,12 @@ def predict(
     failed = counts["error"]
     skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
     flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
+    if counts["uncalibrated"] and not spacing:
+        click.echo(
+            f"{counts['uncalibrated']} film(s) give no pixel spacing: their areas are in px, not cm² "
+            "(columns *_px); if you know a film's spacing, give it with --spacing MM (or ROW,COL).",
+            err=True,
+        )
     click.echo(f"done {counts['ok']}{flagged}{skipped}, failed {failed}, {seconds:.1f} s; report: {report.csv_path}")
     sys.exit(1 if failed else 0)
 

@@ -534,6 +534,32 @@ def overlay_lines(film, masks) -> list[str]:
     return lines
 
 
+def result_row(masks, path=None) -> dict:
+    """The report row of one segmented film (every column of ``report.csv`` it knows), as ``medlung predict`` has it.
+
+    Used by :func:`medlung.to_dataframe` for results of the Python API, so
+    that a notebook table has the report's columns and values.
+    """
+    film = getattr(masks, "film", None)
+    rows, cols = masks.labels.shape
+    row = {
+        "file": None if path is None else str(path),
+        "status": "ok",
+        "rows": int(rows),
+        "cols": int(cols),
+        "spacing_mm": list(masks.spacing) if masks.spacing else None,
+        "spacing_source": masks.spacing_source,
+        "calibrated": masks.areas_cm2 is not None,
+        "qc": masks.qc,
+        "qc_reasons": [str(r) for r in masks.qc_reasons],
+        "seconds": round(float(masks.seconds), 3),
+        "error": None,
+        "notes": list(getattr(film, "warnings", ()) or ()) + list(masks.notes),
+    }
+    row.update(_areas(masks))
+    return row
+
+
 def _areas(masks) -> dict:
     fixed = masks.orientation_check.endswith("fixed")
     how = " (detected)" if fixed else " (assumed)" if masks.orientation_assumed else ""
