@@ -28,12 +28,15 @@ from medlung.errors import MedlungError
 DEFAULT_FRACTION = 0.5
 #: Smallest budget accepted, bytes: the model and the libraries alone take about this much.
 MIN_BUDGET_BYTES = 512 * 2**20
-#: Memory of the process before any film: Python, torch, MONAI and the shipped model (measured on this machine with
-#: ``benchmarks/memory_budget.py``: peak RSS of a batch of 16x16 films ~0.55 GB), bytes.
+#: Memory of the process before any film: Python, torch, MONAI and the shipped model, bytes (peak RSS of a predict
+#: run on a 64x64 film: 589 MB; benchmarks/memory_budget.py).
 BASE_BYTES = 600 * 2**20
-#: Peak bytes per pixel of one film through read, segment and write, beyond the stored pixels: the float32 film,
-#: one float64 copy while a LUT or window is applied, the label maps and the overlay (benchmarks/memory_budget.py).
-BYTES_PER_PIXEL = 16
+#: Peak bytes per pixel of one film through read, segment and write, beyond its stored pixels: the float32 film, a
+#: float64 copy while a LUT or window is applied, the label maps, the overlay (measured 15-44 B/px beyond the base
+#: on 1024x1024 to 4020x4892 films, benchmarks/memory_budget.py; with PER_FILM_BYTES it covers every one).
+BYTES_PER_PIXEL = 24
+#: Bytes every film takes whatever its size: the network's tensors on the working grid (2 mm), the model's buffers.
+PER_FILM_BYTES = 128 * 2**20
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -105,7 +108,7 @@ def declared_decode_cost(rows: int, cols: int, bits_allocated: int = 16, samples
     """
     pixels = max(0, int(rows)) * max(0, int(cols))
     stored = pixels * max(1, int(samples)) * max(1, math.ceil(int(bits_allocated) / 8))
-    return stored + pixels * BYTES_PER_PIXEL
+    return stored + pixels * BYTES_PER_PIXEL + PER_FILM_BYTES
 
 
 class MemoryBudget:
