@@ -79,13 +79,25 @@ def memory_option(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc)) from None
 
 
-def max_memory_help(what: str) -> str:
-    """The help text of ``--max-memory``, with this machine's default."""
+def max_memory_option(what: str, effect: str):
+    """The ``--max-memory SIZE`` option of ``predict`` and ``serve`` (bytes, or None for the machine's default).
+
+    Parameters
+    ----------
+    what : str
+        Who uses the memory (``"the batch"``), for the help text.
+    effect : str
+        What the budget decides there, a sentence for the help text.
+    """
     from medlung.memory import DEFAULT_FRACTION
 
-    return (
-        f"Memory {what} may use, e.g. 4G or 1500M [default: {DEFAULT_FRACTION:.0%} of this machine's memory or its "
-        "cgroup limit]. Each film holds the cost its header declares (size x bytes per pixel) while in flight."
+    return click.option(
+        "--max-memory",
+        callback=memory_option,
+        default=None,
+        metavar="SIZE",
+        help=f"Memory {what} may use, e.g. 4G or 1500M [default: {DEFAULT_FRACTION:.0%} of this machine's memory "
+        f"or its cgroup limit]. Each film holds the cost its header declares (size x bytes per pixel). {effect}",
     )
 
 

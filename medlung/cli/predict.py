@@ -12,8 +12,7 @@ from medlung.cli.common import (
     fail,
     films_counted,
     is_verbose,
-    max_memory_help,
-    memory_option,
+    max_memory_option,
     quiet_warnings,
     spacing_option,
 )
@@ -93,13 +92,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
     help="Films processed at once (threads). With 1, the next film is read and the last one's outputs "
     "written while one is segmented.",
 )
-@click.option(
-    "--max-memory",
-    callback=memory_option,
-    default=None,
-    metavar="SIZE",
-    help=max_memory_help("the batch")
-    + " --workers films run at once only while they fit; a film that alone needs more is an error, never decoded.",
+@max_memory_option(
+    "the batch", "--workers films run at once only while they fit; a film that alone needs more is an error."
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option(

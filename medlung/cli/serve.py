@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, max_memory_help, memory_option, report_exception
+from medlung.cli.common import is_verbose, max_memory_option, report_exception
 from medlung.cli.security import tls_config, tls_options
 from medlung.errors import MedlungError
 
@@ -104,14 +104,7 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     show_default=True,
     help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.",
 )
-@click.option(
-    "--max-memory",
-    callback=memory_option,
-    default=None,
-    metavar="SIZE",
-    help=max_memory_help("the node")
-    + " It sizes the associations served at once and the memory each film's reading child may take.",
-)
+@max_memory_option("the node", "It sizes the associations served at once and the memory each film's reader may take.")
 @click.option(
     "--max-associations-per-host",
     type=click.IntRange(1),

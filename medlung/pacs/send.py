@@ -552,31 +552,8 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
             if status in (401, 403):
                 return SendResult(path, False, url, uid, status, attempts, _auth_message(status, url, credentials))
             return SendResult(path, False, url, uid, status, attempts, f"{message}; the file is kept")
-        except RedirectRefused as exc:
-            return SendResult(
-                path,
-                False,
-                url,
-                uid,
-                None,
-                attempts,
-                f"{url} redirected the STOW-RS to another host ({exc}): not followed, nothing was sent there; "
-                "give the server's own URL; the file is kept",
-            )
-        except requests.exceptions.SSLError as exc:
-            text = _first_line(exc)
-            untrusted = "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
-            problem = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
-            return SendResult(
-                path,
-                False,
-                url,
-                uid,
-                None,
-                attempts,
-                f"{url} answered but {problem} ({text[-160:]}); give the CA that signed it in REQUESTS_CA_BUNDLE, "
-                "or check the URL; the file is kept",
-            )
+        except (RedirectRefused, requests.exceptions.SSLError) as exc:  # neither gets better by trying again
+            return SendResult(path, False, url, uid, None, attempts, _refusal_message(exc, url))
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             status, message = None, f"no answer from {url} ({type(exc).__name__})"
             continue
@@ -608,6 +585,22 @@ def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: floa
         attempts,
         f"not sent after {attempts} attempt(s): {message}; check that the DICOMweb server is running "
         "and reachable; the file is kept",
+    )
+
+
+def _refusal_message(exc: Exception, url: str) -> str:
+    """One line for a redirect to another host or a TLS failure (an untrusted certificate said as such)."""
+    if isinstance(exc, RedirectRefused):
+        return (
+            f"{url} redirected the STOW-RS to another host ({exc}): not followed, nothing was sent there; "
+            "give the server's own URL; the file is kept"
+        )
+    text = _first_line(exc)
+    untrusted = "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
+    problem = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
+    return (
+        f"{url} answered but {problem} ({text[-160:]}); give the CA that signed it in REQUESTS_CA_BUNDLE, "
+        "or check the URL; the file is kept"
     )
 
 
