@@ -20,6 +20,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from medlung.errors import UnreadableFileError
 
@@ -129,7 +130,9 @@ class HeaderError(ValueError):
     """A data set that cannot be understood (cut short, not DICOM): the sentence says why."""
 
 
-def inspect_dataset(encoded: bytes | io.BytesIO, transfer_syntax: str, max_decoded_bytes: int) -> DatasetCheck:
+def inspect_dataset(
+    encoded: bytes | memoryview | io.BytesIO, transfer_syntax: str, max_decoded_bytes: int
+) -> DatasetCheck:
     """Check a data set as a C-STORE delivers it (encoded in ``transfer_syntax``, no File Meta).
 
     ``encoded`` may be the receiver's own ``BytesIO`` (read in place, not copied).
@@ -145,14 +148,14 @@ def inspect_dataset(encoded: bytes | io.BytesIO, transfer_syntax: str, max_decod
     OverflowError
         When it inflates to more than ``max_decoded_bytes``.
     """
-    if isinstance(encoded, io.BytesIO):
-        encoded = encoded.getbuffer()
+    data: bytes | memoryview = encoded.getbuffer() if isinstance(encoded, io.BytesIO) else encoded
+    body: bytes | memoryview
     if transfer_syntax == _DEFLATED:
-        body, decoded = _inflate_counting(encoded, max_decoded_bytes)
+        body, decoded = _inflate_counting(data, max_decoded_bytes)
         syntax = "1.2.840.10008.1.2.1"
         whole = False  # only a prefix is walked: the inflated length was checked instead
     else:
-        body, decoded, syntax, whole = encoded, len(encoded), transfer_syntax, True
+        body, decoded, syntax, whole = data, len(data), transfer_syntax, True
     ds, end = _walk(
         body, syntax, stop_after=None if whole else 0x00080018, defer=_STRUCTURE_DEFER if whole else DEFER_BYTES
     )
@@ -227,7 +230,7 @@ def read_header(data: bytes, stop_after: int | None = None):
     return ds
 
 
-def _walk(body: bytes, syntax: str, stop_after: int | None, defer: int = DEFER_BYTES):
+def _walk(body: bytes | memoryview, syntax: str, stop_after: int | None, defer: int = DEFER_BYTES):
     """The elements of ``body`` (values over ``defer`` bytes skipped, not read) and the offset the last one ends at.
 
     pydicom reads a value shorter than ``defer`` with one ``read``, which
@@ -248,7 +251,7 @@ def _walk(body: bytes, syntax: str, stop_after: int | None, defer: int = DEFER_B
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = read_dataset(stream, implicit, little, stop_when=stop, defer_size=defer)
+            ds = read_dataset(cast(BinaryIO, stream), implicit, little, stop_when=stop, defer_size=defer)
     except (EOFError, struct.error, ValueError, OSError, NotImplementedError, KeyError) as exc:
         if stop_after is not None:
             return Dataset(), len(body)  # a prefix may end inside an element
@@ -290,7 +293,7 @@ class _ViewReader(io.RawIOBase):
 
 
 def _inflate_counting(
-    deflated: bytes, limit: int, keep: int = HEADER_BYTES, allow_more: bool = False
+    deflated: bytes | memoryview, limit: int, keep: int = HEADER_BYTES, allow_more: bool = False
 ) -> tuple[bytes, int]:
     """Inflate a raw deflate stream step by step; the first ``keep`` bytes and the total inflated size.
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import DEFAULT_MAX_PIXELS, load_film
@@ -287,8 +288,11 @@ class _Job:
         self.row: dict = {"file": str(path), "status": "error"}
         self.done = False
         self.seconds = 0.0
-        self.film = self.masks = self.targets = None
-        self.budget, self.held = None, 0
+        self.film: Any = None  # medlung.film.Film once read
+        self.masks: Any = None  # medlung.inference.LungMasks once segmented
+        self.targets: Any = None  # dict of output kind -> Path
+        self.budget: Any = None  # the medlung.memory.MemoryBudget the film's cost is held in
+        self.held = 0
 
     @classmethod
     def load(cls, path: Path, prefix: Path, options: PredictOptions, budget=None, loader=None) -> _Job:
