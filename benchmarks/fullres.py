@@ -72,11 +72,12 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     import numpy as np
 
     import medlung
-    from medlung.pipeline.batch import PredictOptions, planned_outputs, write_outputs
+    from medlung.pipeline.batch import planned_outputs, write_outputs
+    from medlung.pipeline.settings import PredictSettings
 
     segmenter = medlung.Segmenter(device=device)
     segmenter(medlung.load_film(SAMPLE))  # warm-up, as in a batch
-    options = PredictOptions()
+    options = PredictSettings()
     stages = {}
     started = time.perf_counter()
     loaded = medlung.load_film(film)

@@ -36,7 +36,7 @@ PRIVATE_FOLDER_MODE = 0o700
 
 def write_atomically(
     path: str | Path,
-    write: Callable[[Path], None],
+    write: Callable[[Path], object],
     overwrite: bool = False,
     durable: bool = False,
     mode: int | None = None,
@@ -158,6 +158,11 @@ def private_folder(path: str | Path) -> Path:
     if stat.S_IMODE(path.stat().st_mode) != PRIVATE_FOLDER_MODE:
         os.chmod(path, PRIVATE_FOLDER_MODE)
     return path
+
+
+def write_text_atomically(path: str | Path, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`write_atomically`."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), overwrite)
 
 
 def fsync_file(path: str | Path) -> None:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-#: The two lung conventions (see ``docs/design.md``): ``field`` is the radiographic lung field bounded by the
-#: heart and mediastinum; ``anatomical`` is the whole lung, continuing behind the heart. Opacified lung is lung in both.
-CONVENTIONS = ("field", "anatomical")
-#: The convention a film's lungs are drawn in unless asked otherwise.
-DEFAULT_CONVENTION = "field"
+# The two lung conventions and the default one are user-facing defaults (medlung.defaults); re-exported here, where
+# the plan checks its head against them.
+from medlung.defaults import CONVENTIONS, DEFAULT_CONVENTION
+
 HEADS = ("softmax", "sigmoid")
 NETWORKS = ("basicunet", "unetpp")
 

@@ -23,7 +23,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medlung"
 
 #: Layers from the bottom up; each entry is a package or module under medlung.
 LAYERS = (
-    ("core", ("version", "errors", "logs", "plans", "labels", "spacing", "film", "uids", "atomic", "tables", "memory")),
+    (
+        "core",
+        (
+            "version",
+            "environment",
+            "defaults",
+            "errors",
+            "logs",
+            "plans",
+            "labels",
+            "spacing",
+            "film",
+            "uids",
+            "atomic",
+            "tables",
+            "memory",
+        ),
+    ),
     ("reading and measuring", ("io", "metrics", "orientation")),
     (
         "building blocks",

@@ -11,7 +11,8 @@ import pydicom
 import pytest
 import torch
 
-from medlung.pipeline.batch import PredictOptions, predict_files
+from medlung.pipeline.batch import predict_files
+from medlung.pipeline.settings import PredictSettings
 from medlung.uids import output_options, seg_uids
 
 SOURCE_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -117,7 +118,7 @@ def test_predict_gives_new_seg_uids_when_an_option_changes(tmp_path, shared_dico
     film = shared_dicom / "CR-MONO1-10-chest.dcm"
 
     def seg_uid(name, segmenter, **options):
-        predict_files([film], tmp_path / name, segmenter, PredictOptions(formats=("seg",), **options))
+        predict_files([film], tmp_path / name, segmenter, PredictSettings(formats=("seg",), **options))
         return pydicom.dcmread(tmp_path / name / "CR-MONO1-10-chest_seg.dcm").SOPInstanceUID
 
     first = seg_uid("a", segmenter)

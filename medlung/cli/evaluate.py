@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from medlung import environment
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
@@ -96,7 +96,7 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
         )
 
     started = time.perf_counter()
-    show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
+    show_progress = not environment.no_progress()
     done = 0
 
     def progress(row: dict) -> None:

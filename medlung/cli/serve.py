@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from medlung import defaults
 from medlung.cli.common import is_verbose, max_memory_option, report_exception
 from medlung.cli.security import tls_config, tls_options
+from medlung.cli.segmenting import build_settings, model_options
 from medlung.errors import MedlungError
 
 
@@ -39,8 +41,14 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 
 
 @click.command()
-@click.option("--ae-title", default="MEDLUNG", show_default=True, help="This node's AE title.")
-@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True, help="TCP port to listen on.")
+@click.option("--ae-title", default=defaults.DEFAULT_AE_TITLE, show_default=True, help="This node's AE title.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=defaults.DEFAULT_PORT,
+    show_default=True,
+    help="TCP port to listen on.",
+)
 @click.option(
     "--bind",
     default="0.0.0.0",
@@ -49,12 +57,7 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     "connect unless --allow-host or --tls-ca limits who; 127.0.0.1: this machine only.",
 )
 @click.option("--forward", metavar="AE@HOST:PORT", help="Where each DICOM-SEG is stored (usually the PACS).")
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, exists=True),
-    help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@model_options
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -86,21 +89,21 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 @click.option(
     "--max-films-per-association",
     type=click.IntRange(1),
-    default=500,
+    default=defaults.DEFAULT_MAX_FILMS_PER_ASSOCIATION,
     show_default=True,
     help="C-STOREs one association may make; later ones are refused with 0xA702.",
 )
 @click.option(
     "--max-film-mb",
     type=click.FloatRange(0, min_open=True),
-    default=256,
+    default=defaults.DEFAULT_MAX_FILM_MB,
     show_default=True,
     help="Largest film accepted in MB; larger ones are refused with 0xA701.",
 )
 @click.option(
     "--min-free-mb",
     type=click.FloatRange(0),
-    default=1024,
+    default=defaults.DEFAULT_MIN_FREE_MB,
     show_default=True,
     help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.",
 )
@@ -130,14 +133,14 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 @click.option(
     "--max-queue",
     type=click.IntRange(1),
-    default=100,
+    default=defaults.DEFAULT_MAX_QUEUE,
     show_default=True,
     help="Films waiting to be segmented before C-STORE answers 0xA700 (out of resources).",
 )
 @click.option(
     "--resend-interval",
     type=click.FloatRange(0.1),
-    default=60.0,
+    default=defaults.DEFAULT_RESEND_INTERVAL_S,
     show_default=True,
     help="Longest wait in seconds between delivery attempts while --forward is unreachable.",
 )
@@ -158,8 +161,6 @@ def serve(
     port,
     bind,
     forward,
-    bundle,
-    device,
     workdir,
     allow,
     allow_hosts,
@@ -179,6 +180,7 @@ def serve(
     json_logs,
     status_dir,
     as_json,
+    **model,
 ) -> None:
     """A DICOM node: receive CR/DX/SC films (C-STORE), segment the lungs, store the DICOM-SEG on --forward.
 
@@ -222,17 +224,19 @@ def serve(
     tls = tls_config(tls_cert, tls_key, tls_ca, need_cert=True)
     if forward_plain and tls is None:
         raise click.UsageError("--forward-plain only makes sense with --tls-cert.")
+    from medlung.services.node import NODE_FORMATS
+
+    settings = build_settings(model, formats=NODE_FORMATS)  # the same settings object medlung predict builds
     try:
         config = ServeConfig(
             ae_title=ae_title,
             port=port,
             forward=forward,
             workdir=workdir,
-            bundle=bundle,
+            settings=settings,
             allow=allow,
             max_queue=max_queue,
             bind=bind,
-            device=device,
             json_logs=json_logs,
             resend_interval=resend_interval,
             allow_hosts=allow_hosts,

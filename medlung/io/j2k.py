@@ -18,6 +18,8 @@ import threading
 
 from pydicom import uid
 
+from medlung import environment
+
 #: The label under which the plugin is added to pydicom's JPEG 2000 decoders.
 PLUGIN = "medlung-imagecodecs"
 #: JPEG 2000 transfer syntaxes the plugin decodes.
@@ -28,9 +30,9 @@ _register_lock = threading.Lock()  # pydicom's add_plugin is not thread-safe; fi
 
 def threads() -> int:
     """Threads per film: ``$MEDLUNG_DECODE_THREADS``, else the CPUs this process may use (at most 8)."""
-    value = os.environ.get("MEDLUNG_DECODE_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    chosen = environment.decode_threads()
+    if chosen is not None:
+        return chosen
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -66,7 +68,7 @@ def register() -> bool:
     """Add the plugin to pydicom's JPEG 2000 decoders, first in line (once); ``False`` when unavailable."""
     from pydicom.pixels.decoders import base
 
-    if os.environ.get("MEDLUNG_J2K_DECODER", "imagecodecs") == "pydicom":  # pydicom's own plugins only
+    if environment.j2k_decoder() == "pydicom":  # pydicom's own plugins only
         return False
     with _register_lock:
         return _register(base)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import re
 import time
 import warnings
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, SegmentationStorage
 
+from medlung import environment
 from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs.tls import TlsConfig
 
@@ -165,12 +165,12 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
     CredentialsError
         When the variables contradict each other, a file cannot be read, or a secret is empty.
     """
-    env = os.environ if environ is None else environ
-    given = [
-        name
+    env = {
+        name: value
         for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE)
-        if env.get(name)
-    ]
+        if (value := environment.get(name, environ)) is not None
+    }
+    given = list(env)
     if not given:
         return None
     token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
@@ -301,10 +301,10 @@ def send_cstore(
     _check_retry_arguments(retries, backoff)
     tls_args = (tls.client_context(), target.host) if tls is not None else None
     where = str(target)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     results: dict[int, SendResult] = {}
     datasets = {}
-    for index, path in enumerate(paths):
+    for index, path in enumerate(files):
         dataset, problem = _read(path)
         if problem:
             results[index] = SendResult(path, False, where, message=problem)
@@ -350,7 +350,7 @@ def send_cstore(
                     continue
                 status, message = outcome
                 results[index] = SendResult(
-                    paths[index],
+                    files[index],
                     status in _STORED_STATUSES,
                     where,
                     str(dataset.SOPInstanceUID),
@@ -365,7 +365,7 @@ def send_cstore(
 
     for index in pending:
         results[index] = SendResult(
-            paths[index],
+            files[index],
             False,
             where,
             str(datasets[index].get("SOPInstanceUID", "")) or None,
@@ -374,7 +374,7 @@ def send_cstore(
             f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
             f"reachable and accepts AE title {calling_ae}; the file is kept",
         )
-    return [results[i] for i in range(len(paths))]
+    return [results[i] for i in range(len(files))]
 
 
 def stow_rs(

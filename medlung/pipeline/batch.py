@@ -15,20 +15,20 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medlung.defaults import OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
-from medlung.io import DEFAULT_MAX_PIXELS, load_film
+from medlung.io import load_film
+from medlung.pipeline.settings import PredictSettings, load_segmenter
 from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
-FORMATS = ("seg", "png", "nifti", "overlay", "mha")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
@@ -52,65 +52,6 @@ FILM_EXTENSIONS = {
     ".nii",
     ".nii.gz",
 }
-
-
-@dataclass
-class PredictOptions:
-    """How to segment and what to write.
-
-    Attributes
-    ----------
-    formats : tuple of str
-        Subset of :data:`FORMATS`.
-    overwrite : bool
-        Replace existing outputs.
-    spacing : str or None
-        User spacing in mm for every film (replaces the files').
-    seg_syntax : str
-        DICOM-SEG transfer syntax: ``"uncompressed"`` (default, opened by
-        every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
-        see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
-    send : str or None
-        ``AE@HOST:PORT`` to C-STORE each SEG to.
-    stow : str or None
-        DICOMweb URL to STOW-RS each SEG to.
-    send_source : bool
-        Also send the film itself.
-    send_tls : medlung.pacs.tls.TlsConfig or None
-        Open the ``send`` associations over DICOM TLS with these files.
-    workers : int
-        Films processed at once (threads; the model is shared).
-    max_pixels : int
-        Refuse films declaring more pixels than this, before decoding.
-    include_identifiers : bool
-        Add the patient ID and study UID of DICOM films to the report (off:
-        PNG/NIfTI/overlay/report carry no patient identifiers).
-    qc_fail : bool
-        A film the quality check flags becomes an error row and writes no
-        outputs (default: its outputs are written and say it is flagged).
-    max_memory : int or None
-        Bytes the films in flight may use together (``--max-memory``;
-        default :func:`medlung.memory.default_budget`): each film holds its
-        declared decode cost (:func:`medlung.io.headers.film_cost`, read from
-        its header) from before it is decoded until it is written, so
-        ``workers`` films run at once only while they fit; a film whose cost
-        alone is over the budget is an error row, never decoded.
-    """
-
-    formats: tuple = FORMATS
-    overwrite: bool = False
-    spacing: str | None = None
-    seg_syntax: str = "uncompressed"
-    send: str | None = None
-    stow: str | None = None
-    send_source: bool = False
-    send_tls: object = None
-    workers: int = 1
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    include_identifiers: bool = False
-    qc_fail: bool = False
-    extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
-    max_memory: int | None = None  # bytes for the films in flight together (None: medlung.memory.default_budget())
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -141,14 +82,16 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return list(unique)
 
 
-def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
+def predict_files(
+    paths: list[Path], out: Path, segmenter, settings: PredictSettings, progress: Callable[[dict], None] | None = None
+) -> Report:
     """Segment ``paths`` into ``out``; return the report (also written there).
 
     With one worker the films go through a pipeline of three threads: the
     next film is read while this one is segmented, and the last one's outputs
     are written meanwhile (decoding, torch and zlib release the GIL). At most
     :data:`FILMS_IN_FLIGHT` films are held at once; rows reach the report and
-    ``progress`` in input order. With ``options.workers`` > 1, that many
+    ``progress`` in input order. With ``settings.workers`` > 1, that many
     films are each read, segmented and written by their own thread.
 
     Parameters
@@ -157,35 +100,38 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
         Films (see :func:`collect_inputs`).
     out : Path
         Output folder (created).
-    segmenter : medlung.inference.Segmenter
-        The loaded model.
-    options : PredictOptions
-        What to write.
+    segmenter : medlung.inference.Segmenter or None
+        The model ``settings`` describe, loaded (:func:`~medlung.pipeline.settings.load_segmenter`);
+        ``None`` loads it here.
+    settings : medlung.pipeline.settings.PredictSettings
+        How to segment and what to write.
     progress : callable, optional
         Called with each finished report row.
     """
     from medlung.memory import MemoryBudget, default_budget
 
     out = Path(out)
+    if segmenter is None:
+        segmenter = load_segmenter(settings)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
+    report = Report(out, overwrite=settings.overwrite, identifiers=settings.include_identifiers)
     report.keep_earlier()
     stems = output_stems(paths)
-    budget = MemoryBudget(options.max_memory or default_budget())
+    budget = MemoryBudget(settings.max_memory or default_budget())
 
     def finished(row: dict) -> None:
         report.add(row)
         if progress:
             progress(row)
 
-    if options.workers > 1:
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+    if settings.workers > 1:
+        with ThreadPoolExecutor(max_workers=settings.workers) as pool:
             for row in pool.map(
-                lambda path: segment_one(path, out / stems[path], segmenter, options, budget=budget), paths
+                lambda path: segment_one(path, out / stems[path], segmenter, settings, budget=budget), paths
             ):
                 finished(row)
     else:
-        _pipelined(paths, out, stems, segmenter, options, finished, budget)
+        _pipelined(paths, out, stems, segmenter, settings, finished, budget)
     return report
 
 
@@ -197,7 +143,7 @@ _END = object()
 
 
 def _pipelined(
-    paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished, budget=None
+    paths: list[Path], out: Path, stems: dict, segmenter, settings: PredictSettings, finished, budget=None
 ) -> None:
     """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
 
@@ -222,7 +168,7 @@ def _pipelined(
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], options, budget=budget))
+                loaded.put(_Job.load(path, out / stems[path], settings, budget=budget))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -236,7 +182,7 @@ def _pipelined(
                 if job is _END or job is None:
                     return
                 try:
-                    finished(job.write(segmenter, options))
+                    finished(job.write(segmenter, settings))
                 finally:
                     slots.release()
         except BaseException as exc:
@@ -252,7 +198,7 @@ def _pipelined(
             job = _get(loaded, stop)
             if job is _END or job is None:
                 break
-            job.segment(segmenter, options)
+            job.segment(segmenter, settings)
             segmented.put(job)
         segmented.put(_END)
         while writer.is_alive():
@@ -290,12 +236,12 @@ class _Job:
         self.seconds = 0.0
         self.film: Any = None  # medlung.film.Film once read
         self.masks: Any = None  # medlung.inference.LungMasks once segmented
-        self.targets: Any = None  # dict of output kind -> Path
+        self.targets: dict[str, Path] = {}
         self.budget: Any = None  # the medlung.memory.MemoryBudget the film's cost is held in
         self.held = 0
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions, budget=None, loader=None) -> _Job:
+    def load(cls, path: Path, prefix: Path, settings: PredictSettings, budget=None, loader=None) -> _Job:
         """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
 
         ``budget`` (a :class:`medlung.memory.MemoryBudget`) is held for the
@@ -303,7 +249,7 @@ class _Job:
         reads the film instead of :func:`medlung.io.load_film` (same arguments).
         """
         job = cls(path, prefix)
-        job._step(job._load, options, budget, loader or load_film)
+        job._step(job._load, settings, budget, loader or load_film)
         if job.done:
             job._release()
         return job
@@ -313,14 +259,14 @@ class _Job:
             self.budget.release(self.held)
         self.held = 0
 
-    def segment(self, segmenter, options: PredictOptions) -> None:
+    def segment(self, segmenter, settings: PredictSettings) -> None:
         """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
-        self._step(self._segment, segmenter, options)
+        self._step(self._segment, segmenter, settings)
 
-    def write(self, segmenter, options: PredictOptions) -> dict:
+    def write(self, segmenter, settings: PredictSettings) -> dict:
         """Write the outputs, send the SEG when asked; return the finished report row."""
         try:
-            self._step(self._write, segmenter, options)
+            self._step(self._write, segmenter, settings)
         finally:
             self.film = self.masks = None
             self._release()
@@ -340,7 +286,7 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, options: PredictOptions, budget, loader) -> None:
+    def _load(self, settings: PredictSettings, budget, loader) -> None:
         row = self.row
         if budget is not None:
             from medlung.io.headers import film_cost
@@ -350,8 +296,8 @@ class _Job:
                 self.held, self.budget = budget.acquire(cost, self.path), budget
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = loader(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
-        if options.include_identifiers and film.dataset is not None:
+            film = loader(self.path, spacing=settings.spacing, max_pixels=settings.max_pixels)
+        if settings.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
                 study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""),
@@ -363,9 +309,9 @@ class _Job:
             spacing_source=film.spacing_source,
             calibrated=film.calibrated,
         )
-        targets = planned_outputs(self.prefix, film, options.formats)
+        targets = planned_outputs(self.prefix, film, settings.formats)
         check_output_sizes(self.path, film.shape, targets)  # before anything is written or segmented
-        if not options.overwrite:
+        if not settings.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
                 row.update(
@@ -378,12 +324,12 @@ class _Job:
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
         self.film, self.targets = film, targets
 
-    def _segment(self, segmenter, options: PredictOptions) -> None:
+    def _segment(self, segmenter, settings: PredictSettings) -> None:
         masks = segmenter(self.film)
         row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
-        if masks.qc != QC_OK and options.qc_fail:
+        if masks.qc != QC_OK and settings.qc_fail:
             raise QualityCheckError(
                 f"quality check failed ({'; '.join(row['qc_reasons'])})",
                 self.path,
@@ -391,9 +337,9 @@ class _Job:
             )
         self.masks = masks
 
-    def _write(self, segmenter, options: PredictOptions) -> None:
+    def _write(self, segmenter, settings: PredictSettings) -> None:
         film, masks, targets, row = self.film, self.masks, self.targets, self.row
-        outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
+        outputs = write_outputs(film, masks, targets, segmenter.model_version, settings, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
         if "seg" in targets:
@@ -404,13 +350,13 @@ class _Job:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        if "seg" in targets and (options.send or options.stow):
-            sent_error = _send(targets["seg"], self.path if options.send_source else None, options)
+        if "seg" in targets and (settings.send or settings.stow):
+            sent_error = _send(targets["seg"], self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
 
-def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions, budget=None, loader=None) -> dict:
+def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings, budget=None, loader=None) -> dict:
     """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
 
     A film that cannot be read, segmented or written gives a row with status
@@ -418,9 +364,9 @@ def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions, bu
     cannot be read or its outputs all exist. ``budget`` and ``loader``: see
     :meth:`_Job.load` (the node reads each film in a child process).
     """
-    job = _Job.load(path, prefix, options, budget=budget, loader=loader)
-    job.segment(segmenter, options)
-    return job.write(segmenter, options)
+    job = _Job.load(path, prefix, settings, budget=budget, loader=loader)
+    job.segment(segmenter, settings)
+    return job.write(segmenter, settings)
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
@@ -456,7 +402,7 @@ def check_output_sizes(path: Path, shape: tuple[int, int], targets: dict) -> Non
     rows, cols = shape
     for kind, limit in OUTPUT_MAX_SIDE.items():
         if kind in targets and max(rows, cols) > limit:
-            others = ",".join(f for f in FORMATS if f in targets and f != kind) or "png"
+            others = ",".join(f for f in OUTPUT_FORMATS if f in targets and f != kind) or "png"
             raise UnsupportedImageError(
                 f"is {cols} x {rows} px, more than the {limit} px a side a {kind} output can store; nothing written",
                 path,
@@ -465,7 +411,7 @@ def check_output_sizes(path: Path, shape: tuple[int, int], targets: dict) -> Non
 
 
 def write_outputs(
-    film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions, segmenter=None
+    film, masks, targets: dict[str, Path], model_version: str, settings: PredictSettings, segmenter=None
 ) -> list[Path]:
     """Write the requested files for one film, concurrently (compression releases the GIL).
 
@@ -485,37 +431,38 @@ def write_outputs(
                 masks.labels,
                 path,
                 model_version=model_version,
-                options=seg_options(segmenter, masks, options),
-                transfer_syntax=options.seg_syntax,
-                overwrite=options.overwrite,
+                options=seg_options(segmenter, masks, settings),
+                transfer_syntax=settings.seg_syntax,
+                overwrite=settings.overwrite,
                 lungs=masks.convention,
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
     writers = {
         "seg": seg_writer,
-        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
-        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
-        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
+        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
+        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
+        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
         "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), options.overwrite
+            path, film.pixels, masks.labels, overlay_lines(film, masks), settings.overwrite
         ),
     }
-    kinds = [kind for kind in FORMATS if kind in targets]
+    kinds = [kind for kind in OUTPUT_FORMATS if kind in targets]
     with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
         futures = [pool.submit(writers[kind], targets[kind]) for kind in kinds]
     return [future.result() for future in futures]
 
 
-def seg_options(segmenter, masks, options: PredictOptions) -> dict:
+def seg_options(segmenter, masks, settings: PredictSettings) -> dict:
     """The options that change a SEG's content (they enter its deterministic UIDs).
 
-    :func:`medlung.uids.output_options` of the segmenter and of this run
-    (spacing override, SEG syntax, ``options.extra_options``).
+    :func:`medlung.uids.output_options` of the segmenter and of this run's
+    settings (:meth:`~medlung.pipeline.settings.PredictSettings.output_options`:
+    spacing override, SEG syntax, ``extra_options``).
     """
     from medlung.uids import output_options
 
-    found = output_options(segmenter, spacing=options.spacing, seg_syntax=options.seg_syntax, **options.extra_options)
+    found = output_options(segmenter, **settings.output_options())
     found.setdefault("working_spacing", masks.working_spacing)
     return found
 
@@ -582,7 +529,7 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> str | None:
+def _send(seg_path: Path, film_path: Path | None, settings: PredictSettings) -> str | None:
     """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
     from medlung import pacs
 
@@ -590,14 +537,14 @@ def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> st
     batches = [[seg_path]] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
-        if options.send:
-            for result in pacs.send_cstore(files, options.send, tls=options.send_tls):
+        if settings.send:
+            for result in pacs.send_cstore(files, settings.send, tls=settings.send_tls):
                 if not result.ok:
-                    problems.append(f"C-STORE to {options.send} failed: {result.message}")
-        if options.stow:
-            for result in pacs.stow_rs(files, options.stow):
+                    problems.append(f"C-STORE to {settings.send} failed: {result.message}")
+        if settings.stow:
+            for result in pacs.stow_rs(files, settings.stow):
                 if not result.ok:
-                    problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
+                    problems.append(f"STOW-RS to {settings.stow} failed: {result.message}")
     return "; ".join(problems) or None
 
 

@@ -27,6 +27,7 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
+from medlung import environment
 from medlung.atomic import write_atomically
 from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
@@ -398,7 +399,7 @@ class Trainer:
 
 
 def _progress(iterable, description: str, enabled: bool):
-    if not enabled or os.environ.get("MEDLUNG_NO_PROGRESS"):
+    if not enabled or environment.no_progress():
         return iterable
     try:
         from tqdm import tqdm

@@ -12,7 +12,15 @@ One concern a module:
 
 from __future__ import annotations
 
-from medlung.services.node.config import ServeConfig, WorkdirBusyError, exposure_warning, is_loopback, parse_networks
+from medlung.services.node.config import (
+    NODE_FORMATS,
+    ServeConfig,
+    WorkdirBusyError,
+    exposure_warning,
+    is_loopback,
+    node_settings,
+    parse_networks,
+)
 from medlung.services.node.storage_node import (
     LOGGER,
     PYNETDICOM_LEVEL,
@@ -26,6 +34,7 @@ from medlung.services.node.storage_node import (
 
 __all__ = [
     "LOGGER",
+    "NODE_FORMATS",
     "PYNETDICOM_LEVEL",
     "PYNETDICOM_RECORDS",
     "PYNETDICOM_WINDOW_S",
@@ -35,6 +44,7 @@ __all__ = [
     "exposure_warning",
     "is_loopback",
     "node_logging",
+    "node_settings",
     "parse_networks",
     "queue_status",
     "serve",

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from medlung import defaults
 from medlung.errors import MedlungError
 from medlung.pacs.send import AE_TITLE_PATTERN, parse_destination
 from medlung.pacs.tls import TlsConfig
+from medlung.pipeline.settings import PredictSettings
 
-#: Default limits per association: films stored, size of one film (a 4020x4892 16-bit film is 39 MB),
-#: and disk space (MB) left free on the work folder's file system.
-MAX_FILMS_PER_ASSOCIATION, MAX_FILM_MB, MIN_FREE_MB = 500, 256, 1024
-#: Connections (associations, TLS handshakes) one peer address may hold open at once.
-MAX_ASSOCIATIONS_PER_HOST = 4
+#: What the node writes for a film and forwards.
+NODE_FORMATS = ("seg",)
+
+
+def node_settings(**settings) -> PredictSettings:
+    """The node's :class:`~medlung.pipeline.settings.PredictSettings`: SEGs only, never overwritten, sent by the node."""
+    return PredictSettings(formats=NODE_FORMATS, **settings)
+
+
 #: Associations served at once when memory allows.
 ASSOCIATIONS_AT_MOST = 16
 
@@ -37,16 +43,16 @@ class ServeConfig:
         ``AE@HOST:PORT`` the SEGs are stored on.
     workdir : Path
         The queue folder (incoming, outgoing, done, failed).
-    bundle : Path, optional
-        Model (default: the shipped bundle).
+    settings : medlung.pipeline.settings.PredictSettings
+        How films are segmented (model, device, lungs, tta, --qc-fail ...):
+        the same object ``medlung predict`` builds, with ``formats`` a subset
+        of :data:`NODE_FORMATS` (see :func:`node_settings`).
     allow : tuple of str
         Calling AE titles accepted; empty = any.
     max_queue : int
         Films received but not yet segmented before C-STORE answers ``0xA700``.
     bind : str
         Address listened on (``0.0.0.0``: every interface).
-    device : str
-        ``cpu``, ``cuda`` or ``auto``.
     json_logs : bool
         One JSON object per log line.
     resend_interval : float
@@ -88,28 +94,35 @@ class ServeConfig:
     port: int
     forward: str
     workdir: Path
-    bundle: Path | None = None
+    settings: PredictSettings = field(default_factory=node_settings)
     allow: tuple = ()
-    max_queue: int = 100
+    max_queue: int = defaults.DEFAULT_MAX_QUEUE
     bind: str = "0.0.0.0"
-    device: str = "auto"
     json_logs: bool = False
-    resend_interval: float = 60.0
-    send_timeout: float = 30.0
+    resend_interval: float = defaults.DEFAULT_RESEND_INTERVAL_S
+    send_timeout: float = defaults.DEFAULT_SEND_TIMEOUT_S
     allow_hosts: tuple = ()
     tls: TlsConfig | None = None
     forward_plain: bool = False
-    max_films_per_association: int = MAX_FILMS_PER_ASSOCIATION
-    max_film_mb: float = MAX_FILM_MB
-    min_free_mb: float = MIN_FREE_MB
+    max_films_per_association: int = defaults.DEFAULT_MAX_FILMS_PER_ASSOCIATION
+    max_film_mb: float = defaults.DEFAULT_MAX_FILM_MB
+    min_free_mb: float = defaults.DEFAULT_MIN_FREE_MB
     max_memory: int | None = None
-    max_associations_per_host: int = MAX_ASSOCIATIONS_PER_HOST
+    max_associations_per_host: int = defaults.DEFAULT_MAX_ASSOCIATIONS_PER_HOST
     keep_done_days: float | None = None
     keep_done: int | None = None
-    max_attempts: int = 2
+    max_attempts: int = defaults.DEFAULT_MAX_ATTEMPTS
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
+        settings = self.settings
+        if not isinstance(settings, PredictSettings):
+            raise TypeError(f"settings must be a PredictSettings; got {type(settings).__name__}.")
+        if not set(settings.formats) <= set(NODE_FORMATS) or settings.overwrite or settings.send or settings.stow:
+            raise ValueError(
+                f"the node writes {', '.join(NODE_FORMATS)} only, never overwrites, and forwards itself: "
+                "build its settings with medlung.services.node.node_settings(...)."
+            )
         self.networks = tuple(parse_networks(self.allow_hosts))
         if self.tls is not None and self.tls.cert is None:
             raise ValueError("listening with DICOM TLS needs this node's certificate (--tls-cert) and key.")

@@ -46,7 +46,7 @@ class Segmenting(NodeState):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 row = segment_one(
-                    film, self.spool.folder("outgoing") / key, self.segmenter, self._options, loader=self._loader
+                    film, self.spool.folder("outgoing") / key, self.segmenter, self.config.settings, loader=self._loader
                 )
         if row["status"] == "error":
             reason = row.get("error") or "segmentation failed"

@@ -46,7 +46,6 @@ class NodeState:
     _resend_wait: float
     _destination_down_until: float
     _server: Any
-    _options: Any
     _loader: Any  # reads a film in a child process (medlung.services.node.decoding.IsolatedLoader)
     _handshakes: threading.BoundedSemaphore
     _peers: dict[str, int]  # connections open per peer address

@@ -42,6 +42,7 @@ import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 from medlung.errors import MedlungError
 from medlung.logs import Throttle, event_handler, log_event, routed
@@ -69,7 +70,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
     ----------
     config : ServeConfig
     segmenter : medlung.inference.Segmenter, optional
-        A loaded model (default: loaded from ``config.bundle`` by :meth:`start`).
+        The model ``config.settings`` describe, loaded (default: loaded by :meth:`start`).
     log : callable, optional
         ``log(event, level="info", **fields)``; default: :func:`medlung.logs.log_event`
         on :data:`LOGGER` (``medlung.serve``), which :func:`serve` writes on
@@ -99,8 +100,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
         self._destination_down_until = 0.0
         self._server = None
         self._threads: list[threading.Thread] = []
-        self._lock_file = None
-        self._options = None
+        self._lock_file: IO[str] | None = None
         self._handshakes = threading.BoundedSemaphore(HANDSHAKES)  # TLS handshakes under way
         self._peers: dict[str, int] = {}  # connections open per peer address
         self._memory, self._associations, decode_limit = config.memory_plan()
@@ -122,15 +122,11 @@ class StorageNode(Receiving, Segmenting, Forwarding):
         self._lock_workdir()
         to_segment, to_send = self.spool.recover(self.config.max_attempts)
         if self.segmenter is None:
-            from medlung.inference import Segmenter
+            from medlung.pipeline.settings import load_segmenter
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.segmenter = Segmenter(self.config.bundle, device=self.config.device)
-        from medlung.pipeline.batch import PredictOptions
-
-        # the SEG's UIDs follow every option of the segmenter (medlung.uids.output_options)
-        self._options = PredictOptions(formats=("seg",), overwrite=False)
+                self.segmenter = load_segmenter(self.config.settings)
         for key in to_segment:
             self._jobs[key] = QueueEntry(key)
             self._waiting += 1
