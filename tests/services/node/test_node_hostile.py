@@ -267,3 +267,44 @@ def test_with_mutual_tls_silent_sockets_do_not_block_valid_clients(orthanc, tmp_
         for sock in silent:
             sock.close()
         node.close()
+
+
+def _corpus():
+    """The readers' hostile corpus (tests/hostile/corpus.py, #28 item 1), when this checkout has it."""
+    try:
+        from tests.hostile import corpus
+    except ImportError:
+        return None
+    return corpus
+
+
+@pytest.mark.parametrize("case", getattr(_corpus(), "DICOM_CASES", ()) or ["(no tests/hostile/corpus.py yet)"])
+def test_the_readers_hostile_corpus_over_c_store(node, pixels, tmp_path, case):
+    """Every DICOM case of the readers' corpus, sent as it is: refused at the door, or queued and then failed
+    (or, for the legitimate film at the limit, segmented) -- the node unharmed and under its limits either way."""
+    corpus = _corpus()
+    if corpus is None:
+        pytest.skip("tests/hostile/corpus.py (the readers' corpus) is not in this checkout")
+    path = corpus.CASES[case](tmp_path)
+    uid = str(pydicom.filereader.read_file_meta_info(path).MediaStorageSOPInstanceUID)
+    key = Spool.key_for(uid)
+    started = time.perf_counter()
+    (status,) = hostile.send_raw([path], node.port, CLIENT_AE, NODE_AE)
+    if status == 0:
+        limit = 300 if corpus.EXPECTED.get(case) == "ok" else MAX_SECONDS
+        wait_until(lambda: spool_done_or_failed(node, key), limit, f"{case}: its SEG or its reason file", node)
+        if (node.workdir / "failed" / f"{key}.reason.txt").exists():
+            assert (node.workdir / "failed" / f"{key}.reason.txt").read_text().count("\n") == 1
+    else:
+        assert status is None or status >= 0xA700, hex(status)  # a refusal status, or an aborted association
+    seconds = time.perf_counter() - started
+    rss = peak_rss(node.process.pid)
+    print(f"\nhostile node case corpus:{case}: status {status}, {seconds:.2f} s, node peak RSS {rss / 2**20:.0f} MB")
+    assert rss < MAX_RSS_BYTES
+    still_serving(node, pixels, tmp_path)
+
+
+def spool_done_or_failed(node: Node, key: str) -> bool:
+    return (node.workdir / "done" / f"{key}_seg.dcm").exists() or (
+        node.workdir / "failed" / f"{key}.reason.txt"
+    ).exists()
