@@ -223,7 +223,11 @@ def check_quality(film, labels: np.ndarray, margin: np.ndarray | None = None) ->
     -------
     QualityCheck
     """
-    reasons = header_reasons(film.dataset) + film_reasons(film.shape, film.spacing) + contrast_reasons(film.pixels)
+    reasons = (
+        header_reasons(film.dataset)
+        + film_reasons(film.shape, film.spacing)
+        + contrast_reasons(film.pixels_at_least((_CONTRAST_SIDE, _CONTRAST_SIDE)))
+    )
     measures = measure_lungs(labels, film.spacing, margin)
     if not any(r.code == "too_small" for r in reasons):
         reasons += lung_reasons(measures)

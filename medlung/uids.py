@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -29,7 +30,16 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
 
 #: The kinds of UID derived per source image; each gives a distinct UID.
-UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
+UID_KINDS = (
+    "seg-series",
+    "seg-instance",
+    "seg-dimension-organization",
+    "sr-series",
+    "sr-instance",
+    "sr-tracking-right",
+    "sr-tracking-left",
+    "sr-tracking-both",
+)
 #: Longest UID (PS3.5 9.1: a UI value holds at most 64 characters).
 MAX_UID_LENGTH = 64
 
@@ -195,6 +205,20 @@ def content_digest(pixels, spacing=None, orientation=None) -> str:
     return digest.hexdigest()
 
 
+def stored_content_digest(pixel_data_digest: str, shape, spacing=None, orientation=None) -> str:
+    """:func:`content_digest` of a film from a digest of its stored Pixel Data bytes instead of its decoded pixels.
+
+    A SEG's UIDs need the film's content, not its decoded native pixels
+    (which a reduced decode never makes): the bytes of its Pixel Data, as
+    stored, tell one film from another just as well.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(
+        json.dumps(["stored", list(shape), str(pixel_data_digest), _plain(spacing), _plain(orientation)]).encode()
+    )
+    return digest.hexdigest()
+
+
 def derive_uid(
     kind: str,
     source_uid: str,
@@ -251,3 +275,51 @@ def seg_uids(
             "seg-dimension-organization", source_uid, model_version, options, content
         ),
     )
+
+
+class SrUIDs(NamedTuple):
+    """The UIDs of one DICOM SR measurement report: its series and instance, and one tracking UID per lung group."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    tracking_uids: dict[str, str]
+
+
+def sr_uids(
+    source_uid: str, model_version: str, options: Mapping[str, Any] | None = None, content: str | None = None
+) -> SrUIDs:
+    """The UIDs of the DICOM SR (TID 1500) of one source image.
+
+    ``options`` are those of the SEG it references (with ``seg_syntax``), so a
+    different SEG gives a different SR; ``content`` is the film's content
+    digest, as for the SEG. See :func:`derive_uid` for the parameters.
+    """
+    return SrUIDs(
+        series_instance_uid=derive_uid("sr-series", source_uid, model_version, options, content),
+        sop_instance_uid=derive_uid("sr-instance", source_uid, model_version, options, content),
+        tracking_uids={
+            group: derive_uid(f"sr-tracking-{group}", source_uid, model_version, options, content)
+            for group in ("right", "left", "both")
+        },
+    )
+
+
+def device_uid(model_version: str) -> str:
+    """The Device Observer UID of medlung running a model version (the same for every film), under ``2.25``."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string, e.g. '1.0.0'.")
+    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, 'device' + chr(10) + model_version.strip()).int}"
+
+
+_PLAIN_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def file_key(uid: str) -> str:
+    """A file-name key for a UID received from the network: the UID itself, or a hash when it is not a plain UID.
+
+    Never a path (no ``/``, no leading dot) and at most 64 characters, whatever a peer sends.
+    """
+    text = str(uid or "").strip()
+    if _PLAIN_UID.match(text) and len(text) <= 64:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]

@@ -263,6 +263,7 @@ class Segmenter:
             meta["orientation"],
             self.min_lung_mm2,
             display_of(meta),
+            keep_margin=probability,
         )
         clock.add(native.timings)
         labels, assumed, notes = native.labels, native.orientation_assumed, native.notes
@@ -281,7 +282,7 @@ class Segmenter:
             text = "; ".join(str(r) for r in quality.reasons)
             warnings.warn(f"{where}: quality check flagged it ({text})", QualityWarning, stacklevel=2)
         prob = None
-        if probability:
+        if probability and native.margin is not None:
             prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)
         return LungMasks(
             labels=labels,

@@ -103,13 +103,32 @@ def declared_size(path: str | Path) -> tuple[int, int, int, int] | None:
         return None
 
 
-def film_cost(path: str | Path) -> int | None:
-    """The declared decode cost (:func:`medlung.memory.declared_decode_cost`) of a film file, from its header alone.
+def film_cost(path: str | Path, decode: str = "full", max_pixels: int | None = None) -> int | None:
+    """Peak bytes one film will cost a batch, from its header alone; None when the header does not say.
 
-    None when the header does not say (the reader then reports why the file cannot be read).
+    DICOM: :func:`medlung.io.cost.declared_cost` (the frame's own header
+    included, in the ``decode`` mode the batch reads with) plus
+    :data:`medlung.memory.PER_FILM_BYTES`; other formats:
+    :func:`medlung.memory.declared_decode_cost` of :func:`declared_size`. A
+    file the reader would refuse gives None: the reader then says why.
     """
-    from medlung.memory import declared_decode_cost
+    from medlung.errors import MedlungError
+    from medlung.memory import PER_FILM_BYTES, declared_decode_cost
 
+    try:
+        from medlung.io import sniff_format
+
+        if sniff_format(path) == "DICOM":
+            from medlung.io.cost import declared_cost
+
+            return (
+                declared_cost(path, decode="full" if decode == "full" else "reduced", max_pixels=max_pixels).total_bytes
+                + PER_FILM_BYTES
+            )
+    except MedlungError:
+        return None
+    except Exception:
+        return None
     size = declared_size(path)
     return None if size is None else declared_decode_cost(*size)
 

@@ -72,17 +72,24 @@ class IsolatedLoader:
         #: Peak resident memory of the last child, MB (None when it died before it said).
         self.last_peak_mb: float | None = None
 
-    def allowance(self, path: Path) -> int:
+    def allowance(self, path: Path, decode: str = "full") -> int:
         """Bytes the child gets for ``path``: its declared decode cost plus slack, at most :attr:`limit`."""
         from medlung.io.headers import film_cost
 
-        cost = film_cost(path)
+        cost = film_cost(path, decode)
         if cost is None:
             return self.limit
         return min(self.limit, cost + DECODE_SLACK_BYTES)
 
-    def __call__(self, path: str | Path, spacing=None, max_pixels: int | None = None):
+    def __call__(self, path: str | Path, spacing=None, max_pixels: int | None = None, **reading):
         """The :class:`~medlung.film.Film` of ``path`` (as :func:`medlung.io.load_film` gives it).
+
+        ``reading`` are load_film's further arguments (``decode``,
+        ``working_spacing``, ``preview_side``). With ``decode="reduced"`` the
+        child hands back what it decoded for the working grid and the preview
+        (:class:`Prefetched`), never the native pixels: the node segments the
+        film as ``medlung predict`` does, and its own memory holds no native
+        film.
 
         Raises
         ------
@@ -91,13 +98,13 @@ class IsolatedLoader:
             out of its memory or time or died.
         """
         path = Path(path)
-        allowance = self.allowance(path)
+        allowance = self.allowance(path, reading.get("decode", "full"))
         context = _forkserver()
         receiving, sending = context.Pipe(duplex=False)
         pixels_file = self.scratch / f"{os.getpid()}-{threading.get_ident()}-{os.urandom(4).hex()}.npy"
         child = context.Process(
             target=_decode_in_child,
-            args=(sending, str(path), spacing, max_pixels, allowance, str(pixels_file)),
+            args=(sending, str(path), spacing, max_pixels, allowance, str(pixels_file), reading),
             name="medlung-decode",
             daemon=True,
         )
@@ -117,11 +124,11 @@ class IsolatedLoader:
                 child.kill()
             child.join(10)
         try:
-            return self._film(path, answer, child.exitcode, timed_out, allowance, pixels_file)
+            return self._film(path, answer, child.exitcode, timed_out, allowance, pixels_file, (spacing, max_pixels))
         finally:
             pixels_file.unlink(missing_ok=True)
 
-    def _film(self, path: Path, answer, exitcode, timed_out: bool, allowance: int, pixels_file: Path):
+    def _film(self, path: Path, answer, exitcode, timed_out: bool, allowance: int, pixels_file: Path, asked=()):
         from medlung.film import Film
 
         self.last_peak_mb = None
@@ -146,11 +153,43 @@ class IsolatedLoader:
         if kind == "error":
             error_class, message = payload
             raise (UnreadableFileError if error_class == "UnreadableFileError" else MedlungError)(message)
-        fields = payload
-        return Film(pixels=np.load(pixels_file, allow_pickle=False), **fields)
+        fields, reduced = payload
+        if reduced is None:
+            return Film(pixels=np.load(pixels_file, allow_pickle=False), **fields)
+        spacing, max_pixels = asked
+        return Film(pixels=Prefetched(reduced, fields["shape"], self, path, spacing, max_pixels), **fields["film"])
 
 
-def _decode_in_child(connection, path: str, spacing, max_pixels, allowance: int, pixels_file: str) -> None:
+class Prefetched:
+    """The pixels a reduced decode gave in the child (a :class:`medlung.film.PixelSource`), for the node's Film.
+
+    :meth:`at_least` answers from the images the child decoded for the
+    working grid and the preview; anything else (the native pixels) is read
+    again in a child, in full.
+    """
+
+    def __init__(self, images: dict, shape, loader: IsolatedLoader, path: Path, spacing, max_pixels) -> None:
+        self.images = images
+        self.shape = tuple(shape)
+        self._loader, self._path, self._spacing, self._max_pixels = loader, path, spacing, max_pixels
+
+    def native(self) -> np.ndarray:
+        return self._loader(self._path, spacing=self._spacing, max_pixels=self._max_pixels, decode="full").pixels
+
+    def at_least(self, shape, detail: str = "grid") -> np.ndarray:
+        from medlung.io import reduce
+
+        key = (tuple(reduce.shrink_shape(self.shape, shape)), detail)
+        if key in self.images:
+            return self.images[key]
+        if detail == "picture" and (key[0], "grid") in self.images:
+            return self.images[(key[0], "grid")]
+        return reduce.area_average(self.native(), [key[0]])[0]  # not asked by the node's SEG path
+
+
+def _decode_in_child(
+    connection, path: str, spacing, max_pixels, allowance: int, pixels_file: str, reading: dict | None = None
+) -> None:
     """The child's work: limit its memory, read the film, hand it back (never raises)."""
     import resource
     import warnings
@@ -164,13 +203,17 @@ def _decode_in_child(connection, path: str, spacing, max_pixels, allowance: int,
     try:
         from medlung.io import DEFAULT_MAX_PIXELS, load_film
 
+        reading = dict(reading or {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(path, spacing=spacing, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-        with open(pixels_file, "xb") as handle:
-            np.save(handle, film.pixels, allow_pickle=False)
+            film = load_film(path, spacing=spacing, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, **reading)
         fields = {f.name: getattr(film, f.name) for f in dataclasses.fields(film) if f.name != "pixels"}
-        answer: tuple = ("ok", fields)
+        if film.pixels_decoded or film.source is None:
+            with open(pixels_file, "xb") as handle:
+                np.save(handle, film.pixels, allow_pickle=False)
+            answer: tuple = ("ok", (fields, None))
+        else:  # a reduced decode: hand back what it decoded, for the shapes load_film decoded it for
+            answer = ("ok", ({"film": fields, "shape": film.shape}, _reduced_images(film, reading)))
     except MemoryError as exc:
         answer = ("memory", f"{type(exc).__name__}")
     except MedlungError as exc:
@@ -184,6 +227,24 @@ def _decode_in_child(connection, path: str, spacing, max_pixels, allowance: int,
     except Exception:
         connection.send(("error", ("MedlungError", f"{path}: the film's header cannot be handed over"), peak_kb))
     connection.close()
+
+
+def _reduced_images(film, reading: dict) -> dict:
+    """The images a reduced decode of ``film`` made for the working grid (and the preview), by request key."""
+    from medlung.film import preview_shape, working_shape
+    from medlung.io import reduce
+    from medlung.plans import DEFAULT_WORKING_SPACING
+
+    target, _ = working_shape(film.shape, film.spacing, reading.get("working_spacing") or DEFAULT_WORKING_SPACING)
+    requests = [(target, "grid")]
+    if reading.get("preview_side"):
+        requests.append((preview_shape(film.shape, reading["preview_side"]), "picture"))
+    return {
+        (tuple(reduce.shrink_shape(film.shape, shape)), detail): np.ascontiguousarray(
+            film.pixels_at_least(shape, detail)
+        )
+        for shape, detail in requests
+    }
 
 
 def _virtual_size() -> int:
