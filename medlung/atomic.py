@@ -1,7 +1,9 @@
 """Atomic output files: written beside their destination, then moved into place.
 
-A reader never sees half a file, a crash leaves no partial output, and an
-existing file is replaced only when the caller says so. This is medlung's one
+A reader never sees half a file, a crash leaves no partial output, an
+existing file is replaced only when the caller says so, and a link planted
+where a file goes is replaced, never followed (nothing is written outside the
+output folder). This is medlung's one
 way to write a file: outputs, reports, training checkpoints and metrics,
 bundle files, and (``durable=True``, with fsyncs) the serve queue.
 """
@@ -9,26 +11,47 @@ bundle files, and (``durable=True``, with fsyncs) the serve queue.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from medlung.errors import OutputExistsError
 
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
-    """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False."""
+    """Raise :class:`OutputExistsError` if ``path`` exists (a link counts, even a dangling one) and not ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputExistsError("already exists", path, "Use --overwrite to replace it, or choose another -o.")
     return path
 
 
+#: Permissions of the private folder a file is written in before it is moved into place (owner only).
+PRIVATE_FOLDER_MODE = 0o700
+
+
 def write_atomically(
-    path: str | Path, write: Callable[[Path], object], overwrite: bool = False, durable: bool = False
+    path: str | Path,
+    write: Callable[[Path], object],
+    overwrite: bool = False,
+    durable: bool = False,
+    mode: int | None = None,
 ) -> Path:
     """Call ``write(temporary_path)`` and move the result to ``path``.
+
+    The temporary file has ``path``'s own name (writers that go by the suffix,
+    ``.nii.gz`` or ``.png``, see the right one) inside a new private folder
+    beside ``path`` (``.<name>.<random>.part``, created with ``O_EXCL``
+    semantics and mode 0700 by :func:`tempfile.mkdtemp`), so no other user can
+    put a link where the writer writes. The finished file must be a regular
+    file; it is then *renamed* to ``path`` (a hard link when not
+    overwriting), which replaces a link found at ``path`` instead of writing
+    through it: a symbolic link planted in the output folder never makes
+    medlung write outside it (``O_NOFOLLOW`` semantics).
 
     Parameters
     ----------
@@ -42,25 +65,28 @@ def write_atomically(
     durable : bool
         Also fsync the file before it is moved into place and the folder
         after, so that the file survives a power cut once this returns.
+    mode : int, optional
+        Permission bits of the file (e.g. ``0o600``); default ``0o666`` less the umask.
 
     Returns
     -------
     Path
     """
     path = check_writable(path, overwrite)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    private = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    temporary = private / path.name
     try:
         write(temporary)
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600
+        if not stat.S_ISREG(os.lstat(temporary).st_mode):
+            raise OSError(f"{path}: the writer made something other than a regular file")
+        os.chmod(temporary, (0o666 & ~current_umask()) if mode is None else mode)
         if durable:
             fsync_file(temporary)
         if overwrite:
             os.replace(temporary, path)
         else:
             try:
-                os.link(temporary, path)  # fails if the file appeared meanwhile
+                os.link(temporary, path, follow_symlinks=False)  # fails if the name (even a link) appeared meanwhile
             except FileExistsError:
                 raise OutputExistsError(
                     "already exists", path, "Use --overwrite to replace it, or choose another -o."
@@ -69,10 +95,68 @@ def write_atomically(
                 check_writable(path, overwrite=False)
                 os.replace(temporary, path)
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        shutil.rmtree(private, ignore_errors=True)
     if durable:
         fsync_folder(path.parent)
+    return path
+
+
+def open_for_appending(path: str | Path, overwrite: bool = False) -> TextIO:
+    """A new text file at ``path``, open for writing line by line (a report that grows as films finish).
+
+    The file is created empty in a private folder (see :func:`write_atomically`)
+    and renamed to ``path`` before anything is written to it, so it is never
+    reached through a link planted at ``path``: the open file is the one in
+    the output folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; its folder must exist.
+    overwrite : bool
+        Replace an existing ``path`` (a link found there is replaced, never followed).
+
+    Returns
+    -------
+    file object
+        Text mode, ``newline=""``, UTF-8; the caller closes it.
+    """
+    path = check_writable(path, overwrite)
+    private = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    temporary = private / path.name
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        handle = os.open(temporary, flags, 0o666 & ~current_umask())
+        stream = os.fdopen(handle, "w", newline="", encoding="utf-8")
+        try:
+            if overwrite:
+                os.replace(temporary, path)
+            else:
+                try:
+                    os.link(temporary, path, follow_symlinks=False)
+                except FileExistsError:
+                    raise OutputExistsError(
+                        "already exists", path, "Use --overwrite to replace it, or choose another -o."
+                    ) from None
+        except BaseException:
+            stream.close()
+            raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return stream
+
+
+def private_folder(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) readable by its owner only (0700), or make an existing one so.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_FOLDER_MODE:
+        os.chmod(path, PRIVATE_FOLDER_MODE)
     return path
 
 

@@ -64,6 +64,10 @@ DEFAULT_MAX_FILMS_PER_ASSOCIATION = 500
 DEFAULT_MAX_FILM_MB = 256.0
 #: Disk space, MB, that must stay free on the work folder's file system.
 DEFAULT_MIN_FREE_MB = 1024.0
+#: Connections (associations, TLS handshakes) one peer address may hold open at once.
+DEFAULT_MAX_ASSOCIATIONS_PER_HOST = 4
+#: Attempts at segmenting one film that may outlive a crash of the node before it goes to failed/.
+DEFAULT_MAX_ATTEMPTS = 2
 #: Longest wait, seconds, between delivery attempts while ``--forward`` is unreachable.
 DEFAULT_RESEND_INTERVAL_S = 60.0
 #: Seconds allowed for connecting to ``--forward`` and for each of its answers.

@@ -9,8 +9,9 @@ Three kinds of evidence are used, all cheap next to the network:
 
 * the DICOM header, when there is one (:func:`header_reasons`): Modality,
   BodyPartExamined, ViewPosition and the protocol/view descriptions;
-* the film itself (:func:`film_reasons`): its size in pixels and, when the
-  spacing is known, its field of view in mm;
+* the film itself (:func:`film_reasons`, :func:`contrast_reasons`): its
+  size in pixels and, when the spacing is known, its field of view in mm (a
+  wrong ``--spacing`` shows there); whether it has any contrast at all;
 * the model's result (:func:`lung_reasons`): lungs missing, lung area and
   shape implausible for a chest film, and the network's own confidence.
 
@@ -39,6 +40,7 @@ REASON_CODES = {
     "not_human": "the header says the patient is an animal",
     "lateral": "a lateral view: the model segments frontal (PA/AP) films only",
     "too_small": "the film has too few pixels to segment",
+    "no_contrast": "the film is blank, constant or mostly one value (zero-filled: a damaged or empty file?)",
     "field_of_view": "the film's size in mm (pixels x spacing) is implausible for a chest film: the spacing is wrong "
     "or the film is not a chest",
     "lungs_missing": "the model found no lung on one side or both",
@@ -113,6 +115,14 @@ MIN_SIDE_PX = 64
 #: 296x236 mm (dental) and 253x203 mm (dog); ``--spacing 0.143`` makes CR-MONO1-10-chest.dcm 63x63 mm.
 MIN_FIELD_MM = 100.0
 MAX_FIELD_MM = 600.0
+
+#: Largest fraction of a film's pixels that may share one value. A film that is blank, constant, or whose pixel data
+#: stops early and is zero-filled (a PNG whose zlib stream holds 4 of its 1000 rows) is mostly one value; real chest
+#: films with black borders are not (measured for #28 on the 566 Shenzhen, 192 covid_v7, 69 Montgomery films and the
+#: shared DICOMs, sampled to 512 px: at most 0.59, MCUCXR_0060_0).
+MAX_ONE_VALUE_FRACTION = 0.8
+#: Longest side of the sample the contrast is measured on, pixels.
+_CONTRAST_SIDE = 512
 
 # --- the lungs ------------------------------------------------------------------------------------------------------
 # Measured with the shipped model on all 566 Shenzhen and 192 covid_v7 films (scripts/quality_flags_survey.py);
@@ -213,7 +223,11 @@ def check_quality(film, labels: np.ndarray, margin: np.ndarray | None = None) ->
     -------
     QualityCheck
     """
-    reasons = header_reasons(film.dataset) + film_reasons(film.shape, film.spacing)
+    reasons = (
+        header_reasons(film.dataset)
+        + film_reasons(film.shape, film.spacing)
+        + contrast_reasons(film.pixels_at_least((_CONTRAST_SIDE, _CONTRAST_SIDE)))
+    )
     measures = measure_lungs(labels, film.spacing, margin)
     if not any(r.code == "too_small" for r in reasons):
         reasons += lung_reasons(measures)
@@ -290,6 +304,39 @@ def film_reasons(shape: Sequence[int], spacing: Sequence[float] | None) -> list[
                 "field_of_view",
                 f"the film measures {width:.0f}x{height:.0f} mm (a chest film is "
                 f"{MIN_FIELD_MM:.0f}-{MAX_FIELD_MM:.0f} mm a side): check the spacing",
+            )
+        ]
+    return []
+
+
+def contrast_reasons(pixels: np.ndarray) -> list[QcReason]:
+    """A reason when the film has no contrast: blank, constant, or mostly one value (zero-filled).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(rows, cols)``, the film's pixels (sampled to at most 512 px a side).
+
+    Returns
+    -------
+    list of QcReason
+    """
+    pixels = np.asarray(pixels)
+    if pixels.size == 0:
+        return []
+    step = max(1, math.ceil(max(pixels.shape) / _CONTRAST_SIDE))
+    sample = pixels[::step, ::step]
+    values, counts = np.unique(sample, return_counts=True)
+    if values.size == 1:
+        return [QcReason("no_contrast", f"every pixel has the value {float(values[0]):g}: the film is blank")]
+    share = float(counts.max()) / sample.size
+    if share > MAX_ONE_VALUE_FRACTION:
+        value = float(values[counts.argmax()])
+        return [
+            QcReason(
+                "no_contrast",
+                f"{share:.0%} of the film has the one value {value:g} (expected at most "
+                f"{MAX_ONE_VALUE_FRACTION:.0%}): blank, or its pixel data stops early and is filled",
             )
         ]
     return []

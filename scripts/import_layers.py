@@ -37,6 +37,8 @@ LAYERS = (
             "film",
             "uids",
             "atomic",
+            "tables",
+            "memory",
         ),
     ),
     ("reading and measuring", ("io", "metrics", "orientation")),

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from medlung import defaults
-from medlung.cli.common import fail, is_verbose, quiet_warnings
+from medlung.cli.common import fail, films_counted, is_verbose, max_memory_option, quiet_warnings
 from medlung.cli.progress import RowCounter
 from medlung.cli.pull import check_pull, pull_arguments, pull_options, run_pull
 from medlung.cli.security import tls_config, tls_options
@@ -32,6 +32,9 @@ from medlung.errors import MedlungError
     show_default=True,
     help="Films processed at once (threads). With 1, the next film is read and the last one's outputs "
     "written while one is segmented.",
+)
+@max_memory_option(
+    "the batch", "--workers films run at once only while they fit; a film that alone needs more is an error."
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and report.")
 @click.option(
@@ -105,13 +108,14 @@ def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest,
     if send_tls is not None and not options["send"] and not (pulling and "@" in pulling.source):
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
     if options["stow"]:
-        from medlung.pacs.send import check_stow_url, credentials_from_environment
+        from medlung.pacs.send import check_stow_url, credentials_from_environment, plain_http_warning
 
         try:
-            check_stow_url(options["stow"])
-            credentials_from_environment()
+            warning = plain_http_warning(check_stow_url(options["stow"]), credentials_from_environment())
         except MedlungError as exc:
             raise click.BadParameter(str(exc), param_hint="--stow") from None
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     if options["send"]:
         from medlung.pacs import parse_destination
 
@@ -134,9 +138,18 @@ def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest,
         raise click.UsageError("give INPUT files or folders, or --manifest FILE.")
     if manifest is not None and not manifest.is_file():
         raise click.BadParameter(f"{manifest} is not a file.", param_hint="--manifest")
+    device = str(settings.device).strip().lower()
+    if device not in ("auto", "cpu") and (scheduler is None or scheduler.startswith("local")):
+        from medlung.networks.running import resolve_device  # before any film or progress line (a remote cluster's
+
+        #                                                      workers may have the CUDA this machine lacks)
+        try:
+            resolve_device(device)
+        except MedlungError as exc:
+            raise click.BadParameter(str(exc), param_hint="--device") from None
     paths = collect_inputs(inputs)
     if not paths and manifest is None:
-        raise click.UsageError("no films found in the inputs given.")
+        raise click.UsageError(f"no films found in the inputs given. {films_counted()}")
     if scheduler is not None:
         from medlung.cli.predict_dask import predict_on_cluster
 
@@ -160,7 +173,7 @@ def predict_here(paths: list[Path], output: Path, settings, verbose: bool) -> in
     except (MedlungError, ValueError) as exc:
         fail(exc, verbose)
     with click.progressbar(length=len(paths), label="segmenting", file=sys.stderr, show_pos=True, show_eta=True) as bar:
-        counter = RowCounter(bar, total=len(paths))
+        counter = RowCounter(bar, total=len(paths), spacing_given=settings.spacing is not None)
         with quiet_warnings():
             report = predict_files(paths, output, segmenter, settings, counter)
     return counter.finish(time.perf_counter() - started, report.csv_path)

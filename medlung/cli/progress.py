@@ -19,11 +19,14 @@ class RowCounter:
     total : int, optional
         Films in the batch; with it, and standard error not a terminal (a log),
         a ``[done/total] ...`` line is printed every tenth of the films or every minute.
+    spacing_given : bool
+        ``--spacing`` was given: no closing hint about films without spacing.
     """
 
-    def __init__(self, bar, total: int | None = None) -> None:
+    def __init__(self, bar, total: int | None = None, spacing_given: bool = False) -> None:
         self.bar = bar
-        self.counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0}
+        self.spacing_given = spacing_given
+        self.counts = {"ok": 0, "skipped": 0, "error": 0, "flagged": 0, "uncalibrated": 0}
         self.log = _ProgressLines(total) if total is not None and not sys.stderr.isatty() else None
 
     def __call__(self, row: dict) -> None:
@@ -34,6 +37,8 @@ class RowCounter:
         elif row.get("qc") == "flagged":
             counts["flagged"] += 1
             click.echo(f"\nquality flagged: {row['file']}: {'; '.join(row['qc_reasons'])}", err=True)
+        if row["status"] == "ok" and row.get("calibrated") is False:
+            counts["uncalibrated"] += 1
         self.bar.update(1)
         if self.log is not None:
             self.log(counts)
@@ -43,6 +48,12 @@ class RowCounter:
         counts = self.counts
         skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
         flagged = f" ({counts['flagged']} flagged by the quality check)" if counts["flagged"] else ""
+        if counts["uncalibrated"] and not self.spacing_given:
+            click.echo(
+                f"{counts['uncalibrated']} film(s) give no pixel spacing: their areas are in px, not cm² "
+                "(columns *_px); if you know a film's spacing, give it with --spacing MM (or ROW,COL).",
+                err=True,
+            )
         click.echo(
             f"done {counts['ok']}{flagged}{skipped}, failed {counts['error']}, {seconds:.1f} s; report: {report}"
         )

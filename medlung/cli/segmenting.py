@@ -20,7 +20,12 @@ from medlung.cli.common import spacing_option
 def _formats(ctx, param, value: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
     unknown = [f for f in chosen if f not in defaults.OUTPUT_FORMATS]
-    if unknown or not chosen:
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(repr(f) for f in unknown)} {'is' if len(unknown) == 1 else 'are'} not an output format; "
+            f"choose from {','.join(defaults.OUTPUT_FORMATS)} (got {value!r})"
+        )
+    if not chosen:
         raise click.BadParameter(f"choose from {','.join(defaults.OUTPUT_FORMATS)} (got {value!r})")
     return chosen
 
@@ -134,6 +139,7 @@ OPTION_OF = {
     "stow": "--stow",
     "workers": "--workers",
     "spacing": "--spacing",
+    "max_memory": "--max-memory",
 }
 
 

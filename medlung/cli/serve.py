@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from medlung import defaults
-from medlung.cli.common import is_verbose, report_exception
+from medlung.cli.common import is_verbose, max_memory_option, report_exception
 from medlung.cli.security import tls_config, tls_options
 from medlung.cli.segmenting import build_settings, model_options
 from medlung.errors import MedlungError
@@ -107,6 +107,29 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     show_default=True,
     help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.",
 )
+@max_memory_option("the node", "It sizes the associations served at once and the memory each film's reader may take.")
+@click.option(
+    "--max-associations-per-host",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Connections (associations, TLS handshakes) one peer address may hold open at once; more are closed "
+    "and logged with the reason.",
+)
+@click.option(
+    "--keep-done-days",
+    type=click.FloatRange(0),
+    default=None,
+    metavar="DAYS",
+    help="Delete delivered films and SEGs from WORKDIR/done after this many days (default: keep them).",
+)
+@click.option(
+    "--keep-done",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="Keep at most N delivered films in WORKDIR/done, deleting the oldest (default: keep them all).",
+)
 @click.option(
     "--max-queue",
     type=click.IntRange(1),
@@ -148,6 +171,10 @@ def serve(
     max_films_per_association,
     max_film_mb,
     min_free_mb,
+    max_memory,
+    max_associations_per_host,
+    keep_done_days,
+    keep_done,
     max_queue,
     resend_interval,
     json_logs,
@@ -160,8 +187,11 @@ def serve(
     Each film is written to WORKDIR/incoming before the sender gets its
     success status; the SEG waits in WORKDIR/outgoing until --forward has
     stored it, then both move to WORKDIR/done (WORKDIR/failed, with a
-    reason file, when a film cannot be segmented). A restart resumes the
-    queue. SIGTERM or SIGINT finishes the current film and exits 0.
+    reason file, when a film cannot be segmented; --keep-done-days and
+    --keep-done bound done/). A restart resumes the queue; a film that took
+    the node down twice goes to failed/. Each film is read in a child process
+    under a memory and a time limit. WORKDIR and its files are readable by the
+    node's user only. SIGTERM or SIGINT finishes the current film and exits 0.
 
     By default the node listens on every interface, in plain text, and
     accepts films from any host and AE title: give --allow-host and DICOM
@@ -215,6 +245,10 @@ def serve(
             max_films_per_association=max_films_per_association,
             max_film_mb=max_film_mb,
             min_free_mb=min_free_mb,
+            max_memory=max_memory,
+            max_associations_per_host=max_associations_per_host,
+            keep_done_days=keep_done_days,
+            keep_done=keep_done,
         )
     except (MedlungError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None

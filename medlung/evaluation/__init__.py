@@ -46,7 +46,6 @@ are in three modules, whose public names are also importable from here:
 
 from __future__ import annotations
 
-import csv
 import datetime
 import heapq
 import json
@@ -391,13 +390,12 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, pictures: list, ov
         Output name -> path written.
     """
     from medlung.atomic import write_atomically
+    from medlung.tables import csv_text
+
+    table = csv_text(FIELDS, rows, csv_value)
 
     def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: csv_value(row.get(k)) for k in FIELDS})
+        tmp.write_text(table, encoding="utf-8")
 
     def write_json(tmp: Path) -> None:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")

@@ -82,8 +82,7 @@ FIELDS = (
         "lungs",
         "rows",
         "cols",
-        "spacing_row_mm",
-        "spacing_col_mm",
+        "spacing_mm",
         "spacing_source",
         "unit",
         "ignored_px",
@@ -300,7 +299,7 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         spacing = tuple(film.spacing) if film.spacing is not None else None
         row.update(rows=film.rows, cols=film.cols, spacing_source=film.spacing_source, unit=distance_unit(spacing))
         if spacing is not None:
-            row.update(spacing_row_mm=spacing[0], spacing_col_mm=spacing[1])
+            row.update(spacing_mm=list(spacing))
         if not entry.get("label"):
             raise EvaluationError("has no ground-truth mask in DATA", entry["image"], "Add its mask to DATA.")
         truth = load_truth(entry["label"], film.shape)
@@ -456,6 +455,8 @@ def csv_value(value):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return repr(round(value, 6))
+    if isinstance(value, (list, tuple)):  # a spacing (row_mm, col_mm): as in report.csv
+        return ";".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
     return "" if value is None else value
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medlung.errors import MedlungError
+from medlung.errors import MedlungError, QualityWarning
 from medlung.film import Film
 from medlung.inference.native_grid import native_labels
 from medlung.inference.postprocess import LEFT, RIGHT
@@ -34,6 +34,12 @@ from medlung.quality import QC_OK, check_quality
 from medlung.spacing import Spacing
 from medlung.transforms.display import display_of
 from medlung.transforms.presets import inference_transforms
+
+#: The note of a film without spacing: why its areas are in pixels, and how to give the spacing.
+SPACING_UNKNOWN_NOTE = (
+    "spacing unknown: areas in px only, not cm² (the file gives no pixel spacing); if you know it, give it: "
+    "medlung predict --spacing MM (or ROW,COL), load_film(path, spacing=MM)"
+)
 
 # Model loading lives in medlung.networks.loading; these names stay importable from here.
 __all__ = ["LungMasks", "ModelError", "ModelSpec", "Segmenter", "find_default_model", "load_model"]
@@ -270,7 +276,11 @@ class Segmenter:
         if film.spacing is not None:
             areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}  # swap-invariant
         else:
-            notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
+            notes.append(SPACING_UNKNOWN_NOTE)
+        if quality.reasons:
+            where = film.path or "film"
+            text = "; ".join(str(r) for r in quality.reasons)
+            warnings.warn(f"{where}: quality check flagged it ({text})", QualityWarning, stacklevel=2)
         prob = None
         if probability and native.margin is not None:
             prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,13 +449,15 @@ def stow_rs(
     CredentialsError
         When the credentials in the environment are contradictory or unreadable.
     """
-    import requests
 
     url = check_stow_url(url)
     _check_retry_arguments(retries, backoff)
     if credentials is None:
         credentials = credentials_from_environment()
-    session = requests.Session()
+    warning = plain_http_warning(url, credentials)
+    if warning:
+        warnings.warn(warning, CredentialsWarning, stacklevel=2)
+    session = _same_origin_session(url)
     session.headers.update({**(headers or {}), **(credentials.headers() if credentials else {})})
     server = _StowServer(session, url, retries, backoff, timeout, credentials)
     results = []
@@ -494,6 +497,64 @@ def check_stow_url(url: str) -> str:
             hint=f"Remove them from the URL. {_CREDENTIALS_HINT}",
         )
     return url
+
+
+class CredentialsWarning(UserWarning):
+    """DICOMweb credentials about to travel where others can read them."""
+
+
+class RedirectRefused(Exception):
+    """The DICOMweb server redirected a STOW-RS to another host; the SEG is not sent there."""
+
+
+def plain_http_warning(url: str, credentials) -> str | None:
+    """The warning for credentials sent over plain ``http://`` to another machine; None when there is none.
+
+    Over ``http://`` a token or password crosses the network readable by
+    anyone on the way; to this machine (loopback) it does not leave it.
+    """
+    parts = urlsplit(url)
+    if credentials is None or parts.scheme != "http" or _is_loopback_host(parts.hostname or ""):
+        return None
+    what = "password" if getattr(credentials, "scheme", "") == "basic" else "token"
+    return (
+        f"the DICOMweb {what} ({credentials.source}) goes to {parts.hostname} over plain http://: anyone on the "
+        "network between can read it and the SEGs; use an https:// URL"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin_session(url: str):
+    """A requests session that refuses to follow a redirect to another scheme, host or port than ``url``'s.
+
+    A 307/308 answer would make requests post the SEG (patient data) again to
+    wherever it points; the hook raises :class:`RedirectRefused` on such an
+    answer before anything is sent there.
+    """
+    import requests
+
+    origin = urlsplit(url)
+    session = requests.Session()
+
+    def refuse_other_hosts(response, *args, **kwargs):
+        if response.is_redirect:
+            target = urlsplit(requests.compat.urljoin(response.url, response.headers.get("location", "")))
+            if (target.scheme, target.hostname, target.port) != (origin.scheme, origin.hostname, origin.port):
+                raise RedirectRefused(f"{target.scheme}://{target.netloc}")
+        return response
+
+    session.hooks["response"].append(refuse_other_hosts)
+    return session
 
 
 @dataclass
@@ -580,6 +641,8 @@ def _post_instance(
         attempts += 1
         try:
             response = server.session.post(f"{url}/studies", data=content, headers=headers, timeout=server.timeout)
+        except (RedirectRefused, requests.exceptions.SSLError) as exc:  # neither gets better by trying again
+            return result(False, _refusal_message(exc, url)), _ANSWERED
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             status, message = None, f"no answer from {url} ({type(exc).__name__})"
             continue
@@ -630,6 +693,22 @@ def _stow_answer(response):
 
 def _item_uid(item) -> str:
     return str(item.get("ReferencedSOPInstanceUID", "") or "")
+
+
+def _refusal_message(exc: Exception, url: str) -> str:
+    """One line for a redirect to another host or a TLS failure (an untrusted certificate said as such)."""
+    if isinstance(exc, RedirectRefused):
+        return (
+            f"{url} redirected the STOW-RS to another host ({exc}): not followed, nothing was sent there; "
+            "give the server's own URL; the file is kept"
+        )
+    text = _first_line(exc)
+    untrusted = "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
+    problem = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
+    return (
+        f"{url} answered but {problem} ({text[-160:]}); give the CA that signed it in REQUESTS_CA_BUNDLE, "
+        "or check the URL; the file is kept"
+    )
 
 
 def _auth_message(status: int, url: str, credentials: DicomwebCredentials | None) -> str:

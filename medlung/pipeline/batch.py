@@ -110,6 +110,8 @@ def predict_files(
     progress : callable, optional
         Called with each finished report row.
     """
+    from medlung.memory import MemoryBudget, default_budget
+
     out = Path(out)
     if segmenter is None:
         segmenter = load_segmenter(settings)
@@ -117,6 +119,7 @@ def predict_files(
     report = Report(out, overwrite=settings.overwrite, identifiers=settings.include_identifiers)
     report.keep_earlier()
     stems = output_stems(paths)
+    budget = MemoryBudget(settings.max_memory or default_budget())
 
     def finished(row: dict) -> None:
         report.add(row)
@@ -125,10 +128,12 @@ def predict_files(
 
     if settings.workers > 1:
         with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, settings), paths):
+            for row in pool.map(
+                lambda path: segment_one(path, out / stems[path], segmenter, settings, budget=budget), paths
+            ):
                 finished(row)
     else:
-        _pipelined(paths, out, stems, segmenter, settings, finished)
+        _pipelined(paths, out, stems, segmenter, settings, finished, budget)
     return report
 
 
@@ -139,7 +144,9 @@ _POLL_S = 0.2
 _END = object()
 
 
-def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, settings: PredictSettings, finished) -> None:
+def _pipelined(
+    paths: list[Path], out: Path, stems: dict, segmenter, settings: PredictSettings, finished, budget=None
+) -> None:
     """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
 
     An exception in ``finished`` (the report cannot be written, a progress
@@ -163,7 +170,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, settings: P
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], settings, segmenter))
+                loaded.put(_Job.load(path, out / stems[path], settings, segmenter, budget=budget))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -229,21 +236,34 @@ class _Job:
         self.row: dict = {"file": str(path), "status": "error"}
         self.done = False
         self.seconds = 0.0
-        self.film: Any = None
-        self.masks: Any = None
+        self.film: Any = None  # medlung.film.Film once read
+        self.masks: Any = None  # medlung.inference.LungMasks once segmented
         self.targets: dict[str, Path] = {}
+        self.budget: Any = None  # the medlung.memory.MemoryBudget the film's cost is held in
+        self.held = 0
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, settings: PredictSettings, segmenter=None) -> _Job:
+    def load(
+        cls, path: Path, prefix: Path, settings: PredictSettings, segmenter=None, budget=None, loader=None
+    ) -> _Job:
         """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
 
         ``segmenter`` (optional) gives the working grid a film read with ``settings.decode="reduced"`` is
-        decoded for.
+        decoded for. ``budget`` (a :class:`medlung.memory.MemoryBudget`) is held for the film's declared
+        decode cost until :meth:`write` returns; ``loader`` reads the film instead of
+        :func:`medlung.io.load_film` (same arguments: the node reads it in a child process).
         """
         job = cls(path, prefix)
         spec = getattr(segmenter, "spec", None)
-        job._step(job._load, settings, getattr(spec, "working_spacing", None))
+        job._step(job._load, settings, getattr(spec, "working_spacing", None), budget, loader or load_film)
+        if job.done:
+            job._release()
         return job
+
+    def _release(self) -> None:
+        if self.budget is not None and self.held:
+            self.budget.release(self.held)
+        self.held = 0
 
     def segment(self, segmenter, settings: PredictSettings) -> None:
         """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
@@ -251,8 +271,11 @@ class _Job:
 
     def write(self, segmenter, settings: PredictSettings) -> dict:
         """Write the outputs, send the SEG and SR when asked; return the finished report row."""
-        self._step(self._write, segmenter, settings)
-        self.film = self.masks = None
+        try:
+            self._step(self._write, segmenter, settings)
+        finally:
+            self.film = self.masks = None
+            self._release()
         self.row["seconds"] = round(self.seconds, 3)
         return self.row
 
@@ -269,13 +292,19 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, settings: PredictSettings, working_spacing: float | None = None) -> None:
+    def _load(self, settings: PredictSettings, working_spacing: float | None, budget, loader) -> None:
         from medlung.writers.overlay import MAX_SIDE
 
         row = self.row
+        if budget is not None:
+            from medlung.io.headers import film_cost
+
+            cost = film_cost(self.path, settings.decode, settings.max_pixels)
+            if cost is not None:  # no size in the header: the reader refuses the file or checks it itself
+                self.held, self.budget = budget.acquire(cost, self.path), budget
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(
+            film = loader(
                 self.path,
                 spacing=settings.spacing,
                 max_pixels=settings.max_pixels,
@@ -296,6 +325,7 @@ class _Job:
             calibrated=film.calibrated,
         )
         targets = planned_outputs(self.prefix, film, settings.formats)
+        check_output_sizes(self.path, film.shape, targets)  # before anything is written or segmented
         if not settings.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
@@ -327,6 +357,10 @@ class _Job:
         outputs = write_outputs(film, masks, targets, segmenter.model_version, settings, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
+        if "seg" in targets:
+            from medlung.writers.dicom_seg import source_problems
+
+            notes += source_problems(film)
         if masks.empty:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
@@ -338,14 +372,15 @@ class _Job:
                 row["status"], row["error"] = "error", sent_error
 
 
-def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings) -> dict:
+def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings, budget=None, loader=None) -> dict:
     """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
 
     A film that cannot be read, segmented or written gives a row with status
     ``error`` (never an exception); ``segmenter`` is not used when the film
-    cannot be read or its outputs all exist.
+    cannot be read or its outputs all exist. ``budget`` and ``loader``: see
+    :meth:`_Job.load` (the node reads each film in a child process).
     """
-    job = _Job.load(path, prefix, settings, segmenter)
+    job = _Job.load(path, prefix, settings, segmenter, budget=budget, loader=loader)
     job.segment(segmenter, settings)
     return job.write(segmenter, settings)
 
@@ -365,6 +400,32 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
         for kind in DICOM_FORMATS:
             targets.pop(kind, None)
     return targets
+
+
+#: Largest side each output can store, pixels: NIfTI-1 keeps its dimensions as 16-bit signed integers, a DICOM-SEG
+#: its Rows and Columns as 16-bit unsigned ones (PNG, MetaImage and the shrunk overlay have no such limit in practice).
+OUTPUT_MAX_SIDE = {"nifti": 32767, "seg": 65535}
+
+
+def check_output_sizes(path: Path, shape: tuple[int, int], targets: dict) -> None:
+    """Refuse a film too large for one of the outputs asked for, before any output is written.
+
+    Raises
+    ------
+    UnsupportedImageError
+        Naming the output and the ``--format`` that leaves it out.
+    """
+    from medlung.errors import UnsupportedImageError
+
+    rows, cols = shape
+    for kind, limit in OUTPUT_MAX_SIDE.items():
+        if kind in targets and max(rows, cols) > limit:
+            others = ",".join(f for f in OUTPUT_FORMATS if f in targets and f != kind) or "png"
+            raise UnsupportedImageError(
+                f"is {cols} x {rows} px, more than the {limit} px a side a {kind} output can store; nothing written",
+                path,
+                f"Leave {kind} out (--format {others}).",
+            )
 
 
 def write_outputs(
@@ -464,6 +525,32 @@ def overlay_lines(film, masks) -> list[str]:
     if masks.orientation_check not in ("ok", "unknown") and not masks.orientation_check.endswith("fixed"):
         lines.append(f"orientation check: {masks.orientation_check}")
     return lines
+
+
+def result_row(masks, path=None) -> dict:
+    """The report row of one segmented film (every column of ``report.csv`` it knows), as ``medlung predict`` has it.
+
+    Used by :func:`medlung.to_dataframe` for results of the Python API, so
+    that a notebook table has the report's columns and values.
+    """
+    film = getattr(masks, "film", None)
+    rows, cols = masks.labels.shape
+    row = {
+        "file": None if path is None else str(path),
+        "status": "ok",
+        "rows": int(rows),
+        "cols": int(cols),
+        "spacing_mm": list(masks.spacing) if masks.spacing else None,
+        "spacing_source": masks.spacing_source,
+        "calibrated": masks.areas_cm2 is not None,
+        "qc": masks.qc,
+        "qc_reasons": [str(r) for r in masks.qc_reasons],
+        "seconds": round(float(masks.seconds), 3),
+        "error": None,
+        "notes": list(getattr(film, "warnings", ()) or ()) + list(masks.notes),
+    }
+    row.update(_areas(masks))
+    return row
 
 
 def _areas(masks) -> dict:

@@ -126,6 +126,13 @@ class PredictSettings:
 
     workers : int
         Films processed at once by one process (threads sharing the model).
+    max_memory : int or None
+        Bytes the films in flight may use together (``--max-memory``;
+        default :func:`medlung.memory.default_budget`): each film holds its
+        declared decode cost (:func:`medlung.io.headers.film_cost`, read from
+        its header) from before it is decoded until it is written, so
+        ``workers`` films run at once only while they fit; a film whose cost
+        alone is over the budget is an error row, never decoded.
 
     Raises
     ------
@@ -157,6 +164,7 @@ class PredictSettings:
     stow: str | None = None
     send_source: bool = False
     workers: int = defaults.DEFAULT_WORKERS
+    max_memory: int | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -189,6 +197,15 @@ class PredictSettings:
             )
         if self.min_lung_mm2 is not None and not (_number(self.min_lung_mm2) and float(self.min_lung_mm2) >= 0):
             raise SettingError("min_lung_mm2", f"min_lung_mm2 must be an area in mm² >= 0; got {self.min_lung_mm2!r}.")
+        if self.max_memory is not None:
+            from medlung.memory import MIN_BUDGET_BYTES
+
+            if not _whole(self.max_memory) or int(self.max_memory) < MIN_BUDGET_BYTES:
+                raise SettingError(
+                    "max_memory",
+                    f"max_memory must be a number of bytes >= {MIN_BUDGET_BYTES} (512 MB); got {self.max_memory!r}.",
+                )
+            put("max_memory", int(self.max_memory))
         for name in ("sw_batch_size", "workers", "max_pixels"):
             if not _whole(getattr(self, name)) or int(getattr(self, name)) < 1:
                 raise SettingError(name, f"{name} must be a whole number >= 1; got {getattr(self, name)!r}.")

@@ -15,7 +15,6 @@ same result as an uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -377,11 +376,9 @@ class Trainer:
             },
             "medlung_version": __version__,
         }
-        # not write_atomically: torch names the archive inside the file after the file it saves to ("best", "last"),
-        # and a random temporary name would make equal checkpoints differ
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        # torch names the archive inside the file after the file it saves to ("best", "last"): write_atomically's
+        # temporary file has the checkpoint's own name (in a private folder), so equal checkpoints stay equal
+        write_atomically(path, lambda tmp: torch.save(state, tmp), overwrite=True)
 
     def _config_record(self, datalist: Datalist, model) -> dict:
         import monai
@@ -420,11 +417,7 @@ def _write_json(path: Path, content) -> None:
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            for row in history:
-                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
+    from medlung.tables import csv_text
 
-    write_atomically(path, write, overwrite=True)
+    table = csv_text(METRIC_COLUMNS, history, lambda v: f"{v:.6g}" if isinstance(v, float) else v)
+    write_atomically(path, lambda tmp: tmp.write_text(table, encoding="utf-8"), overwrite=True)

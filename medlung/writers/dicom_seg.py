@@ -96,9 +96,18 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000
 
 from medlung import labels as label_table
 from medlung.atomic import write_atomically
-from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
+from medlung.errors import EmptySegmentWarning, FilmWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
-from medlung.uids import SEG_SYNTAXES, SegUIDs, canonical_options, seg_uids
+from medlung.uids import (
+    SEG_SYNTAXES,
+    SegUIDs,
+    canonical_options,
+    content_digest,
+    is_valid_uid,
+    replacement_uid,
+    seg_uids,
+    stored_content_digest,
+)
 
 __all__ = [
     "DEFAULT_SEG_SYNTAX",
@@ -113,10 +122,12 @@ __all__ = [
     "display_spacing",
     "drop_optional_identifiers",
     "empty_segments",
+    "film_content",
     "seg_identity",
     "seg_output_options",
     "software_versions",
     "source_dataset",
+    "source_problems",
     "write_dicom_seg",
 ]
 
@@ -160,6 +171,13 @@ _TYPE2_SOURCE_ATTRIBUTES = (
     "ReferringPhysicianName",
 )
 _REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+#: UIDs of the film that the SEG copies or references; an invalid one is replaced (medlung.uids.replacement_uid).
+_COPIED_SOURCE_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+#: Text value representations of the header attributes highdicom copies; NUL bytes and other control characters
+#: in them are removed, and short texts cut to their VR's length (PS3.5 6.2), so nothing invalid reaches the SEG.
+_SHORT_TEXT_VRS = ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM")
+_LONG_TEXT_VRS = ("ST", "LT", "UT", "UC")
+_TEXT_VR_LENGTHS = {"AE": 16, "CS": 16, "LO": 64, "SH": 16}
 
 # What the SEG keeps of the film's patient identity: the Patient module's type 1/2 attributes (and the
 # type 2C ones of an animal patient), with the issuer that qualifies the Patient ID. highdicom also copies
@@ -291,7 +309,53 @@ def seg_identity(
     """
     source = source_dataset(film)
     full = seg_output_options(options, choose_transfer_syntax(transfer_syntax, film.shape))
-    return seg_uids(str(source.SOPInstanceUID), model_version.strip(), full), full
+    return seg_uids(str(source.SOPInstanceUID), model_version.strip(), full, film_content(film)), full
+
+
+def film_content(film: Film) -> str:
+    """The content digest that enters the UIDs of a film's SEG and SR (:func:`medlung.uids.derive_uid`).
+
+    From the film file's stored Pixel Data bytes (read, never decoded) with
+    its shape, spacing and orientation; from its decoded pixels when there
+    is no file to read them from (a Film built in memory, a deflated file).
+    The same file always gives the same digest; another film sent under a
+    used SOP Instance UID gives another.
+    """
+    stored = _stored_pixel_digest(film.path) if getattr(film, "path", None) else None
+    if stored is not None:
+        return stored_content_digest(stored, film.shape, film.spacing, film.orientation)
+    return content_digest(film.pixels, film.spacing, film.orientation)
+
+
+def _stored_pixel_digest(path) -> str | None:
+    """BLAKE2b of a DICOM file's Pixel Data value as stored, read in chunks; None when it cannot be located."""
+    import hashlib
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.filereader.read_file_meta_info(path)
+            if str(meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2.1.99":
+                return None  # deflated: offsets are in the inflated stream
+            ds = pydicom.dcmread(path, defer_size=256, force=True, specific_tags=["PixelData"])
+        raw = ds.get_item(0x7FE00010, keep_deferred=True)
+        start, length = int(raw.value_tell), int(raw.length)
+    except Exception:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    left = None if length == 0xFFFFFFFF else length  # encapsulated: to the end of the file
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while left is None or left > 0:
+            chunk = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return digest.hexdigest()
 
 
 def display_spacing(source) -> tuple[float, float]:
@@ -409,7 +473,10 @@ def write_dicom_seg(
     options_text = canonical_options(options)
     check_target(path, overwrite)
 
-    uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
+    for problem in source_problems(film):
+        warnings.warn(f"{film.path or 'film'}: {problem}", FilmWarning, stacklevel=2)
+    # the content enters the UIDs: another film sent under a used SOP Instance UID gets another SEG UID
+    uids = seg_uids(str(source.SOPInstanceUID), model_version, options, film_content(film))
     descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
     if series_number is None:
         series_number = default_series_number(source)
@@ -584,6 +651,7 @@ def source_dataset(film: Film, what: str = "a DICOM-SEG"):
             "Write PNG or NIfTI masks instead, or give the film its UIDs (e.g. by importing it into a PACS).",
         )
     source = copy.deepcopy(film.dataset)  # never touch the caller's header
+    _repair_source(source)
     for keyword in _TYPE2_SOURCE_ATTRIBUTES:
         if keyword not in source:
             setattr(source, keyword, None)
@@ -591,6 +659,72 @@ def source_dataset(film: Film, what: str = "a DICOM-SEG"):
         del source.PixelData  # highdicom needs the header only
     source.Rows, source.Columns = film.rows, film.cols
     return source
+
+
+def source_problems(film: Film) -> list[str]:
+    """What :func:`write_dicom_seg` must repair in the film's header: invalid UIDs, NUL bytes or over-long texts.
+
+    Parameters
+    ----------
+    film : Film
+        A film read from DICOM (``[]`` for other films).
+
+    Returns
+    -------
+    list of str
+        One sentence per repair (the SEG gets a valid value instead; each
+        is also issued as a :class:`~medlung.errors.FilmWarning` by
+        :func:`write_dicom_seg`).
+    """
+    if film.dataset is None:
+        return []
+    return _repair_source(copy.deepcopy(film.dataset))
+
+
+def _repair_source(source) -> list[str]:
+    """Make the top-level UIDs and texts of a private header copy valid; the sentences saying what changed."""
+    problems = []
+    for keyword in _COPIED_SOURCE_UIDS:
+        if keyword not in source:
+            continue
+        value = source[keyword].value
+        text = "" if value is None else str(value)
+        if keyword != "FrameOfReferenceUID" and not text.strip():
+            continue  # a missing required UID is refused by _source_dataset with its own message
+        if not is_valid_uid(text):
+            setattr(source, keyword, replacement_uid(keyword, text))
+            problems.append(
+                f"the film's {keyword} {text[:70]!r} is not a valid DICOM UID: the SEG uses the derived "
+                f"{source[keyword].value} instead"
+            )
+    changed = []
+    for tag in list(source.keys()):
+        try:
+            element = source[tag]
+            vr = element.VR
+            if vr not in _SHORT_TEXT_VRS + _LONG_TEXT_VRS or element.value is None:
+                continue
+            values = element.value if element.VM > 1 else [element.value]
+            cleaned = [_clean_text(str(v), vr) for v in values]
+            if cleaned != [str(v) for v in values]:
+                element.value = cleaned if element.VM > 1 else cleaned[0]
+                changed.append(element.keyword or str(element.tag))
+        except Exception:  # a value pydicom cannot convert: highdicom does not copy it either
+            continue
+    if changed:
+        problems.append(
+            f"NUL bytes, control characters or over-long values removed from {', '.join(changed[:8])} "
+            "before they were copied into the SEG"
+        )
+    return problems
+
+
+def _clean_text(text: str, vr: str) -> str:
+    """``text`` without NUL and other control characters (line breaks kept in long texts), cut to its VR's length."""
+    allowed = "\r\n\t\f" if vr in _LONG_TEXT_VRS else ""
+    text = "".join(c for c in text if c >= " " or c in allowed).replace("\x7f", "")
+    limit = _TEXT_VR_LENGTHS.get(vr)
+    return text[:limit] if limit else text
 
 
 def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:

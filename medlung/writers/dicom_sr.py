@@ -62,6 +62,7 @@ from medlung.writers.dicom_seg import (
     checked_model_version,
     default_series_number,
     drop_optional_identifiers,
+    film_content,
     software_versions,
     source_dataset,
 )
@@ -229,7 +230,7 @@ def write_dicom_sr(
     grouped = _grouped(items)
     options_text = canonical_options(options)
     check_target(path, overwrite)
-    uids = sr_uids(str(source.SOPInstanceUID), model_version, options)
+    uids = sr_uids(str(source.SOPInstanceUID), model_version, options, film_content(film))
     algorithm = hd.sr.AlgorithmIdentification(
         name="medlung",
         version=algorithm_version(model_version),

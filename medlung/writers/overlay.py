@@ -122,11 +122,14 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
 
 
 def area_lines(masks) -> list[str]:
-    """The lung areas of a result as overlay text: cm² when calibrated, else pixels and a warning."""
+    """The lung areas of a result as overlay text, each lung named in its convention (``right lung field``,
+    ``left lung (anatomical)``): cm² when calibrated, else pixels and why."""
+    from medlung import labels as label_table
+
+    convention = getattr(masks, "convention", None) or "field"
+    right, left = (lung.segment_label(convention).lower() for lung in label_table.LUNGS)
     if masks.areas_cm2:
         a = masks.areas_cm2
-        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
-    else:
-        p = masks.areas_px
-        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
-    return lines
+        return [f"{right} {a['right']:.1f} cm2", f"{left} {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
+    p = masks.areas_px
+    return [f"{right} {p['right']} px", f"{left} {p['left']} px", "spacing unknown: px, not cm2 (see --spacing)"]

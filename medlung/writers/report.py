@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
 from typing import TextIO
 
-from medlung.atomic import write_text_atomically
+from medlung.atomic import open_for_appending, write_text_atomically
+from medlung.tables import SafeCsvWriter, csv_text
 
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS: tuple[str, ...] = (
@@ -111,18 +110,14 @@ class Report:
         self.save()
 
     def save(self) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        content = text.getvalue()
+        content = csv_text(self.columns, self.rows, _csv_value)
         write_text_atomically(self.csv_path, content, overwrite=True)
         document = json.dumps(self.rows, indent=2)
         write_text_atomically(self.json_path, document, overwrite=True)
 
 
 def _csv_value(value):
+    """A report value as a CSV cell: floats to 4 decimals, lists joined with ``;`` (escaped by medlung.tables)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -137,7 +132,9 @@ class StreamingReport(Report):
 
     ``report.csv`` grows by one flushed line per film (a reader or a crash
     sees whole rows); ``report.json`` is written alongside as ``.report.json.part``
-    and moved into place by :meth:`close`. No row is kept in memory.
+    and moved into place by :meth:`close`. No row is kept in memory. Both
+    files are created as new files in OUT (:func:`medlung.atomic.open_for_appending`):
+    a link planted there is replaced, never written through.
 
     Parameters
     ----------
@@ -159,11 +156,11 @@ class StreamingReport(Report):
     def open(self) -> StreamingReport:
         """Start both files (an earlier report is moved aside first unless overwriting)."""
         self.keep_earlier()
-        self._csv = csv_file = open(self.csv_path, "w", newline="")
-        self._writer = csv.DictWriter(csv_file, fieldnames=self.columns, lineterminator="\n")
+        self._csv = csv_file = open_for_appending(self.csv_path, overwrite=True)  # an earlier one was moved aside
+        self._writer = SafeCsvWriter(csv_file, self.columns)
         self._writer.writeheader()
         csv_file.flush()
-        self._json = json_file = open(self._json_part, "w")
+        self._json = json_file = open_for_appending(self._json_part, overwrite=True)
         json_file.write("[")
         return self
 
@@ -176,7 +173,7 @@ class StreamingReport(Report):
         """Append one row to both files."""
         csv_file, json_file = self._files()
         row = {column: row.get(column) for column in self.columns}
-        self._writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        self._writer.writerow(row, _csv_value)
         csv_file.flush()
         json_file.write(("," if self.count else "") + "\n  " + json.dumps(row))
         self.count += 1

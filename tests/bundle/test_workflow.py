@@ -61,7 +61,7 @@ def test_properties_drive_the_segmenters_chain(workflow, network, shipped_bundle
     """dataset -> inferer(image, network with the bundle's weights) -> postprocessing = the Segmenter's labels."""
     config = json.loads((shipped_bundle / "configs" / "inference.json").read_text())
     dataset = workflow.dataset
-    assert len(dataset) == 3  # the sample films: a PNG, a MONOCHROME1 CR, a DX with spacing
+    assert len(dataset) == 4  # the sample films: two PNGs (one with spacing), a MONOCHROME1 CR, a DX with spacing
     for index in range(len(dataset)):
         item = dataset[index]
         image = item["image"]
@@ -163,5 +163,5 @@ def test_evaluator_writes_what_the_run_writes(workflow):
     """The evaluator is the run's engine: it writes medlung predict's outputs and report through its handlers."""
     assert workflow.evaluator.val_handlers == workflow.handlers
     report = workflow.evaluator.run()
-    assert [row["status"] for row in report.rows] == ["ok"] * 3
-    assert workflow.handlers[0].done == 3
+    assert [row["status"] for row in report.rows] == ["ok"] * 4
+    assert workflow.handlers[0].done == 4

@@ -182,7 +182,7 @@ def test_distances_are_in_mm_with_an_anisotropic_spacing(tmp_path):
         result = run("evaluate", pred, data, "-o", out)
         assert result.exit_code == 0, result.stderr
         row = read_rows(out)["film"]
-        assert row["unit"] == "mm" and float(row["spacing_row_mm"]) == 0.5 and float(row["spacing_col_mm"]) == 0.25
+        assert row["unit"] == "mm" and row["spacing_mm"] == "0.5;0.25"  # as in report.csv
         assert float(row["hd95"]) == pytest.approx(expected)
         assert "HD95 both lungs (mm)" in result.output
         summary = json.loads((out / "summary.json").read_text())

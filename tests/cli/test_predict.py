@@ -125,7 +125,8 @@ def test_png_film_has_no_seg_and_is_flagged_uncalibrated(predicted):
     nifti = nibabel.load(out / "CHNCXR_0148_0_labels.nii.gz")
     assert nifti.header.get_xyzt_units()[0] == "unknown"
     row = next(r for r in csv.DictReader(open(out / "report.csv")) if r["file"].endswith(".png"))
-    assert row["calibrated"] == "False" and row["total_cm2"] == "" and "not calibrated" in row["notes"]
+    assert row["calibrated"] == "False" and row["total_cm2"] == "" and "spacing unknown" in row["notes"]
+    assert "--spacing" in row["notes"]  # how to give it (#28)
 
 
 @pytest.mark.slow

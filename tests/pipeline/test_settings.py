@@ -88,6 +88,8 @@ def test_every_setting_has_a_predict_option_and_the_defaults_are_one_set():
                 "--seg-syntax",
                 "jpeg2000",
                 "--include-identifiers",
+                "--max-memory",
+                "2G",
                 "--bundle",
                 str(Path(__file__)),
             ],

@@ -21,6 +21,10 @@ def node_settings(**settings) -> PredictSettings:
     return PredictSettings(formats=NODE_FORMATS, **settings)
 
 
+#: Associations served at once when memory allows.
+ASSOCIATIONS_AT_MOST = 16
+
+
 class WorkdirBusyError(MedlungError):
     """Another ``medlung serve`` already uses this work folder."""
 
@@ -70,6 +74,20 @@ class ServeConfig:
     min_free_mb : float
         Disk space, in MB, that must stay free on the work folder's file
         system after a film is written; otherwise the film is refused (``0xA700``).
+    max_memory : int, optional
+        Bytes the node may use (``--max-memory``; default
+        :func:`medlung.memory.default_budget`): it sizes how many
+        associations are served at once (each may hold about 2.2 films of
+        ``max_film_mb`` while one arrives) and the memory each film's
+        reading child may take.
+    max_associations_per_host : int
+        Connections one peer address may hold open at once; more are closed with a logged reason.
+    keep_done_days : float, optional
+        Delete delivered films and SEGs from ``done/`` older than this many days.
+    keep_done : int, optional
+        Keep at most this many delivered films in ``done/`` (the oldest go first).
+    max_attempts : int
+        Attempts at segmenting one film that may outlive a crash before it goes to ``failed/``.
     """
 
     ae_title: str
@@ -89,6 +107,11 @@ class ServeConfig:
     max_films_per_association: int = defaults.DEFAULT_MAX_FILMS_PER_ASSOCIATION
     max_film_mb: float = defaults.DEFAULT_MAX_FILM_MB
     min_free_mb: float = defaults.DEFAULT_MIN_FREE_MB
+    max_memory: int | None = None
+    max_associations_per_host: int = defaults.DEFAULT_MAX_ASSOCIATIONS_PER_HOST
+    keep_done_days: float | None = None
+    keep_done: int | None = None
+    max_attempts: int = defaults.DEFAULT_MAX_ATTEMPTS
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -116,11 +139,31 @@ class ServeConfig:
                 raise ValueError(f"AE title {title!r} is not 1-16 printable characters without backslash.")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be a number from 0 to 65535; got {self.port!r}.")
+        for name in ("max_associations_per_host", "max_attempts"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1; got {value!r}.")
+        if self.keep_done is not None and (not isinstance(self.keep_done, int) or self.keep_done < 0):
+            raise ValueError(f"keep_done must be a whole number >= 0; got {self.keep_done!r}.")
+        if self.keep_done_days is not None and not self.keep_done_days >= 0:
+            raise ValueError(f"keep_done_days must be a number of days >= 0; got {self.keep_done_days!r}.")
         if not isinstance(self.max_queue, int) or self.max_queue < 1:
             raise ValueError(f"max_queue must be a whole number >= 1; got {self.max_queue!r}.")
         if not self.resend_interval > 0:
             raise ValueError(f"resend_interval must be a number of seconds > 0; got {self.resend_interval!r}.")
         parse_destination(self.forward)
+
+    def memory_plan(self) -> tuple[int, int, int]:
+        """``(budget, associations, decode_limit)``: bytes for the node, associations served at once, and the most
+        bytes one film's reading child may allocate (see :attr:`max_memory`)."""
+        from medlung.memory import BASE_BYTES, default_budget
+
+        budget = self.max_memory or default_budget()
+        per_association = int(2.2 * self.max_film_mb * 1e6)
+        for_films = max(0, budget - BASE_BYTES)
+        decode_limit = max(256 * 2**20, for_films // 2)
+        associations = max(1, min(ASSOCIATIONS_AT_MOST, (for_films - decode_limit) // max(1, per_association)))
+        return budget, int(associations), int(decode_limit)
 
 
 def parse_networks(texts) -> list:

@@ -35,6 +35,16 @@ class Forwarding(NodeState):
                 with self._lock:
                     self._to_send.remove(key)
 
+    def _prune_done(self) -> None:
+        """Apply the retention of done/ (``keep_done_days``, ``keep_done``) and log what went."""
+        config = self.config
+        if config.keep_done_days is None and config.keep_done is None:
+            return
+        max_age = None if config.keep_done_days is None else config.keep_done_days * 86400.0
+        pruned = self.spool.prune_done(max_age, config.keep_done)
+        if pruned:
+            self.log("pruned", deleted=len(pruned), keep_done_days=config.keep_done_days, keep_done=config.keep_done)
+
     def _next_to_send(self) -> tuple[str | None, float]:
         """The first SEG due (under the lock), or None and how long to wait."""
         now = time.monotonic()
@@ -96,6 +106,7 @@ class Forwarding(NodeState):
                 seconds=round(time.perf_counter() - started, 3),
                 total_seconds=round(time.monotonic() - job.received, 3),
             )
+            self._prune_done()
             return
         transient = result.status is None or (result.status & 0xFF00) == 0xA700
         if transient:

@@ -1,4 +1,10 @@
-"""Segmenting: the node's worker thread, one film at a time, through the pipeline's ``segment_one``."""
+"""Segmenting: the node's worker thread, one film at a time, through the pipeline's ``segment_one``.
+
+Each film is read in a child process under a memory and a time limit
+(:mod:`medlung.services.node.decoding`), and its attempt is recorded on disk
+before it starts (:meth:`~medlung.services.node.spool.Spool.mark_attempt`), so
+a film that takes the node down is not retried forever.
+"""
 
 from __future__ import annotations
 
@@ -34,16 +40,30 @@ class Segmenting(NodeState):
         resumed = all(result.exists() for result in self.spool.results("outgoing", key))
         if not resumed:
             film = self.spool.film("incoming", key)
+            attempt = self.spool.mark_attempt(key)  # durable: a crash from here on is counted at the next start
+            if attempt > 1:
+                self.log("retrying", "warning", key=key, attempt=attempt, reason="an earlier attempt outlived a crash")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row = segment_one(film, self.spool.folder("outgoing") / key, self.segmenter, self.config.settings)
+                row = segment_one(
+                    film, self.spool.folder("outgoing") / key, self.segmenter, self.config.settings, loader=self._loader
+                )
         if row["status"] == "error":
             reason = row.get("error") or "segmentation failed"
             self.spool.fail(key, reason)
             with self._lock:
                 self._jobs.pop(key, None)
                 self._waiting -= 1
-            self.log("failed", "error", key=key, stage="segment", reason=reason, reason_file=self.spool.reason(key))
+            self.log(
+                "failed",
+                "error",
+                key=key,
+                stage="segment",
+                reason=reason,
+                reason_file=self.spool.reason(key),
+                reader_peak_mb=self._loader.last_peak_mb,
+                seconds=round(time.perf_counter() - started, 3),
+            )
             return
         self.spool.segmented(key)
         with self._send_wakeup:
@@ -57,5 +77,6 @@ class Segmenting(NodeState):
             seconds=round(time.perf_counter() - started, 3),
             resumed=resumed,
             empty=",".join(row.get("empty_lungs") or []) or None,
+            reader_peak_mb=None if resumed else self._loader.last_peak_mb,
             **fields,
         )

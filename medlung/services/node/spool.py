@@ -3,6 +3,7 @@
 Layout of the work folder ``DIR``::
 
     DIR/incoming/<key>.dcm          films received, not yet segmented
+    DIR/incoming/<key>.attempt      the worker started segmenting it (attempts so far); gone once it is done
     DIR/outgoing/<key>_seg.dcm      SEGs written, not yet delivered (their film beside them: <key>.dcm)
     DIR/outgoing/<key>_sr.dcm       the SEG's measurement report (DICOM SR), delivered with it
     DIR/outgoing/<key>.sent         the destination stored the SEG; only the move to done/ is left
@@ -29,7 +30,13 @@ film in incoming, SEG but not every result         segmented (only the missing r
 SEG in outgoing, no ``.sent``                     sent
 ``.sent`` in outgoing                             SEG and film moved to done (not sent again)
 film in outgoing without SEG or ``.sent``         moved back to incoming and segmented
+film in incoming with ``.attempt``                segmented again, or moved to failed with the
+                                                  reason once ``max_attempts`` attempts
+                                                  outlived a crash (no crash loop)
 ===============================================  =========================================
+
+Every folder is created readable by the node's user only (0700: the films
+carry patient names) and the queue's own files are written 0600.
 
 The one window that can still send a SEG twice is a kill after the
 destination answered and before ``<key>.sent`` reached the disk (a few
@@ -39,12 +46,13 @@ milliseconds); the SEG's UIDs are deterministic, so a PACS keeps it once.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlung.atomic import fsync_file as _fsync_file
-from medlung.atomic import fsync_folder, write_atomically
+from medlung.atomic import fsync_folder, private_folder, write_atomically
 from medlung.uids import file_key
 
 __all__ = ["SEG_SUFFIX", "SR_SUFFIX", "STATES", "Spool", "fsync_folder"]
@@ -53,6 +61,10 @@ __all__ = ["SEG_SUFFIX", "SR_SUFFIX", "STATES", "Spool", "fsync_folder"]
 STATES = ("incoming", "outgoing", "done", "failed")
 #: File-name suffix of a film's SEG (``<key>_seg.dcm``) and of its SR.
 SEG_SUFFIX, SR_SUFFIX = "_seg.dcm", "_sr.dcm"
+#: Permissions of the queue's files (the folders are 0700).
+FILE_MODE = 0o600
+#: Attempts at segmenting one film that may outlive a crash of the node before the film goes to failed.
+MAX_ATTEMPTS = 2
 
 
 class Spool:
@@ -75,10 +87,10 @@ class Spool:
     def __init__(self, root: str | Path, outputs: tuple[str, ...] = (SEG_SUFFIX,)) -> None:
         if not outputs or outputs[0] != SEG_SUFFIX:
             raise ValueError(f"outputs must start with the SEG's suffix {SEG_SUFFIX!r}; got {outputs!r}.")
-        self.root = Path(root)
+        self.root = private_folder(root)
         self.outputs = tuple(outputs)
         for state in STATES:
-            (self.root / state).mkdir(parents=True, exist_ok=True)
+            private_folder(self.root / state)
 
     # --- names ---------------------------------------------------------------------------------
     @staticmethod
@@ -109,6 +121,23 @@ class Spool:
     def reason(self, key: str) -> Path:
         """The reason file of a failed film."""
         return self.root / "failed" / f"{key}.reason.txt"
+
+    def attempt_marker(self, key: str) -> Path:
+        """The file saying that the worker started segmenting ``key`` (and how many times so far)."""
+        return self.root / "incoming" / f"{key}.attempt"
+
+    def attempts(self, key: str) -> int:
+        """Attempts at segmenting ``key`` that started (0 when none)."""
+        try:
+            return int(self.attempt_marker(key).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def mark_attempt(self, key: str) -> int:
+        """Record, durably, that an attempt at segmenting ``key`` starts; returns its number (1, 2 ...)."""
+        number = self.attempts(key) + 1
+        self._write_durably(self.attempt_marker(key), f"{number} attempt(s) started\n".encode())
+        return number
 
     # --- transitions ---------------------------------------------------------------------------
     def receive(self, key: str, data: bytes) -> Path:
@@ -141,7 +170,8 @@ class Spool:
         if film.exists():
             os.replace(film, self.film("outgoing", key))
             fsync_folder(outgoing)
-            fsync_folder(self.folder("incoming"))
+        self.attempt_marker(key).unlink(missing_ok=True)
+        fsync_folder(self.folder("incoming"))
         return seg
 
     def mark_sent(self, key: str) -> None:
@@ -180,12 +210,59 @@ class Spool:
                 if source.exists():
                     os.replace(source, target)
         self.sent_marker(key).unlink(missing_ok=True)
+        self.attempt_marker(key).unlink(missing_ok=True)
         for state in ("failed", "incoming", "outgoing"):
             fsync_folder(self.folder(state))
         return self.reason(key)
 
-    def recover(self) -> tuple[list[str], list[str]]:
+    def prune_done(self, max_age_s: float | None = None, max_count: int | None = None, now: float | None = None):
+        """Delete delivered films and results from done/: older than ``max_age_s``, then the oldest over ``max_count``.
+
+        Parameters
+        ----------
+        max_age_s : float, optional
+            Keep what was delivered within this many seconds (by the SEG's modification time).
+        max_count : int, optional
+            Keep at most this many delivered films.
+        now : float, optional
+            The current time (``time.time()``).
+
+        Returns
+        -------
+        list of str
+            The keys deleted, oldest first.
+        """
+        if max_age_s is None and max_count is None:
+            return []
+        now = time.time() if now is None else now
+        delivered = _oldest_first(self.folder("done").glob(f"*{SEG_SUFFIX}"))
+        keys = [p.name[: -len(SEG_SUFFIX)] for p in delivered]
+        ages = {}
+        for path, key in zip(delivered, keys):
+            try:
+                ages[key] = now - path.stat().st_mtime
+            except FileNotFoundError:
+                ages[key] = 0.0
+        doomed = [k for k in keys if max_age_s is not None and ages[k] > max_age_s]
+        kept = [k for k in keys if k not in doomed]
+        if max_count is not None and len(kept) > max_count:
+            doomed += kept[: len(kept) - max_count]
+        for key in doomed:
+            for path in (*self.results("done", key), self.film("done", key)):
+                path.unlink(missing_ok=True)
+        if doomed:
+            fsync_folder(self.folder("done"))
+        return doomed
+
+    def recover(self, max_attempts: int = MAX_ATTEMPTS) -> tuple[list[str], list[str]]:
         """Bring every film left by an earlier run to a resumable state (see the module's table).
+
+        Parameters
+        ----------
+        max_attempts : int
+            A film whose ``max_attempts``-th attempt at segmenting outlived a
+            crash of the node goes to failed, with the reason, instead of
+            being tried again.
 
         Returns
         -------
@@ -194,9 +271,12 @@ class Spool:
         to_send : list of str
             Keys of SEGs in outgoing, oldest first.
         """
-        for state in ("incoming", "outgoing"):
-            for leftover in self.folder(state).glob(".*.part"):
-                leftover.unlink(missing_ok=True)
+        for state in STATES:
+            for leftover in self.folder(state).glob(".*.part"):  # a write cut short (a private folder since #28)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
         outgoing = self.folder("outgoing")
         for marker in sorted(outgoing.glob("*.sent")):
             self.finish(marker.name[: -len(".sent")])
@@ -213,6 +293,16 @@ class Spool:
                 os.replace(film, self.film("incoming", key))
         fsync_folder(outgoing)
         fsync_folder(self.folder("incoming"))
+        for marker in sorted(self.folder("incoming").glob("*.attempt")):
+            key = marker.name[: -len(".attempt")]
+            if not self.film("incoming", key).exists():
+                marker.unlink(missing_ok=True)
+            elif self.attempts(key) >= max_attempts:
+                self.fail(
+                    key,
+                    f"the node stopped (a crash, the out-of-memory killer or a kill) while segmenting this film, "
+                    f"{self.attempts(key)} time(s): not tried again; move it back to incoming/ to retry",
+                )
         to_segment = [p.name[: -len(".dcm")] for p in _oldest_first(self.folder("incoming").glob("*.dcm"))]
         waiting = set(to_segment)  # a SEG whose film still waits for its other results is sent once they are written
         to_send = [
@@ -234,7 +324,9 @@ class Spool:
     # --- helpers -------------------------------------------------------------------------------
     def _write_durably(self, target: Path, data: bytes) -> None:
         """Temporary file beside ``target`` (``.<name>.*.part``), fsync, rename over ``target``, fsync the folder."""
-        write_atomically(target, lambda temporary: temporary.write_bytes(data), overwrite=True, durable=True)
+        write_atomically(
+            target, lambda temporary: temporary.write_bytes(data), overwrite=True, durable=True, mode=FILE_MODE
+        )
 
 
 def _oldest_first(paths) -> list[Path]:

@@ -46,7 +46,14 @@ class NodeState:
     _resend_wait: float
     _destination_down_until: float
     _server: Any
+    _loader: Any  # reads a film in a child process (medlung.services.node.decoding.IsolatedLoader)
     _handshakes: threading.BoundedSemaphore
+    _peers: dict[str, int]  # connections open per peer address
+    _memory: int  # bytes the node may use (ServeConfig.memory_plan)
+    _associations: int  # associations served at once
+
+    def _prune_done(self) -> None:  # pragma: no cover - Forwarding defines it
+        raise NotImplementedError
 
     def request_stop(self) -> None:  # pragma: no cover - StorageNode defines it
         raise NotImplementedError

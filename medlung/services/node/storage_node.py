@@ -49,7 +49,7 @@ from medlung.errors import MedlungError
 from medlung.logs import Throttle, event_handler, log_event, routed
 from medlung.services.node.config import ServeConfig, WorkdirBusyError
 from medlung.services.node.forwarding import FIRST_RESEND_WAIT_S, Forwarding
-from medlung.services.node.receiving import ASSOCIATIONS, Receiving
+from medlung.services.node.receiving import HANDSHAKES, Receiving
 from medlung.services.node.segmenting import Segmenting
 from medlung.services.node.spool import SEG_SUFFIX, SR_SUFFIX, QueueEntry, Spool
 
@@ -102,7 +102,12 @@ class StorageNode(Receiving, Segmenting, Forwarding):
         self._server = None
         self._threads: list[threading.Thread] = []
         self._lock_file: IO[str] | None = None
-        self._handshakes = threading.BoundedSemaphore(ASSOCIATIONS)  # TLS handshakes under way
+        self._handshakes = threading.BoundedSemaphore(HANDSHAKES)  # TLS handshakes under way
+        self._peers: dict[str, int] = {}  # connections open per peer address
+        self._memory, self._associations, decode_limit = config.memory_plan()
+        from medlung.services.node.decoding import IsolatedLoader
+
+        self._loader = IsolatedLoader(self.spool.root / "decoding", decode_limit)
 
     # --- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -116,7 +121,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
             When the model cannot be loaded or the port cannot be opened.
         """
         self._lock_workdir()
-        to_segment, to_send = self.spool.recover()
+        to_segment, to_send = self.spool.recover(self.config.max_attempts)
         if self.segmenter is None:
             from medlung.pipeline.settings import load_segmenter
 
@@ -132,6 +137,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
             self._to_send.append(key)
         if to_segment or to_send:
             self.log("resumed", to_segment=len(to_segment), to_send=len(to_send))
+        self._prune_done()
         self._threads = [
             threading.Thread(target=self._work, name="medlung-worker", daemon=True),
             threading.Thread(target=self._deliver, name="medlung-sender", daemon=True),
@@ -282,6 +288,7 @@ def serve(config: ServeConfig, log=None) -> None:
     MedlungError
         When the node cannot start (work folder busy, model, port).
     """
+    os.umask(0o077)  # the films and SEGs carry patient names: readable by the node's user only (this process)
     with node_logging(config.json_logs):
         node = StorageNode(config, log=log)
         previous = {}
