@@ -12,7 +12,9 @@ Three kinds of evidence are used, all cheap next to the network:
 * the film itself (:func:`film_reasons`): its size in pixels and, when the
   spacing is known, its field of view in mm;
 * the model's result (:func:`lung_reasons`): lungs missing, lung area and
-  shape implausible for a chest film, and the network's own confidence.
+  shape implausible for a chest film, and the network's own confidence;
+* the estimated Dice of the mask (:func:`estimate_reasons`), below the model
+  plan's ``min_dice_estimate``.
 
 Every threshold is a named constant below, with its unit and the
 measurement it comes from (the shipped model over the 566 Shenzhen and 192
@@ -44,6 +46,8 @@ REASON_CODES = {
     "lungs_missing": "the model found no lung on one side or both",
     "lungs_implausible": "the lungs found are implausible in size, position or shape for a frontal chest film",
     "low_confidence": "the network is unsure of most of what it called lung",
+    "low_dice_estimate": "the estimated Dice of the mask (medlung.estimation) is below the model plan's "
+    "min_dice_estimate: check the mask by eye",
 }
 
 # --- header facts ---------------------------------------------------------------------------------------------------
@@ -398,6 +402,26 @@ def lung_reasons(measures: dict) -> list[QcReason]:
             )
         )
     return reasons
+
+
+def estimate_reasons(dice: float | None, threshold: float) -> list[QcReason]:
+    """The ``low_dice_estimate`` reason when a mask's estimated Dice is below ``threshold``.
+
+    Parameters
+    ----------
+    dice : float or None
+        The estimated Dice of both lungs, 0-1 (:class:`medlung.estimation.calibration.DiceEstimate`); None gives
+        no reason.
+    threshold : float
+        The model plan's ``min_dice_estimate``, 0-1.
+
+    Returns
+    -------
+    list of QcReason
+    """
+    if dice is None or dice >= threshold:
+        return []
+    return [QcReason("low_dice_estimate", f"estimated Dice {dice:.3f} (expected at least {threshold:.2f})")]
 
 
 def qc_fields(check: QualityCheck) -> dict:

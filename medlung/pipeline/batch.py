@@ -295,6 +295,8 @@ class _Job:
         row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
+        if masks.dice_estimate is not None:
+            row.update(masks.dice_estimate.report_fields())
         if masks.qc != QC_OK and settings.qc_fail:
             raise QualityCheckError(
                 f"quality check failed ({'; '.join(row['qc_reasons'])})",

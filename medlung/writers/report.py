@@ -10,6 +10,11 @@ from pathlib import Path
 
 from medlung.atomic import write_atomically
 
+#: The estimated Dice (medlung.estimation.calibration.DiceEstimate.report_fields): both lungs, then each lung; the
+#: estimate and its 80 % interval, 0-1 (empty when the model has no Dice calibration).
+DICE_COLUMNS = tuple(
+    f"{prefix}dice_estimate{suffix}" for prefix in ("", "right_", "left_") for suffix in ("", "_low", "_high")
+)
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS = (
     "file",
@@ -27,6 +32,7 @@ COLUMNS = (
     "total_px",
     "qc",
     "qc_reasons",
+    *DICE_COLUMNS,
     "seconds",
     "error",
     "calibrated",
