@@ -26,7 +26,7 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
 
 
 def write_atomically(
-    path: str | Path, write: Callable[[Path], None], overwrite: bool = False, durable: bool = False
+    path: str | Path, write: Callable[[Path], object], overwrite: bool = False, durable: bool = False
 ) -> Path:
     """Call ``write(temporary_path)`` and move the result to ``path``.
 
@@ -74,6 +74,11 @@ def write_atomically(
     if durable:
         fsync_folder(path.parent)
     return path
+
+
+def write_text_atomically(path: str | Path, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`write_atomically`."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), overwrite)
 
 
 def fsync_file(path: str | Path) -> None:

@@ -72,7 +72,7 @@ class Film:
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` in pixels."""
-        return self.pixels.shape  # type: ignore[return-value]
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 
     @property
     def rows(self) -> int:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -190,9 +191,10 @@ def surface_distances(
             symmetric=True,
             warn_empty=False,
         )
+    forward, backward = cast("tuple[torch.Tensor, torch.Tensor]", distances)  # symmetric=True: both directions
     return (
-        np.asarray(distances[0].cpu().numpy(), dtype=np.float64),
-        np.asarray(distances[1].cpu().numpy(), dtype=np.float64),
+        np.asarray(forward.cpu().numpy(), dtype=np.float64),
+        np.asarray(backward.cpu().numpy(), dtype=np.float64),
     )
 
 
@@ -285,7 +287,11 @@ def summarize(values: Sequence[float]) -> dict:
     """
     array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     finite = array[np.isfinite(array)]
-    summary = {"n": int(finite.size), "n_inf": int(np.isinf(array).sum()), "n_nan": int(np.isnan(array).sum())}
+    summary: dict[str, float | None] = {
+        "n": int(finite.size),
+        "n_inf": int(np.isinf(array).sum()),
+        "n_nan": int(np.isnan(array).sum()),
+    }
     if finite.size:
         summary.update(
             mean=float(finite.mean()),

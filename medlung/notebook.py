@@ -42,7 +42,8 @@ def _qc_text(obj) -> str | None:
         return None
     reasons = getattr(obj, "qc_reasons", None)
     if isinstance(qc, dict):  # a QC record: {"qc": ..., "reasons": [...]}
-        qc, reasons = qc.get("qc", qc.get("status")), qc.get("reasons", reasons)
+        record = qc
+        qc, reasons = record.get("qc", record.get("status")), record.get("reasons", reasons)
     if isinstance(reasons, (list, tuple)):
         reasons = "; ".join(str(r) for r in reasons)
     return f"{qc}" + (f" ({reasons})" if reasons else "")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -179,7 +180,7 @@ _DESCRIPTIONS = {
 }
 
 
-def is_frontal(orientation: Sequence[str] | None) -> bool:
+def is_frontal(orientation: Sequence[str] | None) -> TypeGuard[Sequence[str]]:
     """True when ``orientation`` is a frontal PatientOrientation (see :meth:`DisplayTransform.from_orientation`)."""
     if orientation is None:
         return False

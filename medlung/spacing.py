@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from medlung.errors import InvalidSpacingError
 
@@ -44,6 +45,7 @@ def check_spacing(value: object) -> tuple[Spacing | None, str | None]:
     """
     if value is None:
         return None, "absent"
+    values: list[Any]  # header values of any type: float() below decides what is numeric
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         values = [value]
     else:
@@ -86,6 +88,7 @@ def parse_user_spacing(text: str | float | Iterable[float]) -> Spacing:
     InvalidSpacingError
         If the value is not one or two positive finite numbers.
     """
+    parts: list[str | float]
     if isinstance(text, str):
         parts = [p for p in text.replace("x", ",").replace("\\", ",").split(",") if p.strip()]
     elif isinstance(text, (int, float)):

@@ -25,6 +25,7 @@ def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
     assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
     assert any(n.endswith("medlung/samples/CHNCXR_0001_0.png") for n in names)
     assert any(n.endswith("medlung/sample_masks/CHNCXR_0001_0_lungs.png") for n in names)  # the notebook's mask
+    assert "medlung/py.typed" in names  # type checkers use the package's own annotations (PEP 561)
     prefix = tmp_path / "prefix"
     # --ignore-installed: never uninstall the medlung of the running environment (pip would, even with --prefix)
     subprocess.run(

@@ -57,7 +57,7 @@ def one_line_errors() -> None:
         else:
             previous(kind, value, tb)
 
-    hook._medlung_one_line = True
+    hook._medlung_one_line = True  # type: ignore[attr-defined]  # a mark on the function: installed once
     sys.excepthook = hook
 
 

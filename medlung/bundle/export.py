@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from medlung.atomic import current_umask, write_atomically
+from medlung.atomic import current_umask, write_atomically, write_text_atomically
 from medlung.bundle import configs, model_card
+from medlung.bundle.model_description import NETWORK_NAMES, head_description, ordinal
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
@@ -96,6 +97,11 @@ class RunRecord:
             if rows:
                 return len(rows)
         return len(self.history)
+
+    @property
+    def plan(self) -> ModelPlan:
+        """The model's plan (:mod:`medlung.plans`), from the settings (:func:`read_run` puts the checkpoint's in)."""
+        return ModelPlan.from_dict(self.settings)
 
     @property
     def planned_epochs(self) -> int:
@@ -231,16 +237,16 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
         "configs/logging.conf": configs.LOGGING_CONF,
     }
     for name, text in texts.items():
-        write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(root / name, text)
     weights = _saved_bytes(lambda stream: torch.save(record.state, stream))
     write_atomically(root / "models" / "model.pt", lambda tmp: tmp.write_bytes(weights))
     difference = write_torchscript(
         root / "models" / "model.ts", settings, record.state, meta, {"inference.json": json.dumps(inference).encode()}
     )
     card = model_card.readme(record, meta, difference)
-    write_atomically(root / "docs" / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    write_text_atomically(root / "docs" / "README.md", card)
     licence = model_card.licence_text(meta)
-    write_atomically(root / "LICENSE", lambda tmp: tmp.write_text(licence, encoding="utf-8"))
+    write_text_atomically(root / "LICENSE", licence)
 
 
 def refresh_configs(bundle_dir: str | Path) -> list[Path]:
@@ -282,7 +288,7 @@ def refresh_configs(bundle_dir: str | Path) -> list[Path]:
     written = []
     for name, text in texts.items():
         path = root / "configs" / name
-        write_atomically(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"), overwrite=True)
+        write_text_atomically(path, text, overwrite=True)
         written.append(path)
     import torch
 
@@ -377,20 +383,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     changelog = dict(previous.get("changelog", {})) if previous else {}
     changelog[version] = _changelog_line(record)
     changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
-    plan = ModelPlan.from_dict(s)
+    plan = record.plan
     roi, spacing = plan.roi_size, plan.working_spacing
     low, high = plan.intensity_percentiles
-    if plan.head == "softmax":
-        channels = {"0": "background", "1": f"lung ({plan.conventions[0]})"}
-        pred_classes = f"2 channels of logits: channel 0 background, channel 1 lung ({plan.conventions[0]})"
-        margin = "lung-minus-background logit"
-    else:
-        channels = {str(i): f"lung, {c} convention" for i, c in enumerate(plan.conventions)}
-        pred_classes = (
-            f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
-            + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions))
-        )
-        margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
+    head = head_description(plan)
     source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
     shenzhen = model_card.trained_on_shenzhen(record)
     sources = sorted(model_card.training_sources(record))
@@ -436,7 +432,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "name": "medlung chest radiograph lung segmentation",
         "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
         "description": (
-            f"A 2-D {model_card.NETWORK_NAMES.get(s['network'], s['network'])} ({_features(s)}) that segments the "
+            f"A 2-D {NETWORK_NAMES.get(plan.network, plan.network)} ({_features(s)}) that segments the "
             f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
             "back to each film's native grid, thresholds it, removes small components and splits the patient's "
             "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
@@ -449,13 +445,13 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "license": licence,
         "image_classes": (
             f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
-            f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
+            f"from its {ordinal(low)}-{ordinal(high)} percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
         ),
         "label_classes": (
             "one channel per film, 1 lung (either side), 0 everything else, following the lung "
             "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"
         ),
-        "pred_classes": pred_classes,
+        "pred_classes": head.pred_classes,
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
@@ -505,7 +501,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "preprocessing": (
                         "film on the native grid, turned to the standard display (patient right on "
                         "the image left, head up) as its PatientOrientation says -> working grid of "
-                        f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
+                        f"{spacing:g} mm pixels (linear) -> {ordinal(low)}-{ordinal(high)} percentile scaling to "
                         "[0, 1]; "
                         f"sliding window of {roi}x{roi} with gaussian blending"
                     ),
@@ -521,10 +517,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,
-                    "channel_def": channels,
+                    "channel_def": head.channels,
                     "pixel_spacing_mm": [spacing, spacing],
                     "postprocessing": (
-                        f"{margin} resized to the native grid (bilinear), threshold 0, small "
+                        f"{head.margin} resized to the native grid (bilinear), threshold 0, small "
                         "components removed, patient right/left split, back to the film's "
                         "stored orientation"
                     ),

@@ -50,7 +50,7 @@ from medlung.transforms.presets import inference_transforms
 def inference_preprocessing(
     working_spacing: float,
     spacing: str | float | Sequence[float] | None = None,
-    keys: KeysCollection = "image",
+    keys: str | Sequence[str] = "image",
     intensity_percentiles: Sequence[float] = DEFAULT_INTENSITY_PERCENTILES,
 ) -> Compose:
     """The Segmenter's chain before the network (:func:`medlung.transforms.presets.inference_transforms`).
@@ -126,7 +126,7 @@ class LungLabelsd(MapTransform):
         from medlung.networks.running import lung_margin_of
 
         d = dict(data)
-        meta = d[self.reference_key].meta
+        meta: dict = d[self.reference_key].meta  # type: ignore[attr-defined]  # a MetaTensor from the preprocessing
         display = display_of(meta)
         native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
         for key in self.key_iterator(d):
@@ -136,8 +136,9 @@ class LungLabelsd(MapTransform):
                 margin, meta["native_shape"], native_spacing, meta.get("orientation"), self.min_lung_mm2, display
             )
             affine = torch.eye(3, dtype=torch.float64)
-            if meta.get("spacing_known"):
-                affine[0, 0], affine[1, 1] = display.display_spacing(native_spacing)  # a swap is its own inverse
+            shown = display.display_spacing(native_spacing)  # a swap is its own inverse
+            if meta.get("spacing_known") and shown is not None:
+                affine[0, 0], affine[1, 1] = shown
             out_meta = {k: v for k, v in meta.items() if k != "affine"}
             out_meta.update(
                 orientation=meta.get("stored_orientation", meta.get("orientation")),

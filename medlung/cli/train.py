@@ -12,6 +12,7 @@ import click
 
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
+from medlung.plans import NETWORKS
 from medlung.training.config import TrainConfig
 
 #: The defaults of every option: TrainConfig's (medlung.training.config imports no torch).
@@ -36,7 +37,7 @@ class _TrainCommand(click.Command):
 )
 @click.option(
     "--network",
-    type=click.Choice(["basicunet", "unetpp"]),
+    type=click.Choice(NETWORKS),
     default=_DEFAULTS.network,
     show_default=True,
     help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.",

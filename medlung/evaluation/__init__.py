@@ -258,7 +258,8 @@ def evaluate(
     datalist = find_datalist(data)
     entries, notes, scope = select_films(datalist, part, lungs)
 
-    source_kind, folder_index, model_version = "model", None, None
+    source_kind, model_version = "model", None
+    folder_index: dict | None = None  # prediction files by film stem, when predictions are scored
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
         folder = Path(pred_or_model)
         if not folder.is_dir():
@@ -278,7 +279,7 @@ def evaluate(
     skipped = 0
     estimates = report_estimates(pred_or_model) if folder_index is not None and pred_or_model is not None else None
     stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
-    if only_predicted:
+    if only_predicted and folder_index is not None:  # only_predicted with a model was refused above
         kept = [e for e in entries if stems[Path(e["image"])] in folder_index]
         skipped, entries = len(entries) - len(kept), kept
     if limit is not None:
@@ -340,8 +341,8 @@ def evaluate(
     threshold = segmenter.spec.plan.min_dice_estimate if segmenter is not None else DEFAULT_MIN_DICE_ESTIMATE
     summary["dice_estimate"] = estimate_summary(rows, threshold)
     out.mkdir(parents=True, exist_ok=True)
-    pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
-    outputs = write_outputs(out, rows, summary, pictures, overwrite)
+    worst_pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
+    outputs = write_outputs(out, rows, summary, worst_pictures, overwrite)
     return EvaluationResult(rows, summary, outputs)
 
 

@@ -62,9 +62,9 @@ def thumbnails(pixels: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
     low, high = np.percentile(pixels, (1, 99))
     grey = np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
     return {
-        "image": np.asarray(Image.fromarray(grey).resize(size, Image.BILINEAR)),
-        "truth": np.asarray(Image.fromarray(truth).resize(size, Image.NEAREST)),
-        "pred": np.asarray(Image.fromarray(pred).resize(size, Image.NEAREST)),
+        "image": np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR)),
+        "truth": np.asarray(Image.fromarray(truth).resize(size, Image.Resampling.NEAREST)),
+        "pred": np.asarray(Image.fromarray(pred).resize(size, Image.Resampling.NEAREST)),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def sniff_format(path: str | Path) -> str:
 
 def load_film(
     path: str | Path,
-    spacing: str | float | tuple[float, float] | None = None,
+    spacing: str | float | Sequence[float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Film:
     """Read a chest film (DICOM, PNG, JPEG, TIFF, or MetaImage/NRRD/NIfTI) with its pixel spacing.
@@ -91,7 +92,8 @@ def load_film(
     user_spacing = None if spacing is None else parse_user_spacing(spacing)
     fmt = sniff_format(path)
     try:
-        reader = {"DICOM": read_dicom_film, "ITK": read_itk_film}.get(fmt, read_raster_film)
+        readers: dict[str, Callable[..., Film]] = {"DICOM": read_dicom_film, "ITK": read_itk_film}
+        reader = readers.get(fmt, read_raster_film)
         film = reader(path, max_pixels=max_pixels)
     except MedlungError:
         raise

@@ -34,7 +34,7 @@ from medlung.film import Film
 from medlung.spacing import check_spacing, positive_number
 
 #: SOP classes medlung reads as films, with the short name used in reports.
-FILM_SOP_CLASSES = {
+FILM_SOP_CLASSES: dict[str, str] = {
     ComputedRadiographyImageStorage: "CR",
     DigitalXRayImageStorageForPresentation: "DX for presentation",
     DigitalXRayImageStorageForProcessing: "DX for processing",

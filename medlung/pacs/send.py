@@ -300,10 +300,10 @@ def send_cstore(
     _check_retry_arguments(retries, backoff)
     tls_args = (tls.client_context(), target.host) if tls is not None else None
     where = str(target)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     results: dict[int, SendResult] = {}
     datasets = {}
-    for index, path in enumerate(paths):
+    for index, path in enumerate(files):
         dataset, problem = _read(path)
         if problem:
             results[index] = SendResult(path, False, where, message=problem)
@@ -349,7 +349,7 @@ def send_cstore(
                     continue
                 status, message = outcome
                 results[index] = SendResult(
-                    paths[index],
+                    files[index],
                     status in _STORED_STATUSES,
                     where,
                     str(dataset.SOPInstanceUID),
@@ -364,7 +364,7 @@ def send_cstore(
 
     for index in pending:
         results[index] = SendResult(
-            paths[index],
+            files[index],
             False,
             where,
             str(datasets[index].get("SOPInstanceUID", "")) or None,
@@ -373,7 +373,7 @@ def send_cstore(
             f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
             f"reachable and accepts AE title {calling_ae}; the file is kept",
         )
-    return [results[i] for i in range(len(paths))]
+    return [results[i] for i in range(len(files))]
 
 
 def stow_rs(

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from medlung.defaults import OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
@@ -226,7 +227,9 @@ class _Job:
         self.row: dict = {"file": str(path), "status": "error"}
         self.done = False
         self.seconds = 0.0
-        self.film = self.masks = self.targets = None
+        self.film: Any = None
+        self.masks: Any = None
+        self.targets: dict[str, Path] = {}
 
     @classmethod
     def load(cls, path: Path, prefix: Path, settings: PredictSettings) -> _Job:

@@ -36,6 +36,7 @@ from medlung.writers.naming import OutputNamer
 #: Name of the worker plugin that holds the model (a hash of the model settings is appended).
 PLUGIN_NAME = "medlung-model"
 
+_WorkerPlugin: type
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # the [dask] extra is not installed: predict() says so
@@ -91,6 +92,7 @@ def read_manifest(path: str | Path) -> Iterator[Path]:
         first = handle.readline()
         header = next(csv.reader([first]), [])
         names = [name.strip().lower() for name in header]
+        lines: Iterable[str]
         if "path" in names:  # a CSV header; otherwise the first line is a path too
             column = names.index("path")
             lines = (row[column] for row in csv.reader(handle) if len(row) > column)

@@ -19,6 +19,7 @@ channel(s) the film fully supervises (used for Dice terms and metrics).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ class PartialLabelTargetd(MapTransform):
         self.label_key, self.lungs_key, self.ignore_key = label_key, lungs_key, ignore_key
         self.weight_key, self.own_key = weight_key, own_key
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         from medlung.io.masks import load_label_map
 
         d = dict(data)

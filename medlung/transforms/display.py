@@ -16,6 +16,7 @@ the labels back on the stored grid. Both doors (the Segmenter and the bundle's
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ class ToStandardDisplayd(MapTransform):
         self.display_key = display_key
         self.turn = ToStandardDisplay()
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         given = d.get(self.display_key)
         display = given if isinstance(given, DisplayTransform) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ class LoadFilmd(MapTransform):
         self.spacing = spacing
         self.keep_film = keep_film
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             source = d[key]
@@ -130,7 +131,7 @@ class LoadMaskd(MapTransform):
         self.reference_key = reference_key
         self.binary = binary
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         from medlung.io.masks import load_label_map
 
         d = dict(data)

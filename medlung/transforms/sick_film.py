@@ -20,9 +20,11 @@ the film is never mirrored (right and left would swap).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
@@ -57,7 +59,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         self.image_key, self.label_key, self.weight_key = image_key, label_key, weight_key
         self.mm = float(working_spacing)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         self.randomize(None)
         if not self._do_transform:
@@ -65,7 +67,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         image = d[self.image_key]
         film = _numpy(image[0]).astype(np.float32, copy=True)
         target, weight = _numpy(d[self.label_key]), _numpy(d[self.weight_key])
-        lung = ((target > 0.5) & (weight > 0)).any(axis=0)
+        lung = np.asarray(((target > 0.5) & (weight > 0)).any(axis=0))
         r = self.R
         if lung.sum() > 50:
             if r.rand() < 0.7:
@@ -166,5 +168,6 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
 def _numpy(value) -> np.ndarray:
     """A tensor or array as a numpy array (no copy when possible)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().as_tensor().numpy() if hasattr(value, "as_tensor") else value.detach().cpu().numpy()
+        tensor = value.as_tensor() if isinstance(value, MetaTensor) else value  # its metadata is not needed
+        return tensor.detach().cpu().numpy()
     return np.asarray(value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -150,7 +151,7 @@ class ToWorkingGridd(MapTransform):
         self.resamplers = {k: ToWorkingGrid(working_spacing, m) for k, m in zip(self.keys, modes)}
         self.reference_key = reference_key
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         reference = d.get(self.reference_key) if self.reference_key else None
         for key in self.key_iterator(d):

@@ -263,7 +263,7 @@ def display_spacing(source) -> tuple[float, float]:
     from medlung.io.dicom import dicom_spacing
 
     spacing, _ = dicom_spacing(source)
-    return tuple(spacing) if spacing is not None else UNKNOWN_SPACING
+    return spacing if spacing is not None else UNKNOWN_SPACING
 
 
 def write_dicom_seg(

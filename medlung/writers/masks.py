@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -108,10 +109,11 @@ def read_nifti_spacing(path: str | Path) -> Spacing | None:
     """The ``(row_mm, col_mm)`` of a NIfTI written by :func:`write_labels_nifti` (None when unknown)."""
     import nibabel
 
-    image = nibabel.load(str(path))
-    if image.header.get_xyzt_units()[0] != "mm":
+    # a .nii(.gz) loads as a Nifti1Image (or its subclass Nifti2Image); load() is typed for any image
+    header = cast("nibabel.Nifti1Image", nibabel.load(str(path))).header
+    if header.get_xyzt_units()[0] != "mm":
         return None
-    zooms = image.header.get_zooms()
+    zooms = header.get_zooms()
     return float(zooms[0]), float(zooms[1])
 
 

@@ -7,8 +7,9 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 
-from medlung.atomic import write_atomically
+from medlung.atomic import write_text_atomically
 
 #: The estimated Dice (medlung.estimation.calibration.DiceEstimate.report_fields): both lungs, then each lung; the
 #: estimate and its 80 % interval, 0-1 (empty when the model has no Dice calibration).
@@ -16,7 +17,7 @@ DICE_COLUMNS = tuple(
     f"{prefix}dice_estimate{suffix}" for prefix in ("", "right_", "left_") for suffix in ("", "_low", "_high")
 )
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
-COLUMNS = (
+COLUMNS: tuple[str, ...] = (
     "file",
     "status",
     "rows",
@@ -110,9 +111,9 @@ class Report:
         for row in self.rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
         content = text.getvalue()
-        write_atomically(self.csv_path, lambda tmp: tmp.write_text(content), overwrite=True)
+        write_text_atomically(self.csv_path, content, overwrite=True)
         document = json.dumps(self.rows, indent=2)
-        write_atomically(self.json_path, lambda tmp: tmp.write_text(document), overwrite=True)
+        write_text_atomically(self.json_path, document, overwrite=True)
 
 
 def _csv_value(value):
@@ -145,26 +146,33 @@ class StreamingReport(Report):
     def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
         super().__init__(folder, overwrite=overwrite, identifiers=identifiers)
         self.count = 0
-        self._csv = self._json = None
+        self._csv: TextIO | None = None
+        self._json: TextIO | None = None
         self._json_part = self.json_path.with_name(".report.json.part")
 
     def open(self) -> StreamingReport:
         """Start both files (an earlier report is moved aside first unless overwriting)."""
         self.keep_earlier()
-        self._csv = open(self.csv_path, "w", newline="")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self.columns, lineterminator="\n")
+        self._csv = csv_file = open(self.csv_path, "w", newline="")
+        self._writer = csv.DictWriter(csv_file, fieldnames=self.columns, lineterminator="\n")
         self._writer.writeheader()
-        self._csv.flush()
-        self._json = open(self._json_part, "w")
-        self._json.write("[")
+        csv_file.flush()
+        self._json = json_file = open(self._json_part, "w")
+        json_file.write("[")
         return self
+
+    def _files(self) -> tuple[TextIO, TextIO]:
+        if self._csv is None or self._json is None:
+            raise RuntimeError(f"{self.csv_path}: the streaming report is not open; call open() (or use it in 'with')")
+        return self._csv, self._json
 
     def add(self, row: dict) -> None:
         """Append one row to both files."""
+        csv_file, json_file = self._files()
         row = {column: row.get(column) for column in self.columns}
         self._writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        self._csv.flush()
-        self._json.write(("," if self.count else "") + "\n  " + json.dumps(row))
+        csv_file.flush()
+        json_file.write(("," if self.count else "") + "\n  " + json.dumps(row))
         self.count += 1
 
     def save(self) -> None:  # rows are written as they come
@@ -173,9 +181,10 @@ class StreamingReport(Report):
     def close(self) -> None:
         """Finish ``report.json`` (also after an interrupted run: it then lists the rows written so far)."""
         if self._csv is not None:
-            self._csv.close()
-            self._json.write("\n]\n" if self.count else "]\n")
-            self._json.close()
+            csv_file, json_file = self._files()
+            csv_file.close()
+            json_file.write("\n]\n" if self.count else "]\n")
+            json_file.close()
             os.replace(self._json_part, self.json_path)
             self._csv = self._json = None
 

@@ -82,3 +82,18 @@ def test_metadata_of_a_run_on_other_data_claims_no_shenzhen_provenance(tmp_path)
     shenzhen = record(tmp_path, "/data/shenzhen/splits.csv", ["/data/shenzhen/images/CHNCXR_0001_0.png"])
     meta = build_metadata(shenzhen, "0.0.1")
     assert "Shenzhen Hospital X-ray Set" in meta["data_source"] and "CC-BY-NC-SA-4.0" in meta["license"]
+
+
+def test_exported_card_and_metadata_describe_the_model_through_the_one_generator(tmp_path):
+    from medlung.bundle.model_description import generated_sections, head_description
+
+    run = record(tmp_path, "/data/x.csv", ["/data/a.png"])
+    run.settings.update(head="sigmoid", conventions=["field", "anatomical"], overlap=0.4)
+    meta = build_metadata(run, "0.0.1")
+    card = model_card.readme(run, meta, 0.0)
+    for block in generated_sections(run.plan, meta).values():
+        assert block in card
+    head = head_description(run.plan)
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    assert pred["channel_def"] == head.channels and meta["pred_classes"] == head.pred_classes
+    assert pred["postprocessing"].startswith(head.margin) and "overlap 0.4," in card

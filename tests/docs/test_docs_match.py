@@ -36,14 +36,14 @@ def test_rerun_is_documented_as_skipping_with_status_skipped():
 def test_both_make_targets_install_the_extras_and_the_docs_say_so():
     makefile = read("Makefile")
     assert (
-        '-e ".[test,docs]"' in makefile
+        '-e ".[test,docs,dev]"' in makefile
         and re.search(r"^demo: venv", makefile, re.M)
         and re.search(r"^test: venv", makefile, re.M)
     )
     for name in ("README.md", "docs/quickstart.md"):
         text = read(name)
         assert "plus test/docs extras" not in text and "plus the test and docs extras" not in text, name
-        assert "`test` and" in text and "`docs` extras" in text, name
+        assert "`test`, `docs` and `dev` extras" in " ".join(text.split()), name
 
 
 def test_overlays_are_called_previews_where_outputs_are_called_native():

@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import shutil
+import socket
 import threading
 import time
+from typing import cast
 
 from medlung.errors import MedlungError
 from medlung.services.node.config import exposure_warning
@@ -37,7 +39,7 @@ class Receiving(NodeState):
 
     def _listen(self) -> None:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # names made at import
 
         from medlung.io.dicom import FILM_SOP_CLASSES
 
@@ -51,7 +53,7 @@ class Receiving(NodeState):
         ae.acse_timeout = ACSE_TIMEOUT_S
         ae.dimse_timeout = ae.network_timeout = IDLE_TIMEOUT_S
         ae.maximum_pdu_size = MAX_PDU_BYTES
-        handlers = [
+        handlers: list[evt.EventHandlerType] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -101,11 +103,12 @@ class Receiving(NodeState):
         """Whether a new TCP peer's address is in ``allow_hosts`` (logged when not)."""
         if not self.config.networks:
             return True
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
         try:
             address = ipaddress.ip_address(client_address[0])
         except ValueError:
             address = None
-        if address is not None and getattr(address, "ipv4_mapped", None) is not None:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if address is not None and any(address in network for network in self.config.networks):
             return True
@@ -114,7 +117,6 @@ class Receiving(NodeState):
 
     def _tls_handshake(self, raw, client_address, context):
         """The TLS socket of an accepted connection, or None (logged, closed) when the handshake fails."""
-        import socket as sockets
         import ssl
 
         if not self._handshakes.acquire(blocking=False):
@@ -132,7 +134,7 @@ class Receiving(NodeState):
             wrapped.settimeout(None)  # what pynetdicom expects of an accepted socket
             return wrapped
         except (ssl.SSLError, OSError) as exc:
-            if isinstance(exc, sockets.timeout):
+            if isinstance(exc, socket.timeout):
                 reason = f"no TLS handshake within {ACSE_TIMEOUT_S} s"
             else:
                 text = str(getattr(exc, "reason", None) or exc).lower().replace("_", " ")
@@ -265,7 +267,7 @@ def _guarded_server_class():
             super().__init__(*args, **kwargs)
 
         def get_request(self):
-            return self.socket.accept()
+            return cast(socket.socket, self.socket).accept()  # open while serving (pynetdicom casts it so too)
 
         def verify_request(self, request, client_address) -> bool:
             return self.node._peer_allowed(client_address)

@@ -42,6 +42,7 @@ import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 from medlung.errors import MedlungError
 from medlung.logs import Throttle, event_handler, log_event, routed
@@ -99,7 +100,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
         self._destination_down_until = 0.0
         self._server = None
         self._threads: list[threading.Thread] = []
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
         self._handshakes = threading.BoundedSemaphore(ASSOCIATIONS)  # TLS handshakes under way
 
     # --- life cycle ----------------------------------------------------------------------------
