@@ -77,7 +77,20 @@ FEATURES = {
     ),
 }
 #: Evidence measured on both lungs only (film-level), used by every structure's regressor.
-FILM_LEVEL = ("conv_dice", "field_outside", "uncertain_fraction", "mean_probability", "centre_offset", "ratio")
+FILM_LEVEL = (
+    "saturated",
+    "lung_mean",
+    "contrast",
+    "edge_contrast",
+    "lung_std",
+    "conv_dice",
+    "field_outside",
+    "uncertain_fraction",
+    "mean_probability",
+    "centre_offset",
+    "ratio",
+    "centre",
+)
 #: Evidence taken as log(value) (errors, fractions and distances spanning decades).
 LOG_FEATURES = {
     "soft_error",
@@ -292,12 +305,40 @@ def predict(examples: list[Example], segmenters: dict, cache: Path, device: str)
             segment(example, segmenter, path)
             if number % 25 == 0:
                 print(f"  {number}/{len(examples)} segmented", flush=True)
-        stored = np.load(path)
+        stored = dict(np.load(path))
+        if "image" not in stored:  # a cache from before the image evidence: the film again, without the network
+            stored["image"] = _film_image(example, segmenters[example.row["lungs"]]).astype(np.float16)
+            _save(path, stored)
         meta = json.loads(str(stored["meta"]))
         perturbed = stored["perturbed"].astype(np.float32) if "perturbed" in stored else None
-        working = WorkingOutput(stored["logits"].astype(np.float32), stored["labels"], perturbed)
+        image = stored["image"].astype(np.float32)
+        working = WorkingOutput(stored["logits"].astype(np.float32), stored["labels"], perturbed, image)
         out.append((example, meta, working))
     return out
+
+
+def _film(example: Example):
+    """The example's film (degraded as the example says) and the box of the original grid it covers."""
+    from medlung.estimation.degrade import degrade
+    from medlung.io import load_film
+
+    film = load_film(example.row["image"])
+    if example.kind == "clean":
+        return film, (slice(None), slice(None))
+    return degrade(film, example.kind, seed=_seed(example.stem))
+
+
+def _film_image(example: Example, segmenter) -> np.ndarray:
+    """The example's film as the network sees it (working grid, scaled), without running the network."""
+    film, _ = _film(example)
+    return segmenter.scaled(segmenter.working_image(film))[0].numpy()
+
+
+def _save(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part.npz")
+    np.savez_compressed(partial, **arrays)
+    partial.replace(path)
 
 
 def _segmenter(model: str, lungs: str, device: str):
@@ -308,15 +349,11 @@ def _segmenter(model: str, lungs: str, device: str):
 
 def segment(example: Example, segmenter, path: Path) -> None:
     """Segment one example and cache its working-grid output, true Dice and quality measures."""
-    from medlung.estimation.degrade import degrade
     from medlung.io import load_film
     from medlung.metrics import dice
 
-    film = load_film(example.row["image"])
-    both, right, left, ignore = truth_of(example.row, film)
-    box = (slice(None), slice(None))
-    if example.kind != "clean":
-        film, box = degrade(film, example.kind, seed=_seed(example.stem))
+    both, right, left, ignore = truth_of(example.row, load_film(example.row["image"]))
+    film, box = _film(example)
     segmenter.perturb = example.perturb
     masks = segmenter(film, keep_working=True)
     keep = ~ignore[box]
@@ -340,14 +377,12 @@ def segment(example: Example, segmenter, path: Path) -> None:
     arrays = {
         "logits": masks.working.logits.astype(np.float16),
         "labels": masks.working.labels,
+        "image": masks.working.image.astype(np.float16),
         "meta": np.array(json.dumps(meta, default=float)),
     }
     if masks.working.perturbed is not None:
         arrays["perturbed"] = masks.working.perturbed.astype(np.float16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part.npz")
-    np.savez_compressed(partial, **arrays)
-    partial.replace(path)
+    _save(path, arrays)
 
 
 def _seed(stem: str) -> int:
@@ -437,8 +472,19 @@ def _evaluate(evaluated: list, fitted: dict, threshold: float) -> dict:
                     [e[1] for e in estimates],
                     [e[2] for e in estimates],
                     threshold,
+                    [flagged(fitted["both"], t[2], threshold) for t in subset] if structure == "both" else None,
                 )
     return out
+
+
+def flagged(regressor, evidence: dict, threshold: float) -> bool:
+    """Whether the Segmenter would flag this film ``low_dice_estimate`` (:func:`medlung.quality.estimate_reasons`)."""
+    from medlung.estimation.calibration import DiceEstimate
+    from medlung.quality import estimate_reasons
+
+    dice, quantiles = regressor.distribution(evidence)
+    estimate = DiceEstimate(dice, dice, dice, quantiles=quantiles)
+    return bool(estimate_reasons(dice, estimate.probability_below(threshold), threshold))
 
 
 def print_evaluation(evaluation: dict) -> None:

@@ -22,6 +22,7 @@ def estimate_agreement(
     low: Sequence[float] | None = None,
     high: Sequence[float] | None = None,
     threshold: float = 0.90,
+    flagged: Sequence[bool | None] | None = None,
 ) -> dict:
     """Agreement of estimated and true Dice values over the films that have both.
 
@@ -32,7 +33,9 @@ def estimate_agreement(
     low, high : sequence of float, optional
         The estimates' interval.
     threshold : float
-        The ``low_dice_estimate`` flag's threshold (flagged: estimate below it).
+        The ``low_dice_estimate`` flag's threshold.
+    flagged : sequence of bool, optional
+        Whether each film was flagged ``low_dice_estimate`` (default: its estimate is below ``threshold``).
 
     Returns
     -------
@@ -49,7 +52,10 @@ def estimate_agreement(
     lo = _floats(low)[keep] if low is not None else None
     hi = _floats(high)[keep] if high is not None else None
     e, t = e[keep], t[keep]
-    flagged = e < threshold
+    if flagged is None:
+        flags = e < threshold
+    else:
+        flags = np.array([bool(f) for f in flagged], dtype=bool)[keep]
     below, good = t < threshold, t >= GOOD_DICE
     out: dict = {
         "n": len(e),
@@ -60,11 +66,11 @@ def estimate_agreement(
         "coverage": None,
         "threshold": float(threshold),
         "below": int(below.sum()),
-        "caught": int((flagged & below).sum()),
-        "catch_rate": _round((flagged & below).sum() / below.sum()) if below.any() else None,
+        "caught": int((flags & below).sum()),
+        "catch_rate": _round((flags & below).sum() / below.sum()) if below.any() else None,
         "good": int(good.sum()),
-        "false_flags": int((flagged & good).sum()),
-        "false_flag_rate": _round((flagged & good).sum() / good.sum()) if good.any() else None,
+        "false_flags": int((flags & good).sum()),
+        "false_flag_rate": _round((flags & good).sum() / good.sum()) if good.any() else None,
     }
     if lo is not None and hi is not None and len(e):
         inside = np.isfinite(lo) & np.isfinite(hi)

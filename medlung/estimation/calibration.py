@@ -32,7 +32,7 @@ from medlung.estimation.shape_model import ShapeModel
 #: Name of the calibration file in a bundle's ``models/`` folder (named in ``configs/metadata.json``).
 FILE_NAME = "dice_estimate.json"
 #: Format of that file; a medlung that reads another format ignores the file with a warning.
-FORMAT = 1
+FORMAT = 2
 #: Added to the error 1 - Dice before its logarithm, so that a perfect mask has a finite target.
 EPSILON = 0.01
 #: Evidence levels: ``fast`` needs no network pass beyond the segmentation's; ``perturbed`` three more.
@@ -41,6 +41,9 @@ LEVELS = ("fast", "perturbed")
 INTERVAL = (0.1, 0.9)
 #: Bins of the predicted log-error the interval's residual quantiles are taken in.
 INTERVAL_BINS = 3
+#: Probability levels at which the residual distribution is kept (its quantiles), for the interval and for the
+#: chance that the Dice lies below a threshold (:meth:`DiceEstimate.probability_below`).
+QUANTILE_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def to_target(dice: np.ndarray | float) -> np.ndarray:
@@ -74,8 +77,8 @@ class Regressor:
         The isotonic map from the linear prediction to the calibrated log-error (``numpy.interp`` knots).
     bins : list of float
         Upper edges of the calibrated log-error bins of the interval (the last is ``inf``).
-    low, high : list of float
-        Per bin: the residual quantiles :data:`INTERVAL` added to the calibrated log-error.
+    residuals : list of list of float
+        Per bin: the out-of-fold residual (true minus calibrated log-error) at each of :data:`QUANTILE_LEVELS`.
     """
 
     features: list
@@ -88,8 +91,7 @@ class Regressor:
     iso_x: list
     iso_y: list
     bins: list
-    low: list
-    high: list
+    residuals: list
 
     def target(self, evidence: Mapping[str, float]) -> float:
         """The calibrated log-error of one film's evidence."""
@@ -110,14 +112,17 @@ class Regressor:
 
     def predict(self, evidence: Mapping[str, float]) -> tuple[float, float, float]:
         """``(dice, low, high)`` of one film's evidence: the estimate and its 80 % interval."""
-        target = self.target(evidence)
-        index = int(np.searchsorted(self.bins, target))
-        index = min(index, len(self.low) - 1)
-        value = float(from_target(target))
-        # a larger log-error is a lower Dice: the high residual quantile gives the interval's low end
-        low = float(from_target(target + self.high[index]))
-        high = float(from_target(target + self.low[index]))
+        value, quantiles = self.distribution(evidence)
+        low, high = (float(np.interp(q, QUANTILE_LEVELS, quantiles)) for q in INTERVAL)
         return value, min(low, value), max(high, value)
+
+    def distribution(self, evidence: Mapping[str, float]) -> tuple[float, list[float]]:
+        """The estimate and the Dice at each of :data:`QUANTILE_LEVELS` (the chance the true Dice is below it)."""
+        target = self.target(evidence)
+        index = min(int(np.searchsorted(self.bins, target)), len(self.residuals) - 1)
+        # a larger log-error is a lower Dice: the residual at level q is the Dice at level 1 - q
+        errors = target + np.asarray(self.residuals[index], dtype=np.float64)
+        return float(from_target(target)), [float(v) for v in from_target(errors)[::-1]]
 
     def to_dict(self) -> dict:
         return {
@@ -125,8 +130,9 @@ class Regressor:
             "log": [bool(v) for v in self.log],
             **{
                 name: [round(float(v), 6) for v in getattr(self, name)]
-                for name in ("fill", "mean", "scale", "coef", "iso_x", "iso_y", "low", "high")
+                for name in ("fill", "mean", "scale", "coef", "iso_x", "iso_y")
             },
+            "residuals": [[round(float(v), 6) for v in values] for values in self.residuals],
             "bins": [round(float(v), 6) if np.isfinite(v) else "inf" for v in self.bins],
             "intercept": round(float(self.intercept), 6),
         }
@@ -150,6 +156,8 @@ class DiceEstimate:
         ``{"right": (dice, low, high), "left": (...)}`` per lung.
     level : str
         The evidence used: ``"fast"`` or ``"perturbed"``.
+    quantiles : list of float
+        Both lungs: the Dice at each of :data:`QUANTILE_LEVELS` of the calibrated error distribution.
     evidence : dict
         What was measured (:func:`medlung.estimation.evidence.film_evidence`).
     """
@@ -159,7 +167,17 @@ class DiceEstimate:
     high: float
     lungs: dict = field(default_factory=dict)
     level: str = "fast"
+    quantiles: list = field(default_factory=list, repr=False)
     evidence: dict = field(default_factory=dict, repr=False)
+
+    def probability_below(self, dice: float) -> float:
+        """The chance, from the calibration's residuals, that the true Dice of both lungs is below ``dice``."""
+        if not self.quantiles:
+            return float(self.dice < dice)
+        knots = [0.0, *self.quantiles, 1.0]
+        levels = [0.0, *QUANTILE_LEVELS, 1.0]
+        order = np.maximum.accumulate(np.asarray(knots))  # quantiles are non-decreasing; guard ties
+        return float(np.clip(np.interp(dice, order, levels), 0.0, 1.0))
 
     def report_fields(self) -> dict:
         """Report columns: ``dice_estimate``, ``dice_estimate_low``, ``dice_estimate_high``, then per lung."""
@@ -201,8 +219,9 @@ class DiceCalibration:
         """The estimate of one film's evidence for convention ``lungs`` at evidence ``level``."""
         fitted = self.regressors[lungs][level]
         dice, low, high = fitted["both"].predict(evidence)
+        _, quantiles = fitted["both"].distribution(evidence)
         sides = {side: fitted[side].predict(evidence) for side in ("right", "left") if side in fitted}
-        return DiceEstimate(dice, low, high, lungs=sides, level=level, evidence=dict(evidence))
+        return DiceEstimate(dice, low, high, sides, level, quantiles, dict(evidence))
 
     def to_dict(self) -> dict:
         return {
@@ -279,7 +298,7 @@ def fit_regressor(
     dice = np.asarray(dice, dtype=np.float64)
     y = to_target(dice)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
-    template = Regressor(list(features), list(log), [], [], [], [], 0.0, [], [], [], [], [])
+    template = Regressor(list(features), list(log), [], [], [], [], 0.0, [], [], [], [])
     x = template.matrix(rows)
     fold_of = _folds(groups, folds)
     out_of_fold = np.empty(len(y))
@@ -294,9 +313,8 @@ def fit_regressor(
     bins = [*edges.tolist(), float("inf")]
     which = np.searchsorted(edges, out_of_fold)
     fitted.bins = bins
-    fitted.low = [float(_weighted_quantile(residual[which == b], w[which == b], INTERVAL[0])) for b in range(len(bins))]
-    fitted.high = [
-        float(_weighted_quantile(residual[which == b], w[which == b], INTERVAL[1])) for b in range(len(bins))
+    fitted.residuals = [
+        [_weighted_quantile(residual[which == b], w[which == b], q) for q in QUANTILE_LEVELS] for b in range(len(bins))
     ]
     return fitted, out_of_fold
 
@@ -328,8 +346,7 @@ def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, template: Regressor, alpha
         iso_x=[],
         iso_y=[],
         bins=[float("inf")],
-        low=[0.0],
-        high=[0.0],
+        residuals=[[0.0] * len(QUANTILE_LEVELS)],
     )
     linear = regressor.linear(x)
     regressor.iso_x, regressor.iso_y = isotonic_knots(linear, y, w)

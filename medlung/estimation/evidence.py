@@ -25,6 +25,11 @@ evidence costs milliseconds whatever the film's size:
     lung fraction of the film, smaller/larger lung area, centre height and
     vertical offset, aspect and solidity of each lung, uncertain fraction and
     mean probability.
+``image`` evidence (the film as the network saw it)
+    ``saturated``: the share of pixels clipped to black or white (a wrong
+    window); ``lung_mean``, ``contrast`` (outside minus inside the mask),
+    ``edge_contrast`` (just outside minus just inside the boundary) and
+    ``lung_std`` (texture inside): lungs are dark, their surround bright.
 ``perturbation`` evidence (opt-in: three more network passes, :mod:`medlung.inference.perturbations`)
     ``tta_dice_mean``, ``tta_dice_min``: Dice of the raw mask with the raw
     masks of the flipped, shifted and zoomed-out film.
@@ -61,6 +66,7 @@ GROUPS = {
         "mean_probability",
     ),
     "perturbation": ("tta_dice_mean", "tta_dice_min"),
+    "image": ("saturated", "lung_mean", "contrast", "edge_contrast", "lung_std"),
 }
 
 
@@ -71,6 +77,7 @@ def film_evidence(
     measures: Mapping | None = None,
     shapes: Mapping | None = None,
     perturbed: np.ndarray | None = None,
+    image: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The evidence of one film (see the module notes).
 
@@ -89,6 +96,8 @@ def film_evidence(
         ``structure -> ShapeModel`` of the drawn convention.
     perturbed : numpy.ndarray, optional
         ``(k, rows, cols)`` margins of perturbed passes back on this grid (NaN where unseen).
+    image : numpy.ndarray, optional
+        ``(rows, cols)`` the film as the network saw it (scaled 0-1), same grid.
 
     Returns
     -------
@@ -105,7 +114,8 @@ def film_evidence(
     probability = 1.0 / (1.0 + np.exp(-margin))
     tempered = 1.0 / (1.0 + np.exp(-margin / 2.0))
     band = np.abs(margin) < BAND_MARGIN
-    gradient = np.hypot(*np.gradient(margin))
+    # a film of a few pixels (a 16x16 stub) has no gradient to take: its edges count as flat
+    gradient = np.hypot(*np.gradient(margin)) if min(margin.shape) >= 2 else np.zeros_like(margin)
     regions = _regions(labels)
     out: dict[str, float] = {}
     for name, values in STRUCTURES.items():
@@ -134,6 +144,24 @@ def film_evidence(
         out["both.field_outside"] = float((field & ~anatomical).sum()) / max(1.0, float(field.sum()))
     if measures is not None:
         out.update(_quality_evidence(measures))
+    if image is not None:
+        out.update(_image_evidence(np.asarray(image, dtype=np.float32), labels > 0))
+    return out
+
+
+def _image_evidence(image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """The film as the network saw it: clipped share, lung and surround brightness, the lungs' texture."""
+    from scipy import ndimage
+
+    out = {"both.saturated": float(np.mean((image <= 1e-3) | (image >= 1 - 1e-3)))}
+    if not mask.any() or mask.all():
+        return {**out, "both.lung_mean": 1.0, "both.contrast": 0.0, "both.edge_contrast": 0.0, "both.lung_std": 0.0}
+    ring_out = ndimage.binary_dilation(mask, iterations=3) & ~mask
+    ring_in = mask & ~ndimage.binary_erosion(mask, iterations=3)
+    out["both.lung_mean"] = float(image[mask].mean())
+    out["both.contrast"] = float(image[~mask].mean() - image[mask].mean())
+    out["both.edge_contrast"] = float(image[ring_out].mean() - image[ring_in].mean()) if ring_out.any() else 0.0
+    out["both.lung_std"] = float(image[mask].std())
     return out
 
 
@@ -183,6 +211,7 @@ def _quality_evidence(measures: Mapping) -> dict[str, float]:
         out[f"{side}.fraction"] = number(lung.get("fraction"))
         out[f"{side}.aspect"] = number(lung.get("aspect"))
         out[f"{side}.solidity"] = number(lung.get("solidity"))
+    out["both.solidity"] = float(np.nanmin([out["right.solidity"], out["left.solidity"], np.inf]))
     return out
 
 

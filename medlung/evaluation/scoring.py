@@ -92,7 +92,7 @@ FIELDS = (
         "ignored_px",
     ]
     + [f"{m}{s}" for s, _ in STRUCTURES for m in METRICS]
-    + ["per_lung", *DICE_COLUMNS, "seconds", "segment_seconds", "note", "error"]
+    + ["per_lung", *DICE_COLUMNS, "low_dice_estimate", "seconds", "segment_seconds", "note", "error"]
 )
 
 
@@ -300,6 +300,7 @@ def score_film(
         segment_seconds=math.nan,
         ignored_px=0,
         **dict.fromkeys(DICE_COLUMNS, math.nan),
+        low_dice_estimate=None,
     )
     pictures = None
     try:
@@ -333,6 +334,7 @@ def score_film(
             row["segment_seconds"] = round(masks.seconds, 4)
             if masks.dice_estimate is not None:
                 row.update(masks.dice_estimate.report_fields())
+                row["low_dice_estimate"] = any(r.code == "low_dice_estimate" for r in masks.qc_reasons)
             pred = Structures.from_labels(masks.labels, row["prediction"], per_lung=True)
         if entry.get("ignore"):
             from medlung.io.masks import load_label_map
@@ -372,7 +374,8 @@ def report_estimates(folder: str | Path) -> dict:
     Returns
     -------
     dict
-        Film stem (as predict names its outputs) -> ``{column: value}`` for :data:`DICE_COLUMNS`.
+        Film stem (as predict names its outputs) -> ``{column: value}`` for :data:`DICE_COLUMNS`, and
+        ``low_dice_estimate`` (whether the film was flagged so).
     """
     import json
 
@@ -387,7 +390,13 @@ def report_estimates(folder: str | Path) -> dict:
     rows = [r for r in rows if isinstance(r, dict) and r.get("file") and r.get("dice_estimate") is not None]
     stems = output_stems([Path(r["file"]) for r in rows])
     return {
-        stems[Path(r["file"])]: {c: math.nan if r.get(c) is None else float(r[c]) for c in DICE_COLUMNS} for r in rows
+        stems[Path(r["file"])]: {
+            **{c: math.nan if r.get(c) is None else float(r[c]) for c in DICE_COLUMNS},
+            "low_dice_estimate": any(
+                str(reason).startswith("low_dice_estimate") for reason in r.get("qc_reasons") or []
+            ),
+        }
+        for r in rows
     }
 
 
@@ -419,6 +428,7 @@ def estimate_summary(rows: list[dict], threshold: float) -> dict:
             [r[f"{prefix}dice_estimate_low"] for r in chosen],
             [r[f"{prefix}dice_estimate_high"] for r in chosen],
             threshold,
+            [r.get("low_dice_estimate") for r in chosen] if name == "both" else None,
         )
     return out
 

@@ -54,11 +54,14 @@ class WorkingOutput:
     perturbed : numpy.ndarray of float32 or None
         ``(3, channels, rows, cols)``: the logits of the flipped, shifted and zoomed-out film back on this grid
         (:mod:`medlung.inference.perturbations`; NaN where a copy saw nothing), when they were computed.
+    image : numpy.ndarray of float32 or None
+        ``(rows, cols)``: the film as the network saw it (scaled to 0-1 by the plan's percentiles).
     """
 
     logits: np.ndarray
     labels: np.ndarray
     perturbed: np.ndarray | None = None
+    image: np.ndarray | None = None
 
 
 @dataclass
@@ -311,7 +314,7 @@ class Segmenter:
         if shapes is None and self.calibration is not None:
             shapes = self.calibration.shapes.get(self.lungs)
         margin = self.margin_of(logits).numpy()
-        return film_evidence(margin, working.labels, channels, measures, shapes, perturbed)
+        return film_evidence(margin, working.labels, channels, measures, shapes, perturbed, working.image)
 
     def __call__(self, film: Film, probability: bool = False, keep_working: bool = False) -> LungMasks:
         """Segment one film; see :class:`LungMasks`.
@@ -359,11 +362,13 @@ class Segmenter:
                 logits=logits.numpy(),
                 labels=on_grid(native.display_labels, margin.shape),
                 perturbed=None if perturbed is None else perturbed.numpy(),
+                image=self.scaled(working.as_tensor())[0].numpy(),
             )
         if self.calibration is not None and kept is not None:
             level = "perturbed" if self.perturb else "fast"
             estimate = self.calibration.estimate(self.dice_evidence(kept, quality.measures), self.lungs, level)
-            quality.reasons += estimate_reasons(estimate.dice, self.spec.plan.min_dice_estimate)
+            threshold = self.spec.plan.min_dice_estimate
+            quality.reasons += estimate_reasons(estimate.dice, estimate.probability_below(threshold), threshold)
             clock.stop("dice_estimate")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
@@ -472,6 +477,13 @@ class Segmenter:
         """
         return self.margin_of(self.lung_logits(image)[0])
 
+    def scaled(self, image: torch.Tensor) -> torch.Tensor:
+        """The film on the working grid scaled as the network sees it (the plan's percentiles), ``(1, rows, cols)``."""
+        with warnings.catch_warnings():  # a flat film (a 16x16 stub) divides by zero: it is flagged, not warned of
+            warnings.filterwarnings("ignore", message="Divide by zero")
+            scaled = self.preprocessing({"image": image}, start=self._scale_step)["image"]  # the plan's percentiles
+        return torch.as_tensor(scaled, dtype=torch.float32)
+
     def lung_logits(self, image: torch.Tensor, perturb: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The network's logits of all channels on the working grid, and those of the perturbed film if asked.
 
@@ -492,10 +504,7 @@ class Segmenter:
         """
         from medlung.inference import perturbations
 
-        with warnings.catch_warnings():  # a flat film (a 16x16 stub) divides by zero: it is flagged, not warned of
-            warnings.filterwarnings("ignore", message="Divide by zero")
-            scaled = self.preprocessing({"image": image}, start=self._scale_step)["image"]  # the plan's percentiles
-        batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
+        batch = self.scaled(image)[None]
         if perturb:
             batch = torch.cat([batch, perturbations.perturbed(batch)])
         window = (self.roi_size, self.overlap, self.device, self.dtype, self.sw_batch_size)

@@ -127,3 +127,8 @@ def test_the_shape_model_tells_a_lung_from_a_blob():
     blob = model.measure(normalised(np.pad(np.ones((30, 30), bool), 20)))
     assert blob[1] > 2 * typical[1]
     assert model.measure(None) == (10.0, 1.0)
+
+
+def test_evidence_of_a_film_of_one_working_pixel_is_still_evidence():
+    evidence = film_evidence(np.ones((1, 1), np.float32), np.ones((1, 1), np.uint8))
+    assert evidence["both.edge"] == 0.0 and np.isfinite(evidence["both.soft_error"])
