@@ -16,9 +16,11 @@ from __future__ import annotations
 
 # --- outputs -----------------------------------------------------------------------------------------
 #: Everything ``medlung predict`` can write for a film (``--format``), in the order they are written.
-OUTPUT_FORMATS = ("seg", "png", "nifti", "overlay", "mha")
-#: What it writes when not told (seg only for DICOM films; mha on request).
-DEFAULT_FORMATS = ("seg", "png", "nifti", "overlay")
+OUTPUT_FORMATS = ("seg", "sr", "png", "nifti", "overlay", "mha")
+#: What it writes when not told (seg and sr only for DICOM films; mha on request).
+DEFAULT_FORMATS = ("seg", "sr", "png", "nifti", "overlay")
+#: The formats written only for DICOM films, which they reference: the DICOM-SEG and the DICOM SR of its measurements.
+DICOM_FORMATS = ("seg", "sr")
 #: DICOM-SEG forms (``--seg-syntax``): uncompressed Explicit VR Little Endian, opened by every client tested, or
 #: JPEG 2000 Lossless for archives read with highdicom/pydicom (``lossless`` is its older name).
 SEG_SYNTAXES = ("uncompressed", "jpeg2000", "lossless")
@@ -52,6 +54,9 @@ DEFAULT_DICE_ESTIMATE = "fast"
 #: Films declaring more pixels (rows x cols) than this are refused before decoding (``--max-pixels``): 8000 x 8000,
 #: twice the largest detector in use (a 4020x4892 Montgomery film has 19.7 M).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: How films are decoded (``--decode``): only at the resolution the network and the overlay need, or every pixel.
+DECODE_MODES = ("reduced", "full")
+DEFAULT_DECODE = "reduced"
 
 # --- the DICOM node (medlung serve) --------------------------------------------------------------------
 DEFAULT_AE_TITLE = "MEDLUNG"

@@ -9,7 +9,9 @@ copy) and a new model version gives new ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -23,7 +25,16 @@ from medlung.defaults import DEFAULT_DICE_ESTIMATE
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
 
 #: The kinds of UID derived per source image; each gives a distinct UID.
-UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
+UID_KINDS = (
+    "seg-series",
+    "seg-instance",
+    "seg-dimension-organization",
+    "sr-series",
+    "sr-instance",
+    "sr-tracking-right",
+    "sr-tracking-left",
+    "sr-tracking-both",
+)
 
 #: Names of the DICOM-SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of
 #: JPEG 2000. Here so that the options that enter the UIDs name the form by its UID (:func:`output_options`).
@@ -176,3 +187,49 @@ def seg_uids(source_uid: str, model_version: str, options: Mapping[str, Any] | N
         sop_instance_uid=derive_uid("seg-instance", source_uid, model_version, options),
         dimension_organization_uid=derive_uid("seg-dimension-organization", source_uid, model_version, options),
     )
+
+
+class SrUIDs(NamedTuple):
+    """The UIDs of one DICOM SR measurement report: its series and instance, and one tracking UID per lung group."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    tracking_uids: dict[str, str]
+
+
+def sr_uids(source_uid: str, model_version: str, options: Mapping[str, Any] | None = None) -> SrUIDs:
+    """The UIDs of the DICOM SR (TID 1500) of one source image.
+
+    ``options`` are those of the SEG it references (with ``seg_syntax``), so a
+    different SEG gives a different SR. See :func:`derive_uid` for the
+    parameters.
+    """
+    return SrUIDs(
+        series_instance_uid=derive_uid("sr-series", source_uid, model_version, options),
+        sop_instance_uid=derive_uid("sr-instance", source_uid, model_version, options),
+        tracking_uids={
+            group: derive_uid(f"sr-tracking-{group}", source_uid, model_version, options)
+            for group in ("right", "left", "both")
+        },
+    )
+
+
+def device_uid(model_version: str) -> str:
+    """The Device Observer UID of medlung running a model version (the same for every film), under ``2.25``."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string, e.g. '1.0.0'.")
+    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, 'device' + chr(10) + model_version.strip()).int}"
+
+
+_PLAIN_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def file_key(uid: str) -> str:
+    """A file-name key for a UID received from the network: the UID itself, or a hash when it is not a plain UID.
+
+    Never a path (no ``/``, no leading dot) and at most 64 characters, whatever a peer sends.
+    """
+    text = str(uid or "").strip()
+    if _PLAIN_UID.match(text) and len(text) <= 64:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]

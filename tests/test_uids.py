@@ -94,6 +94,7 @@ def test_output_options_are_json_and_name_what_they_read(segmenter):
         assert key in options, key
 
 
+@pytest.mark.slow
 def test_segmenter_honours_sw_batch_size(segmenter, shenzhen_pixels):
     """The sliding window runs as many windows per forward pass as asked (it was fixed at 4)."""
     image = torch.as_tensor(np.asarray(shenzhen_pixels, np.float32))[None]
@@ -114,6 +115,7 @@ def test_segmenter_honours_sw_batch_size(segmenter, shenzhen_pixels):
         type(segmenter)(segmenter.spec.source, device="cpu", sw_batch_size=0)
 
 
+@pytest.mark.slow
 def test_predict_gives_new_seg_uids_when_an_option_changes(tmp_path, shared_dicom, segmenter):
     """The UIDs of ``medlung predict`` (and of the bundle and serve, which call the same code) follow the options."""
     film = shared_dicom / "CR-MONO1-10-chest.dcm"

@@ -158,6 +158,7 @@ def bundle_settings(
     qc_fail=False,
     max_pixels=defaults.DEFAULT_MAX_PIXELS,
     include_identifiers=False,
+    decode: str = defaults.DEFAULT_DECODE,
 ):
     """The run's :class:`~medlung.pipeline.settings.PredictSettings`, from the config's keys and their overrides.
 
@@ -210,6 +211,7 @@ def bundle_settings(
             qc_fail=as_bool(qc_fail, "qc_fail"),
             max_pixels=int(max_pixels),
             include_identifiers=as_bool(include_identifiers, "include_identifiers"),
+            decode=str(decode),
         )
     except SettingError as exc:
         key = {"fix_orientation": "orientation_fix"}.get(exc.setting, exc.setting)

@@ -91,6 +91,7 @@ _MODEL_SETTINGS = (
     "orientation_fix",
     "dice_estimate",
     "max_pixels",
+    "decode",
 )
 _OUTPUT_SETTINGS = (
     "formats",
@@ -127,6 +128,7 @@ def _model_keys(settings: dict) -> dict:
         "orientation_fix": False,
         "dice_estimate": defaults.DEFAULT_DICE_ESTIMATE,
         "max_pixels": defaults.DEFAULT_MAX_PIXELS,
+        "decode": defaults.DEFAULT_DECODE,
         "settings": {"_target_": "medlung.bundle.bundle_settings", **{key: f"@{key}" for key in _MODEL_SETTINGS}},
         "segmenter": {
             "_target_": "medlung.bundle.bundle_segmenter",
@@ -350,9 +352,15 @@ KEY_DOCS = (
     ),
     ("max_pixels", "inference, evaluate", "Films declaring more pixels (rows x cols) are refused before decoding."),
     (
+        "decode",
+        "inference, evaluate",
+        "`reduced` (default): DICOM films decoded only at the resolution the network needs; `full`: every pixel.",
+    ),
+    (
         "formats",
         "inference",
-        f"Comma-separated subset of `{','.join(defaults.OUTPUT_FORMATS)}` (seg for DICOM films only).",
+        f"Comma-separated subset of `{','.join(defaults.OUTPUT_FORMATS)}` (seg and sr, the DICOM SR of the "
+        "measurements, for DICOM films only).",
     ),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
     (
@@ -363,7 +371,11 @@ KEY_DOCS = (
     ),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
-    ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
+    (
+        "send / stow / send_source",
+        "inference",
+        "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG and SR; also the film.",
+    ),
     ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
     ("qc_fail", "inference", "`true`: films the quality check flags are errors and write nothing (`--qc-fail`)."),
     ("include_identifiers", "inference", "`true`: the report also has the patient ID and study UID of DICOM films."),

@@ -395,7 +395,9 @@ def _usage(name: str) -> list[str]:
         "```",
         "",
         "segments every DICOM/PNG film under `IN` (recursively) and writes into `OUT` exactly what "
-        "`medlung predict IN -o OUT --bundle " + b + "` writes: `<stem>_seg.dcm` (DICOM films), `<stem>_lungs.png`, "
+        "`medlung predict IN -o OUT --bundle "
+        + b
+        + "` writes: `<stem>_seg.dcm` and `<stem>_sr.dcm` (DICOM films), `<stem>_lungs.png`, "
         "`<stem>_labels.nii.gz`, `<stem>_overlay.png`, `report.csv` and `report.json`, on each film's native "
         "grid with its spacing. Without `--dataset_dir` it segments medlung's sample films. The run fails "
         "(after writing the rest) when a film fails, as `medlung predict` exits 1. Overrides, for example:",

@@ -11,6 +11,7 @@ import click
 from medlung import defaults
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.cli.progress import RowCounter
+from medlung.cli.pull import check_pull, pull_arguments, pull_options, run_pull
 from medlung.cli.security import tls_config, tls_options
 from medlung.cli.segmenting import build_settings, format_option, model_options, user_spacing_option
 from medlung.errors import MedlungError
@@ -43,7 +44,7 @@ from medlung.errors import MedlungError
     "hundreds of times smaller, for archives read with highdicom/pydicom only: Orthanc cannot serve it and Orthanc "
     "with orthanc-gdcm crashes on it, so it cannot be combined with --send/--stow.",
 )
-@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG to this node.")
+@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each DICOM-SEG and SR to this node.")
 @tls_options(
     "Our certificate (PEM) for --send over DICOM TLS, for a PACS that asks for one.",
     "CA bundle (PEM) the --send PACS's certificate must be signed by (default: the system's CAs). "
@@ -53,10 +54,10 @@ from medlung.errors import MedlungError
     "--stow",
     default=None,
     metavar="URL",
-    help="STOW-RS each DICOM-SEG to this DICOMweb URL; credentials from $MEDLUNG_STOW_TOKEN[_FILE] or "
+    help="STOW-RS each DICOM-SEG and SR to this DICOMweb URL; credentials from $MEDLUNG_STOW_TOKEN[_FILE] or "
     "$MEDLUNG_STOW_USER with $MEDLUNG_STOW_PASSWORD[_FILE], never from the command line.",
 )
-@click.option("--send-source", is_flag=True, help="Also send the film with its SEG.")
+@click.option("--send-source", is_flag=True, help="Also send the film with its SEG and SR.")
 @click.option(
     "--include-identifiers",
     is_flag=True,
@@ -75,12 +76,13 @@ from medlung.errors import MedlungError
     default=None,
     help="Films listed in a file (one path per line, or a CSV with a 'path' column), read lazily.",
 )
+@pull_options
 @click.pass_context
 def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest, **options) -> None:
     """Segment the lungs on INPUTS (files, folders searched recursively, or - for paths on stdin).
 
-    Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm (DICOM films),
-    <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
+    Writes into OUT, for each input <stem>.<ext>: <stem>_seg.dcm and <stem>_sr.dcm
+    (DICOM films: the lungs as DICOM-SEG, their measurements as DICOM SR), <stem>_lungs.png (0/255, native size, spacing in pHYs), <stem>_labels.nii.gz
     (0 background, 1 patient right lung, 2 patient left lung, spacing in the
     affine), <stem>_overlay.png, and one row per input in report.csv and
     report.json. Re-running skips films whose outputs exist (unless
@@ -91,10 +93,16 @@ def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest,
 
     With --scheduler the films are segmented by Dask workers, each loading
     the model once; with local:N, --workers is the threads of each worker.
+
+    With --from, INPUTS are StudyInstanceUIDs on that PACS (or give
+    --accession, --study-list, --accession-list, --query): their CR/DX films
+    are fetched into OUT/films and segmented, the results sent with
+    --send/--stow (see medlung pull).
     """
     # TLS files and DICOMweb credentials: checked before the heavy imports
     send_tls = tls_config(tls_cert, tls_key, tls_ca)
-    if send_tls is not None and not options["send"]:
+    pulling = pull_arguments(ctx, required=ctx.info_name == "pull")
+    if send_tls is not None and not options["send"] and not (pulling and "@" in pulling.source):
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca apply to --send: give --send AE@HOST:PORT too.")
     if options["stow"]:
         from medlung.pacs.send import check_stow_url, credentials_from_environment
@@ -116,6 +124,9 @@ def predict(ctx, inputs, output, tls_cert, tls_key, tls_ca, scheduler, manifest,
     from medlung.pipeline.batch import collect_inputs
 
     verbose = is_verbose(ctx)
+    if pulling is not None:  # INPUTS are studies on a PACS
+        source, selection = check_pull(pulling, inputs, manifest, scheduler, send_tls)
+        sys.exit(run_pull(source, selection, output, settings, verbose))
     missing = [item for item in inputs if item != "-" and not Path(item).exists()]
     if missing:  # a usage error like an empty folder (docs/cli.md, "Exit status"); a film that fails is exit 1
         raise click.UsageError(f"{', '.join(missing)}: does not exist. Check the path; nothing was segmented.")
@@ -153,3 +164,20 @@ def predict_here(paths: list[Path], output: Path, settings, verbose: bool) -> in
         with quiet_warnings():
             report = predict_files(paths, output, segmenter, settings, counter)
     return counter.finish(time.perf_counter() - started, report.csv_path)
+
+
+#: ``medlung pull``: ``predict`` with --from required and StudyInstanceUIDs as INPUTS (same options).
+pull = click.Command(
+    "pull",
+    params=predict.params,
+    callback=predict.callback,
+    help="""Pull studies from a PACS (--from), segment their CR/DX films and send the results back.
+
+    INPUTS are StudyInstanceUIDs; or name the studies with --accession, --study-list, --accession-list or --query
+    (study-level keys, e.g. PatientID=123,ModalitiesInStudy=CR). The films are fetched into OUT/films over
+    DICOMweb (--from URL: QIDO-RS + WADO-RS) or DIMSE (--from AE@HOST:PORT: C-FIND + C-GET, or C-MOVE to
+    --move-ae on --move-port), segmented as medlung predict does (every predict option applies), and the SEG
+    and SR sent with --send/--stow. A second run fetches nothing already done: OUT/pull-state.json lists the
+    finished studies; OUT/pull.csv has one row per study. Exit status 1 when a study failed (the others are done).
+    """,
+)

@@ -32,8 +32,8 @@ format_option = click.option(
     default=",".join(defaults.DEFAULT_FORMATS),
     show_default=True,
     callback=_formats,
-    help=f"Outputs to write, any of {','.join(defaults.OUTPUT_FORMATS)} (seg only for DICOM films; mha: the label "
-    "map as MetaImage).",
+    help=f"Outputs to write, any of {','.join(defaults.OUTPUT_FORMATS)} (seg and sr only for DICOM films; sr: the "
+    "measurements as a DICOM SR, TID 1500, referencing the SEG; mha: the label map as MetaImage).",
 )
 #: ``--spacing``: the user's spacing for every film.
 user_spacing_option = click.option(
@@ -99,6 +99,14 @@ def model_options(command):
             help="Refuse films declaring more pixels (rows x cols) than this, before decoding.",
         ),
         click.option(
+            "--decode",
+            type=click.Choice(defaults.DECODE_MODES),
+            default=defaults.DEFAULT_DECODE,
+            show_default=True,
+            help="reduced: decode DICOM films only at the resolution the network and the overlay need (JPEG "
+            "2000 levels, scaled JPEG, area averages); full: decode every native pixel first.",
+        ),
+        click.option(
             "--qc-fail",
             is_flag=True,
             help="Films the quality check flags (not a chest, lateral, implausible lungs ...) become errors and "
@@ -121,6 +129,7 @@ MODEL_PARAMETERS = {
     "orientation_fix": "fix_orientation",
     "dice_estimate": "dice_estimate",
     "max_pixels": "max_pixels",
+    "decode": "decode",
     "qc_fail": "qc_fail",
 }
 

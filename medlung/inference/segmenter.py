@@ -349,6 +349,7 @@ class Segmenter:
             meta["orientation"],
             self.min_lung_mm2,
             display_of(meta),
+            keep_margin=probability,
         )
         clock.add(native.timings)
         labels, assumed, notes = native.labels, native.orientation_assumed, native.notes
@@ -378,7 +379,7 @@ class Segmenter:
         else:
             notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
         prob = None
-        if probability:
+        if probability and native.margin is not None:
             prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)
         return LungMasks(
             labels=labels,

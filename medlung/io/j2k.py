@@ -13,6 +13,7 @@ representation, bits stored, the array's shape).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -84,3 +85,9 @@ def _register(base) -> bool:
                 decoder._available = {PLUGIN: decoder._available.pop(PLUGIN), **decoder._available}
         done = done and PLUGIN in decoder._available
     return done
+
+
+@functools.cache
+def register_once() -> bool:
+    """:func:`register`, done once per process (medlung's DICOM reader calls it before each full decode)."""
+    return register()

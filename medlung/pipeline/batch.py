@@ -1,7 +1,7 @@
 """Segment many films into an output folder: the work behind ``medlung predict`` and the bundle.
 
-For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
-``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
+For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``
+(DICOM inputs), ``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
 row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
 Re-running into the same folder skips films whose outputs all exist (status
 ``skipped``) and writes only the missing outputs of the others, unless
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from medlung.defaults import OUTPUT_FORMATS
+from medlung.defaults import DICOM_FORMATS, OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
 from medlung.io import load_film
 from medlung.pipeline.settings import PredictSettings, load_segmenter
@@ -31,6 +31,8 @@ from medlung.writers.report import Report
 
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
+#: SeriesDescription of the DICOM SR measurement report (with the same QC suffix as the SEG's).
+SR_SERIES_DESCRIPTION = "Lung measurements (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
 _SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
@@ -161,7 +163,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, settings: P
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], settings))
+                loaded.put(_Job.load(path, out / stems[path], settings, segmenter))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -232,10 +234,15 @@ class _Job:
         self.targets: dict[str, Path] = {}
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, settings: PredictSettings) -> _Job:
-        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+    def load(cls, path: Path, prefix: Path, settings: PredictSettings, segmenter=None) -> _Job:
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
+
+        ``segmenter`` (optional) gives the working grid a film read with ``settings.decode="reduced"`` is
+        decoded for.
+        """
         job = cls(path, prefix)
-        job._step(job._load, settings)
+        spec = getattr(segmenter, "spec", None)
+        job._step(job._load, settings, getattr(spec, "working_spacing", None))
         return job
 
     def segment(self, segmenter, settings: PredictSettings) -> None:
@@ -243,7 +250,7 @@ class _Job:
         self._step(self._segment, segmenter, settings)
 
     def write(self, segmenter, settings: PredictSettings) -> dict:
-        """Write the outputs, send the SEG when asked; return the finished report row."""
+        """Write the outputs, send the SEG and SR when asked; return the finished report row."""
         self._step(self._write, segmenter, settings)
         self.film = self.masks = None
         self.row["seconds"] = round(self.seconds, 3)
@@ -262,11 +269,20 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, settings: PredictSettings) -> None:
+    def _load(self, settings: PredictSettings, working_spacing: float | None = None) -> None:
+        from medlung.writers.overlay import MAX_SIDE
+
         row = self.row
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=settings.spacing, max_pixels=settings.max_pixels)
+            film = load_film(
+                self.path,
+                spacing=settings.spacing,
+                max_pixels=settings.max_pixels,
+                decode=settings.decode,
+                working_spacing=working_spacing,
+                preview_side=MAX_SIDE if "overlay" in settings.formats else None,
+            )
         if settings.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
@@ -317,8 +333,9 @@ class _Job:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        if "seg" in targets and (settings.send or settings.stow):
-            sent_error = _send(targets["seg"], self.path if settings.send_source else None, settings)
+        results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
+        if results and (settings.send or settings.stow):
+            sent_error = send_results(results, self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
@@ -330,15 +347,16 @@ def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings) 
     ``error`` (never an exception); ``segmenter`` is not used when the film
     cannot be read or its outputs all exist.
     """
-    job = _Job.load(path, prefix, settings)
+    job = _Job.load(path, prefix, settings, segmenter)
     job.segment(segmenter, settings)
     return job.write(segmenter, settings)
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
-    """The files a film will produce (SEG only for DICOM films)."""
+    """The files a film will produce (SEG and SR only for DICOM films)."""
     names = {
         "seg": "_seg.dcm",
+        "sr": "_sr.dcm",
         "png": "_lungs.png",
         "nifti": "_labels.nii.gz",
         "overlay": "_overlay.png",
@@ -346,7 +364,8 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     }
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
-        targets.pop("seg", None)
+        for kind in DICOM_FORMATS:
+            targets.pop(kind, None)
     return targets
 
 
@@ -357,12 +376,16 @@ def write_outputs(
 
     Each file is written atomically; if one writer fails, the others still
     finish and the first error is raised. ``segmenter`` (the one that made
-    ``masks``) gives the options that enter the DICOM-SEG's UIDs.
+    ``masks``) gives the options that enter the DICOM-SEG's (and SR's) UIDs. The SR
+    references the SEG by its deterministic UIDs, so both are written at once.
     """
+    from medlung.film import preview_shape
+    from medlung.inference.reporting import report_items
     from medlung.quality import series_description
-    from medlung.writers.dicom_seg import write_dicom_seg
+    from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+    from medlung.writers.dicom_sr import write_dicom_sr
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
-    from medlung.writers.overlay import write_overlay
+    from medlung.writers.overlay import MAX_SIDE, write_overlay
 
     def seg_writer(path):
         with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
@@ -378,13 +401,33 @@ def write_outputs(
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
+    def sr_writer(path):
+        seg_uids, options_written = seg_identity(
+            film, model_version, seg_options(segmenter, masks, settings), settings.seg_syntax
+        )
+        return write_dicom_sr(
+            film,
+            report_items(masks),
+            path,
+            seg=seg_uids,
+            model_version=model_version,
+            options=options_written,
+            overwrite=settings.overwrite,
+            series_description=series_description(SR_SERIES_DESCRIPTION, masks.qc_reasons),
+        )
+
     writers = {
         "seg": seg_writer,
+        "sr": sr_writer,
         "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
         "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
         "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
-        "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), settings.overwrite
+        "overlay": lambda path: write_overlay(  # from a reduced decode of the film when it was read so
+            path,
+            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE), "picture"),
+            masks.labels,
+            overlay_lines(film, masks),
+            settings.overwrite,
         ),
     }
     kinds = [kind for kind in OUTPUT_FORMATS if kind in targets]
@@ -443,12 +486,18 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(seg_path: Path, film_path: Path | None, settings: PredictSettings) -> str | None:
-    """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
+def send_results(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
+    """Send a film's results (SEG, SR) to ``settings.send`` / ``settings.stow``, and the film with ``film_path``.
+
+    Returns
+    -------
+    str or None
+        One error line for what was not stored, or None. The files on disk are kept either way.
+    """
     from medlung import pacs
 
-    # the SEG travels alone, so that a film the PACS refuses cannot take the SEG down with it
-    batches = [[seg_path]] + ([[film_path]] if film_path else [])
+    # the results travel without the film, so that a film the PACS refuses cannot take them down with it
+    batches = [list(results)] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
         if settings.send:

@@ -94,6 +94,10 @@ class PredictSettings:
         Spacing in mm for every film (``"MM"`` or ``"ROW,COL"``), replacing the files'.
     max_pixels : int
         Films declaring more pixels (rows x cols) are refused before decoding.
+    decode : str
+        ``"reduced"``: DICOM films are decoded only at the resolution the working grid and the overlay need
+        (JPEG 2000 levels, DCT-scaled JPEG, area averages; :func:`medlung.load_film`); ``"full"``: every
+        native pixel first (``--decode``). It enters the UIDs (the masks differ slightly).
 
     Outputs
 
@@ -146,6 +150,7 @@ class PredictSettings:
     dice_estimate: str = defaults.DEFAULT_DICE_ESTIMATE
     spacing: str | None = None
     max_pixels: int = defaults.DEFAULT_MAX_PIXELS
+    decode: str = defaults.DEFAULT_DECODE
     formats: tuple[str, ...] = defaults.DEFAULT_FORMATS
     overwrite: bool = False
     seg_syntax: str = defaults.DEFAULT_SEG_SYNTAX
@@ -179,6 +184,7 @@ class PredictSettings:
         _choice("seg_syntax", self.seg_syntax, defaults.SEG_SYNTAXES)
         _choice("precision", self.precision, defaults.PRECISIONS)
         _choice("dice_estimate", self.dice_estimate, defaults.DICE_ESTIMATES)
+        _choice("decode", self.decode, defaults.DECODE_MODES)
         if self.roi_size is not None and (not _whole(self.roi_size) or int(self.roi_size) < 32):
             raise SettingError(
                 "roi_size", f"roi_size must be a whole number of working-grid pixels >= 32; got {self.roi_size!r}."
@@ -232,7 +238,12 @@ class PredictSettings:
         See :func:`medlung.uids.output_options`, which adds what the loaded
         Segmenter and its model read from these settings.
         """
-        return {"spacing": self.spacing, "seg_syntax": self.seg_syntax, **dict(self.extra_options)}
+        return {
+            "spacing": self.spacing,
+            "seg_syntax": self.seg_syntax,
+            "decode": self.decode,
+            **dict(self.extra_options),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-friendly values (TLS files as paths; the TLS key's passphrase never)."""

@@ -65,6 +65,7 @@ class ToStandardDisplay(Transform):
         meta.update(
             spacing_mm=spacing,
             spatial_shape=np.array(display.display_shape(image.shape[-2:])),
+            film_shape=display.display_shape(meta.get("film_shape", image.shape[-2:])),
             orientation=STANDARD_DISPLAY if stored_orientation else None,
         )
         return MetaTensor(pixels.contiguous(), affine=affine, meta=meta)

@@ -98,16 +98,25 @@ from medlung import labels as label_table
 from medlung.atomic import write_atomically
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
-from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
+from medlung.uids import SEG_SYNTAXES, SegUIDs, canonical_options, seg_uids
 
 __all__ = [
     "DEFAULT_SEG_SYNTAX",
     "LABEL_NAMES",
     "SEG_SERIES_NUMBER_OFFSET",
     "SEG_SYNTAXES",
+    "algorithm_version",
+    "check_target",
+    "checked_model_version",
     "choose_transfer_syntax",
+    "default_series_number",
     "display_spacing",
+    "drop_optional_identifiers",
     "empty_segments",
+    "seg_identity",
+    "seg_output_options",
+    "software_versions",
+    "source_dataset",
     "write_dicom_seg",
 ]
 
@@ -244,6 +253,47 @@ def choose_transfer_syntax(transfer_syntax: str, shape: tuple[int, int]) -> str:
     )
 
 
+def seg_output_options(options: Mapping[str, Any] | None, syntax: str) -> dict[str, Any]:
+    """The options that enter a SEG's UIDs: ``options`` with the Transfer Syntax UID written (``seg_syntax``).
+
+    The form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID).
+
+    Parameters
+    ----------
+    options : mapping or None
+        :func:`medlung.uids.output_options` of the segmenter.
+    syntax : str
+        The Transfer Syntax UID (:func:`choose_transfer_syntax`).
+    """
+    canonical_options(options)  # a mapping, or a TypeError that says so
+    return {**(options or {}), "seg_syntax": syntax}
+
+
+def seg_identity(
+    film: Film, model_version: str, options: Mapping[str, Any] | None, transfer_syntax: str = DEFAULT_SEG_SYNTAX
+) -> tuple[SegUIDs, dict[str, Any]]:
+    """The UIDs :func:`write_dicom_seg` gives the SEG of ``film``, and the options they come from.
+
+    Objects that reference the SEG (its DICOM SR) use this instead of reading the SEG back.
+
+    Parameters
+    ----------
+    film : Film
+        The source film (read from DICOM).
+    model_version, options, transfer_syntax
+        As given to :func:`write_dicom_seg`.
+
+    Returns
+    -------
+    uids : medlung.uids.SegUIDs
+    options : dict
+        ``options`` with ``seg_syntax`` (see :func:`seg_output_options`).
+    """
+    source = source_dataset(film)
+    full = seg_output_options(options, choose_transfer_syntax(transfer_syntax, film.shape))
+    return seg_uids(str(source.SOPInstanceUID), model_version.strip(), full), full
+
+
 def display_spacing(source) -> tuple[float, float]:
     """The pixel spacing viewers use to show a film, ``(row_mm, col_mm)``: the SEG's Pixel Spacing.
 
@@ -351,27 +401,18 @@ def write_dicom_seg(
     import highdicom as hd
 
     path = Path(path)
-    source = _source_dataset(film)
+    source = source_dataset(film)
     labels = _check_labels(labels, film)
     syntax = choose_transfer_syntax(transfer_syntax, film.shape)
-    if not isinstance(model_version, str) or not model_version.strip():
-        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
-    model_version = model_version.strip()
-    canonical_options(options)  # a mapping, or a TypeError that says so
-    # the form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID)
-    options = {**(options or {}), "seg_syntax": syntax}
+    model_version = checked_model_version(model_version)
+    options = seg_output_options(options, syntax)
     options_text = canonical_options(options)
-    if not path.parent.is_dir():
-        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-        )
+    check_target(path, overwrite)
 
     uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
     descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
     if series_number is None:
-        series_number = _default_series_number(source)
+        series_number = default_series_number(source)
 
     with warnings.catch_warnings():
         # highdicom re-checks the film's Patient Name; a one-component name
@@ -395,7 +436,7 @@ def write_dicom_seg(
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
-    _drop_optional_identifiers(seg)
+    drop_optional_identifiers(seg)
     # highdicom draws a random Dimension Organization UID; derive it like the
     # other UIDs so that re-running gives the same file (only the creation
     # date/time attributes differ: they record when the SEG was written).
@@ -412,8 +453,33 @@ def write_dicom_seg(
     return path
 
 
-def _drop_optional_identifiers(seg) -> None:
-    """Remove the identifying attributes highdicom copied that no module of the SEG requires."""
+def checked_model_version(model_version) -> str:
+    """``model_version`` stripped; a ValueError when it is not a non-empty string."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
+    return model_version.strip()
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """The file to write must be in an existing folder, and not exist unless ``overwrite``.
+
+    Raises
+    ------
+    SegmentationWriteError
+        The folder does not exist.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    if not path.parent.is_dir():
+        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+        )
+
+
+def drop_optional_identifiers(seg) -> None:
+    """Remove the identifying attributes highdicom copied that no module of the SEG (or SR) requires."""
     for element in list(seg):
         if element.tag.group == 0x0010 and element.keyword not in _PATIENT_KEPT:
             del seg[element.tag]
@@ -448,7 +514,7 @@ def _segmentation(
         instance_number=instance_number,
         manufacturer="medlung",
         manufacturer_model_name="medlung",
-        software_versions=_software_versions(model_version),
+        software_versions=software_versions(model_version),
         device_serial_number=f"medlung-{_medlung_version()}",
         content_description=f"Right and left lungs, model {model_version}"[:64],
         content_creator_name=content_creator,
@@ -476,25 +542,44 @@ def _medlung_version() -> str:
     return __version__
 
 
-def _software_versions(model_version: str) -> list[str]:
+def software_versions(model_version: str) -> list[str]:
+    """Software Versions of an object medlung writes: medlung's version and the model's (LO, 64 characters each)."""
     return [f"medlung {_medlung_version()}"[:64], f"model {model_version}"[:64]]
 
 
-def _source_dataset(film: Film):
-    """A private copy of the film's header that highdicom can use as the source image."""
+def algorithm_version(model_version: str) -> str:
+    """The algorithm version medlung writes in an Algorithm Identification: ``"<medlung> model <model>"``."""
+    return f"{_medlung_version()} model {model_version}"[:64]
+
+
+def source_dataset(film: Film, what: str = "a DICOM-SEG"):
+    """A private copy of the film's header that highdicom can use as the source image (without pixel data).
+
+    Parameters
+    ----------
+    film : Film
+        A film read from DICOM; its header is not changed.
+    what : str
+        The object being written, for the error messages (``"a DICOM-SEG"``, ``"a DICOM SR"``).
+
+    Raises
+    ------
+    SegmentationWriteError
+        The film is not DICOM or lacks a UID the new object must reference.
+    """
     if not isinstance(film, Film):
         raise TypeError(f"film must be a medlung.Film (from medlung.load_film); got {type(film).__name__}.")
     where = film.path
     if film.dataset is None:
         raise SegmentationWriteError(
-            "a DICOM-SEG needs a DICOM source film, this film was not read from DICOM",
+            f"{what} needs a DICOM source film, this film was not read from DICOM",
             where,
             "Write PNG or NIfTI masks for PNG/JPEG films.",
         )
     missing = [keyword for keyword in _REQUIRED_SOURCE_UIDS if not str(film.dataset.get(keyword, "") or "").strip()]
     if missing:
         raise SegmentationWriteError(
-            f"the film has no {', '.join(missing)}, so a DICOM-SEG cannot reference it",
+            f"the film has no {', '.join(missing)}, so {what} cannot reference it",
             where,
             "Write PNG or NIfTI masks instead, or give the film its UIDs (e.g. by importing it into a PACS).",
         )
@@ -518,7 +603,10 @@ def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
         )
     if labels.dtype.kind not in "biu":
         raise TypeError(f"labels must be of integer or boolean type (0, 1, 2); got {labels.dtype}.")
-    values = np.unique(labels)
+    if labels.dtype == np.uint8 or labels.dtype == np.bool_:  # a count per value: 10x faster than sorting them
+        values = np.flatnonzero(np.bincount(labels.reshape(-1).view(np.uint8), minlength=3))
+    else:
+        values = np.unique(labels)
     unexpected = [int(v) for v in values if v not in (0, 1, 2)]
     if unexpected:
         raise ValueError(
@@ -527,13 +615,15 @@ def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
     return np.ascontiguousarray(labels, dtype=np.uint8)
 
 
-def _default_series_number(source) -> int:
+def default_series_number(source, offset: int = SEG_SERIES_NUMBER_OFFSET) -> int:
+    """The SeriesNumber of an object derived from a film: the film's SeriesNumber + ``offset`` (``offset`` alone
+    when the film has none or the sum does not fit a DICOM IS)."""
     try:
         base = int(source.get("SeriesNumber"))
     except (TypeError, ValueError):
         base = 0
-    number = max(base, 0) + SEG_SERIES_NUMBER_OFFSET
-    return number if number < 2**31 else SEG_SERIES_NUMBER_OFFSET
+    number = max(base, 0) + offset
+    return number if number < 2**31 else offset
 
 
 def _segment_descriptions(hd, model_version: str, options_text: str, lungs: str = "field") -> list:
@@ -542,7 +632,7 @@ def _segment_descriptions(hd, model_version: str, options_text: str, lungs: str 
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medlung",
         family=codes.cid7162.ArtificialIntelligence,
-        version=f"{_medlung_version()} model {model_version}"[:64],
+        version=algorithm_version(model_version),
         parameters={"options": options_text} if options_text != "{}" else None,
     )
     descriptions = []

@@ -25,16 +25,19 @@ def overlay_picture(pixels: np.ndarray, labels: np.ndarray, lines: list[str], ma
     Parameters
     ----------
     pixels : numpy.ndarray
-        ``(rows, cols)`` film, MONOCHROME2 polarity, any range.
+        The film, MONOCHROME2 polarity, any range: ``(rows, cols)``, or a reduced-resolution image of it
+        at least the picture's size (:meth:`medlung.film.Film.pixels_at_least`).
     labels : numpy.ndarray
-        ``(rows, cols)`` 0/1/2 label map on the same grid.
+        ``(rows, cols)`` 0/1/2 label map on the film's native grid: the picture's size follows it.
     lines : list of str
         Text to draw (areas, orientation assumption).
     max_side : int
         Pictures larger than this are shrunk (same aspect ratio).
     """
-    scale = min(1.0, max_side / max(pixels.shape))
-    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+    from medlung.film import preview_shape
+
+    rows, cols = preview_shape(labels.shape, max_side)
+    size = (cols, rows)
     # shrink first (a box reduction by a whole factor, then bilinear: reducing_gap), then window on the picture's
     # own pixels: a full-resolution film is 5x more pixels to sort
     shrunk = np.asarray(

@@ -69,17 +69,29 @@ class Report:
         Replace report files from an earlier run (else :meth:`keep_earlier` moves them aside).
     identifiers : bool
         Add the patient ID and study UID columns.
+    name : str
+        File names without extension (``report``: ``report.csv``, ``report.json``, earlier ``report.<n>.csv``).
+    columns : tuple of str, optional
+        Other columns than a predict run's (e.g. ``medlung pull``'s study rows).
     """
 
-    def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
-        self.csv_path = Path(folder) / "report.csv"
-        self.json_path = Path(folder) / "report.json"
+    def __init__(
+        self,
+        folder: Path,
+        overwrite: bool = False,
+        identifiers: bool = False,
+        name: str = "report",
+        columns: tuple[str, ...] | None = None,
+    ) -> None:
+        self.name = name
+        self.csv_path = Path(folder) / f"{name}.csv"
+        self.json_path = Path(folder) / f"{name}.json"
         self.overwrite = overwrite
-        self.columns = COLUMNS + (IDENTIFIER_COLUMNS if identifiers else ())
+        self.columns = (columns or COLUMNS) + (IDENTIFIER_COLUMNS if identifiers else ())
         self.rows: list[dict] = []
 
     def keep_earlier(self) -> Path | None:
-        """Move the report of an earlier run aside (``report.<n>.csv/.json``) unless overwriting.
+        """Move the report of an earlier run aside (``<name>.<n>.csv/.json``) unless overwriting.
 
         Returns
         -------
@@ -89,12 +101,12 @@ class Report:
         if self.overwrite or not (self.csv_path.exists() or self.json_path.exists()):
             return None
         number = 1
-        while any(p.with_name(f"report.{number}{p.suffix}").exists() for p in (self.csv_path, self.json_path)):
+        while any(p.with_name(f"{self.name}.{number}{p.suffix}").exists() for p in (self.csv_path, self.json_path)):
             number += 1
         kept = None
         for path in (self.csv_path, self.json_path):
             if path.exists():
-                target = path.with_name(f"report.{number}{path.suffix}")
+                target = path.with_name(f"{self.name}.{number}{path.suffix}")
                 path.rename(target)
                 kept = kept or target
         return kept

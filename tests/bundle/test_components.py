@@ -66,6 +66,7 @@ def test_check_inputs(tmp_path):
     check_inputs([tmp_path / "a.png"], tmp_path, tmp_path / "out", overwrite="true")
 
 
+@pytest.mark.slow
 def test_bundle_segmenter_checks_the_folder_and_the_weights(tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="not a medlung bundle"):
         bundle_settings(tmp_path)
@@ -82,6 +83,7 @@ def test_bundle_segmenter_checks_the_folder_and_the_weights(tiny_bundle, tmp_pat
         bundle_segmenter(settings, features=[16, 16, 32, 64, 128, 16])
 
 
+@pytest.mark.slow
 def test_bundle_evaluation_is_medlung_evaluate_with_the_bundle_segmenter(tiny_bundle, tiny_csv, tmp_path, caplog):
     from medlung.errors import MedlungError
     from medlung.evaluation import evaluate

@@ -56,6 +56,7 @@ def _chain(workflow, network, data: dict) -> MetaTensor:
     return workflow.postprocessing({"image": image, "pred": logits[0]})["pred"]
 
 
+@pytest.mark.slow
 def test_properties_drive_the_segmenters_chain(workflow, network, shipped_bundle, segmenter):
     """dataset -> inferer(image, network with the bundle's weights) -> postprocessing = the Segmenter's labels."""
     config = json.loads((shipped_bundle / "configs" / "inference.json").read_text())
@@ -95,6 +96,7 @@ def turned_films(shenzhen_pixels, tmp_path_factory) -> dict:
     return films
 
 
+@pytest.mark.slow
 def test_properties_turn_films_stored_otherwise_as_the_segmenter_does(workflow, network, segmenter, turned_films):
     """A film whose PatientOrientation is not the standard display: segmented in the standard display, labels
     back on its stored grid, by the properties exactly as by the Segmenter (the display step is in both chains)."""
@@ -156,6 +158,7 @@ def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, s
     assert np.array_equal(labels[0].numpy(), own(load_film(shenzhen_film)).labels)
 
 
+@pytest.mark.slow
 def test_evaluator_writes_what_the_run_writes(workflow):
     """The evaluator is the run's engine: it writes medlung predict's outputs and report through its handlers."""
     assert workflow.evaluator.val_handlers == workflow.handlers

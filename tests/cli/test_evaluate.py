@@ -138,6 +138,7 @@ def test_missing_or_mismatched_prediction_gives_an_error_row_and_exit_1(truth_as
     assert all((out / name).is_file() for name in OUTPUTS)
 
 
+@pytest.mark.slow
 def test_existing_results_are_kept_unless_overwrite(truth_as_predictions, data_csv, tmp_path):
     out = tmp_path / "eval"
     assert run("evaluate", truth_as_predictions, data_csv, "-o", out, "--limit", "1").exit_code == 0
@@ -191,6 +192,7 @@ def test_distances_are_in_mm_with_an_anisotropic_spacing(tmp_path):
 # ----------------------------------------------------------------------------- with the shipped model
 
 
+@pytest.mark.slow
 def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_bundle, shenzhen, data_csv, tmp_path):
     predictions = tmp_path / "predictions"
     films = [shenzhen / "images" / f"{stem}.png" for stem in FILMS]

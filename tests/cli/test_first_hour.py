@@ -66,6 +66,7 @@ def test_info_accepts_folders_as_predict_does(folder):
     assert none.exit_code == 2 and "no films found" in none.output
 
 
+@pytest.mark.slow
 def test_predict_without_a_terminal_logs_progress_lines_and_px_areas(folder, shipped_bundle, tmp_path):
     env = {**os.environ, "MEDLUNG_BUNDLE": str(shipped_bundle)}
     result = subprocess.run(

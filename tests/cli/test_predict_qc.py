@@ -25,6 +25,7 @@ def _rows(out):
     return {row["file"].rsplit("/", 1)[-1]: row for row in csv.DictReader(open(out / "report.csv"))}
 
 
+@pytest.mark.slow
 def test_flagged_films_are_written_and_say_so(films, shipped_bundle, tmp_path):
     result = medlung("predict", films, "-o", tmp_path, "--format", "seg,png", bundle=shipped_bundle)
     assert result.returncode == 0, result.stderr
@@ -62,6 +63,7 @@ def test_flagged_films_are_written_and_say_so(films, shipped_bundle, tmp_path):
     assert "done 3 (2 flagged by the quality check), failed 0" in result.stdout
 
 
+@pytest.mark.slow
 def test_qc_fail_turns_flagged_films_into_errors(films, shipped_bundle, tmp_path):
     result = medlung("predict", films, "-o", tmp_path, "--format", "png", "--qc-fail", bundle=shipped_bundle)
     assert result.returncode == 1, result.stderr

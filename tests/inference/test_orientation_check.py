@@ -86,6 +86,7 @@ def test_the_check_flags_a_mirrored_and_an_upside_down_film_and_not_the_original
     assert looks["upside down"] in ("upside down?", "rotated 180?")  # flagged; left-right is harder upside down
 
 
+@pytest.mark.slow
 def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(
     segmenter, shipped_bundle, standard, tmp_path
 ):

@@ -82,6 +82,7 @@ def test_film_from_a_simpleitk_image_in_memory(dx_film):
     assert film.spacing == pytest.approx((ROW_MM, COL_MM)) and np.array_equal(film.pixels, dx_film.pixels)
 
 
+@pytest.mark.slow
 def test_predict_on_an_mha_film_writes_an_mha_label_map(dx_film, tmp_path, segmenter, shipped_bundle):
     """A real film as MHA in (its own anisotropic spacing), the label map as MHA out: same grid, spacing, labels."""
     import nibabel

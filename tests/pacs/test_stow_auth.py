@@ -95,6 +95,7 @@ def test_wrong_bearer_token_is_refused(auth_orthanc, clean_env, shenzhen_pixels,
     assert auth_orthanc.study_instances(study) == []
 
 
+@pytest.mark.slow
 def test_predict_stow_with_right_credentials_stores_seg_and_film(
     auth_orthanc, clean_env, shenzhen_pixels, shipped_bundle, tmp_path
 ):

@@ -92,6 +92,7 @@ def refusals(node: Node, since: int) -> list[dict]:
 
 
 # --- the good path ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_pixels, tmp_path):
     listening = next(e for e in tls_node.events() if e["event"] == "listening")
     assert listening["tls"] == "mutual" and listening["forward_tls"] is True
@@ -114,6 +115,7 @@ def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_p
         assert secret not in log
 
 
+@pytest.mark.slow
 def test_predict_send_over_tls_stores_the_seg(tls_orthanc, pki, shenzhen_pixels, shipped_bundle, tmp_path):
     film = make_film(tmp_path / "chest.dcm", np.asarray(shenzhen_pixels), (256, 256))
     study = pydicom.dcmread(film).StudyInstanceUID

@@ -35,6 +35,7 @@ def _comparable(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("seconds", "outputs")}
 
 
+@pytest.mark.slow
 def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_order(films, segmenter, tmp_path):
     seen = []
     report = predict_files(films, tmp_path / "out", segmenter, PredictSettings(), progress=seen.append)
@@ -48,7 +49,9 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
             assert not list(out.glob("broken*"))
             continue
         stem = path.stem
-        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (["_seg.dcm"] if path.suffix == ".dcm" else [])
+        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (
+            ["_seg.dcm", "_sr.dcm"] if path.suffix == ".dcm" else []
+        )
         for suffix in names:
             assert (out / f"{stem}{suffix}").is_file(), f"{stem}{suffix}"
         with Image.open(out / f"{stem}_lungs.png") as mask:
@@ -65,6 +68,7 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
     assert not _pipeline_threads()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_finished_film(films, segmenter, tmp_path):
     predict_files(films[:3], tmp_path, segmenter, PredictSettings())
     report = predict_files(films, tmp_path, segmenter, PredictSettings())
@@ -72,6 +76,7 @@ def test_a_rerun_skips_every_finished_film(films, segmenter, tmp_path):
     assert (tmp_path / "report.1.csv").is_file()  # the first run's report is kept
 
 
+@pytest.mark.slow
 def test_an_output_that_cannot_be_written_is_an_error_row_and_the_batch_goes_on(films, segmenter, tmp_path):
     (tmp_path / "CHNCXR_0010_0_overlay.png").mkdir()  # a folder where the overlay must go: the write fails
     report = predict_files(films[:3], tmp_path, segmenter, PredictSettings(overwrite=True))
@@ -90,6 +95,7 @@ def test_a_report_that_cannot_be_written_stops_the_batch_with_its_error(films, s
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT  # stopped early, not after every film
 
 
+@pytest.mark.slow
 def test_an_error_in_the_progress_callback_surfaces_and_stops_the_batch(films, segmenter, tmp_path):
     def progress(row):
         raise RuntimeError("progress failed")
@@ -100,6 +106,7 @@ def test_an_error_in_the_progress_callback_surfaces_and_stops_the_batch(films, s
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_batch_like_before_and_leaves_only_whole_files(shared_data, shipped_bundle, tmp_path):
     import os
     import signal

@@ -32,7 +32,8 @@ from medlung.pipeline.settings import MODEL_FIELDS, PredictSettings, SettingErro
 
 #: Model options that differ from every default, as a user types them.
 MODEL_ARGS = ["--lungs", "anatomical", "--tta", "--orientation-fix", "--overlap", "0.4", "--roi-size", "192"]
-MODEL_ARGS += ["--qc-fail", "--max-pixels", "50000000", "--device", "cpu", "--dice-estimate", "perturbed"]
+MODEL_ARGS += ["--qc-fail", "--max-pixels", "50000000", "--decode", "full", "--device", "cpu"]
+MODEL_ARGS += ["--dice-estimate", "perturbed"]
 
 
 def _params(command, args: list[str]) -> dict:
@@ -56,6 +57,7 @@ def test_settings_are_frozen_checked_and_travel_whole():
         ({"formats": "seg,jpg"}, "formats"),
         ({"overlap": 1.5}, "overlap"),
         ({"workers": 0}, "workers"),
+        ({"decode": "half"}, "decode"),
         ({"seg_syntax": "jpeg2000", "send": "PACS@host:104"}, "seg_syntax"),
     ):
         with pytest.raises(SettingError) as caught:
@@ -111,6 +113,7 @@ def test_predict_and_serve_build_the_same_model_settings():
     )
     assert served.dice_estimate == "perturbed"
     assert served.qc_fail and served.max_pixels == 50_000_000 and served.formats == NODE_FORMATS
+    assert served.decode == predicted.decode == "full"
 
 
 def test_a_bad_value_is_a_usage_error_naming_its_option(tmp_path):

@@ -13,11 +13,11 @@ from medlung.pacs.tls import TlsConfig
 from medlung.pipeline.settings import PredictSettings
 
 #: What the node writes for a film and forwards.
-NODE_FORMATS = ("seg",)
+NODE_FORMATS = ("seg", "sr")
 
 
 def node_settings(**settings) -> PredictSettings:
-    """The node's :class:`~medlung.pipeline.settings.PredictSettings`: SEGs only, never overwritten, sent by the node."""
+    """The node's :class:`~medlung.pipeline.settings.PredictSettings`: SEG and SR, never overwritten, sent by the node."""
     return PredictSettings(formats=NODE_FORMATS, **settings)
 
 

@@ -1,4 +1,4 @@
-"""Forwarding: the node's sender thread stores each SEG on ``--forward``, retrying with backoff."""
+"""Forwarding: the node's sender thread stores each SEG (and its SR) on ``--forward``, retrying with backoff."""
 
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ class Forwarding(NodeState):
         from medlung.pacs.send import send_cstore
 
         started = time.perf_counter()
-        seg = self.spool.seg("outgoing", key)
+        seg, *others = self.spool.results("outgoing", key)
         tls = None if self.config.forward_plain else self.config.tls
-        (result,) = send_cstore(
-            [seg],
+        result, *other_results = send_cstore(
+            [seg, *(path for path in others if path.exists())],  # the SR of a SEG queued by an older medlung: none
             self.config.forward,
             calling_ae=self.config.ae_title,
             retries=SEND_RETRIES,
@@ -66,7 +66,20 @@ class Forwarding(NodeState):
         job.send_attempts += result.attempts
         if result.attempts == 0:  # the SEG file itself is missing or unreadable
             raise MedlungError(result.message)
+        # a result the destination did not answer is sent again with the SEG (it keeps one copy per UID)
+        unanswered = next((r for r in other_results if not r.ok and r.status is None), None)
+        if result.ok and unanswered is not None:
+            result = unanswered
         if result.ok:
+            for refused in (r for r in other_results if not r.ok):  # refused outright: the SEG is delivered anyway
+                self.log(
+                    "result-refused",
+                    "warning",
+                    key=key,
+                    file=refused.path.name,
+                    destination=self.config.forward,
+                    reason=refused.message,
+                )
             self.spool.mark_sent(key)
             with self._lock:
                 self._to_send.remove(key)
@@ -78,6 +91,7 @@ class Forwarding(NodeState):
                 sop_instance_uid=result.sop_instance_uid,
                 destination=self.config.forward,
                 status=f"0x{result.status:04X}",
+                results=1 + sum(r.ok for r in other_results),
                 attempts=job.send_attempts,
                 seconds=round(time.perf_counter() - started, 3),
                 total_seconds=round(time.monotonic() - job.received, 3),

@@ -38,15 +38,17 @@ class Receiving(NodeState):
     """The receiving half of :class:`~medlung.services.node.StorageNode` (a mixin: it shares the node's state)."""
 
     def _listen(self) -> None:
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+        from pynetdicom import AE, evt
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # names made at import
 
         from medlung.io.dicom import FILM_SOP_CLASSES
+        from medlung.pacs.syntaxes import VERIFICATION_SYNTAXES, receivable_syntaxes
 
         ae = AE(ae_title=self.config.ae_title)
+        accepted = receivable_syntaxes()  # what the films can be decoded from; the rest is refused in the association
         for sop_class in FILM_SOP_CLASSES:
-            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(sop_class, accepted)
+        ae.add_supported_context(Verification, VERIFICATION_SYNTAXES)
         if self.config.allow:
             ae.require_calling_aet = list(self.config.allow)
         ae.maximum_associations = ASSOCIATIONS
@@ -245,6 +247,7 @@ class Receiving(NodeState):
             sop_instance_uid=uid,
             calling_ae=calling,
             bytes=len(data),
+            transfer_syntax=str(event.context.transfer_syntax),
             seconds=round(time.perf_counter() - started, 3),
             waiting=self._waiting,
         )

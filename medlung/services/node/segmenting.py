@@ -29,9 +29,9 @@ class Segmenting(NodeState):
         from medlung.pipeline.batch import segment_one
 
         started = time.perf_counter()
-        seg = self.spool.seg("outgoing", key)
         row = {"status": "ok"}
-        resumed = seg.exists()  # a SEG written before a crash: do not segment again
+        # results written before a crash: do not segment again (a SEG without its SR: only the SR is written)
+        resumed = all(result.exists() for result in self.spool.results("outgoing", key))
         if not resumed:
             film = self.spool.film("incoming", key)
             with warnings.catch_warnings():

@@ -4,9 +4,14 @@ Layout of the work folder ``DIR``::
 
     DIR/incoming/<key>.dcm          films received, not yet segmented
     DIR/outgoing/<key>_seg.dcm      SEGs written, not yet delivered (their film beside them: <key>.dcm)
+    DIR/outgoing/<key>_sr.dcm       the SEG's measurement report (DICOM SR), delivered with it
     DIR/outgoing/<key>.sent         the destination stored the SEG; only the move to done/ is left
-    DIR/done/<key>.dcm, <key>_seg.dcm               delivered
-    DIR/failed/<key>.dcm, [<key>_seg.dcm,] <key>.reason.txt   given up, with the reason
+    DIR/done/<key>.dcm, <key>_seg.dcm, <key>_sr.dcm               delivered
+    DIR/failed/<key>.dcm, [<key>_seg.dcm, <key>_sr.dcm,] <key>.reason.txt   given up, with the reason
+
+The results of a film are its SEG and the other outputs the spool is told of
+(``outputs``: the node writes the SR too); a film counts as segmented when all
+of them are written (the SEG stays the file that names the state).
 
 ``<key>`` is the film's SOP Instance UID (a hash of it when it is not a
 plain UID). Every state is the presence of files, every transition is an
@@ -19,7 +24,8 @@ found after a crash                               resumed as
 ===============================================  =========================================
 ``.*.part`` temporary file                        deleted (the sender got no success: it resends)
 film in incoming, no SEG                          segmented
-film in incoming and SEG in outgoing              film moved to outgoing (not segmented again)
+film in incoming and all results in outgoing      film moved to outgoing (not segmented again)
+film in incoming, SEG but not every result         segmented (only the missing results are written)
 SEG in outgoing, no ``.sent``                     sent
 ``.sent`` in outgoing                             SEG and film moved to done (not sent again)
 film in outgoing without SEG or ``.sent``         moved back to incoming and segmented
@@ -32,21 +38,21 @@ milliseconds); the SEG's UIDs are deterministic, so a PACS keeps it once.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlung.atomic import fsync_file as _fsync_file
 from medlung.atomic import fsync_folder, write_atomically
+from medlung.uids import file_key
 
-__all__ = ["STATES", "Spool", "fsync_folder"]
+__all__ = ["SEG_SUFFIX", "SR_SUFFIX", "STATES", "Spool", "fsync_folder"]
 
 #: The queue folders, in the order a film goes through them (failed is the side exit).
 STATES = ("incoming", "outgoing", "done", "failed")
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+#: File-name suffix of a film's SEG (``<key>_seg.dcm``) and of its SR.
+SEG_SUFFIX, SR_SUFFIX = "_seg.dcm", "_sr.dcm"
 
 
 class Spool:
@@ -56,6 +62,9 @@ class Spool:
     ----------
     root : str or Path
         The work folder; created with its four state folders.
+    outputs : tuple of str
+        File-name suffixes of a film's results, the SEG's first (default: the SEG alone; the node adds
+        :data:`SR_SUFFIX`).
 
     Notes
     -----
@@ -63,19 +72,19 @@ class Spool:
     from one thread at a time (receiver, then worker, then sender).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, outputs: tuple[str, ...] = (SEG_SUFFIX,)) -> None:
+        if not outputs or outputs[0] != SEG_SUFFIX:
+            raise ValueError(f"outputs must start with the SEG's suffix {SEG_SUFFIX!r}; got {outputs!r}.")
         self.root = Path(root)
+        self.outputs = tuple(outputs)
         for state in STATES:
             (self.root / state).mkdir(parents=True, exist_ok=True)
 
     # --- names ---------------------------------------------------------------------------------
     @staticmethod
     def key_for(sop_instance_uid: str) -> str:
-        """The file-name key of an instance: its UID, or a hash when it is not a plain UID."""
-        uid = str(sop_instance_uid or "").strip()
-        if _UID.match(uid) and len(uid) <= 64:
-            return uid
-        return "h" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+        """The file-name key of an instance: its UID, or a hash when it is not a plain UID (:func:`medlung.uids.file_key`)."""
+        return file_key(sop_instance_uid)
 
     def folder(self, state: str) -> Path:
         """``DIR/<state>``."""
@@ -87,7 +96,11 @@ class Spool:
 
     def seg(self, state: str, key: str) -> Path:
         """The SEG file of ``key`` in ``state``."""
-        return self.root / state / f"{key}_seg.dcm"
+        return self.root / state / f"{key}{SEG_SUFFIX}"
+
+    def results(self, state: str, key: str) -> list[Path]:
+        """The result files of ``key`` in ``state`` (the SEG first), whether they exist or not."""
+        return [self.root / state / f"{key}{suffix}" for suffix in self.outputs]
 
     def sent_marker(self, key: str) -> Path:
         """The file saying that the SEG of ``key`` was stored by the destination."""
@@ -111,7 +124,7 @@ class Spool:
         return target
 
     def segmented(self, key: str) -> Path:
-        """Make the new SEG durable, then move the film from incoming to outgoing.
+        """Make the new results durable, then move the film from incoming to outgoing.
 
         Returns
         -------
@@ -119,7 +132,9 @@ class Spool:
             The SEG in outgoing.
         """
         seg = self.seg("outgoing", key)
-        _fsync_file(seg)
+        for result in self.results("outgoing", key):
+            if result == seg or result.exists():
+                _fsync_file(result)
         outgoing = self.folder("outgoing")
         fsync_folder(outgoing)
         film = self.film("incoming", key)
@@ -135,10 +150,10 @@ class Spool:
         self.finish(key)
 
     def finish(self, key: str) -> None:
-        """Move a delivered SEG and its film from outgoing to done, then drop the ``.sent`` marker."""
+        """Move a delivered SEG (with the other results) and its film from outgoing to done, then drop ``.sent``."""
         done = self.folder("done")
         for source, target in (
-            (self.seg("outgoing", key), self.seg("done", key)),
+            *zip(self.results("outgoing", key), self.results("done", key), strict=True),
             (self.film("outgoing", key), self.film("done", key)),
         ):
             if source.exists():
@@ -148,7 +163,7 @@ class Spool:
         fsync_folder(self.folder("outgoing"))
 
     def fail(self, key: str, reason: str) -> Path:
-        """Write ``failed/<key>.reason.txt``, then move the film (and its SEG, if any) to failed.
+        """Write ``failed/<key>.reason.txt``, then move the film (and its results, if any) to failed.
 
         Returns
         -------
@@ -160,7 +175,7 @@ class Spool:
         for state in ("incoming", "outgoing"):
             for source, target in (
                 (self.film(state, key), self.film("failed", key)),
-                (self.seg(state, key), self.seg("failed", key)),
+                *zip(self.results(state, key), self.results("failed", key), strict=True),
             ):
                 if source.exists():
                     os.replace(source, target)
@@ -185,26 +200,34 @@ class Spool:
         outgoing = self.folder("outgoing")
         for marker in sorted(outgoing.glob("*.sent")):
             self.finish(marker.name[: -len(".sent")])
-        for seg in sorted(outgoing.glob("*_seg.dcm")):
-            key = seg.name[: -len("_seg.dcm")]
-            if self.film("incoming", key).exists():
+        for seg in sorted(outgoing.glob(f"*{SEG_SUFFIX}")):
+            key = seg.name[: -len(SEG_SUFFIX)]
+            if self.film("incoming", key).exists() and all(p.exists() for p in self.results("outgoing", key)):
                 self.segmented(key)
         for film in sorted(outgoing.glob("*.dcm")):
             key = film.name[: -len(".dcm")]
-            if not film.name.endswith("_seg.dcm") and not self.seg("outgoing", key).exists():
+            if (
+                not any(film.name.endswith(suffix) for suffix in self.outputs)
+                and not self.seg("outgoing", key).exists()
+            ):
                 os.replace(film, self.film("incoming", key))
         fsync_folder(outgoing)
         fsync_folder(self.folder("incoming"))
         to_segment = [p.name[: -len(".dcm")] for p in _oldest_first(self.folder("incoming").glob("*.dcm"))]
-        to_send = [p.name[: -len("_seg.dcm")] for p in _oldest_first(outgoing.glob("*_seg.dcm"))]
+        waiting = set(to_segment)  # a SEG whose film still waits for its other results is sent once they are written
+        to_send = [
+            key
+            for key in (p.name[: -len(SEG_SUFFIX)] for p in _oldest_first(outgoing.glob(f"*{SEG_SUFFIX}")))
+            if key not in waiting
+        ]
         return to_segment, to_send
 
     def counts(self) -> dict[str, int]:
         """Films in each state: waiting to be segmented, SEGs waiting to be sent, delivered, failed."""
         return {
             "incoming": sum(1 for _ in self.folder("incoming").glob("*.dcm")),
-            "outgoing": sum(1 for _ in self.folder("outgoing").glob("*_seg.dcm")),
-            "done": sum(1 for _ in self.folder("done").glob("*_seg.dcm")),
+            "outgoing": sum(1 for _ in self.folder("outgoing").glob(f"*{SEG_SUFFIX}")),
+            "done": sum(1 for _ in self.folder("done").glob(f"*{SEG_SUFFIX}")),
             "failed": sum(1 for _ in self.folder("failed").glob("*.reason.txt")),
         }
 

@@ -1,4 +1,4 @@
-"""``medlung serve``: a DICOM Storage SCP that segments the films a PACS sends and stores the SEGs back.
+"""``medlung serve``: a DICOM Storage SCP that segments the films a PACS sends and stores the SEGs (and SRs) back.
 
 Three kinds of threads share one durable queue (:class:`medlung.services.node.spool.Spool`):
 
@@ -6,10 +6,11 @@ Three kinds of threads share one durable queue (:class:`medlung.services.node.sp
   C-STORE instance into ``DIR/incoming`` (atomic, fsynced) and only then
   answer success; a full queue answers ``0xA700`` (out of resources);
 * the **worker** (one thread, the model loaded once) segments the films in
-  arrival order and writes each SEG into ``DIR/outgoing``, through
-  :func:`medlung.pipeline.batch.segment_one`, so the SEG is the one
-  ``medlung predict`` writes for the same film (same deterministic UIDs);
-* the **sender** (one thread) stores each SEG on the ``--forward`` node
+  arrival order and writes each SEG and its measurement report (DICOM SR)
+  into ``DIR/outgoing``, through :func:`medlung.pipeline.batch.segment_one`,
+  so they are the ones ``medlung predict`` writes for the same film (same
+  deterministic UIDs);
+* the **sender** (one thread) stores each SEG, then its SR, on the ``--forward`` node
   (:func:`medlung.pacs.send_cstore`, retried with backoff); while the node
   is unreachable the SEGs wait in outgoing and are tried again, waiting
   longer each time up to ``resend_interval`` seconds. A SEG the node
@@ -50,7 +51,7 @@ from medlung.services.node.config import ServeConfig, WorkdirBusyError
 from medlung.services.node.forwarding import FIRST_RESEND_WAIT_S, Forwarding
 from medlung.services.node.receiving import ASSOCIATIONS, Receiving
 from medlung.services.node.segmenting import Segmenting
-from medlung.services.node.spool import QueueEntry, Spool
+from medlung.services.node.spool import SEG_SUFFIX, SR_SUFFIX, QueueEntry, Spool
 
 #: The node's events (see :mod:`medlung.logs`); :func:`node_logging` writes them out.
 LOGGER = logging.getLogger("medlung.serve")
@@ -86,7 +87,7 @@ class StorageNode(Receiving, Segmenting, Forwarding):
         self.config = config
         self.segmenter = segmenter
         self.log = log or partial(log_event, LOGGER)
-        self.spool = Spool(config.workdir)
+        self.spool = Spool(config.workdir, outputs=(SEG_SUFFIX, SR_SUFFIX))
         self.port: int | None = None
         self._lock = threading.Lock()
         self._jobs: dict[str, QueueEntry] = {}  # films in incoming or outgoing
