@@ -45,6 +45,11 @@ DEFAULT_SW_BATCH_SIZE = 4
 PRECISIONS = ("auto", "bf16", "fp32")
 DEFAULT_PRECISION = "auto"
 
+#: The estimated Dice of each mask (``--dice-estimate``): ``fast`` from the one network pass (a few ms), ``perturbed``
+#: also from the film flipped, shifted and zoomed out (three more network passes), or ``off``.
+DICE_ESTIMATES = ("fast", "perturbed", "off")
+DEFAULT_DICE_ESTIMATE = "fast"
+
 # --- limits --------------------------------------------------------------------------------------------
 #: Films declaring more pixels (rows x cols) than this are refused before decoding (``--max-pixels``): 8000 x 8000,
 #: twice the largest detector in use (a 4020x4892 Montgomery film has 19.7 M).

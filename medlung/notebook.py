@@ -75,6 +75,9 @@ def masks_facts(masks) -> list[tuple[str, str]]:
     facts.append(("lungs (px)", f"right {px['right']:,}, left {px['left']:,}, total {px['total']:,}"))
     if masks.empty:
         facts.append(("empty", ", ".join(masks.empty)))
+    estimate = getattr(masks, "dice_estimate", None)
+    if estimate is not None:
+        facts.append(("estimated Dice", f"{estimate.dice:.3f} (80 % interval {estimate.low:.3f}-{estimate.high:.3f})"))
     qc = _qc_text(masks)
     if qc:
         facts.append(("qc", qc))

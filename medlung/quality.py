@@ -13,7 +13,9 @@ Three kinds of evidence are used, all cheap next to the network:
   size in pixels and, when the spacing is known, its field of view in mm (a
   wrong ``--spacing`` shows there); whether it has any contrast at all;
 * the model's result (:func:`lung_reasons`): lungs missing, lung area and
-  shape implausible for a chest film, and the network's own confidence.
+  shape implausible for a chest film, and the network's own confidence;
+* the estimated Dice of the mask (:func:`estimate_reasons`), below the model
+  plan's ``min_dice_estimate``.
 
 Every threshold is a named constant below, with its unit and the
 measurement it comes from (the shipped model over the 566 Shenzhen and 192
@@ -46,6 +48,8 @@ REASON_CODES = {
     "lungs_missing": "the model found no lung on one side or both",
     "lungs_implausible": "the lungs found are implausible in size, position or shape for a frontal chest film",
     "low_confidence": "the network is unsure of most of what it called lung",
+    "low_dice_estimate": "the mask's Dice is likely below the model plan's min_dice_estimate (its estimate "
+    "is, or a 25 % chance by the calibration, medlung.estimation): check the mask by eye",
 }
 
 # --- header facts ---------------------------------------------------------------------------------------------------
@@ -158,6 +162,11 @@ UNCERTAIN_MARGIN = 2.2
 #: Largest fraction of uncertain pixels among those the network gives any chance of lung (probability > 0.1)
 #: (measured 0.10-0.35, mostly the lungs' edges; the OT test image vlut_04.dcm has 0.43).
 MAX_UNCERTAIN_FRACTION = 0.5
+#: Chance that the true Dice is below the plan's ``min_dice_estimate`` at which a film is flagged
+#: ``low_dice_estimate``. Chosen on the calibration films of model 2.0.0 (scripts/fit_dice_estimate.py), where it
+#: caught about 90 % of the films below 0.90 and flagged about 5 % of those at 0.95 or more; 0.5 (the estimate
+#: itself below 0.90) caught about 75 %.
+LOW_DICE_CHANCE = 0.25
 #: Longest side of the label map the shape measures are taken on, pixels (larger films are sampled).
 _MEASURE_SIDE = 1024
 
@@ -445,6 +454,38 @@ def lung_reasons(measures: dict) -> list[QcReason]:
             )
         )
     return reasons
+
+
+def estimate_reasons(dice: float | None, chance: float, threshold: float) -> list[QcReason]:
+    """The ``low_dice_estimate`` reason when a mask's Dice is likely enough to be below ``threshold``.
+
+    A film is flagged when its estimated Dice is below the threshold, or when the calibration's error
+    distribution gives at least :data:`LOW_DICE_CHANCE` that the true Dice is (an estimate of 0.92 with a
+    wide interval is a mask worth a look).
+
+    Parameters
+    ----------
+    dice : float or None
+        The estimated Dice of both lungs, 0-1 (:class:`medlung.estimation.calibration.DiceEstimate`); None gives
+        no reason.
+    chance : float
+        The chance, 0-1, that the true Dice is below ``threshold``
+        (:meth:`~medlung.estimation.calibration.DiceEstimate.probability_below`).
+    threshold : float
+        The model plan's ``min_dice_estimate``, 0-1.
+
+    Returns
+    -------
+    list of QcReason
+    """
+    if dice is None or (dice >= threshold and chance < LOW_DICE_CHANCE):
+        return []
+    return [
+        QcReason(
+            "low_dice_estimate",
+            f"estimated Dice {dice:.3f}, a {chance:.0%} chance it is below {threshold:.2f}",
+        )
+    ]
 
 
 def qc_fields(check: QualityCheck) -> dict:

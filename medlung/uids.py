@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
+from medlung.defaults import DEFAULT_DICE_ESTIMATE
+
 #: Fixed namespace of every UID medlung derives (a random UUID drawn once;
 #: changing it would change every UID medlung has ever written).
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
@@ -102,8 +104,9 @@ def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **
         The segmenter that made the masks. Read from it: the sliding-window
         size (``roi_size``, working-grid pixels), ``overlap`` (0-1),
         ``sw_batch_size``, ``tta``, the precision, ``min_lung_mm2`` (mm²),
-        the lung convention ``lungs`` when the segmenter has one, and the
-        model's network, features, working spacing (mm) and intensity
+        the lung convention ``lungs`` when the segmenter has one, the Dice
+        estimate's level when not the default (its flag enters the SEG's
+        SeriesDescription), and the model's network, features, working spacing (mm) and intensity
         percentiles. The model version enters the UIDs on its own (see
         :func:`derive_uid`).
     spacing : str, float or tuple of float, optional
@@ -127,6 +130,9 @@ def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **
     for attribute, key in _SEGMENTER_OPTIONS.items():
         if hasattr(segmenter, attribute):
             options[key] = _plain(getattr(segmenter, attribute))
+    level = getattr(segmenter, "dice_estimate", DEFAULT_DICE_ESTIMATE)
+    if level != DEFAULT_DICE_ESTIMATE:  # the estimate's flag enters the SEG's SeriesDescription
+        options["dice_estimate"] = level
     if hasattr(segmenter, "dtype"):
         options["precision"] = "fp32" if segmenter.dtype is None else str(segmenter.dtype).replace("torch.", "")
     spec = getattr(segmenter, "spec", None)

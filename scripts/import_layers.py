@@ -44,7 +44,7 @@ LAYERS = (
     ("reading and measuring", ("io", "metrics", "orientation")),
     (
         "building blocks",
-        ("transforms", "networks", "writers", "quality", "pacs"),
+        ("transforms", "networks", "writers", "quality", "estimation", "pacs"),
     ),
     ("models", ("inference", "training")),
     ("pipeline", ("pipeline", "evaluation")),

@@ -54,6 +54,7 @@ def test_every_option_that_changes_the_output_changes_the_uids(segmenter):
         "roi": _uids(_changed(segmenter, roi_size=segmenter.roi_size + 32), seg_syntax="uncompressed"),
         "tta": _uids(_changed(segmenter, tta=not segmenter.tta), seg_syntax="uncompressed"),
         "lungs": _uids(_changed(segmenter, lungs=other_lungs), seg_syntax="uncompressed"),
+        "dice estimate": _uids(_changed(segmenter, dice_estimate="perturbed"), seg_syntax="uncompressed"),
         "working spacing": _uids(
             _changed_model(segmenter, working_spacing=segmenter.spec.working_spacing * 2), seg_syntax="uncompressed"
         ),

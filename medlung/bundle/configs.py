@@ -10,8 +10,8 @@ top-level keys that :func:`medlung.plans.plan_from_bundle_config` reads back:
 ``name``, ``features`` and ``out_channels``), ``working_spacing`` (mm),
 ``roi_size`` (pixels), ``intensity_percentiles``, ``head`` and
 ``conventions`` (one per output channel of a sigmoid head), plus the
-post-processing defaults ``overlap`` and ``min_lung_mm2``; ``lungs`` chooses
-the convention drawn.
+post-processing defaults ``overlap`` and ``min_lung_mm2`` and the quality
+flag's ``min_dice_estimate``; ``lungs`` chooses the convention drawn.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ _MODEL_SETTINGS = (
     "min_lung_mm2",
     "lungs",
     "orientation_fix",
+    "dice_estimate",
     "max_pixels",
     "decode",
 )
@@ -123,7 +124,9 @@ def _model_keys(settings: dict) -> dict:
         "tta": False,
         "precision": defaults.DEFAULT_PRECISION,
         "min_lung_mm2": plan.min_lung_mm2,
+        "min_dice_estimate": plan.min_dice_estimate,
         "orientation_fix": False,
+        "dice_estimate": defaults.DEFAULT_DICE_ESTIMATE,
         "max_pixels": defaults.DEFAULT_MAX_PIXELS,
         "decode": defaults.DEFAULT_DECODE,
         "settings": {"_target_": "medlung.bundle.bundle_settings", **{key: f"@{key}" for key in _MODEL_SETTINGS}},
@@ -335,6 +338,17 @@ KEY_DOCS = (
         "orientation_fix",
         "inference, evaluate",
         "`true`: films without PatientOrientation that look mirrored or turned are segmented as detected.",
+    ),
+    (
+        "dice_estimate",
+        "inference, evaluate",
+        "Estimated Dice of each mask (`models/dice_estimate.json`): `fast`, `perturbed` (3 more network passes) "
+        "or `off`.",
+    ),
+    (
+        "min_dice_estimate",
+        "inference, evaluate",
+        "Plan: films whose estimated Dice is below this are flagged `low_dice_estimate` (default 0.90).",
     ),
     ("max_pixels", "inference, evaluate", "Films declaring more pixels (rows x cols) are refused before decoding."),
     (

@@ -88,6 +88,15 @@ def model_options(command):
             "detected (up to 3x network time on those films); the report's orientation_check says what was seen.",
         ),
         click.option(
+            "--dice-estimate",
+            type=click.Choice(list(defaults.DICE_ESTIMATES)),
+            default=defaults.DEFAULT_DICE_ESTIMATE,
+            show_default=True,
+            help="Estimated Dice of each mask, with an 80 % interval (report dice_estimate*, flag low_dice_estimate): "
+            "fast (from the one network pass, a few ms), perturbed (also the film flipped, shifted and zoomed out: "
+            "about 2.5x network time) or off.",
+        ),
+        click.option(
             "--max-pixels",
             type=click.IntRange(1),
             default=defaults.DEFAULT_MAX_PIXELS,
@@ -123,6 +132,7 @@ MODEL_PARAMETERS = {
     "lungs": "lungs",
     "tta": "tta",
     "orientation_fix": "fix_orientation",
+    "dice_estimate": "dice_estimate",
     "max_pixels": "max_pixels",
     "decode": "decode",
     "qc_fail": "qc_fail",

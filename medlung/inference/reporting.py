@@ -10,14 +10,16 @@ item                value                                                      g
 Area                cm² when the film is calibrated, else pixels (``{pixels}``)  right, left, both
 Height, Width       mm (pixels without spacing): the lung's bounding box        right, left, both
 Lung convention     ``field`` or ``anatomical`` (99MEDLUNG codes)               right, left, both
+Estimated Dice      0-1 (unit ``1``), with its 80 % interval's low and high      right, left, both
 Quality check       ``ok`` or ``flagged``                                       both
 Quality flag        one item per reason code (``not_chest``, ``lateral`` ...)   both
 ==================  =========================================================  ============================
 
 The numbers are those of the report row (``report.csv``/``report.json``), rounded alike: areas in cm²
-to 3 decimals, pixel counts whole, lengths to 4 decimals. A lung that was not found has no
-measurements (its group keeps its convention). Another measurement, e.g. an estimated Dice, is
-one more :class:`~medlung.writers.dicom_sr.SrMeasurement` appended to the list.
+to 3 decimals, pixel counts whole, lengths and estimated Dice to 4 decimals. A lung that was not found
+has no measurements (its group keeps its convention); a result without an estimated Dice (a model
+without a Dice calibration, ``--dice-estimate off``) has none. Another measurement is one more
+:class:`~medlung.writers.dicom_sr.SrMeasurement` appended to the list.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from __future__ import annotations
 from medlung.inference.measures import LUNG_LABELS, union_extent
 from medlung.writers.dicom_sr import (
     AREA,
+    DICE_ESTIMATE,
+    DICE_ESTIMATE_HIGH,
+    DICE_ESTIMATE_LOW,
     HEIGHT,
     LUNG_CONVENTION,
     QUALITY_CHECK,
@@ -56,6 +61,7 @@ QC_FLAG_CODES = {
     "lungs_missing": local_code("lungs_missing", "Lung not found"),
     "lungs_implausible": local_code("lungs_implausible", "Lungs implausible in size, position or shape"),
     "low_confidence": local_code("low_confidence", "Low network confidence"),
+    "low_dice_estimate": local_code("low_dice_estimate", "Low estimated Dice coefficient"),
 }
 
 #: Decimals of each kind of number (as in the report row).
@@ -92,8 +98,24 @@ def report_items(masks) -> list[SrMeasurement | SrEvaluation]:
                 items.append(SrMeasurement(AREA, int(masks.areas_px[area_key]), UNITS["px"], group))
             for name, key in ((HEIGHT, "height"), (WIDTH, "width")):
                 items.append(SrMeasurement(name, round(float(extent[key]), LENGTH_DECIMALS), length_unit, group))
+            items += _estimate_items(masks, group)
         items.append(SrEvaluation(LUNG_CONVENTION, convention, group))
     items.append(SrEvaluation(QUALITY_CHECK, QC_CODES[masks.qc], "both"))
     for code in dict.fromkeys(reason.code for reason in masks.qc_reasons):
         items.append(SrEvaluation(QUALITY_FLAG, QC_FLAG_CODES[code], "both"))
     return items
+
+
+def _estimate_items(masks, group: str) -> list[SrMeasurement]:
+    """The estimated Dice of one group and its interval (none when the result has no estimate)."""
+    estimate = getattr(masks, "dice_estimate", None)
+    if estimate is None:
+        return []
+    values = (estimate.dice, estimate.low, estimate.high) if group == "both" else estimate.lungs.get(group)
+    if values is None:
+        return []
+    names = (DICE_ESTIMATE, DICE_ESTIMATE_LOW, DICE_ESTIMATE_HIGH)
+    return [
+        SrMeasurement(name, round(float(value), LENGTH_DECIMALS), UNITS["1"], group)
+        for name, value in zip(names, values, strict=True)
+    ]

@@ -344,6 +344,8 @@ class _Job:
         row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
+        if masks.dice_estimate is not None:
+            row.update(masks.dice_estimate.report_fields())
         if masks.qc != QC_OK and settings.qc_fail:
             raise QualityCheckError(
                 f"quality check failed ({'; '.join(row['qc_reasons'])})",
@@ -550,6 +552,8 @@ def result_row(masks, path=None) -> dict:
         "notes": list(getattr(film, "warnings", ()) or ()) + list(masks.notes),
     }
     row.update(_areas(masks))
+    if masks.dice_estimate is not None:
+        row.update(masks.dice_estimate.report_fields())
     return row
 
 

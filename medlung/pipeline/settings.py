@@ -42,6 +42,7 @@ MODEL_FIELDS = (
     "min_lung_mm2",
     "lungs",
     "fix_orientation",
+    "dice_estimate",
 )
 
 
@@ -83,6 +84,9 @@ class PredictSettings:
     fix_orientation : bool
         Films without PatientOrientation that look mirrored or turned are
         segmented as detected (``--orientation-fix``).
+    dice_estimate : str
+        The estimated Dice of each mask: ``"fast"`` (one network pass), ``"perturbed"`` (three more passes) or
+        ``"off"`` (``--dice-estimate``; models without a Dice calibration give none).
 
     Films in
 
@@ -150,6 +154,7 @@ class PredictSettings:
     min_lung_mm2: float | None = None
     lungs: str = defaults.DEFAULT_CONVENTION
     fix_orientation: bool = False
+    dice_estimate: str = defaults.DEFAULT_DICE_ESTIMATE
     spacing: str | None = None
     max_pixels: int = defaults.DEFAULT_MAX_PIXELS
     decode: str = defaults.DEFAULT_DECODE
@@ -186,6 +191,7 @@ class PredictSettings:
         _choice("lungs", self.lungs, defaults.CONVENTIONS)
         _choice("seg_syntax", self.seg_syntax, defaults.SEG_SYNTAXES)
         _choice("precision", self.precision, defaults.PRECISIONS)
+        _choice("dice_estimate", self.dice_estimate, defaults.DICE_ESTIMATES)
         _choice("decode", self.decode, defaults.DECODE_MODES)
         if self.roi_size is not None and (not _whole(self.roi_size) or int(self.roi_size) < 32):
             raise SettingError(

@@ -341,7 +341,7 @@ def _stored_pixel_digest(path) -> str | None:
                 return None  # deflated: offsets are in the inflated stream
             ds = pydicom.dcmread(path, defer_size=256, force=True, specific_tags=["PixelData"])
         raw = ds.get_item(0x7FE00010, keep_deferred=True)
-        start, length = int(raw.value_tell), int(raw.length)
+        start, length = int(raw.value_tell), int(raw.length)  # type: ignore[attr-defined]  # a RawDataElement
     except Exception:
         return None
     digest = hashlib.blake2b(digest_size=16)

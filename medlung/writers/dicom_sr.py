@@ -107,6 +107,7 @@ UNITS = {
     "cm2": Code("cm2", "UCUM", "square centimeter"),
     "mm": Code("mm", "UCUM", "millimeter"),
     "px": Code("{pixels}", "UCUM", "pixels"),
+    "1": Code("1", "UCUM", "no units"),
 }
 LUNG = Code("39607008", "SCT", "Lung")
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain X-ray of chest")
@@ -120,6 +121,11 @@ def local_code(value: str, meaning: str) -> Code:
 LUNG_CONVENTION = local_code("lung-convention", "Lung convention")
 QUALITY_CHECK = local_code("qc", "Quality check")
 QUALITY_FLAG = local_code("qc-flag", "Quality flag")
+#: The estimated Dice of a mask (medlung.estimation) and its 80 % interval, 0-1 (unit "1"); code values of at most
+#: 16 characters (highdicom reads a measurement name with a Long Code Value as no code).
+DICE_ESTIMATE = local_code("dice-est", "Estimated Dice coefficient")
+DICE_ESTIMATE_LOW = local_code("dice-est-low", "Estimated Dice coefficient, 80 % interval low")
+DICE_ESTIMATE_HIGH = local_code("dice-est-high", "Estimated Dice coefficient, 80 % interval high")
 
 #: The SR's SeriesNumber is the film's SeriesNumber plus this offset (the SEG's is + 1000).
 SR_SERIES_NUMBER_OFFSET = 2000

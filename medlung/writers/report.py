@@ -10,6 +10,11 @@ from typing import TextIO
 from medlung.atomic import open_for_appending, write_text_atomically
 from medlung.tables import SafeCsvWriter, csv_text
 
+#: The estimated Dice (medlung.estimation.calibration.DiceEstimate.report_fields): both lungs, then each lung; the
+#: estimate and its 80 % interval, 0-1 (empty when the model has no Dice calibration).
+DICE_COLUMNS = tuple(
+    f"{prefix}dice_estimate{suffix}" for prefix in ("", "right_", "left_") for suffix in ("", "_low", "_high")
+)
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
 COLUMNS: tuple[str, ...] = (
     "file",
@@ -27,6 +32,7 @@ COLUMNS: tuple[str, ...] = (
     "total_px",
     "qc",
     "qc_reasons",
+    *DICE_COLUMNS,
     "seconds",
     "error",
     "calibrated",

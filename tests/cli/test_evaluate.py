@@ -20,7 +20,7 @@ from medlung.writers.masks import write_labels_nifti
 
 # Films of the fixed test split (every 20th one, not chosen by how well a model does on them).
 FILMS = ["CHNCXR_0010_0", "CHNCXR_0148_0", "CHNCXR_0322_0"]
-OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
+OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png", "calibration.png")
 
 
 def run(*args):

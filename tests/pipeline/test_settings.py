@@ -33,6 +33,7 @@ from medlung.pipeline.settings import MODEL_FIELDS, PredictSettings, SettingErro
 #: Model options that differ from every default, as a user types them.
 MODEL_ARGS = ["--lungs", "anatomical", "--tta", "--orientation-fix", "--overlap", "0.4", "--roi-size", "192"]
 MODEL_ARGS += ["--qc-fail", "--max-pixels", "50000000", "--decode", "full", "--device", "cpu"]
+MODEL_ARGS += ["--dice-estimate", "perturbed"]
 
 
 def _params(command, args: list[str]) -> dict:
@@ -112,6 +113,7 @@ def test_predict_and_serve_build_the_same_model_settings():
         0.4,
         192,
     )
+    assert served.dice_estimate == "perturbed"
     assert served.qc_fail and served.max_pixels == 50_000_000 and served.formats == NODE_FORMATS
     assert served.decode == predicted.decode == "full"
 
@@ -143,6 +145,7 @@ def inputs(shared_data, tmp_path_factory):
 
 #: Options of the end-to-end runs: every one changes what is written or reported.
 RUN_ARGS = ["--lungs", "anatomical", "--tta", "--orientation-fix", "--overlap", "0.4", "--qc-fail", "--device", "cpu"]
+RUN_ARGS += ["--dice-estimate", "perturbed"]
 
 
 def _run(inputs: Path, out: Path, bundle: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -153,7 +156,7 @@ def _run(inputs: Path, out: Path, bundle: Path, *extra: str) -> subprocess.Compl
 
 
 def _rows(out: Path) -> dict[str, dict]:
-    keep = ("status", "lungs", "qc", "orientation", "orientation_check", "right_px", "left_px")
+    keep = ("status", "lungs", "qc", "orientation", "orientation_check", "right_px", "left_px", "dice_estimate")
     rows = csv.DictReader(open(out / "report.csv", newline=""))
     return {Path(r["file"]).name: {k: r[k] for k in (*keep, "error")} for r in rows}
 
@@ -183,6 +186,7 @@ def test_every_option_reaches_every_path(inputs, shipped_bundle, tmp_path):
     assert local["dog.dcm"]["status"] == "error" and "quality check failed" in local["dog.dcm"]["error"]
     assert local["mirrored.png"]["orientation_check"] == "mirrored? fixed"  # --orientation-fix
     assert {row["lungs"] for name, row in local.items() if name != "dog.dcm"} == {"anatomical"}
+    assert all(float(row["dice_estimate"]) > 0 for name, row in local.items() if name != "dog.dcm")
     outputs = _outputs(tmp_path / "local")
     assert sorted(outputs) == ["chest_lungs.png", "chest_seg.dcm", "mirrored_lungs.png"]
     for name in ("workers", "scheduler"):

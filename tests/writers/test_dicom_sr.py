@@ -117,15 +117,24 @@ def test_without_spacing_areas_and_lengths_are_in_pixels(shared_dicom, tmp_path)
 
 
 def test_a_lung_not_found_has_no_measurements_and_a_new_measurement_is_one_more_item(calibrated, tmp_path):
+    from medlung.estimation.calibration import DiceEstimate
+
     film, labels, _, _ = calibrated
     masks = masks_of(film, np.where(labels == 2, 0, labels).astype(np.uint8), convention="anatomical")
-    dice = Code("1234567", "99TEST", "Estimated Dice")  # what an estimated Dice (issue #31) would add
-    items = [*report_items(masks), SrMeasurement(dice, 0.9712, Code("1", "UCUM", "no units"), "both")]
+    masks.dice_estimate = DiceEstimate(0.97123, 0.95, 0.98, lungs={"right": (0.975, 0.96, 0.985), "left": (0, 0, 0)})
+    other = Code("1234567", "99TEST", "Another number")
+    items = [*report_items(masks), SrMeasurement(other, 0.5, Code("1", "UCUM", "no units"), "both")]
     path = _write(film, masks, tmp_path / "sr.dcm", items=items)
     ours = read_with_highdicom(path)
     assert ours["left"]["measurements"] == {} and ours["left"]["evaluations"] == [("lung-convention", "anatomical")]
-    assert ours["both"]["measurements"]["Estimated Dice"] == (0.9712, "1")
-    assert read_with_dcmqi(path, tmp_path)["both"]["measurements"]["Estimated Dice"] == (0.9712, "1")
+    estimated = "Estimated Dice coefficient"
+    assert ours["both"]["measurements"][estimated] == (0.9712, "1")
+    assert ours["both"]["measurements"][f"{estimated}, 80 % interval low"] == (0.95, "1")
+    assert ours["right"]["measurements"][f"{estimated}, 80 % interval high"] == (0.985, "1")
+    assert ours["both"]["measurements"]["Another number"] == (0.5, "1")
+    theirs = read_with_dcmqi(path, tmp_path)
+    assert theirs["both"]["measurements"] == ours["both"]["measurements"]
+    assert theirs["right"]["measurements"] == ours["right"]["measurements"]
 
 
 def test_uids_are_deterministic_and_an_existing_report_is_kept(calibrated, tmp_path):

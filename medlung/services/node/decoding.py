@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import threading
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -157,7 +158,8 @@ class IsolatedLoader:
         if reduced is None:
             return Film(pixels=np.load(pixels_file, allow_pickle=False), **fields)
         spacing, max_pixels = asked
-        return Film(pixels=Prefetched(reduced, fields["shape"], self, path, spacing, max_pixels), **fields["film"])
+        prefetched = Prefetched(reduced, fields["shape"], self, path, spacing, max_pixels)
+        return Film(pixels=cast(Any, prefetched), **fields["film"])  # a PixelSource (Film.pixels accepts one)
 
 
 class Prefetched:
