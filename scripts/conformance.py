@@ -180,17 +180,27 @@ def association_limits() -> str:
     """The node's and the senders' association parameters, from their constants and defaults."""
     from medlung.pacs.send import send_cstore, stow_rs
     from medlung.services.node import ServeConfig
+    from medlung.services.node.config import ASSOCIATIONS_AT_MOST
     from medlung.services.node.forwarding import SEND_BACKOFF_S, SEND_RETRIES
-    from medlung.services.node.receiving import ACSE_TIMEOUT_S, ASSOCIATIONS, IDLE_TIMEOUT_S, MAX_PDU_BYTES
+    from medlung.services.node.receiving import ACSE_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_PDU_BYTES, QUIET_TIMEOUT_S
 
     fields = {f.name: f.default for f in ServeConfig.__dataclass_fields__.values()}
     cstore = inspect.signature(send_cstore).parameters
     stow = inspect.signature(stow_rs).parameters
     rows = [
-        ["`serve`: associations served at once", str(ASSOCIATIONS)],
+        [
+            "`serve`: associations served at once",
+            f"at most {ASSOCIATIONS_AT_MOST}; fewer when `--max-memory` cannot hold that many films of "
+            "`--max-film-mb` (2.2x each)",
+        ],
+        [
+            "`serve`: associations one peer address may hold (`--max-associations-per-host`)",
+            f"{fields['max_associations_per_host']}, and always fewer than the node serves",
+        ],
         ["`serve`: maximum PDU size received", f"{MAX_PDU_BYTES} bytes"],
         ["`serve`: association negotiation time-out (ARTIM)", f"{ACSE_TIMEOUT_S} s"],
-        ["`serve`: silence allowed on an open association", f"{IDLE_TIMEOUT_S} s"],
+        ["`serve`: silence allowed on an association that has stored nothing", f"{QUIET_TIMEOUT_S} s"],
+        ["`serve`: silence allowed on an association that has stored a film", f"{IDLE_TIMEOUT_S} s"],
         [
             "`serve`: films stored per association (`--max-films-per-association`)",
             str(fields["max_films_per_association"]),

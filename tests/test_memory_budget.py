@@ -62,7 +62,9 @@ def test_films_wait_for_memory_and_a_film_over_the_budget_is_refused():
 
 
 def test_predict_refuses_a_film_its_budget_cannot_hold_and_goes_on(shipped_bundle, tmp_path):
-    big = factory.write(factory.radiograph(np.zeros((4892, 4020), np.uint16)), tmp_path / "big.dcm")
+    # 8000x6000 16-bit: its declared cost (96 MB stored + 480 MB of native-grid masks, medlung.io.cost) is over the
+    # ~424 MB that --max-memory 1G leaves for films
+    big = factory.write(factory.radiograph(np.zeros((8000, 6000), np.uint16)), tmp_path / "big.dcm")
     small = factory.write(
         factory.radiograph(factory.chest_pixels(256, 256), PixelSpacing=[1.4, 1.4]), tmp_path / "small.dcm"
     )

@@ -57,6 +57,7 @@ QC_FLAG_CODES = {
     "not_human": local_code("not_human", "Not a human patient"),
     "lateral": local_code("lateral", "Lateral view"),
     "too_small": local_code("too_small", "Film too small"),
+    "no_contrast": local_code("no_contrast", "Film blank, constant or mostly one value"),
     "field_of_view": local_code("field_of_view", "Field of view implausible for a chest"),
     "lungs_missing": local_code("lungs_missing", "Lung not found"),
     "lungs_implausible": local_code("lungs_implausible", "Lungs implausible in size, position or shape"),

@@ -336,8 +336,11 @@ def _stored_pixel_digest(path) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            meta = pydicom.filereader.read_file_meta_info(path)
-            if str(meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2.1.99":
+            try:
+                syntax = str(pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID", ""))
+            except Exception:
+                syntax = ""  # no File Meta (an ACR-NEMA style file): implicit VR, never deflated
+            if syntax == "1.2.840.10008.1.2.1.99":
                 return None  # deflated: offsets are in the inflated stream
             ds = pydicom.dcmread(path, defer_size=256, force=True, specific_tags=["PixelData"])
         raw = ds.get_item(0x7FE00010, keep_deferred=True)

@@ -84,8 +84,11 @@ def test_bundle_inference_writes_what_medlung_predict_writes(shipped_bundle, fil
         "CR-MONO1-10-chest.dcm": "ok",
         "dx_image.dcm": "flagged",
     }
-    flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible]"
+    # the reason codes as far as 64 characters allow (the low Dice estimate of the dog's thorax follows as "...")
+    flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible,...]"
     assert ours.SeriesDescription == theirs.SeriesDescription == flagged
+    reasons = {Path(r["file"]).name: " ".join(r["qc_reasons"]) for r in report}
+    assert "low_dice_estimate" in reasons["dx_image.dcm"]
     assert "dx_image.dcm: quality flagged: lateral:" in result.stdout + result.stderr
 
 

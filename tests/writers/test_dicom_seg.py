@@ -288,3 +288,21 @@ def test_rewriting_gives_the_same_seg_but_for_its_creation_time(tmp_path, shared
         if element.keyword in timed or element.keyword == "ContributingEquipmentSequence":
             continue
         assert second[element.tag].value == element.value, element.keyword
+
+
+def test_the_content_digest_is_the_files_with_or_without_file_meta(tmp_path):
+    """A film stored without File Meta (ACR-NEMA style, as a modality may send it) and the same film as a Part 10
+    file (as ``medlung serve`` stores it) give one content digest: its SEG has the same UIDs on both paths."""
+    from medlung.samples import sample_paths
+
+    (bare,) = [p for p in sample_paths() if p.name == "CR-MONO1-10-chest.dcm"]
+    ds = pydicom.dcmread(bare, force=True)
+    assert "TransferSyntaxUID" not in ds.file_meta  # no File Meta at all
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    part10 = tmp_path / "part10.dcm"
+    ds.save_as(part10, enforce_file_format=True)
+    assert film_content(load(bare)) == film_content(load(part10))
+    ds.PixelData = bytes(len(ds.PixelData))  # another film under the same SOP Instance UID
+    ds.save_as(tmp_path / "other.dcm", enforce_file_format=True)
+    assert film_content(load(tmp_path / "other.dcm")) != film_content(load(part10))

@@ -254,8 +254,15 @@ def node_of(orthanc, folder: Path, modality: str, *extra: str) -> Iterator[Node]
 
 @pytest.fixture(scope="module")
 def node(orthanc, tmp_path_factory, shipped_bundle):
-    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers."""
-    with node_of(orthanc, tmp_path_factory.mktemp("node"), "medlung", "--allow", f"ORTHANC,{CLIENT_AE}") as running:
+    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers.
+
+    Every caller here is 127.0.0.1: the four senders of the load test and Orthanc, which keeps its own
+    associations to the node open a while after use (DicomAssociationCloseDelay, 5 s). So this one address
+    may hold 8 connections, not the default 4 (the per-host limit itself is tested in test_node_hostile.py).
+    """
+    folder = tmp_path_factory.mktemp("node")
+    allow = ("--allow", f"ORTHANC,{CLIENT_AE}", "--max-associations-per-host", "8")
+    with node_of(orthanc, folder, "medlung", *allow) as running:
         yield running
 
 
