@@ -371,7 +371,8 @@ def train_config(**values):
     Parameters
     ----------
     **values
-        TrainConfig fields.
+        TrainConfig fields; the plan's (``network``, ``features``, ``working_spacing``, ``roi_size``,
+        ``overlap``) flat, as in ``configs/train.json``.
 
     Returns
     -------
@@ -389,7 +390,7 @@ def train_config(**values):
     for key in ("data", "output"):
         if key in values:
             values[key] = str(values[key])
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def trainer(config, resume=False, overwrite=False):
