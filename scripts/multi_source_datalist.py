@@ -15,6 +15,11 @@ Usage::
 
     python scripts/multi_source_datalist.py ../shared/data -o runs/multi_source.csv
     python scripts/multi_source_datalist.py ../shared/data -o runs/two_conventions.csv --sources shenzhen,covid_v7
+    python scripts/multi_source_datalist.py ../shared/data -o runs/unseen_montgomery.csv --held-out montgomery
+
+``--held-out SOURCE`` makes a hospital the model does not train on: its training and validation films
+become validation films (its test films are left out, so nothing is tuned on them). The augmentation
+ablations measure on such a source.
     medlung train runs/multi_source.csv -o runs/model3 --init bundles/medlung_cxr_lung
 """
 
@@ -111,14 +116,26 @@ def rows(data: Path, sources: tuple[str, ...] = SOURCES) -> Iterator[dict]:
         yield from READERS[source](data)
 
 
-def write_datalist(data: Path, output: Path, sources: tuple[str, ...] = SOURCES) -> dict:
+def held_out(row: dict, source: str | None) -> dict | None:
+    """The row with a held-out source's training films moved to validation (its test films: ``None``)."""
+    if source is None or row["source"] != source:
+        return row
+    return None if row["split"] == "test" else {**row, "split": "val"}
+
+
+def write_datalist(
+    data: Path, output: Path, sources: tuple[str, ...] = SOURCES, held_out_source: str | None = None
+) -> dict:
     """Write the CSV; return the films per ``(source, lungs, split)``."""
     output.parent.mkdir(parents=True, exist_ok=True)
     counts: dict = {}
     with open(output, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        for row in rows(data.resolve(), sources):
+        for original in rows(data.resolve(), sources):
+            row = held_out(original, held_out_source)
+            if row is None:
+                continue
             writer.writerow({k: str(v) for k, v in row.items()})
             key = (row["source"], row["lungs"], row["split"])
             counts[key] = counts.get(key, 0) + 1
@@ -132,8 +149,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sources", default=",".join(SOURCES), help=f"comma-separated data sets (default {','.join(SOURCES)})"
     )
+    parser.add_argument(
+        "--held-out", choices=SOURCES, help="a source not trained on: its train and val films validate only"
+    )
     args = parser.parse_args(argv)
-    counts = write_datalist(args.data, args.output, tuple(s.strip() for s in args.sources.split(",") if s.strip()))
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    counts = write_datalist(args.data, args.output, sources, args.held_out)
     for key in sorted(counts):
         print(" ".join(key), counts[key])
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from multi_source_datalist import main  # noqa: E402
+from multi_source_datalist import main
 
 if __name__ == "__main__":
     raise SystemExit(main([*sys.argv[1:], "--sources", "shenzhen,covid_v7"]))

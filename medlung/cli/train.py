@@ -131,7 +131,7 @@ class _TrainCommand(click.Command):
 @click.option(
     "--augmentations",
     default=None,
-    help=f"Comma-separated named augmentations ({', '.join(AUGMENTATIONS)}), or 'all'. "
+    help=f"Comma-separated named augmentations ({', '.join(AUGMENTATIONS)}), 'all' or 'none'. "
     "Default: the chain of models up to 2.0.0 (affine, intensity, sick film).",
 )
 @click.option(
@@ -284,6 +284,8 @@ def _augmentations(text: str | None) -> tuple | None:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["all"]:
         return tuple(AUGMENTATIONS)
+    if names == ["none"]:
+        return ()
     try:
         return check_augmentations(names)
     except ValueError as exc:
