@@ -184,25 +184,39 @@ class Trainer:
         return named_augmentations(c.augmentations, plan, keys, c.sick_film_prob, references)
 
     def sampler(self, entries: list[dict], generator: torch.Generator):
-        """A source-balanced sampler over ``entries`` (``sampling`` weights), or None to shuffle them all."""
-        c = self.config
-        if not c.sampling:
+        """A source-balanced sampler over ``entries`` (``sampling`` weights), or None to shuffle them all.
+
+        Groups of ``sampling`` that no training film has are left out (said once in the log); when none is
+        left, or with several processes, every film is drawn once per epoch as without ``sampling``.
+        """
+        shares = self.sampling_shares(entries)
+        if not shares:
             return None
         groups = [sampling_group(e) for e in entries]
-        unknown = sorted(set(c.sampling) - set(groups))
-        if unknown:
-            raise TrainingError(
-                f"sampling names group(s) {', '.join(unknown)} that no training film has "
-                f"(groups: {', '.join(sorted(set(groups)))})",
-                c.data,
-                "Give source/convention groups of the data (a source column and a lungs column).",
-            )
-        total = sum(float(v) for v in c.sampling.values())
+        total = sum(shares.values())
         counts = {g: groups.count(g) for g in set(groups)}
-        weights = [float(c.sampling.get(g, 0.0)) / total / counts[g] for g in groups]
+        weights = [shares.get(g, 0.0) / total / counts[g] for g in groups]
         return torch.utils.data.WeightedRandomSampler(
-            weights, c.samples_per_epoch or len(entries), replacement=True, generator=generator
+            weights, self.config.samples_per_epoch or len(entries), replacement=True, generator=generator
         )
+
+    def sampling_shares(self, entries: list[dict], say: bool = False) -> dict:
+        """The ``sampling`` shares of the groups the training films have (empty: no balanced sampling)."""
+        c = self.config
+        groups = {sampling_group(e) for e in entries}
+        shares = {g: float(v) for g, v in c.sampling.items() if g in groups and float(v) > 0}
+        if say and c.sampling:
+            missing = sorted(set(c.sampling) - groups)
+            if missing:
+                self.log(f"sampling: no training film in group(s) {', '.join(missing)}; left out")
+            if self.world > 1:
+                self.log("sampling: not used with several processes (each film once per epoch)")
+            elif not shares:
+                self.log("sampling: no group left; each film once per epoch")
+            else:
+                total = sum(shares.values())
+                self.log("sampling: " + ", ".join(f"{g} {v / total:.0%}" for g, v in sorted(shares.items())))
+        return shares if self.world == 1 else {}
 
     # ---------------------------------------------------------------- main
     def fit(self, stop_after: int | None = None) -> dict:
@@ -247,14 +261,9 @@ class Trainer:
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
         sampler = None
         if distributed:
-            if c.sampling:
-                raise TrainingError(
-                    "source-balanced sampling is not supported with several processes",
-                    c.data,
-                    "Train with --nproc 1, or without --sampling.",
-                )
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=c.seed)
-        draws = len(sampler or train_ds) if not c.sampling else (c.samples_per_epoch or len(train_ds))
+        balanced = bool(self.sampling_shares(datalist.parts["training"], say=main))
+        draws = (c.samples_per_epoch or len(train_ds)) if balanced else len(sampler or train_ds)
         steps_per_epoch = math.ceil(draws / c.batch_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
