@@ -4,7 +4,7 @@ Every row is one ``medlung train`` run with the same data, seed, crops and sched
 augmentations differ: all of them, all but one (one row per name), the chain of 2.0.0, and none.
 The data is ``scripts/multi_source_datalist.py --held-out montgomery``: the runs train on Shenzhen and
 covid_v7 and are validated on their validation films plus 59 Montgomery training and validation films
-they never see (Montgomery's test films are left out). Each row reports the validation Dice per group of
+they never see (no test film is in it). Each row reports the validation Dice per group of
 its **last** epoch (no model selection on the held-out hospital); the first row is the starting model
 itself, not trained further.
 

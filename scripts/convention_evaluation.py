@@ -1,13 +1,14 @@
 """Evaluate a model per lung convention, data source and view; write the model card's "Conventions" section.
 
-Reads the combined datalist written by ``scripts/two_convention_datalist.py``
+Reads the combined datalist written by ``scripts/multi_source_datalist.py``
 (columns ``image, mask, ignore, lungs, split, source, view``) and scores the
 model with ``medlung evaluate``'s own code on each group of one split, each
 with the convention its masks follow (a metric never mixes conventions):
 
 * ``covid_v7`` (anatomical, ignore masks left out), also per view (PA / AP / AP Supine);
 * Shenzhen films outside the annotation batches (field);
-* Shenzhen annotation-batch films (anatomical).
+* Shenzhen annotation-batch films (anatomical);
+* Montgomery films (field), of the split and (``--montgomery-val``) also of its validation split.
 
 Optionally a second model (``--baseline``, e.g. the previous release) is
 scored on the same groups with the convention it has (a field-only model's
@@ -17,8 +18,11 @@ both conventions on one film into the bundle's ``docs/images/``, and the
 markdown section between ``<!-- medlung:conventions:begin -->`` and
 ``...:end -->`` of the card. Usage::
 
-    python scripts/convention_evaluation.py runs/two_conventions.csv --model bundles/medlung_cxr_lung \\
-        --baseline "1.1.0=runs/bundle_1.1.0" --out runs/conventions --card bundles/medlung_cxr_lung/docs/README.md
+    python scripts/convention_evaluation.py runs/multi_source.csv --model bundles/medlung_cxr_lung \\
+        --baseline "2.0.0=runs/bundle_2.0.0" --out runs/conventions --card bundles/medlung_cxr_lung/docs/README.md \\
+        --montgomery-val
+
+Each group's rows come together, the model first and the baselines after it, on the same films.
 """
 
 from __future__ import annotations
@@ -35,18 +39,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_card_evaluation import shrink_picture
 
 BEGIN, END = "<!-- medlung:conventions:begin -->", "<!-- medlung:conventions:end -->"
-#: (group name, source, convention of its masks)
+#: (group name, source, convention of its masks, split: None for the --split asked)
 GROUPS = (
-    ("covid_v7", "covid_v7", "anatomical"),
-    ("Shenzhen outside the batches", "shenzhen", "field"),
-    ("Shenzhen annotation batches", "shenzhen", "anatomical"),
+    ("covid_v7", "covid_v7", "anatomical", None),
+    ("Shenzhen outside the batches", "shenzhen", "field", None),
+    ("Shenzhen annotation batches", "shenzhen", "anatomical", None),
+    ("Montgomery", "montgomery", "field", None),
+    ("Montgomery, val split", "montgomery", "field", "val"),
 )
 
 
-def read_rows(datalist: Path, split: str) -> list[dict]:
-    """Rows of the combined datalist in ``split``."""
+def read_rows(datalist: Path, split: str | None = None) -> list[dict]:
+    """Rows of the combined datalist in ``split`` (every row when None)."""
     with open(datalist, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row["split"] == split]
+        return [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
 
 
 def write_group_csv(rows: list[dict], path: Path) -> Path:
@@ -119,7 +125,7 @@ def both_conventions_figure(model, film_path: str, truth_path: str, target: Path
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datalist", type=Path, help="CSV from scripts/two_convention_datalist.py")
+    parser.add_argument("datalist", type=Path, help="CSV from scripts/multi_source_datalist.py")
     parser.add_argument("--model", type=Path, required=True, help="bundle, run folder or checkpoint")
     parser.add_argument("--name", help="how the tables name the model (default: its folder or file name)")
     parser.add_argument("--baseline", action="append", default=[], help="NAME=MODEL scored the same way")
@@ -129,12 +135,14 @@ def main(argv=None) -> int:
     parser.add_argument("--figure-film", default="", help="image path (in the datalist) for the two-convention figure")
     parser.add_argument("--note", action="append", default=[], help="a paragraph to add at the end of the section")
     parser.add_argument("--reuse", action="store_true", help="read groups already scored in --out instead of rescoring")
+    parser.add_argument("--montgomery-val", action="store_true", help="also score Montgomery's validation films")
     args = parser.parse_args(argv)
 
     from medlung.inference import Segmenter
     from medlung.metrics import summarize
 
-    rows = read_rows(args.datalist, args.split)
+    every = read_rows(args.datalist)
+    rows = [r for r in every if r["split"] == args.split]
     models = [(args.name or args.model.name, str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
     lines = [
         BEGIN,
@@ -149,11 +157,15 @@ def main(argv=None) -> int:
     ]
     summary: dict = {}
     images = args.card.parent / "images" if args.card else args.out / "images"
-    for label, model in models:
-        for name, source, lungs in GROUPS:
-            group = [r for r in rows if r["source"] == source and r["lungs"] == lungs]
-            if not group:
-                continue
+    for name, source, lungs, split in GROUPS:
+        if split is not None and (split == args.split or (source == "montgomery" and not args.montgomery_val)):
+            continue
+        group = [
+            r for r in every if r["split"] == (split or args.split) and r["source"] == source and r["lungs"] == lungs
+        ]
+        if not group:
+            continue
+        for label, model in models:
             try:
                 segmenter = Segmenter(model, lungs=lungs)
                 drawn = lungs
@@ -171,7 +183,7 @@ def main(argv=None) -> int:
                     lines.append(table_row(f"covid_v7, {view}", lungs, label, summary[f"{key}|{view}"]))
     lines.append("")
     first = _slug(models[0][0])
-    for name, _, lungs in GROUPS:
+    for name, _, lungs, _split in GROUPS:
         worst = args.out / first / _slug(name) / "worst.png"
         if worst.exists():
             picture = images / f"conventions_worst_{_slug(name)}.png"

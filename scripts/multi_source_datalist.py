@@ -18,8 +18,8 @@ Usage::
     python scripts/multi_source_datalist.py ../shared/data -o runs/unseen_montgomery.csv --held-out montgomery
 
 ``--held-out SOURCE`` makes a hospital the model does not train on: its training and validation films
-become validation films (its test films are left out, so nothing is tuned on them). The augmentation
-ablations measure on such a source.
+become validation films, and every test film is left out (nothing is tuned on them, and a run made for
+a comparison does not spend time scoring them). The augmentation ablations measure on such a source.
     medlung train runs/multi_source.csv -o runs/model3 --init bundles/medlung_cxr_lung
 """
 
@@ -117,10 +117,12 @@ def rows(data: Path, sources: tuple[str, ...] = SOURCES) -> Iterator[dict]:
 
 
 def held_out(row: dict, source: str | None) -> dict | None:
-    """The row with a held-out source's training films moved to validation (its test films: ``None``)."""
-    if source is None or row["source"] != source:
+    """The row with a held-out source's training films moved to validation; ``None`` for every test film."""
+    if source is None:
         return row
-    return None if row["split"] == "test" else {**row, "split": "val"}
+    if row["split"] == "test":
+        return None
+    return {**row, "split": "val"} if row["source"] == source else row
 
 
 def write_datalist(
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
         "--sources", default=",".join(SOURCES), help=f"comma-separated data sets (default {','.join(SOURCES)})"
     )
     parser.add_argument(
-        "--held-out", choices=SOURCES, help="a source not trained on: its train and val films validate only"
+        "--held-out", choices=SOURCES, help="a source not trained on: its train and val films validate only; test films left out"
     )
     args = parser.parse_args(argv)
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())

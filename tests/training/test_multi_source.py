@@ -56,7 +56,8 @@ def test_datalist_counts_per_source_and_convention(shared_data, tmp_path):
     # a held-out hospital: its train and val films validate only, its test films are left out
     held = script.write_datalist(shared_data, tmp_path / "held.csv", held_out_source="montgomery")
     assert held[("montgomery", "field", "val")] == 59
-    assert not any(k[0] == "montgomery" and k[2] != "val" for k in held)
+    assert not any(k[0] == "montgomery" and k[2] != "val" for k in held) and not any(k[2] == "test" for k in held)
+    assert held[("shenzhen", "field", "train")] == 335
 
 
 def _few_of_each(source_csv: Path, path: Path, counts: dict) -> Path:
