@@ -65,7 +65,7 @@ def test_training_run_writes_every_output_and_loss_falls(finished_run):
     run, result = finished_run
     assert "8 training, 3 validation films" in result.stdout
     config = json.loads((run / "config.json").read_text())
-    assert config["network"] == "basicunet" and config["epochs"] == 3 and config["versions"]["torch"]
+    assert config["plan"]["network"] == "basicunet" and config["epochs"] == 3 and config["versions"]["torch"]
     assert config["data_summary"]["training"] == 8 and config["data_summary"]["test"] == 2
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
