@@ -152,7 +152,9 @@ def main(argv=None) -> int:
         "--sources", default=",".join(SOURCES), help=f"comma-separated data sets (default {','.join(SOURCES)})"
     )
     parser.add_argument(
-        "--held-out", choices=SOURCES, help="a source not trained on: its train and val films validate only; test films left out"
+        "--held-out",
+        choices=SOURCES,
+        help="a source not trained on: its train and val films validate only; test films left out",
     )
     args = parser.parse_args(argv)
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())

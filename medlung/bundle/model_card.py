@@ -401,6 +401,8 @@ def retrain_command(settings: dict) -> str:
         words.append("--sampling " + ",".join(f"{g}={float(v):g}" for g, v in settings["sampling"].items()))
     if settings.get("samples_per_epoch"):
         words.append(f"--samples-per-epoch {int(settings['samples_per_epoch'])}")
+    if settings.get("pseudo_weight") is not None and float(settings["pseudo_weight"]) != 0.5:
+        words.append(f"--pseudo-weight {float(settings['pseudo_weight']):g}")
     if settings.get("consistency_weight"):
         words.append(f"--consistency-weight {float(settings['consistency_weight']):g}")
     return " ".join(words)

@@ -155,6 +155,13 @@ class _TrainCommand(click.Command):
     help="Weight of the loss term keeping the lung field inside the anatomical lung (two-convention models).",
 )
 @click.option(
+    "--pseudo-weight",
+    type=click.FloatRange(0, 1),
+    default=_DEFAULTS.pseudo_weight,
+    show_default=True,
+    help="Weight of pseudo-labelled pixels (a CSV pseudo column: anatomical pseudo-labels of field films).",
+)
+@click.option(
     "--keep-epochs",
     default="",
     help="Comma-separated epochs whose checkpoints are kept as RUN/epochNNN.pt (e.g. 1,2,4).",
@@ -193,6 +200,7 @@ def train(
     sampling,
     samples_per_epoch,
     consistency_weight,
+    pseudo_weight,
     keep_epochs,
     workers,
     nproc,
@@ -266,6 +274,7 @@ def train(
             sampling=_sampling(sampling),
             samples_per_epoch=samples_per_epoch,
             consistency_weight=consistency_weight,
+            pseudo_weight=pseudo_weight,
             keep_epochs=_epochs(keep_epochs),
         )
     try:

@@ -11,7 +11,10 @@ takes ``field``; ``medlung evaluate --lungs`` takes the convention asked). ``ign
 is an optional mask of pixels left out of the loss and the metrics (a
 ``ignore`` column or key, or ``<stem>_ignore.png`` beside a folder's masks). ``source`` names the
 hospital or data set a film comes from (a ``source`` column or key; ``""`` when not said): training
-balances its sampling and reports its validation Dice per source and convention.
+balances its sampling and reports its validation Dice per source and convention. ``pseudo`` (a
+``pseudo`` column or key; ``""`` when absent) is an optional mask of the *other* convention made by a
+model and checked by eye (an anatomical pseudo-label of a field film), which training weighs less
+than a drawn mask.
 """
 
 from __future__ import annotations
@@ -213,8 +216,9 @@ def _from_csv(path: Path) -> Datalist:
             continue
         ignore = _resolve(path, row["ignore"]) if (row.get("ignore") or "").strip() else ""
         source = (row.get("source") or "").strip()
+        pseudo = _resolve(path, row["pseudo"]) if (row.get("pseudo") or "").strip() else ""
         datalist.parts[part].append(
-            entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore, source)
+            entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore, source, pseudo)
         )
     return datalist
 
@@ -242,7 +246,8 @@ def _from_json(path: Path) -> Datalist:
             ignore = _resolve(path, item["ignore"]) if item.get("ignore") else ""
             label = _resolve(path, item.get("label", item.get("mask")))
             source = str(item.get("source") or "")
-            datalist.parts[part].append(entry(_resolve(path, item["image"]), label, lungs, ignore, source))
+            pseudo = _resolve(path, item["pseudo"]) if item.get("pseudo") else ""
+            datalist.parts[part].append(entry(_resolve(path, item["image"]), label, lungs, ignore, source, pseudo))
     return datalist
 
 
@@ -300,15 +305,16 @@ def _ignore_fits(item: dict, shape: tuple, problems: list) -> bool:
     return True
 
 
-def entry(image, label, lungs: str = "", ignore="", source: str = "") -> dict:
-    """One datalist entry: film, mask, the mask's lung convention (``""``: not said), an optional ignore mask
-    and the film's source (``""``: not said)."""
+def entry(image, label, lungs: str = "", ignore="", source: str = "", pseudo="") -> dict:
+    """One datalist entry: film, mask, the mask's lung convention (``""``: not said), an optional ignore mask,
+    the film's source (``""``: not said) and an optional pseudo-label of the other convention."""
     return {
         "image": str(image),
         "label": str(label),
         "lungs": lungs,
         "ignore": str(ignore) if ignore else "",
         "source": source,
+        "pseudo": str(pseudo) if pseudo else "",
     }
 
 

@@ -71,6 +71,9 @@ class TrainConfig:
         Crops drawn per epoch with ``sampling`` (default: the number of training films).
     consistency_weight : float
         Weight of the term that keeps the lung field inside the anatomical lung (both outputs, every pixel).
+    pseudo_weight : float
+        Weight of the pseudo-labelled pixels of a film's ``pseudo`` mask (anatomical pseudo-labels of field
+        films; see :mod:`medlung.transforms.conventions`).
     keep_epochs : tuple of int
         Keep a copy of the checkpoint of these epochs (``RUN/epoch001.pt``, ...): weak models for calibration.
     strict : bool
@@ -99,6 +102,7 @@ class TrainConfig:
     sampling: dict = field(default_factory=dict)
     samples_per_epoch: int | None = None
     consistency_weight: float = 0.0
+    pseudo_weight: float = 0.5
     keep_epochs: tuple = ()
     strict: bool = False
     limit: int | None = None

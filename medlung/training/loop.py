@@ -246,7 +246,7 @@ class Trainer:
 
             self.log(warm_start(model, plan, c.init))
         model = model.to(self.device)
-        preprocessing = partial_label_transforms(plan)
+        preprocessing = partial_label_transforms(plan, c.pseudo_weight)
         # the deterministic part is cached once; the random part runs on a copy of each cached film per draw
         cached = CacheDataset(datalist.parts["training"], preprocessing, progress=False, num_workers=0)
         references = None

@@ -88,18 +88,19 @@ def inference_transforms(
     )
 
 
-def partial_label_transforms(plan: ModelPlan) -> Compose:
+def partial_label_transforms(plan: ModelPlan, pseudo_weight: float = 0.5) -> Compose:
     """Deterministic training part for a per-convention (sigmoid) model: load, partial-label targets, working grid.
 
     Gives ``image`` ``(1, H, W)``, ``label`` and ``weight`` ``(C, H, W)`` (one channel per convention of
-    ``plan``) and ``own`` ``(C,)``; see :mod:`medlung.transforms.conventions`. Cacheable.
+    ``plan``) and ``own`` ``(C,)``; see :mod:`medlung.transforms.conventions` (``pseudo_weight``: weight of
+    an entry's pseudo-label pixels). Cacheable.
     """
     keys = ["image", "label", "weight"]
     return Compose(
         [
             LoadFilmd("image"),
             LoadMaskd("label", reference_key="image"),
-            PartialLabelTargetd(plan.conventions),
+            PartialLabelTargetd(plan.conventions, pseudo_weight=pseudo_weight),
             ToWorkingGridd(keys, plan.working_spacing, mode=["linear", "nearest", "nearest"], reference_key="image"),
             intensity_transform("image", plan.intensity_percentiles),
             EnsureTyped([*keys, "own"], track_meta=False),
