@@ -127,7 +127,7 @@ def test_a_pseudo_label_supervises_the_anatomical_channel_outside_the_field_with
 
 
 def test_consistency_term_penalises_a_field_outside_the_anatomical_lung():
-    field, anatomical, _ = _masks()
+    field, _, _ = _masks()
     target, weight, own = (torch.from_numpy(a)[None] for a in partial_targets(field, "field", CONVENTIONS))
     logits = torch.zeros(1, 2, 32, 32)
     logits[0, 0] = 4.0  # field everywhere ...
