@@ -123,6 +123,35 @@ def both_conventions_figure(model, film_path: str, truth_path: str, target: Path
     plt.close(fig)
 
 
+def before_after_figure(models: list, films: list[str], target: Path) -> None:
+    """Anatomical lungs (blue) and lung field (orange) of each model (columns) on each film (rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medlung.inference import Segmenter
+    from medlung.io import load_film
+
+    fig, axes = plt.subplots(len(films), len(models), figsize=(4.2 * len(models), 4.4 * len(films)), squeeze=False)
+    for column, (label, model) in enumerate(models):
+        both = {lungs: Segmenter(model, lungs=lungs) for lungs in ("field", "anatomical")}
+        for row, path in enumerate(films):
+            film = load_film(path)
+            grey = (film.pixels - film.pixels.min()) / max(float(np.ptp(film.pixels)), 1e-6)
+            axis = axes[row, column]
+            axis.imshow(grey, cmap="gray")
+            axis.contour(both["anatomical"](film).lungs, levels=[0.5], colors=["#1e90ff"], linewidths=1.4)
+            axis.contour(both["field"](film).lungs, levels=[0.5], colors=["#ff8c00"], linewidths=0.8)
+            axis.set_title(f"{label}: {Path(path).name}", fontsize=9)
+            axis.axis("off")
+    fig.suptitle("anatomical lungs (blue) and lung field (orange)", fontsize=10)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datalist", type=Path, help="CSV from scripts/multi_source_datalist.py")
@@ -136,6 +165,13 @@ def main(argv=None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a paragraph to add at the end of the section")
     parser.add_argument("--reuse", action="store_true", help="read groups already scored in --out instead of rescoring")
     parser.add_argument("--montgomery-val", action="store_true", help="also score Montgomery's validation films")
+    parser.add_argument(
+        "--before-after",
+        action="append",
+        default=[],
+        help="a film (any path) drawn by every model, anatomical and field, in one figure (repeatable)",
+    )
+    parser.add_argument("--before-after-caption", default="", help="what the before/after figure's films are")
     args = parser.parse_args(argv)
 
     from medlung.inference import Segmenter
@@ -207,6 +243,17 @@ def main(argv=None) -> int:
             "lung mask V7 Labs, CC BY 4.0):",
             "",
             "![both conventions](images/conventions_both.png)",
+            "",
+        ]
+    if args.before_after:
+        picture = images / "anatomical_before_after.png"
+        before_after_figure(models[::-1], args.before_after, picture)  # baselines first: before, then after
+        shrink_picture(picture, picture, 900)
+        lines += [
+            "The anatomical convention on healthy PA films, before (the baseline, left) and after (this model, "
+            f"right){': ' + args.before_after_caption if args.before_after_caption else ''}:",
+            "",
+            "![anatomical lungs before and after](images/anatomical_before_after.png)",
             "",
         ]
     lines += [f"{note}\n" for note in args.note]
