@@ -72,22 +72,41 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
     import numpy as np
 
     import medlung
-    from medlung.pipeline.batch import PredictOptions, planned_outputs, write_outputs
+    from medlung.pipeline.batch import planned_outputs, write_outputs
+    from medlung.pipeline.settings import PredictSettings
+    from medlung.writers.overlay import MAX_SIDE
 
+    decode = _flag("--decode", "reduced")
     segmenter = medlung.Segmenter(device=device)
     segmenter(medlung.load_film(SAMPLE))  # warm-up, as in a batch
-    options = PredictOptions()
+    options = PredictSettings(decode=decode)
+    working = segmenter.spec.working_spacing
+
+    def load(path):
+        return medlung.load_film(path, decode=decode, working_spacing=working, preview_side=MAX_SIDE)
+
+    warm = load(film)  # warm-up of the decoders and writers (imports, first calls), as in a batch
+    write_outputs(warm, segmenter(warm), planned_outputs(out / f"w_{decode}", warm, options.formats), "w", options)
     stages = {}
-    started = time.perf_counter()
-    loaded = medlung.load_film(film)
-    stages["decode"] = time.perf_counter() - started
+    cpu = {}
+    started = _clock()
+    loaded = load(film)
+    cpu["decode"] = _since(started)["cpu"]
+    stages["decode"] = _since(started)["wall"]
+    mark = _clock()
     masks = segmenter(loaded)
     stages.update(masks.timings)
-    mark = time.perf_counter()
-    write_outputs(loaded, masks, planned_outputs(out / "a", loaded, options.formats), segmenter.model_version, options)
-    stages["write"] = time.perf_counter() - mark
-    total = time.perf_counter() - started
-    np.save(out / "medlung_labels.npy", masks.labels)
+    cpu["segment"] = _since(mark)["cpu"]
+    mark = _clock()
+    write_outputs(
+        loaded, masks, planned_outputs(out / f"a_{decode}", loaded, options.formats), segmenter.model_version, options
+    )
+    stages["write"] = _since(mark)["wall"]
+    cpu["write"] = _since(mark)["cpu"]
+    total = _since(started)["wall"]
+    cpu["total"] = _since(started)["cpu"]
+    np.save(out / f"medlung_labels_{decode}.npy", masks.labels)
+    one_film_rss = _peak_rss_mb()  # the model, a warm-up film and this film; the batches below hold two films
 
     # (c) the floor: decode + the default writes from a ready mask, film after film; (d) a batch of the same
     # films as medlung predict runs it (one worker, pipelined), and film after film (segment_one). A shared
@@ -96,7 +115,7 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
 
     films = int(sys.argv[sys.argv.index("--films") + 1]) if "--films" in sys.argv else 4
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
-    batch_in = out / "batch_in"
+    batch_in = out / f"batch_in_{decode}"
     batch_in.mkdir()
     for index in range(films):
         os.link(film, batch_in / f"film{index}.dcm")
@@ -104,7 +123,7 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
 
     def floor_run(folder: Path) -> None:
         for index in range(films):
-            again = medlung.load_film(film)
+            again = load(film)
             write_outputs(
                 again,
                 masks,
@@ -145,15 +164,22 @@ def child_medlung(film: Path, out: Path, device: str) -> dict:
         assert not isinstance(result, Exception), result
     png_each = (time.perf_counter() - started) / len(paths)
     return {
+        "decode": decode,
         "stages": stages,
+        "cpu": cpu,
         "total": total,
         "rounds": measured,
         "overlap": overlap,
         "films": films,
         "png_each": png_each,
         "peak_rss_mb": _peak_rss_mb(),
+        "one_film_rss_mb": one_film_rss,
         "total_cm2": masks.areas_cm2["total"],
     }
+
+
+def _flag(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 
 def _clock():
@@ -316,7 +342,7 @@ def main() -> None:
         folder = Path(folder)
         film = make_film(folder)
         results = {}
-        kinds = ("medlung",) + (() if "--skip-naive" in sys.argv else ("naive",))
+        kinds = ("medlung", "medlung-full") + (() if "--skip-naive" in sys.argv else ("naive",))
         kinds += ("parts",) if "--parts" in sys.argv else ()
         kinds = () if "--modes-only" in sys.argv else kinds
         for kind in kinds:
@@ -326,8 +352,10 @@ def main() -> None:
                 if flag in sys.argv
                 for a in (flag, sys.argv[sys.argv.index(flag) + 1])
             ]
+            if kind == "medlung-full":
+                passed += ["--decode", "full"]
             run = subprocess.run(
-                [sys.executable, __file__, "--child", kind, str(film), str(folder), device, *passed],
+                [sys.executable, __file__, "--child", kind.split("-")[0], str(film), str(folder), device, *passed],
                 capture_output=True,
                 text=True,
             )
@@ -337,9 +365,13 @@ def main() -> None:
         m = results.get("medlung")
         if m:
             print_medlung(m, device)
+        if "medlung-full" in results:
+            print("--decode full (every native pixel decoded first: the path before #30), same run:")
+            print_medlung(results["medlung-full"], device)
+            print_versus(m, results["medlung-full"], folder)
         if "naive" in results:
             n = results["naive"]
-            a = np.load(folder / "medlung_labels.npy") > 0
+            a = np.load(folder / "medlung_labels_reduced.npy") > 0
             b = np.load(folder / "naive_labels.npy")
             dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
             print(
@@ -370,9 +402,12 @@ def print_medlung(m: dict, device: str) -> None:
     """The end-to-end and floor lines of (a) and (c)."""
     print("film: 4020x4892 (WxH), 16-bit DX, JPEG 2000 lossless, 0.0875 mm; device:", device)
     print(
-        "(a) medlung end to end: "
+        f"(a) medlung end to end (--decode {m.get('decode', 'reduced')}): "
         + ", ".join(f"{k} {v:.2f}s" for k, v in m["stages"].items())
-        + f" = {m['total']:.2f} s; peak RSS {m['peak_rss_mb']:.0f} MB; lungs {m['total_cm2']:.1f} cm2"
+        + f" = {m['total']:.2f} s wall; CPU: "
+        + ", ".join(f"{k} {v:.2f}s" for k, v in m.get("cpu", {}).items())
+        + f"; peak RSS after this film {m.get('one_film_rss_mb', 0):.0f} MB (over the whole run, batches "
+        f"included: {m['peak_rss_mb']:.0f} MB); lungs {m['total_cm2']:.1f} cm2"
     )
     import statistics
 
@@ -405,8 +440,38 @@ def print_medlung(m: dict, device: str) -> None:
         "    overlap in the batch (the films' read + segment + write seconds added up / the batch's wall "
         f"seconds; 1.00 = one step at a time): {', '.join(f'{v:.2f}' for v in m['overlap'])}"
     )
-    print(f"    ratio medlung (one film, cold) / floor: {m['total'] / floor['wall']:.2f}")
+    print(f"    ratio medlung (one film, warm) / floor: {m['total'] / floor['wall']:.2f}")
     print(f"512x512 PNG films in a batch: {m['png_each']:.3f} s per film")
+
+
+def print_versus(reduced: dict, full: dict, folder: Path) -> None:
+    """The ratios of #30: --decode full over the default, and the Dice of their masks."""
+    import statistics
+
+    import numpy as np
+
+    def median(result, name, key):
+        return statistics.median(r[key] for r in result["rounds"][name])
+
+    a = np.load(folder / "medlung_labels_reduced.npy") > 0
+    b = np.load(folder / "medlung_labels_full.npy") > 0
+    dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
+    print("ratios --decode full / default (reduced), same run:")
+    for name in ("batch", "floor", "sequential"):
+        print(
+            f"  {name:10s} wall {median(full, name, 'wall') / median(reduced, name, 'wall'):.2f}x, "
+            f"CPU {median(full, name, 'cpu') / median(reduced, name, 'cpu'):.2f}x"
+        )
+    print(
+        f"  one film: decode {full['stages']['decode'] / reduced['stages']['decode']:.1f}x, "
+        f"end to end {full['total'] / reduced['total']:.2f}x; CPU end to end "
+        f"{full['cpu']['total'] / reduced['cpu']['total']:.2f}x"
+    )
+    print(
+        f"  peak RSS, one film: {reduced['one_film_rss_mb']:.0f} MB (default) vs {full['one_film_rss_mb']:.0f} MB "
+        f"(full); whole run: {reduced['peak_rss_mb']:.0f} vs {full['peak_rss_mb']:.0f} MB"
+    )
+    print(f"  Dice(default, --decode full) = {dice:.5f}")
 
 
 def print_parts(parts: dict, m: dict) -> None:

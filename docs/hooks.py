@@ -27,7 +27,16 @@ def _bundle_path(target: str) -> str:
     return "bundles/medlung_cxr_lung/" + "/".join(parts)
 
 
+#: docs/environment.md's markers, replaced by the tables of medlung.environment.VARIABLES.
+ENVIRONMENT_MARKERS = {"<!-- medlung:environment -->": False, "<!-- medlung:environment-tests -->": True}
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    for marker, tests_only in ENVIRONMENT_MARKERS.items():
+        if marker in markdown:
+            from medlung.environment import markdown_table
+
+            markdown = markdown.replace(marker, markdown_table(tests_only=tests_only))
     if MARKER not in markdown:
         return markdown
     card = CARD.read_text(encoding="utf-8")

@@ -13,11 +13,10 @@ needs them is first used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from medlung.errors import MedlungError
 from medlung.film import Film
 from medlung.io import load_film
+from medlung.version import __version__
 
 __all__ = [
     "Film",

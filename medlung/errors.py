@@ -67,6 +67,10 @@ class SpacingWarning(FilmWarning):
     """A spacing attribute was present but unusable and was skipped."""
 
 
+class QualityWarning(FilmWarning):
+    """A segmented film was flagged by the quality check: its result is probably meaningless (see its reasons)."""
+
+
 class OutputExistsError(MedlungError, FileExistsError):
     """An output file already exists and overwriting was not asked for."""
 

@@ -46,13 +46,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
 from medlung.errors import InvalidSpacingError, MaskMismatchError
 
 __all__ = [
+    "DISTANCE_METRICS",
     "METRICS",
+    "STRUCTURES",
     "assd",
     "compare_masks",
     "dice",
@@ -67,6 +70,8 @@ __all__ = [
 #: Metric names, in report order; the last two are distances (unit: mm or px).
 METRICS = ("dice", "iou", "hd95", "assd")
 DISTANCE_METRICS = ("hd95", "assd")
+#: Structures scored: both lungs together, then each lung (the suffix of their metric names; "" = both).
+STRUCTURES = (("", "both lungs"), ("_right", "patient right lung"), ("_left", "patient left lung"))
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -186,9 +191,10 @@ def surface_distances(
             symmetric=True,
             warn_empty=False,
         )
+    forward, backward = cast("tuple[torch.Tensor, torch.Tensor]", distances)  # symmetric=True: both directions
     return (
-        np.asarray(distances[0].cpu().numpy(), dtype=np.float64),
-        np.asarray(distances[1].cpu().numpy(), dtype=np.float64),
+        np.asarray(forward.cpu().numpy(), dtype=np.float64),
+        np.asarray(backward.cpu().numpy(), dtype=np.float64),
     )
 
 
@@ -281,7 +287,11 @@ def summarize(values: Sequence[float]) -> dict:
     """
     array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     finite = array[np.isfinite(array)]
-    summary = {"n": int(finite.size), "n_inf": int(np.isinf(array).sum()), "n_nan": int(np.isnan(array).sum())}
+    summary: dict[str, float | None] = {
+        "n": int(finite.size),
+        "n_inf": int(np.isinf(array).sum()),
+        "n_nan": int(np.isnan(array).sum()),
+    }
     if finite.size:
         summary.update(
             mean=float(finite.mean()),

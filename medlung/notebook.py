@@ -42,7 +42,8 @@ def _qc_text(obj) -> str | None:
         return None
     reasons = getattr(obj, "qc_reasons", None)
     if isinstance(qc, dict):  # a QC record: {"qc": ..., "reasons": [...]}
-        qc, reasons = qc.get("qc", qc.get("status")), qc.get("reasons", reasons)
+        record = qc
+        qc, reasons = record.get("qc", record.get("status")), record.get("reasons", reasons)
     if isinstance(reasons, (list, tuple)):
         reasons = "; ".join(str(r) for r in reasons)
     return f"{qc}" + (f" ({reasons})" if reasons else "")
@@ -74,6 +75,9 @@ def masks_facts(masks) -> list[tuple[str, str]]:
     facts.append(("lungs (px)", f"right {px['right']:,}, left {px['left']:,}, total {px['total']:,}"))
     if masks.empty:
         facts.append(("empty", ", ".join(masks.empty)))
+    estimate = getattr(masks, "dice_estimate", None)
+    if estimate is not None:
+        facts.append(("estimated Dice", f"{estimate.dice:.3f} (80 % interval {estimate.low:.3f}-{estimate.high:.3f})"))
     qc = _qc_text(masks)
     if qc:
         facts.append(("qc", qc))
@@ -131,30 +135,11 @@ def masks_html(masks) -> str:
 
 
 def masks_row(masks, path=None) -> dict:
-    """One table row for a :class:`~medlung.inference.LungMasks` (the columns of ``report.csv`` it knows)."""
-    rows, cols = masks.labels.shape
-    row = {
-        "file": None if path is None else str(path),
-        "status": "ok",
-        "rows": rows,
-        "cols": cols,
-        "spacing_mm": list(masks.spacing) if masks.spacing else None,
-        "spacing_source": masks.spacing_source,
-    }
-    for side in ("right", "left", "total"):
-        row[f"{side}_cm2"] = masks.areas_cm2[side] if masks.areas_cm2 else None
-    for side in ("right", "left", "total"):
-        row[f"{side}_px"] = int(masks.areas_px[side])
-    row.update(
-        calibrated=masks.areas_cm2 is not None,
-        empty_lungs=list(masks.empty),
-        model_version=masks.model_version,
-        seconds=masks.seconds,
-        error=None,
-    )
-    for name in ("qc", "qc_reasons"):
-        if hasattr(masks, name):
-            row[name] = getattr(masks, name)
+    """One table row for a :class:`~medlung.inference.LungMasks`: the ``report.csv`` row ``medlung predict`` writes."""
+    from medlung.pipeline.batch import result_row
+
+    row = result_row(masks, path)
+    row["model_version"] = masks.model_version
     return row
 
 
@@ -194,8 +179,9 @@ def to_dataframe(results):
         if path.suffix.lower() == ".json":
             import json
 
-            return pandas.DataFrame(json.loads(path.read_text()))
-        return pandas.read_csv(path)
+            return _typed(pandas, pandas.DataFrame(json.loads(path.read_text())))
+        frame = pandas.read_csv(path)
+        return _typed(pandas, frame) if "file" in frame.columns else frame  # metrics.csv keeps its own columns
     if hasattr(results, "rows") and isinstance(results.rows, list):  # a Report
         results = results.rows
     rows = []
@@ -215,4 +201,15 @@ def to_dataframe(results):
                 f"to_dataframe cannot read a {type(item).__name__}",
                 hint="Give segment_files pairs, LungMasks, report rows or a report file.",
             )
-    return pandas.DataFrame(rows)
+    return _typed(pandas, pandas.DataFrame(rows))
+
+
+def _typed(pandas, frame):
+    """The report's columns in the report's order (extra ones after), counts as whole numbers (missing: <NA>)."""
+    from medlung.writers.report import COLUMNS, IDENTIFIER_COLUMNS
+
+    known = [c for c in (*COLUMNS, *IDENTIFIER_COLUMNS) if c in frame.columns or c in COLUMNS]
+    frame = frame.reindex(columns=known + [c for c in frame.columns if c not in known])
+    for column in ("rows", "cols", "right_px", "left_px", "total_px"):
+        frame[column] = pandas.to_numeric(frame[column], errors="coerce").astype("Int64")
+    return frame

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -153,9 +154,15 @@ class DisplayTransform:
         """
         if self.identity:
             return film
+        if film.source is not None and not film.pixels_decoded:  # turned when (and at the resolution) asked
+            from medlung.film import DerivedPixels
+
+            pixels: Any = DerivedPixels(film, self.display_shape(film.shape), self.to_display, self.display_shape)
+        else:
+            pixels = self.to_display(film.pixels)
         return dataclasses.replace(
             film,
-            pixels=self.to_display(film.pixels),
+            pixels=pixels,
             spacing=self.display_spacing(film.spacing),
             orientation=STANDARD_DISPLAY if film.orientation else None,
         )
@@ -179,7 +186,7 @@ _DESCRIPTIONS = {
 }
 
 
-def is_frontal(orientation: Sequence[str] | None) -> bool:
+def is_frontal(orientation: Sequence[str] | None) -> TypeGuard[Sequence[str]]:
     """True when ``orientation`` is a frontal PatientOrientation (see :meth:`DisplayTransform.from_orientation`)."""
     if orientation is None:
         return False

@@ -25,12 +25,12 @@ defaults from it without loading them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
-#: The two lung conventions (see ``docs/design.md``): ``field`` is the radiographic lung field bounded by the
-#: heart and mediastinum; ``anatomical`` is the whole lung, continuing behind the heart. Opacified lung is lung in both.
-CONVENTIONS = ("field", "anatomical")
-#: The convention a film's lungs are drawn in unless asked otherwise.
-DEFAULT_CONVENTION = "field"
+# The two lung conventions and the default one are user-facing defaults (medlung.defaults); re-exported here, where
+# the plan checks its head against them.
+from medlung.defaults import CONVENTIONS, DEFAULT_CONVENTION
+
 HEADS = ("softmax", "sigmoid")
 NETWORKS = ("basicunet", "unetpp")
 
@@ -47,6 +47,9 @@ DEFAULT_INTENSITY_PERCENTILES = (0.5, 99.5)
 DEFAULT_OVERLAP = 0.25
 #: Lung components smaller than this are dropped by the clean-up, mm² (a 3.9 cm square).
 DEFAULT_MIN_LUNG_MM2 = 1500.0
+#: A film whose estimated Dice (medlung.estimation) is below this is flagged ``low_dice_estimate``: a mask worse
+#: than 0.90 is one a researcher would redraw (the model's films are 0.95-0.98 on unseen hospitals).
+DEFAULT_MIN_DICE_ESTIMATE = 0.90
 
 #: The named training augmentations, in the order they are applied (:func:`medlung.transforms.presets.named_augmentations`):
 #: geometric ones move film and masks together, the others change the film only.
@@ -90,6 +93,8 @@ class ModelPlan:
         Default sliding-window overlap, 0-1.
     min_lung_mm2 : float
         Default minimum lung component, mm².
+    min_dice_estimate : float
+        Estimated Dice (0-1) under which a film is flagged ``low_dice_estimate``.
     """
 
     network: str = "basicunet"
@@ -101,6 +106,7 @@ class ModelPlan:
     conventions: tuple = (DEFAULT_CONVENTION,)
     overlap: float = DEFAULT_OVERLAP
     min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2
+    min_dice_estimate: float = DEFAULT_MIN_DICE_ESTIMATE
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
@@ -124,6 +130,8 @@ class ModelPlan:
                 f"intensity_percentiles must be two percentiles low < high in [0, 100], "
                 f"got {tuple(self.intensity_percentiles)}."
             )
+        if not 0 <= self.min_dice_estimate <= 1:
+            raise ValueError(f"min_dice_estimate must be a Dice in [0, 1], got {self.min_dice_estimate}.")
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
         object.__setattr__(self, "intensity_percentiles", tuple(float(p) for p in self.intensity_percentiles))
         object.__setattr__(self, "conventions", tuple(self.conventions))
@@ -165,7 +173,8 @@ class ModelPlan:
     def from_dict(cls, values: dict) -> ModelPlan:
         """Plan from :meth:`to_dict` output; unknown keys are ignored, missing ones take the defaults."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names})
+        known: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+        return cls(**known)
 
     def updated(self, **changes) -> ModelPlan:
         """A copy with some values changed (validated again)."""
@@ -194,7 +203,8 @@ def plan_from_bundle_config(config: dict) -> ModelPlan:
     """The plan recorded in a bundle's ``configs/inference.json``.
 
     Bundles written before plans existed have no ``head``/``conventions``/
-    ``intensity_percentiles`` keys and are read as a softmax field model.
+    ``intensity_percentiles`` keys and are read as a softmax field model;
+    keys added later (``min_dice_estimate``) take their defaults.
     """
     net = config["network_def"]
     return ModelPlan(
@@ -207,4 +217,5 @@ def plan_from_bundle_config(config: dict) -> ModelPlan:
         conventions=tuple(config.get("conventions", (DEFAULT_CONVENTION,))),
         overlap=float(config.get("overlap", DEFAULT_OVERLAP)),
         min_lung_mm2=float(config.get("min_lung_mm2", DEFAULT_MIN_LUNG_MM2)),
+        min_dice_estimate=float(config.get("min_dice_estimate", DEFAULT_MIN_DICE_ESTIMATE)),
     )

@@ -9,10 +9,13 @@ Three kinds of evidence are used, all cheap next to the network:
 
 * the DICOM header, when there is one (:func:`header_reasons`): Modality,
   BodyPartExamined, ViewPosition and the protocol/view descriptions;
-* the film itself (:func:`film_reasons`): its size in pixels and, when the
-  spacing is known, its field of view in mm;
+* the film itself (:func:`film_reasons`, :func:`contrast_reasons`): its
+  size in pixels and, when the spacing is known, its field of view in mm (a
+  wrong ``--spacing`` shows there); whether it has any contrast at all;
 * the model's result (:func:`lung_reasons`): lungs missing, lung area and
-  shape implausible for a chest film, and the network's own confidence.
+  shape implausible for a chest film, and the network's own confidence;
+* the estimated Dice of the mask (:func:`estimate_reasons`), below the model
+  plan's ``min_dice_estimate``.
 
 Every threshold is a named constant below, with its unit and the
 measurement it comes from (the shipped model over the 566 Shenzhen and 192
@@ -39,11 +42,14 @@ REASON_CODES = {
     "not_human": "the header says the patient is an animal",
     "lateral": "a lateral view: the model segments frontal (PA/AP) films only",
     "too_small": "the film has too few pixels to segment",
+    "no_contrast": "the film is blank, constant or mostly one value (zero-filled: a damaged or empty file?)",
     "field_of_view": "the film's size in mm (pixels x spacing) is implausible for a chest film: the spacing is wrong "
     "or the film is not a chest",
     "lungs_missing": "the model found no lung on one side or both",
     "lungs_implausible": "the lungs found are implausible in size, position or shape for a frontal chest film",
     "low_confidence": "the network is unsure of most of what it called lung",
+    "low_dice_estimate": "the mask's Dice is likely below the model plan's min_dice_estimate (its estimate "
+    "is, or a 25 % chance by the calibration, medlung.estimation): check the mask by eye",
 }
 
 # --- header facts ---------------------------------------------------------------------------------------------------
@@ -114,6 +120,14 @@ MIN_SIDE_PX = 64
 MIN_FIELD_MM = 100.0
 MAX_FIELD_MM = 600.0
 
+#: Largest fraction of a film's pixels that may share one value. A film that is blank, constant, or whose pixel data
+#: stops early and is zero-filled (a PNG whose zlib stream holds 4 of its 1000 rows) is mostly one value; real chest
+#: films with black borders are not (measured for #28 on the 566 Shenzhen, 192 covid_v7, 69 Montgomery films and the
+#: shared DICOMs, sampled to 512 px: at most 0.59, MCUCXR_0060_0).
+MAX_ONE_VALUE_FRACTION = 0.8
+#: Longest side of the sample the contrast is measured on, pixels.
+_CONTRAST_SIDE = 512
+
 # --- the lungs ------------------------------------------------------------------------------------------------------
 # Measured with the shipped model on all 566 Shenzhen and 192 covid_v7 films (scripts/quality_flags_survey.py);
 # the ranges quoted are the minimum and maximum over those 758 chest films.
@@ -148,6 +162,11 @@ UNCERTAIN_MARGIN = 2.2
 #: Largest fraction of uncertain pixels among those the network gives any chance of lung (probability > 0.1)
 #: (measured 0.10-0.35, mostly the lungs' edges; the OT test image vlut_04.dcm has 0.43).
 MAX_UNCERTAIN_FRACTION = 0.5
+#: Chance that the true Dice is below the plan's ``min_dice_estimate`` at which a film is flagged
+#: ``low_dice_estimate``. Chosen on the calibration films of model 2.0.0 (scripts/fit_dice_estimate.py), where it
+#: caught about 90 % of the films below 0.90 and flagged about 5 % of those at 0.95 or more; 0.5 (the estimate
+#: itself below 0.90) caught about 75 %.
+LOW_DICE_CHANCE = 0.25
 #: Longest side of the label map the shape measures are taken on, pixels (larger films are sampled).
 _MEASURE_SIDE = 1024
 
@@ -213,7 +232,11 @@ def check_quality(film, labels: np.ndarray, margin: np.ndarray | None = None) ->
     -------
     QualityCheck
     """
-    reasons = header_reasons(film.dataset) + film_reasons(film.shape, film.spacing)
+    reasons = (
+        header_reasons(film.dataset)
+        + film_reasons(film.shape, film.spacing)
+        + contrast_reasons(film.pixels_at_least((_CONTRAST_SIDE, _CONTRAST_SIDE)))
+    )
     measures = measure_lungs(labels, film.spacing, margin)
     if not any(r.code == "too_small" for r in reasons):
         reasons += lung_reasons(measures)
@@ -290,6 +313,39 @@ def film_reasons(shape: Sequence[int], spacing: Sequence[float] | None) -> list[
                 "field_of_view",
                 f"the film measures {width:.0f}x{height:.0f} mm (a chest film is "
                 f"{MIN_FIELD_MM:.0f}-{MAX_FIELD_MM:.0f} mm a side): check the spacing",
+            )
+        ]
+    return []
+
+
+def contrast_reasons(pixels: np.ndarray) -> list[QcReason]:
+    """A reason when the film has no contrast: blank, constant, or mostly one value (zero-filled).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(rows, cols)``, the film's pixels (sampled to at most 512 px a side).
+
+    Returns
+    -------
+    list of QcReason
+    """
+    pixels = np.asarray(pixels)
+    if pixels.size == 0:
+        return []
+    step = max(1, math.ceil(max(pixels.shape) / _CONTRAST_SIDE))
+    sample = pixels[::step, ::step]
+    values, counts = np.unique(sample, return_counts=True)
+    if values.size == 1:
+        return [QcReason("no_contrast", f"every pixel has the value {float(values[0]):g}: the film is blank")]
+    share = float(counts.max()) / sample.size
+    if share > MAX_ONE_VALUE_FRACTION:
+        value = float(values[counts.argmax()])
+        return [
+            QcReason(
+                "no_contrast",
+                f"{share:.0%} of the film has the one value {value:g} (expected at most "
+                f"{MAX_ONE_VALUE_FRACTION:.0%}): blank, or its pixel data stops early and is filled",
             )
         ]
     return []
@@ -398,6 +454,38 @@ def lung_reasons(measures: dict) -> list[QcReason]:
             )
         )
     return reasons
+
+
+def estimate_reasons(dice: float | None, chance: float, threshold: float) -> list[QcReason]:
+    """The ``low_dice_estimate`` reason when a mask's Dice is likely enough to be below ``threshold``.
+
+    A film is flagged when its estimated Dice is below the threshold, or when the calibration's error
+    distribution gives at least :data:`LOW_DICE_CHANCE` that the true Dice is (an estimate of 0.92 with a
+    wide interval is a mask worth a look).
+
+    Parameters
+    ----------
+    dice : float or None
+        The estimated Dice of both lungs, 0-1 (:class:`medlung.estimation.calibration.DiceEstimate`); None gives
+        no reason.
+    chance : float
+        The chance, 0-1, that the true Dice is below ``threshold``
+        (:meth:`~medlung.estimation.calibration.DiceEstimate.probability_below`).
+    threshold : float
+        The model plan's ``min_dice_estimate``, 0-1.
+
+    Returns
+    -------
+    list of QcReason
+    """
+    if dice is None or (dice >= threshold and chance < LOW_DICE_CHANCE):
+        return []
+    return [
+        QcReason(
+            "low_dice_estimate",
+            f"estimated Dice {dice:.3f}, a {chance:.0%} chance it is below {threshold:.2f}",
+        )
+    ]
 
 
 def qc_fields(check: QualityCheck) -> dict:

@@ -8,7 +8,9 @@ PixelSpacing (0028,0030). It is never swapped, never guessed and never zero.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from medlung.errors import InvalidSpacingError
 
@@ -44,6 +46,7 @@ def check_spacing(value: object) -> tuple[Spacing | None, str | None]:
     """
     if value is None:
         return None, "absent"
+    values: list[Any]  # header values of any type: float() below decides what is numeric
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         values = [value]
     else:
@@ -86,21 +89,39 @@ def parse_user_spacing(text: str | float | Iterable[float]) -> Spacing:
     InvalidSpacingError
         If the value is not one or two positive finite numbers.
     """
+    parts: list[str | float]
     if isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").replace("\\", ",").split(",") if p.strip()]
+        parts = [p.strip() for p in re.split(r"[,xX\\]", text.strip())] if text.strip() else []
     elif isinstance(text, (int, float)):
         parts = [text]
     else:
         parts = list(text)
+    given = parts
     if len(parts) == 1:
         parts = parts * 2
     spacing, problem = check_spacing(parts)
     if spacing is None:
         raise InvalidSpacingError(
-            f"spacing {text!r} {problem}",
-            hint="Give one value in mm (e.g. 0.143) or row,col in mm (e.g. 0.14,0.15).",
+            f"spacing {text!r} {_user_problem(given) or problem}",
+            hint="Give one value in mm (e.g. 0.5) or row,col in mm (e.g. 0.14,0.15).",
         )
     return spacing
+
+
+def _user_problem(parts: list) -> str | None:
+    """What is wrong with the values a user typed, in their words (``'abc' is not a number``), or None."""
+    for part in parts:
+        try:
+            number = float(part)
+        except (TypeError, ValueError):
+            if not str(part).strip():
+                return "has an empty value; write one number in mm, or two separated by a comma (row,col)"
+            return f"is not a number of mm ({str(part).strip()!r} is not a number)"
+        if not math.isfinite(number) or number <= 0:
+            return f"is not a spacing ({str(part).strip()!r} mm: a spacing is a positive number of mm)"
+    if len(parts) > 2:
+        return f"has {len(parts)} values; a spacing has one (square pixels) or two (row,col)"
+    return None
 
 
 def format_spacing(spacing: Spacing | None) -> str:

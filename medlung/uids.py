@@ -2,26 +2,48 @@
 
 A UID under the ``2.25`` root is the decimal form of a UUID (PS3.5 B.2).
 medlung builds that UUID with :func:`uuid.uuid5` from the source image's SOP
-Instance UID, the model version and the options that change the result, so
-that writing the same result twice gives the same UIDs (a PACS keeps one
-copy) and a new model version gives new ones.
+Instance UID, a digest of the film's content (its pixels, spacing and
+orientation: :func:`content_digest`), the model version and the options that
+change the result, so that writing the same result twice gives the same UIDs
+(a PACS keeps one copy), a new model version gives new ones, and a different
+film sent under an SOP Instance UID already used gets a SEG with other UIDs
+(it cannot replace the SEG a PACS shows over the first film).
+
+Source UIDs that are not valid DICOM UIDs (:func:`is_valid_uid`) are never
+copied into what medlung writes: :func:`replacement_uid` derives a valid one
+from the invalid text (the same text always gives the same UID).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
+from medlung.defaults import DEFAULT_DICE_ESTIMATE
+
 #: Fixed namespace of every UID medlung derives (a random UUID drawn once;
 #: changing it would change every UID medlung has ever written).
 MEDLUNG_UID_NAMESPACE = uuid.UUID("e9454556-dfb6-433b-b356-08e46039dc5a")
 
 #: The kinds of UID derived per source image; each gives a distinct UID.
-UID_KINDS = ("seg-series", "seg-instance", "seg-dimension-organization")
+UID_KINDS = (
+    "seg-series",
+    "seg-instance",
+    "seg-dimension-organization",
+    "sr-series",
+    "sr-instance",
+    "sr-tracking-right",
+    "sr-tracking-left",
+    "sr-tracking-both",
+)
+#: Longest UID (PS3.5 9.1: a UI value holds at most 64 characters).
+MAX_UID_LENGTH = 64
 
 #: Names of the DICOM-SEG forms (``--seg-syntax``) -> Transfer Syntax UID; ``"lossless"`` is the older name of
 #: JPEG 2000. Here so that the options that enter the UIDs name the form by its UID (:func:`output_options`).
@@ -82,8 +104,9 @@ def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **
         The segmenter that made the masks. Read from it: the sliding-window
         size (``roi_size``, working-grid pixels), ``overlap`` (0-1),
         ``sw_batch_size``, ``tta``, the precision, ``min_lung_mm2`` (mm²),
-        the lung convention ``lungs`` when the segmenter has one, and the
-        model's network, features, working spacing (mm) and intensity
+        the lung convention ``lungs`` when the segmenter has one, the Dice
+        estimate's level when not the default (its flag enters the SEG's
+        SeriesDescription), and the model's network, features, working spacing (mm) and intensity
         percentiles. The model version enters the UIDs on its own (see
         :func:`derive_uid`).
     spacing : str, float or tuple of float, optional
@@ -107,6 +130,9 @@ def output_options(segmenter, *, spacing=None, seg_syntax: str | None = None, **
     for attribute, key in _SEGMENTER_OPTIONS.items():
         if hasattr(segmenter, attribute):
             options[key] = _plain(getattr(segmenter, attribute))
+    level = getattr(segmenter, "dice_estimate", DEFAULT_DICE_ESTIMATE)
+    if level != DEFAULT_DICE_ESTIMATE:  # the estimate's flag enters the SEG's SeriesDescription
+        options["dice_estimate"] = level
     if hasattr(segmenter, "dtype"):
         options["precision"] = "fp32" if segmenter.dtype is None else str(segmenter.dtype).replace("torch.", "")
     spec = getattr(segmenter, "spec", None)
@@ -129,7 +155,83 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def derive_uid(kind: str, source_uid: str, model_version: str, options: Mapping[str, Any] | None = None) -> str:
+def is_valid_uid(value: object) -> bool:
+    """Whether ``value`` is a valid DICOM UID: digits and dots, no empty or leading-zero component, at most 64 chars.
+
+    NUL bytes, spaces inside, letters or a trailing dot make it invalid (PS3.5 9.1).
+    """
+    from pydicom.uid import UID
+
+    text = str(value if value is not None else "")
+    return bool(text) and "\0" not in text and UID(text).is_valid
+
+
+def replacement_uid(attribute: str, invalid: object) -> str:
+    """A valid ``2.25`` UID standing for an invalid one, the same for the same text (``attribute`` names its role).
+
+    Parameters
+    ----------
+    attribute : str
+        The attribute the UID came from (``"StudyInstanceUID"`` ...): the
+        same invalid text in two roles gives two UIDs.
+    invalid : object
+        The invalid value as read (its text is hashed, NUL bytes included).
+    """
+    name = "\n".join(("source-uid-replacement", attribute, repr(invalid)))
+    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, name).int}"
+
+
+def content_digest(pixels, spacing=None, orientation=None) -> str:
+    """A digest of what the network sees of a film: its pixels (values, shape, type), spacing and orientation.
+
+    Enters the SEG's UIDs (:func:`derive_uid`), so that another film sent
+    under a used SOP Instance UID never gets the UIDs of the first film's SEG,
+    while the same file always gives the same digest.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        The film's pixels (``Film.pixels``).
+    spacing : tuple of float, optional
+        ``(row_mm, col_mm)`` as used for the result.
+    orientation : tuple of str, optional
+        PatientOrientation as used for the result.
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits (BLAKE2b, 128 bits).
+    """
+    import numpy as np
+
+    array = np.ascontiguousarray(pixels)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([list(array.shape), array.dtype.str, _plain(spacing), _plain(orientation)]).encode())
+    digest.update(array.data)
+    return digest.hexdigest()
+
+
+def stored_content_digest(pixel_data_digest: str, shape, spacing=None, orientation=None) -> str:
+    """:func:`content_digest` of a film from a digest of its stored Pixel Data bytes instead of its decoded pixels.
+
+    A SEG's UIDs need the film's content, not its decoded native pixels
+    (which a reduced decode never makes): the bytes of its Pixel Data, as
+    stored, tell one film from another just as well.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(
+        json.dumps(["stored", list(shape), str(pixel_data_digest), _plain(spacing), _plain(orientation)]).encode()
+    )
+    return digest.hexdigest()
+
+
+def derive_uid(
+    kind: str,
+    source_uid: str,
+    model_version: str,
+    options: Mapping[str, Any] | None = None,
+    content: str | None = None,
+) -> str:
     """A deterministic ``2.25.<decimal UUID>`` UID.
 
     Parameters
@@ -144,6 +246,9 @@ def derive_uid(kind: str, source_uid: str, model_version: str, options: Mapping[
     options : mapping, optional
         Options that change the result (e.g. threshold, working spacing);
         their order does not matter.
+    content : str, optional
+        A digest of the source's content (:func:`content_digest`); every
+        SEG medlung writes gives one.
 
     Returns
     -------
@@ -156,17 +261,71 @@ def derive_uid(kind: str, source_uid: str, model_version: str, options: Mapping[
         raise ValueError("source_uid must be the non-empty SOP Instance UID of the source image.")
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string, e.g. '1.0.0'.")
-    name = "\n".join((kind, str(source_uid).strip(), model_version.strip(), canonical_options(options)))
-    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, name).int}"
+    parts = [kind, str(source_uid).strip(), model_version.strip(), canonical_options(options)]
+    if content is not None:
+        parts.append(f"content:{content}")
+    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, chr(10).join(parts)).int}"
 
 
-def seg_uids(source_uid: str, model_version: str, options: Mapping[str, Any] | None = None) -> SegUIDs:
+def seg_uids(
+    source_uid: str, model_version: str, options: Mapping[str, Any] | None = None, content: str | None = None
+) -> SegUIDs:
     """The Series and SOP Instance UIDs of the DICOM-SEG of one source image.
 
     See :func:`derive_uid` for the parameters.
     """
     return SegUIDs(
-        series_instance_uid=derive_uid("seg-series", source_uid, model_version, options),
-        sop_instance_uid=derive_uid("seg-instance", source_uid, model_version, options),
-        dimension_organization_uid=derive_uid("seg-dimension-organization", source_uid, model_version, options),
+        series_instance_uid=derive_uid("seg-series", source_uid, model_version, options, content),
+        sop_instance_uid=derive_uid("seg-instance", source_uid, model_version, options, content),
+        dimension_organization_uid=derive_uid(
+            "seg-dimension-organization", source_uid, model_version, options, content
+        ),
     )
+
+
+class SrUIDs(NamedTuple):
+    """The UIDs of one DICOM SR measurement report: its series and instance, and one tracking UID per lung group."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    tracking_uids: dict[str, str]
+
+
+def sr_uids(
+    source_uid: str, model_version: str, options: Mapping[str, Any] | None = None, content: str | None = None
+) -> SrUIDs:
+    """The UIDs of the DICOM SR (TID 1500) of one source image.
+
+    ``options`` are those of the SEG it references (with ``seg_syntax``), so a
+    different SEG gives a different SR; ``content`` is the film's content
+    digest, as for the SEG. See :func:`derive_uid` for the parameters.
+    """
+    return SrUIDs(
+        series_instance_uid=derive_uid("sr-series", source_uid, model_version, options, content),
+        sop_instance_uid=derive_uid("sr-instance", source_uid, model_version, options, content),
+        tracking_uids={
+            group: derive_uid(f"sr-tracking-{group}", source_uid, model_version, options, content)
+            for group in ("right", "left", "both")
+        },
+    )
+
+
+def device_uid(model_version: str) -> str:
+    """The Device Observer UID of medlung running a model version (the same for every film), under ``2.25``."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string, e.g. '1.0.0'.")
+    return f"2.25.{uuid.uuid5(MEDLUNG_UID_NAMESPACE, 'device' + chr(10) + model_version.strip()).int}"
+
+
+_PLAIN_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def file_key(uid: str) -> str:
+    """A file-name key for a UID received from the network: the UID itself, or a hash when it is not a plain UID.
+
+    Never a path (no ``/``, no leading dot) and at most 64 characters, whatever a peer sends.
+    """
+    text = str(uid or "").strip()
+    if _PLAIN_UID.match(text) and len(text) <= 64:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]

@@ -23,15 +23,32 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medlung"
 
 #: Layers from the bottom up; each entry is a package or module under medlung.
 LAYERS = (
-    ("core", ("errors", "logs", "plans", "labels", "spacing", "film", "uids", "writers.atomic")),
+    (
+        "core",
+        (
+            "version",
+            "environment",
+            "defaults",
+            "errors",
+            "logs",
+            "plans",
+            "labels",
+            "spacing",
+            "film",
+            "uids",
+            "atomic",
+            "tables",
+            "memory",
+        ),
+    ),
     ("reading and measuring", ("io", "metrics", "orientation")),
     (
         "building blocks",
-        ("transforms", "networks", "writers", "quality", "pacs", "pacs.send", "pacs.queue", "pacs.tls"),
+        ("transforms", "networks", "writers", "quality", "estimation", "pacs"),
     ),
     ("models", ("inference", "training")),
     ("pipeline", ("pipeline", "evaluation")),
-    ("services", ("pacs.serve", "distributed", "bundle")),
+    ("services", ("services", "bundle")),
     ("doors", ("cli", "__init__", "__main__", "samples", "notebook")),
 )
 #: Layers whose units may import each other (the core's small modules; the doors, which only dispatch).
@@ -39,7 +56,7 @@ OPEN_LAYERS = ("core", "doors")
 #: Imports made at call time by methods that present a core object in another form, for the user who asks:
 #: a film or a result shows itself in a notebook, or converts itself to an ITK image. They are not dependencies of
 #: the layer (nothing is imported until the method is called), so they are listed here instead of forbidden.
-PRESENTATION_IMPORTS = {("film", "notebook"), ("film", "io.itk_formats"), ("inference.segmenter", "notebook")}
+PRESENTATION_IMPORTS = {("film", "notebook"), ("inference.segmenter", "notebook")}
 
 
 def unit_of(module: str) -> str:
@@ -68,6 +85,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _is_module(name: str) -> bool:
+    base = PACKAGE.parent / Path(*name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
 def imports_of(path: Path) -> set[str]:
     """medlung modules imported anywhere in ``path`` (without the ``medlung.`` prefix)."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -76,12 +98,13 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("medlung"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("medlung") and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
-    existing = set()
+            submodules = {f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")}
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # a name defined in the module (or package) itself
+                found.add(node.module if node.module != "medlung" else "medlung.__init__")
+    existing = {"__init__"} if "medlung.__init__" in found else set()
     for name in found:
-        base = PACKAGE.parent / Path(*name.split("."))
-        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+        if _is_module(name):
             existing.add(name.removeprefix("medlung").lstrip("."))
     return {name for name in existing if name}  # the package root (``from medlung import __version__``) is left out
 
@@ -98,7 +121,7 @@ def graph() -> tuple[dict[tuple[str, str], int], list[str]]:
             if source_unit.split(".")[0] == target_unit.split(".")[0]:
                 continue  # within one package (pacs.send uses pacs.tls)
             edges[(source_unit, target_unit)] = edges.get((source_unit, target_unit), 0) + 1
-            if target_unit in ("__init__",) or (source, target) in PRESENTATION_IMPORTS:
+            if (source, target) in PRESENTATION_IMPORTS:
                 continue
             up = layer_of(target_unit) > layer_of(source_unit)
             sideways = (
@@ -111,6 +134,57 @@ def graph() -> tuple[dict[tuple[str, str], int], list[str]]:
                     f"{LAYERS[layer_of(target_unit)][0]})"
                 )
     return edges, violations
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the medlung modules it imports (anywhere in it), without presentation imports."""
+    modules: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        targets = {t for t in imports_of(path) if (source, t) not in PRESENTATION_IMPORTS and t != source}
+        known = {module_name(p) for p in PACKAGE.rglob("*.py")}
+        modules[source] = {t for t in targets if t in known}
+    return modules
+
+
+def import_cycles(modules: dict[str, set[str]] | None = None) -> list[list[str]]:
+    """Groups of modules that import each other in a circle (Tarjan's strongly connected components).
+
+    A package's ``__init__`` importing its own modules (to re-export them) is
+    not a circle by itself; one of those modules importing the package back is.
+    """
+    modules = module_graph() if modules is None else modules
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # recursion depth is the import depth: a few dozen
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in modules.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(modules):
+        if node not in index:
+            visit(node)
+    return sorted(cycles)
 
 
 def main(argv=None) -> int:
@@ -131,7 +205,10 @@ def main(argv=None) -> int:
             print(f"{a} -> {b} ({n})")
     for line in violations:
         print("VIOLATION:", line, file=sys.stderr)
-    return 1 if violations else 0
+    cycles = import_cycles()
+    for group in cycles:
+        print("CIRCLE:", " <-> ".join(f"medlung.{m}" for m in group), file=sys.stderr)
+    return 1 if violations or cycles else 0
 
 
 if __name__ == "__main__":

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from medlung import environment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
     """``../shared/data`` beside the repository, or ``$MEDLUNG_SHARED_DATA``."""
-    return Path(os.environ.get("MEDLUNG_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return Path(environment.get("MEDLUNG_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def skip_or_fail(reason: str) -> None:
     """Skip with ``reason``, or fail when ``MEDLUNG_REQUIRE_SHARED=1`` (CI) says the thing must be there."""
-    if os.environ.get("MEDLUNG_REQUIRE_SHARED") == "1":
+    if environment.get("MEDLUNG_REQUIRE_SHARED") == "1":
         pytest.fail(f"MEDLUNG_REQUIRE_SHARED=1 but {reason}")
     pytest.skip(reason)
 
@@ -68,7 +69,7 @@ def shenzhen_pixels(shenzhen_film) -> np.ndarray:
 @pytest.fixture(scope="session")
 def shipped_bundle() -> Path:
     """The model shipped in the repository (bundles/medlung_cxr_lung, or $MEDLUNG_BUNDLE)."""
-    path = Path(os.environ.get("MEDLUNG_BUNDLE") or REPO / "bundles" / "medlung_cxr_lung")
+    path = Path(environment.get("MEDLUNG_BUNDLE") or REPO / "bundles" / "medlung_cxr_lung")
     if not (path / "models" / "model.pt").is_file():
         skip_or_fail(f"no shipped model at {path}")
     return path

@@ -189,6 +189,7 @@ def corpus(shared_data, shenzhen_pixels, tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_every_corpus_input_is_a_film_or_a_one_line_error(corpus):
     outcomes: Counter = Counter()
     slowest = (0.0, "")
@@ -228,6 +229,7 @@ def test_dicom_with_tiff_preamble_is_read_as_dicom(corpus):
     assert medlung.load_film(corpus["tiff_preamble.dcm"]).facts["format"] == "DICOM"
 
 
+@pytest.mark.slow
 def test_batch_predict_over_the_corpus_keeps_its_contract(corpus, shipped_bundle, tmp_path):
     names = sorted(corpus)[::3]  # a third of the corpus through the real command line
     out = tmp_path / "out"

@@ -15,16 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 def test_wheel_install_finds_the_shipped_bundle(shipped_bundle, tmp_path):
     wheels = tmp_path / "wheels"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheels, REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", wheels, REPO],
         capture_output=True,
         text=True,
     )
     assert built.returncode == 0, built.stderr[-2000:]
+    # -v shows setuptools' own output: the 40-line "Package 'medlung.sample_masks' is absent" warning is gone (#28)
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     wheel = next(wheels.glob("medlung-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("share/medlung/bundles/medlung_cxr_lung/models/model.pt") for n in names)
     assert any(n.endswith("medlung/samples/CHNCXR_0001_0.png") for n in names)
+    assert any(n.endswith("medlung/samples/00000001_000.png") for n in names)  # the chest film with a spacing
     assert any(n.endswith("medlung/sample_masks/CHNCXR_0001_0_lungs.png") for n in names)  # the notebook's mask
+    assert "medlung/py.typed" in names  # type checkers use the package's own annotations (PEP 561)
     prefix = tmp_path / "prefix"
     # --ignore-installed: never uninstall the medlung of the running environment (pip would, even with --prefix)
     subprocess.run(

@@ -14,4 +14,7 @@ def test_readme_python_example_runs(shipped_bundle, monkeypatch, capsys, tmp_pat
     monkeypatch.setenv("MEDLUNG_BUNDLE", str(shipped_bundle))
     exec(compile(example, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "(512, 512)" in out and "unknown" in out
+    # the first sample is a human chest with a true (derived) spacing: plausible cm², not pixels (#28)
+    assert "(512, 512) (0.768, 0.749) png-pHYs" in out
+    areas = {k: float(v) for k, v in re.findall(r"'(right|left)': ([0-9.]+)", out)}
+    assert 120 < areas["right"] < 300 and 80 < areas["left"] < 250, out

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydicom.uid import UID
 
-from medlung.uids import MEDLUNG_UID_NAMESPACE, UID_KINDS, canonical_options, derive_uid, seg_uids
+from medlung.uids import MEDLUNG_UID_NAMESPACE, UID_KINDS, canonical_options, derive_uid, device_uid, seg_uids, sr_uids
 
 
 def test_a_uid_is_the_decimal_uuid5_of_its_inputs_under_2_25():
@@ -29,10 +29,27 @@ def test_same_inputs_same_uid_and_option_order_does_not_matter():
 def test_anything_that_changes_the_output_changes_every_uid(change):
     base = dict(source="1.2.3", version="1.0.0", options={"tta": True})
     changed = {**base, change[0]: change[1]}
-    before = seg_uids(base["source"], base["version"], base["options"])
-    after = seg_uids(changed["source"], changed["version"], changed["options"])
+    before, after = (_every_uid(inputs["source"], inputs["version"], inputs["options"]) for inputs in (base, changed))
     assert not set(before) & set(after)
-    assert len(set(before)) == len(UID_KINDS)  # the three kinds differ from each other
+    assert len(set(before)) == len(UID_KINDS)  # the kinds (SEG's and SR's) differ from each other
+
+
+def _every_uid(source: str, version: str, options: dict) -> list[str]:
+    """The SEG's and the SR's UIDs of one film."""
+    sr = sr_uids(source, version, options)
+    return [
+        *seg_uids(source, version, options),
+        sr.series_instance_uid,
+        sr.sop_instance_uid,
+        *sr.tracking_uids.values(),
+    ]
+
+
+def test_the_device_uid_follows_the_model_version_only():
+    assert device_uid("2.0.0") == device_uid(" 2.0.0") != device_uid("2.0.1")
+    assert UID(device_uid("2.0.0")).is_valid
+    with pytest.raises(ValueError, match="model_version must be"):
+        device_uid("")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import pydicom
 import pytest
 import torch
 
-from medlung.pipeline.batch import PredictOptions, predict_files
+from medlung.pipeline.batch import predict_files
+from medlung.pipeline.settings import PredictSettings
 from medlung.uids import output_options, seg_uids
 
 SOURCE_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -53,6 +54,7 @@ def test_every_option_that_changes_the_output_changes_the_uids(segmenter):
         "roi": _uids(_changed(segmenter, roi_size=segmenter.roi_size + 32), seg_syntax="uncompressed"),
         "tta": _uids(_changed(segmenter, tta=not segmenter.tta), seg_syntax="uncompressed"),
         "lungs": _uids(_changed(segmenter, lungs=other_lungs), seg_syntax="uncompressed"),
+        "dice estimate": _uids(_changed(segmenter, dice_estimate="perturbed"), seg_syntax="uncompressed"),
         "working spacing": _uids(
             _changed_model(segmenter, working_spacing=segmenter.spec.working_spacing * 2), seg_syntax="uncompressed"
         ),
@@ -92,6 +94,7 @@ def test_output_options_are_json_and_name_what_they_read(segmenter):
         assert key in options, key
 
 
+@pytest.mark.slow
 def test_segmenter_honours_sw_batch_size(segmenter, shenzhen_pixels):
     """The sliding window runs as many windows per forward pass as asked (it was fixed at 4)."""
     image = torch.as_tensor(np.asarray(shenzhen_pixels, np.float32))[None]
@@ -112,12 +115,13 @@ def test_segmenter_honours_sw_batch_size(segmenter, shenzhen_pixels):
         type(segmenter)(segmenter.spec.source, device="cpu", sw_batch_size=0)
 
 
+@pytest.mark.slow
 def test_predict_gives_new_seg_uids_when_an_option_changes(tmp_path, shared_dicom, segmenter):
     """The UIDs of ``medlung predict`` (and of the bundle and serve, which call the same code) follow the options."""
     film = shared_dicom / "CR-MONO1-10-chest.dcm"
 
     def seg_uid(name, segmenter, **options):
-        predict_files([film], tmp_path / name, segmenter, PredictOptions(formats=("seg",), **options))
+        predict_files([film], tmp_path / name, segmenter, PredictSettings(formats=("seg",), **options))
         return pydicom.dcmread(tmp_path / name / "CR-MONO1-10-chest_seg.dcm").SOPInstanceUID
 
     first = seg_uid("a", segmenter)

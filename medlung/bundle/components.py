@@ -17,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from medlung import defaults, environment
 from medlung.errors import BundleError
 
 logger = logging.getLogger("medlung.bundle")
@@ -51,12 +52,12 @@ def one_line_errors() -> None:
         while error is not None and not isinstance(error, MedlungError) and id(error) not in seen:
             seen.add(id(error))
             error = error.__cause__ or error.__context__
-        if isinstance(error, MedlungError) and os.environ.get("MEDLUNG_TRACEBACK", "") in ("", "0"):
+        if isinstance(error, MedlungError) and not environment.traceback_wanted():
             sys.stderr.write(f"error: {error}\n")
         else:
             previous(kind, value, tb)
 
-    hook._medlung_one_line = True
+    hook._medlung_one_line = True  # type: ignore[attr-defined]  # a mark on the function: installed once
     sys.excepthook = hook
 
 
@@ -123,34 +124,104 @@ def parse_formats(value) -> tuple[str, ...]:
     BundleError
         When a format is unknown or none is given.
     """
-    from medlung.pipeline.batch import FORMATS
-
     items = value.split(",") if isinstance(value, str) else list(value or ())
     chosen = tuple(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
-    unknown = [f for f in chosen if f not in FORMATS]
+    unknown = [f for f in chosen if f not in defaults.OUTPUT_FORMATS]
     if unknown or not chosen:
         raise BundleError(
-            f"formats must be a comma-separated subset of {','.join(FORMATS)}, got {value!r}",
+            f"formats must be a comma-separated subset of {','.join(defaults.OUTPUT_FORMATS)}, got {value!r}",
             hint="Give for example --formats seg,png.",
         )
     return chosen
 
 
-def bundle_segmenter(
+def bundle_settings(
     bundle_root,
-    device: str = "auto",
+    device: str = defaults.DEFAULT_DEVICE,
     roi_size=None,
     overlap=None,
-    sw_batch_size: int = 4,
+    sw_batch_size=defaults.DEFAULT_SW_BATCH_SIZE,
     tta=False,
-    precision: str = "auto",
+    precision: str = defaults.DEFAULT_PRECISION,
     min_lung_mm2=None,
-    network_name: str | None = None,
-    features=None,
-    working_spacing=None,
-    lungs: str = "field",
+    lungs: str = defaults.DEFAULT_CONVENTION,
+    orientation_fix=False,
+    dice_estimate: str = defaults.DEFAULT_DICE_ESTIMATE,
+    formats=defaults.DEFAULT_FORMATS,
+    overwrite=False,
+    spacing=None,
+    seg_syntax: str = defaults.DEFAULT_SEG_SYNTAX,
+    workers=defaults.DEFAULT_WORKERS,
+    send=None,
+    stow=None,
+    send_source=False,
+    qc_fail=False,
+    max_pixels=defaults.DEFAULT_MAX_PIXELS,
+    include_identifiers=False,
+    decode: str = defaults.DEFAULT_DECODE,
 ):
-    """The :class:`~medlung.inference.Segmenter` of a bundle, with command-line overrides applied.
+    """The run's :class:`~medlung.pipeline.settings.PredictSettings`, from the config's keys and their overrides.
+
+    The keys are those of ``medlung predict`` (``--tta`` ... ``--include-identifiers``,
+    ``orientation_fix`` for ``--orientation-fix``); values given on the
+    ``monai.bundle`` command line arrive as text (``"true"``, ``"none"``,
+    ``"0.2,0.3"``) and are read by their meaning. The model is the bundle's own
+    (``bundle_root``).
+
+    Raises
+    ------
+    BundleError
+        When the folder is not a bundle or a value is not valid (one line, naming the key).
+    """
+    from medlung.pipeline.settings import PredictSettings, SettingError
+
+    root = Path(bundle_root)
+    if not (root / "models" / "model.pt").is_file() or not (root / "configs" / "inference.json").is_file():
+        raise BundleError(
+            "not a medlung bundle (models/model.pt or configs/inference.json missing)",
+            root,
+            "Give --bundle_root BUNDLE_DIR, or run from inside the bundle folder.",
+        )
+
+    def number(value, kind):
+        value = as_optional(value)
+        return None if value is None else kind(value)
+
+    try:
+        return PredictSettings(
+            bundle=str(root),
+            device=str(device),
+            roi_size=number(roi_size, int),
+            overlap=number(overlap, float),
+            sw_batch_size=int(sw_batch_size),
+            tta=as_bool(tta, "tta"),
+            precision=str(precision),
+            min_lung_mm2=number(min_lung_mm2, float),
+            lungs=str(lungs),
+            fix_orientation=as_bool(orientation_fix, "orientation_fix"),
+            dice_estimate=str(dice_estimate),
+            formats=parse_formats(formats),
+            overwrite=as_bool(overwrite, "overwrite"),
+            spacing=as_spacing(spacing),
+            seg_syntax=str(seg_syntax),
+            workers=int(workers),
+            send=as_optional(send),
+            stow=as_optional(stow),
+            send_source=as_bool(send_source, "send_source"),
+            qc_fail=as_bool(qc_fail, "qc_fail"),
+            max_pixels=int(max_pixels),
+            include_identifiers=as_bool(include_identifiers, "include_identifiers"),
+            decode=str(decode),
+        )
+    except SettingError as exc:
+        key = {"fix_orientation": "orientation_fix"}.get(exc.setting, exc.setting)
+        raise BundleError(str(exc).rstrip("."), root, f"Change the --{key} override.") from None
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"a setting is not a number ({exc})", root, "Check the overrides given.") from None
+
+
+def bundle_segmenter(settings, network_name: str | None = None, features=None, working_spacing=None):
+    """The :class:`~medlung.inference.Segmenter` of a bundle's settings, checked against its weights.
 
     The network and working spacing belong to the trained weights in
     ``models/model.pt``: the Segmenter reads them from the bundle's own
@@ -160,24 +231,8 @@ def bundle_segmenter(
 
     Parameters
     ----------
-    bundle_root : str or Path
-        The bundle folder (``--bundle_root``).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    roi_size : int, optional
-        Sliding-window size on the working grid, pixels.
-    overlap : float, optional
-        Sliding-window overlap, 0-1 (default: the model's plan).
-    sw_batch_size : int
-        Windows per forward pass.
-    tta : bool or str
-        Average with the mirrored film.
-    precision : str
-        ``"auto"``, ``"bf16"`` or ``"fp32"``.
-    min_lung_mm2 : float, optional
-        Smallest lung component kept, mm² (default: the model's plan).
-    lungs : str
-        Lung convention to draw, ``"field"`` or ``"anatomical"``.
+    settings : medlung.pipeline.settings.PredictSettings
+        What :func:`bundle_settings` built (the config's ``settings``).
     network_name, features, working_spacing : optional
         The running config's ``network_def#name``, ``network_def#features``
         and ``working_spacing``, checked against the weights.
@@ -191,31 +246,12 @@ def bundle_segmenter(
     BundleError
         When the bundle has no model or an override contradicts the weights.
     """
-    from medlung.inference import Segmenter
+    from medlung.pipeline.settings import load_segmenter
 
-    root = Path(bundle_root)
-    if not (root / "models" / "model.pt").is_file() or not (root / "configs" / "inference.json").is_file():
-        raise BundleError(
-            "not a medlung bundle (models/model.pt or configs/inference.json missing)",
-            root,
-            "Give --bundle_root BUNDLE_DIR, or run from inside the bundle folder.",
-        )
-    roi = as_optional(roi_size)
-    overlap, min_lung_mm2 = as_optional(overlap), as_optional(min_lung_mm2)
     try:
-        segmenter = Segmenter(
-            root,
-            device=str(device),
-            roi_size=None if roi is None else int(roi),
-            overlap=None if overlap is None else float(overlap),
-            sw_batch_size=int(sw_batch_size),
-            tta=as_bool(tta, "tta"),
-            precision=str(precision),
-            min_lung_mm2=None if min_lung_mm2 is None else float(min_lung_mm2),
-            lungs=str(lungs),
-        )
+        segmenter = load_segmenter(settings)
     except ValueError as exc:
-        raise BundleError(str(exc).rstrip("."), root, "Change the override (e.g. --lungs field).") from None
+        raise BundleError(str(exc).rstrip("."), settings.bundle, "Change the override (e.g. --lungs field).") from None
     spec = segmenter.spec
     if network_name is not None and network_name != spec.network:
         _fixed("network_def#name", network_name, spec.network)

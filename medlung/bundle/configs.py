@@ -10,12 +10,13 @@ top-level keys that :func:`medlung.plans.plan_from_bundle_config` reads back:
 ``name``, ``features`` and ``out_channels``), ``working_spacing`` (mm),
 ``roi_size`` (pixels), ``intensity_percentiles``, ``head`` and
 ``conventions`` (one per output channel of a sigmoid head), plus the
-post-processing defaults ``overlap`` and ``min_lung_mm2``; ``lungs`` chooses
-the convention drawn.
+post-processing defaults ``overlap`` and ``min_lung_mm2`` and the quality
+flag's ``min_dice_estimate``; ``lungs`` chooses the convention drawn.
 """
 
 from __future__ import annotations
 
+from medlung import defaults
 from medlung.plans import DEFAULT_CONVENTION, ModelPlan
 
 #: MONAI Bundle convention: logging for ``python -m monai.bundle run`` (INFO to stdout; chatty libraries at WARNING).
@@ -75,11 +76,42 @@ def network_def(settings: dict) -> dict:
     return {"_target_": "medlung.networks.build_network", **ModelPlan.from_dict(settings).network_def()}
 
 
+#: Keys of the configs that :func:`medlung.bundle.bundle_settings` turns into the run's PredictSettings: the model's
+#: (every config) and what ``medlung predict`` writes (the inference config).
+_MODEL_SETTINGS = (
+    "bundle_root",
+    "device",
+    "roi_size",
+    "overlap",
+    "sw_batch_size",
+    "tta",
+    "precision",
+    "min_lung_mm2",
+    "lungs",
+    "orientation_fix",
+    "dice_estimate",
+    "max_pixels",
+    "decode",
+)
+_OUTPUT_SETTINGS = (
+    "formats",
+    "overwrite",
+    "spacing",
+    "seg_syntax",
+    "workers",
+    "send",
+    "stow",
+    "send_source",
+    "qc_fail",
+    "include_identifiers",
+)
+
+
 def _model_keys(settings: dict) -> dict:
     plan = ModelPlan.from_dict(settings)
     return {
         "bundle_root": ".",
-        "device": "auto",
+        "device": defaults.DEFAULT_DEVICE,
         "network_def": network_def(settings),
         "working_spacing": plan.working_spacing,
         "roi_size": plan.roi_size,
@@ -88,21 +120,19 @@ def _model_keys(settings: dict) -> dict:
         "conventions": list(plan.conventions),
         "lungs": DEFAULT_CONVENTION if DEFAULT_CONVENTION in plan.conventions else plan.conventions[0],
         "overlap": plan.overlap,
-        "sw_batch_size": 4,
+        "sw_batch_size": defaults.DEFAULT_SW_BATCH_SIZE,
         "tta": False,
-        "precision": "auto",
+        "precision": defaults.DEFAULT_PRECISION,
         "min_lung_mm2": plan.min_lung_mm2,
+        "min_dice_estimate": plan.min_dice_estimate,
+        "orientation_fix": False,
+        "dice_estimate": defaults.DEFAULT_DICE_ESTIMATE,
+        "max_pixels": defaults.DEFAULT_MAX_PIXELS,
+        "decode": defaults.DEFAULT_DECODE,
+        "settings": {"_target_": "medlung.bundle.bundle_settings", **{key: f"@{key}" for key in _MODEL_SETTINGS}},
         "segmenter": {
             "_target_": "medlung.bundle.bundle_segmenter",
-            "bundle_root": "@bundle_root",
-            "device": "@device",
-            "roi_size": "@roi_size",
-            "overlap": "@overlap",
-            "sw_batch_size": "@sw_batch_size",
-            "tta": "@tta",
-            "precision": "@precision",
-            "min_lung_mm2": "@min_lung_mm2",
-            "lungs": "@lungs",
+            "settings": "@settings",
             "network_name": "@network_def#name",
             "features": "@network_def#features",
             "working_spacing": "@working_spacing",
@@ -117,28 +147,22 @@ def inference_config(settings: dict) -> dict:
         **_model_keys(settings),
         "dataset_dir": "$str(medlung.samples.SAMPLES_DIR)",
         "output_dir": "$os.path.abspath('eval')",
-        "formats": "seg,png,nifti,overlay",
+        "formats": ",".join(defaults.DEFAULT_FORMATS),
         "spacing": None,
-        "seg_syntax": "uncompressed",
+        "seg_syntax": defaults.DEFAULT_SEG_SYNTAX,
         "overwrite": False,
-        "workers": 1,
+        "workers": defaults.DEFAULT_WORKERS,
         "send": None,
         "stow": None,
         "send_source": False,
         "fail_on_error": True,
         "qc_fail": False,
+        "include_identifiers": False,
         "inputs": "$medlung.pipeline.batch.collect_inputs([@dataset_dir])",
-        "options": {
-            "_target_": "medlung.pipeline.batch.PredictOptions",
-            "formats": "$medlung.bundle.parse_formats(@formats)",
-            "overwrite": "$medlung.bundle.as_bool(@overwrite, 'overwrite')",
-            "spacing": "$medlung.bundle.as_spacing(@spacing)",
-            "seg_syntax": "@seg_syntax",
-            "send": "$medlung.bundle.as_optional(@send)",
-            "stow": "$medlung.bundle.as_optional(@stow)",
-            "send_source": "$medlung.bundle.as_bool(@send_source, 'send_source')",
-            "workers": "$int(@workers)",
-            "qc_fail": "$medlung.bundle.as_bool(@qc_fail, 'qc_fail')",
+        # the one settings object of the run (medlung.pipeline.settings.PredictSettings), as medlung predict builds it
+        "settings": {
+            "_target_": "medlung.bundle.bundle_settings",
+            **{key: f"@{key}" for key in _MODEL_SETTINGS + _OUTPUT_SETTINGS},
         },
         "progress": {"_target_": "medlung.bundle.ProgressLogger", "total": "$len(@inputs)"},
         # the standard MONAI inference properties (monai.bundle.properties.InferProperties), as medlung components
@@ -146,7 +170,7 @@ def inference_config(settings: dict) -> dict:
         "preprocessing": {
             "_target_": "medlung.bundle.inference_preprocessing",
             "working_spacing": "$float(@working_spacing)",
-            "spacing": "$medlung.bundle.as_spacing(@spacing)",
+            "spacing": "$@settings.spacing",
             "intensity_percentiles": "@intensity_percentiles",
         },
         "dataset": {
@@ -156,17 +180,17 @@ def inference_config(settings: dict) -> dict:
         },
         "inferer": {
             "_target_": "medlung.networks.running.LungInferer",
-            "roi_size": "$int(@roi_size)",
-            "overlap": "$float(@overlap)",
-            "tta": "$medlung.bundle.as_bool(@tta, 'tta')",
-            "precision": "@precision",
+            "roi_size": "$@segmenter.roi_size",
+            "overlap": "$@segmenter.overlap",
+            "tta": "$@settings.tta",
+            "precision": "$@settings.precision",
         },
         "postprocessing": {
             "_target_": "medlung.bundle.lung_postprocessing",
-            "min_lung_mm2": "$float(@min_lung_mm2)",
+            "min_lung_mm2": "$@segmenter.min_lung_mm2",
             "head": "@head",
             "conventions": "@conventions",
-            "lungs": "@lungs",
+            "lungs": "$@settings.lungs",
         },
         "handlers": ["@progress"],
         "evaluator": {
@@ -174,7 +198,7 @@ def inference_config(settings: dict) -> dict:
             "dataset": "@dataset",
             "output_dir": "@output_dir",
             "segmenter": "@segmenter",
-            "options": "@options",
+            "settings": "@settings",
             "val_handlers": "@handlers",
         },
         "report": "$@evaluator.run()",
@@ -323,7 +347,35 @@ KEY_DOCS = (
     ("tta", "inference, evaluate", "`true`: also segment the mirrored film and average (about 2x network time)."),
     ("precision", "all", "`auto` (bf16 where the CPU/GPU has it), `bf16` or `fp32`."),
     ("min_lung_mm2", "inference, evaluate", "Lung components smaller than this (mm²) are dropped."),
-    ("formats", "inference", "Comma-separated subset of `seg,png,nifti,overlay` (seg for DICOM films only)."),
+    ("lungs", "inference, evaluate", "Lung convention: `field` (default) or `anatomical` (`--lungs`)."),
+    (
+        "orientation_fix",
+        "inference, evaluate",
+        "`true`: films without PatientOrientation that look mirrored or turned are segmented as detected.",
+    ),
+    (
+        "dice_estimate",
+        "inference, evaluate",
+        "Estimated Dice of each mask (`models/dice_estimate.json`): `fast`, `perturbed` (3 more network passes) "
+        "or `off`.",
+    ),
+    (
+        "min_dice_estimate",
+        "inference, evaluate",
+        "Plan: films whose estimated Dice is below this are flagged `low_dice_estimate` (default 0.90).",
+    ),
+    ("max_pixels", "inference, evaluate", "Films declaring more pixels (rows x cols) are refused before decoding."),
+    (
+        "decode",
+        "inference, evaluate",
+        "`reduced` (default): DICOM films decoded only at the resolution the network needs; `full`: every pixel.",
+    ),
+    (
+        "formats",
+        "inference",
+        f"Comma-separated subset of `{','.join(defaults.OUTPUT_FORMATS)}` (seg and sr, the DICOM SR of the "
+        "measurements, for DICOM films only).",
+    ),
     ("spacing", "inference", "Spacing in mm for every film (`MM` or `ROW,COL`), replacing the files'."),
     (
         "seg_syntax",
@@ -333,9 +385,14 @@ KEY_DOCS = (
     ),
     ("overwrite", "inference, evaluate, train", "`true`: replace earlier outputs (train: an earlier run)."),
     ("workers", "inference", "Films processed at once (threads)."),
-    ("send / stow / send_source", "inference", "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG; also the film."),
+    (
+        "send / stow / send_source",
+        "inference",
+        "C-STORE (`AE@HOST:PORT`) / STOW-RS (URL) each SEG and SR; also the film.",
+    ),
     ("fail_on_error", "inference", "`true`: the run fails (after writing the rest) when any film failed."),
     ("qc_fail", "inference", "`true`: films the quality check flags are errors and write nothing (`--qc-fail`)."),
+    ("include_identifiers", "inference", "`true`: the report also has the patient ID and study UID of DICOM films."),
     ("part / limit", "evaluate", "`test`, `validation`, `training` or `all`; at most `limit` films."),
     ("epochs, batch_size, lr, weight_decay, val_fraction, seed", "train", "As `medlung train`."),
     (

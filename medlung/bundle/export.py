@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from medlung import __version__
+from medlung.atomic import current_umask, write_atomically, write_text_atomically
 from medlung.bundle import configs, model_card
+from medlung.bundle.model_description import NETWORK_NAMES, head_description, ordinal
 from medlung.bundle.schema import METADATA_SCHEMA, MONAI_SCHEMA_URL, schema_text
 from medlung.errors import BundleError, BundleExistsError
 from medlung.plans import ModelPlan, plan_from_checkpoint
-from medlung.writers.atomic import current_umask, write_atomically
+from medlung.version import __version__
 
 #: Runtime packages whose installed versions are recorded in metadata.json (besides medlung, MONAI, torch, numpy).
 REQUIRED_PACKAGES = (
@@ -96,6 +97,11 @@ class RunRecord:
             if rows:
                 return len(rows)
         return len(self.history)
+
+    @property
+    def plan(self) -> ModelPlan:
+        """The model's plan (:mod:`medlung.plans`), from the settings (:func:`read_run` puts the checkpoint's in)."""
+        return ModelPlan.from_dict(self.settings)
 
     @property
     def planned_epochs(self) -> int:
@@ -231,19 +237,71 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
         "configs/logging.conf": configs.LOGGING_CONF,
     }
     for name, text in texts.items():
-        write_atomically(root / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(root / name, text)
     weights = _saved_bytes(lambda stream: torch.save(record.state, stream))
     write_atomically(root / "models" / "model.pt", lambda tmp: tmp.write_bytes(weights))
     difference = write_torchscript(
         root / "models" / "model.ts", settings, record.state, meta, {"inference.json": json.dumps(inference).encode()}
     )
     card = model_card.readme(record, meta, difference)
-    write_atomically(root / "docs" / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    write_text_atomically(root / "docs" / "README.md", card)
     licence = model_card.licence_text(meta)
-    write_atomically(root / "LICENSE", lambda tmp: tmp.write_text(licence, encoding="utf-8"))
+    write_text_atomically(root / "LICENSE", licence)
 
 
-def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra_files: dict) -> float:
+def refresh_configs(bundle_dir: str | Path) -> list[Path]:
+    """Rewrite a bundle's configs with this medlung's builders; weights, metadata, card and licence stay.
+
+    For a medlung whose config builders changed (a new key, a renamed
+    component) while the trained model did not: ``inference.json``,
+    ``evaluate.json``, ``train.json`` and ``multi_gpu_train.json`` are written
+    again from the bundle's own plan (``inference.json``) and training
+    settings (``train.json``), and ``models/model.ts`` is scripted again from
+    ``models/model.pt`` so that the ``inference.json`` it carries is the new
+    one. A re-export of the training run does the same and more; this is for
+    bundles whose run folder is not at hand.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    BundleError
+        When the folder is not a medlung bundle.
+    """
+    from medlung.plans import plan_from_bundle_config
+
+    root = Path(bundle_dir)
+    inference, train = _read_json(root / "configs" / "inference.json"), _read_json(root / "configs" / "train.json")
+    if not isinstance(inference, dict) or not isinstance(train, dict):
+        raise BundleError("not a medlung bundle (configs/inference.json or train.json missing)", root)
+    hyper = ("epochs", "batch_size", "lr", "weight_decay", "val_fraction", "seed", "overlap")
+    settings = {**{k: train[k] for k in hyper if k in train}, **plan_from_bundle_config(inference).to_dict()}
+    texts = {
+        "inference.json": _json(configs.inference_config(settings)),
+        "evaluate.json": _json(configs.evaluate_config(settings)),
+        "train.json": _json(configs.train_config(settings)),
+        "multi_gpu_train.json": _json(configs.multi_gpu_train_config()),
+    }
+    written = []
+    for name, text in texts.items():
+        path = root / "configs" / name
+        write_text_atomically(path, text, overwrite=True)
+        written.append(path)
+    import torch
+
+    state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    meta = _read_json(root / "configs" / "metadata.json")
+    extra = {"inference.json": json.dumps(configs.inference_config(settings)).encode()}
+    write_torchscript(root / "models" / "model.ts", settings, state, meta, extra, overwrite=True)
+    return [*written, root / "models" / "model.ts"]
+
+
+def write_torchscript(
+    path: Path, settings: dict, state: dict, meta: dict, extra_files: dict, overwrite: bool = False
+) -> float:
     """Script the network, save it as ``ckpt_export`` does, reload it and compare with the eager network.
 
     The file holds ``metadata.json`` (the bundle metadata) and the given
@@ -279,7 +337,7 @@ def write_torchscript(path: Path, settings: dict, state: dict, meta: dict, extra
             more_extra_files=extra_files,
         )
     )
-    write_atomically(path, lambda tmp: tmp.write_bytes(content))
+    write_atomically(path, lambda tmp: tmp.write_bytes(content), overwrite=overwrite)
     return compare_torchscript(net, path, int(settings["roi_size"]))
 
 
@@ -325,20 +383,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     changelog = dict(previous.get("changelog", {})) if previous else {}
     changelog[version] = _changelog_line(record)
     changelog = dict(sorted(changelog.items(), key=lambda kv: _version_key(kv[0]), reverse=True))
-    plan = ModelPlan.from_dict(s)
+    plan = record.plan
     roi, spacing = plan.roi_size, plan.working_spacing
     low, high = plan.intensity_percentiles
-    if plan.head == "softmax":
-        channels = {"0": "background", "1": f"lung ({plan.conventions[0]})"}
-        pred_classes = f"2 channels of logits: channel 0 background, channel 1 lung ({plan.conventions[0]})"
-        margin = "lung-minus-background logit"
-    else:
-        channels = {str(i): f"lung, {c} convention" for i, c in enumerate(plan.conventions)}
-        pred_classes = (
-            f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
-            + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions))
-        )
-        margin = "the chosen convention's logit (field: the smaller of field and anatomical)"
+    head = head_description(plan)
     source = record.config.get("data_summary", {}).get("source", s.get("data", "?"))
     shenzhen = model_card.trained_on_shenzhen(record)
     sources = sorted(model_card.training_sources(record))
@@ -394,7 +442,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "name": "medlung chest radiograph lung segmentation",
         "task": "Segmentation of both lungs on frontal (PA/AP) chest radiographs, CR/DX DICOM or PNG",
         "description": (
-            f"A 2-D {model_card.NETWORK_NAMES.get(s['network'], s['network'])} ({_features(s)}) that segments the "
+            f"A 2-D {NETWORK_NAMES.get(plan.network, plan.network)} ({_features(s)}) that segments the "
             f"lungs on chest radiographs resampled to a {spacing:g} mm working grid. medlung brings the lung logit "
             "back to each film's native grid, thresholds it, removes small components and splits the patient's "
             "right and left lung, keeping the film's pixel spacing in every output (DICOM-SEG, PNG, NIfTI, areas "
@@ -407,13 +455,13 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
         "license": licence,
         "image_classes": (
             f"one channel, the film resampled to {spacing:g} mm pixels, intensity scaled per film "
-            f"from its {low:g}th-{high:g}th percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
+            f"from its {ordinal(low)}-{ordinal(high)} percentiles to [0, 1] (clipped), MONOCHROME2 polarity"
         ),
         "label_classes": (
             "one channel per film, 1 lung (either side), 0 everything else, following the lung "
             "convention the film's mask is drawn in (" + ", ".join(plan.conventions) + ")"
         ),
-        "pred_classes": pred_classes,
+        "pred_classes": head.pred_classes,
         "eval_metrics": _eval_metrics(record),
         "intended_use": (
             "Research only. Not a medical device: not for diagnosis, treatment or any clinical decision, and not "
@@ -467,7 +515,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "preprocessing": (
                         "film on the native grid, turned to the standard display (patient right on "
                         "the image left, head up) as its PatientOrientation says -> working grid of "
-                        f"{spacing:g} mm pixels (linear) -> {low:g}th-{high:g}th percentile scaling to "
+                        f"{spacing:g} mm pixels (linear) -> {ordinal(low)}-{ordinal(high)} percentile scaling to "
                         "[0, 1]; "
                         f"sliding window of {roi}x{roi} with gaussian blending"
                     ),
@@ -483,10 +531,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,
-                    "channel_def": channels,
+                    "channel_def": head.channels,
                     "pixel_spacing_mm": [spacing, spacing],
                     "postprocessing": (
-                        f"{margin} resized to the native grid (bilinear), threshold 0, small "
+                        f"{head.margin} resized to the native grid (bilinear), threshold 0, small "
                         "components removed, patient right/left split, back to the film's "
                         "stored orientation"
                     ),

@@ -1,7 +1,8 @@
 """The bundle's ``docs/README.md`` (model card) and ``LICENSE``, filled from the training run.
 
 The card holds what the run knows (data, settings, validation and test Dice
-on the working grid). The full evaluation (native grid, HD95, other
+on the working grid); its model and inputs/outputs sections are generated
+from the plan and the metadata by :mod:`medlung.bundle.model_description`. The full evaluation (native grid, HD95, other
 hospitals' films) is left in a marked section between
 :data:`EVALUATION_BEGIN` and :data:`EVALUATION_END` for a later step to fill.
 """
@@ -11,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from medlung.bundle.configs import KEY_DOCS
+from medlung.bundle.model_description import generated_sections
 from medlung.bundle.schema import schema_md5
-
-NETWORK_NAMES = {"basicunet": "MONAI BasicUNet", "unetpp": "MONAI BasicUNetPlusPlus (UNet++)"}
 
 EVALUATION_BEGIN = "<!-- medlung:evaluation:begin -->"
 EVALUATION_END = "<!-- medlung:evaluation:end -->"
@@ -121,12 +121,11 @@ treatment or any clinical decision.
 def readme(record, meta: dict, ts_difference: float) -> str:
     """The model card, Markdown."""
     s = record.settings
+    plan = record.plan
     c = record.config
     data = c.get("data_summary") or {}
     versions = c.get("versions") or {}
     name = "medlung_cxr_lung"
-    spacing = float(s["working_spacing"])
-    roi = int(s["roi_size"])
     best_epoch = record.best.get("epoch", record.epoch)
     val = record.best.get("val_dice")
     test = (record.summary or {}).get("test") if record.summary else None
@@ -147,38 +146,8 @@ def readme(record, meta: dict, ts_difference: float) -> str:
             "Test metrics are not available yet; re-export when training has finished."
         )
     add("")
-    add("## Model")
-    add("")
-    add(
-        f"A 2-D {NETWORK_NAMES.get(s['network'], s['network'])} "
-        f"(`{s['network']}`, features `{','.join(str(int(f)) for f in s['features'])}`"
-        + (f", {c['parameters']:,} parameters" if isinstance(c.get("parameters"), int) else "")
-        + ") "
-        "segments both lungs on frontal chest radiographs. It is part of "
-        "medlung and runs through medlung's `Segmenter`:"
-    )
-    add("")
-    add(
-        "1. the film is read with its pixel spacing (DICOM PixelSpacing/ImagerPixelSpacing, PNG pHYs; "
-        "films without spacing get a nominal rule and uncalibrated areas), in MONOCHROME2 polarity;"
-    )
-    add(
-        f"2. it is resampled to a **{spacing:g} mm working grid** and scaled per film from its 0.5th-99.5th "
-        "percentiles to [0, 1];"
-    )
-    add(f"3. the network runs as a sliding window of {roi}x{roi} pixels (overlap 0.25, gaussian blending);")
-    add(
-        "4. the lung-minus-background logit is resized back to the film's **native grid** and thresholded at 0; "
-        "small components are removed, the largest component on each side of the film is kept (one lung a "
-        "side) and the lungs are split into the patient's right (label 1) and left "
-        "(label 2) using PatientOrientation (standard PA display assumed when absent)."
-    )
-    add("")
-    add(
-        "Every output keeps the film's native size and spacing: DICOM-SEG (for DICOM films), `_lungs.png` "
-        "(spacing in pHYs), `_labels.nii.gz` (spacing in the affine), an overlay, and `report.csv`/`report.json` "
-        "with areas in cm²."
-    )
+    sections = generated_sections(plan, meta)
+    add(sections["model"])
     add("")
     add("## Intended use and limitations")
     add("")
@@ -192,8 +161,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         "* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
         "a known pixel spacing; the working grid treats them with medlung's nominal rule."
     )
-    conventions = tuple(s.get("conventions") or ("field",))
-    if "anatomical" in conventions:
+    if "anatomical" in plan.conventions:
         add(
             "* Two lung conventions, one output each: `field` (the default: the radiographic lung field, bounded by "
             "the heart and mediastinum) and `anatomical` (the whole lung, behind the heart too); choose with "
@@ -227,9 +195,9 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("| setting | value |")
     add("|---|---|")
     rows = [
-        ("network", f"`{s['network']}` features `{','.join(str(int(f)) for f in s['features'])}`"),
-        ("working spacing", f"{spacing:g} mm"),
-        ("crop / sliding window", f"{roi}x{roi} px"),
+        ("network", f"`{plan.network}` features `{','.join(str(f) for f in plan.features)}`"),
+        ("working spacing", f"{plan.working_spacing:g} mm"),
+        ("crop / sliding window", f"{plan.roi_size}x{plan.roi_size} px"),
         ("epochs", f"{record.epochs_done} trained of {record.planned_epochs} planned; best at epoch {best_epoch}"),
         ("batch size", s.get("batch_size")),
         ("optimiser", f"AdamW, peak lr {s.get('lr')}, weight decay {s.get('weight_decay')}, one-cycle schedule"),
@@ -307,15 +275,7 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("")
     lines.extend(_usage(name))
     add("")
-    add("## Metadata")
-    add("")
-    add(
-        "`configs/metadata.json` records the version and changelog, the MONAI/PyTorch/NumPy versions used, "
-        "required and optional package versions (medlung included), data source, licence, intended use, "
-        "references, `eval_metrics` and `network_data_format`: input `image` = 1 channel, float32, values "
-        f"0-1 after percentile scaling, {spacing:g} mm pixels, patches of {roi}x{roi} (any multiple of 32 "
-        "works); output `pred` = 2 channels of logits (0 background, 1 lung)."
-    )
+    add(sections["inputs-outputs"])
     add("")
     add("## Licence")
     add("")
@@ -492,7 +452,9 @@ def _usage(name: str) -> list[str]:
         "```",
         "",
         "segments every DICOM/PNG film under `IN` (recursively) and writes into `OUT` exactly what "
-        "`medlung predict IN -o OUT --bundle " + b + "` writes: `<stem>_seg.dcm` (DICOM films), `<stem>_lungs.png`, "
+        "`medlung predict IN -o OUT --bundle "
+        + b
+        + "` writes: `<stem>_seg.dcm` and `<stem>_sr.dcm` (DICOM films), `<stem>_lungs.png`, "
         "`<stem>_labels.nii.gz`, `<stem>_overlay.png`, `report.csv` and `report.json`, on each film's native "
         "grid with its spacing. Without `--dataset_dir` it segments medlung's sample films. The run fails "
         "(after writing the rest) when a film fails, as `medlung predict` exits 1. Overrides, for example:",
@@ -572,9 +534,11 @@ def _usage(name: str) -> list[str]:
     out.extend(f"| `{key}` | {where} | {meaning} |" for key, where, meaning in KEY_DOCS)
     out += [
         "",
-        "The configs name medlung components only: inference builds `medlung.bundle.bundle_segmenter` "
-        "(a `medlung.inference.Segmenter`), then calls `medlung.pipeline.batch.collect_inputs`, "
-        "`PredictOptions` and `predict_files` (what `medlung predict` runs); training builds "
+        "The configs name medlung components only: inference builds the run's settings "
+        "(`medlung.bundle.bundle_settings`, a `medlung.pipeline.settings.PredictSettings`, the object "
+        "`medlung predict` builds from its options) and its model (`medlung.bundle.bundle_segmenter`, a "
+        "`medlung.inference.Segmenter`), then calls `medlung.pipeline.batch.collect_inputs` and "
+        "`predict_files` (what `medlung predict` runs); training builds "
         "`medlung.training.loop.Trainer`; evaluation calls `medlung.evaluation.evaluate` "
         "(what `medlung evaluate` runs). "
         "`network_def` is `medlung.networks.build_network`.",

@@ -50,7 +50,7 @@ from medlung.transforms.presets import inference_transforms
 def inference_preprocessing(
     working_spacing: float,
     spacing: str | float | Sequence[float] | None = None,
-    keys: KeysCollection = "image",
+    keys: str | Sequence[str] = "image",
     intensity_percentiles: Sequence[float] = DEFAULT_INTENSITY_PERCENTILES,
 ) -> Compose:
     """The Segmenter's chain before the network (:func:`medlung.transforms.presets.inference_transforms`).
@@ -126,7 +126,7 @@ class LungLabelsd(MapTransform):
         from medlung.networks.running import lung_margin_of
 
         d = dict(data)
-        meta = d[self.reference_key].meta
+        meta: dict = d[self.reference_key].meta  # type: ignore[attr-defined]  # a MetaTensor from the preprocessing
         display = display_of(meta)
         native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
         for key in self.key_iterator(d):
@@ -136,8 +136,9 @@ class LungLabelsd(MapTransform):
                 margin, meta["native_shape"], native_spacing, meta.get("orientation"), self.min_lung_mm2, display
             )
             affine = torch.eye(3, dtype=torch.float64)
-            if meta.get("spacing_known"):
-                affine[0, 0], affine[1, 1] = display.display_spacing(native_spacing)  # a swap is its own inverse
+            shown = display.display_spacing(native_spacing)  # a swap is its own inverse
+            if meta.get("spacing_known") and shown is not None:
+                affine[0, 0], affine[1, 1] = shown
             out_meta = {k: v for k, v in meta.items() if k != "affine"}
             out_meta.update(
                 orientation=meta.get("stored_orientation", meta.get("orientation")),
@@ -176,19 +177,19 @@ class PredictEvaluator:
     output_dir : str or Path
         Where the outputs and ``report.csv`` / ``report.json`` go.
     segmenter : medlung.inference.Segmenter
-        The model and its settings.
-    options : medlung.pipeline.batch.PredictOptions
-        Formats, overwrite, spacing, sending.
+        The model ``settings`` describe, loaded.
+    settings : medlung.pipeline.settings.PredictSettings
+        The run's settings (model, formats, overwrite, spacing, sending), as ``medlung predict`` builds them.
     val_handlers : sequence of callable, optional
         Called with each film's report row when it is done (the MONAI name of
         an engine's handlers; here :class:`~medlung.bundle.ProgressLogger`).
     """
 
-    def __init__(self, dataset, output_dir, segmenter, options, val_handlers: Sequence | None = None) -> None:
+    def __init__(self, dataset, output_dir, segmenter, settings, val_handlers: Sequence | None = None) -> None:
         self.dataset = dataset
         self.output_dir = output_dir
         self.segmenter = segmenter
-        self.options = options
+        self.settings = settings
         self.val_handlers = list(val_handlers or [])
 
     @property
@@ -204,7 +205,7 @@ class PredictEvaluator:
         """Segment and write every film; returns the :class:`~medlung.writers.report.Report`."""
         from medlung.pipeline.batch import predict_files
 
-        return predict_files(self.inputs, self.output_dir, self.segmenter, self.options, self._done)
+        return predict_files(self.inputs, self.output_dir, self.segmenter, self.settings, self._done)
 
 
 __all__ = ["LungLabelsd", "PredictEvaluator", "inference_preprocessing", "lung_postprocessing"]

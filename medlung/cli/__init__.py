@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from medlung import __version__
+from medlung.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,11 +25,11 @@ def _register() -> None:
     from medlung.cli.evaluate import evaluate
     from medlung.cli.export import export
     from medlung.cli.info import info
-    from medlung.cli.predict import predict
+    from medlung.cli.predict import predict, pull
     from medlung.cli.serve import serve
     from medlung.cli.train import train
 
-    for command in (info, predict, train, evaluate, export, serve):
+    for command in (info, predict, pull, train, evaluate, export, serve):
         cli.add_command(command)
 
 

@@ -64,3 +64,49 @@ def spacing_option(ctx: click.Context, param: click.Parameter, value: str | None
 def is_verbose(ctx: click.Context) -> bool:
     """Whether ``medlung --verbose`` was given."""
     return bool(ctx.find_root().obj and ctx.find_root().obj.get("verbose"))
+
+
+def memory_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Click callback: ``--max-memory`` (``4G``, ``1500M`` ...) as bytes; None for the machine's default."""
+    if value is None:
+        return None
+    from medlung.errors import MedlungError
+    from medlung.memory import parse_memory
+
+    try:
+        return parse_memory(value)
+    except MedlungError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def max_memory_option(what: str, effect: str):
+    """The ``--max-memory SIZE`` option of ``predict`` and ``serve`` (bytes, or None for the machine's default).
+
+    Parameters
+    ----------
+    what : str
+        Who uses the memory (``"the batch"``), for the help text.
+    effect : str
+        What the budget decides there, a sentence for the help text.
+    """
+    from medlung.memory import DEFAULT_FRACTION
+
+    return click.option(
+        "--max-memory",
+        callback=memory_option,
+        default=None,
+        metavar="SIZE",
+        help=f"Memory {what} may use, e.g. 4G or 1500M [default: {DEFAULT_FRACTION:.0%} of this machine's memory "
+        f"or its cgroup limit]. Each film holds the cost its header declares (size x bytes per pixel). {effect}",
+    )
+
+
+def films_counted() -> str:
+    """What a folder search takes as a film, for "no films found" (the extensions of medlung.pipeline.batch)."""
+    from medlung.pipeline.batch import FILM_EXTENSIONS
+
+    named = ", ".join(sorted(e for e in FILM_EXTENSIONS if e))
+    return (
+        f"Films are files named {named} or without an extension (DICOM often has none), not hidden and not "
+        "DICOMDIR; give a file by its path to try it whatever its name."
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from medlung import environment
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
 
@@ -23,7 +23,7 @@ _PARTS = ("test", "validation", "training", "all")
     "--output",
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Output folder for metrics.csv, summary.json, boxplot.png, worst.png (created).",
+    help="Output folder for metrics.csv, summary.json, boxplot.png, worst.png, calibration.png (created).",
 )
 @click.option(
     "--part",
@@ -66,9 +66,14 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
 
     Per film: Dice, IoU, HD95 and average symmetric surface distance for both
     lungs and each lung, in mm when the film's spacing is known, in pixels
-    otherwise (column unit). Writes metrics.csv, summary.json, boxplot.png and
-    worst.png into OUT. Exit status: 0 all films scored, 1 some failed, 2
-    usage error.
+    otherwise (column unit). When the films carry an estimated Dice (a model
+    with a Dice calibration, or the report.json medlung predict wrote in the
+    folder), also how well it agreed: MAE, Pearson and Spearman r, interval
+    coverage, how many films below the flag's threshold low_dice_estimate
+    caught and how many good films (Dice >= 0.95) it flagged. Writes
+    metrics.csv, summary.json, boxplot.png, worst.png and calibration.png
+    (estimated against true Dice) into OUT. Exit status: 0 all films scored,
+    1 some failed, 2 usage error.
     """
     verbose = is_verbose(ctx)
     if not pred_or_model.exists():
@@ -96,7 +101,7 @@ def evaluate(ctx, pred_or_model, data, output, part, device, tta, limit, overwri
         )
 
     started = time.perf_counter()
-    show_progress = not os.environ.get("MEDLUNG_NO_PROGRESS")
+    show_progress = not environment.no_progress()
     done = 0
 
     def progress(row: dict) -> None:
@@ -155,7 +160,25 @@ def summary_table(summary: dict) -> str:
             label = f"{label} ({stats['unit']})"
         if stats.get("n"):
             lines.append(_line(label, stats))
+    estimate = (summary.get("dice_estimate") or {}).get("both") or {}
+    if estimate.get("n"):
+        lines.append(estimate_line(estimate))
     return "\n".join(lines)
+
+
+def estimate_line(numbers: dict) -> str:
+    """One line on the estimated Dice: MAE, r, coverage and the flag's record."""
+
+    def number(key: str) -> str:
+        value = numbers.get(key)
+        return "-" if value is None else f"{value:.3f}"
+
+    return (
+        f"estimated Dice ({numbers['n']} films): MAE {number('mae')}, Pearson r {number('pearson')}, "
+        f"Spearman r {number('spearman')}, 80 % interval covers {number('coverage')}; flag < "
+        f"{numbers['threshold']:.2f} caught {numbers['caught']} of {numbers['below']} films below it, "
+        f"flagged {numbers['false_flags']} of {numbers['good']} films >= 0.95"
+    )
 
 
 def _line(label: str, stats: dict) -> str:

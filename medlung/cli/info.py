@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, quiet_warnings, report_exception, spacing_option
+from medlung.cli.common import films_counted, is_verbose, quiet_warnings, report_exception, spacing_option
 from medlung.errors import MedlungError
 
 _FIELDS = (
@@ -72,7 +72,7 @@ def info(
 
         files = tuple(collect_inputs(files))
         if not files:
-            raise click.UsageError("no films found in the folders given.")
+            raise click.UsageError(f"no films found in the folders given. {films_counted()}")
 
     records, failed = [], 0
     for path in files:
@@ -83,8 +83,8 @@ def info(
             failed += 1
             report_exception(exc, verbose)
             records.append({"file": str(path), "status": "error", "error": str(exc)})
-            if not as_json:
-                click.echo(f"{path}\n  {'error':<16} {exc.reason}\n")
+            if not as_json:  # the reason is on standard error (report_exception), once
+                click.echo(f"{path}\n  {'status':<16} error (the reason is on standard error)\n")
             continue
         record = {"status": "ok", **film.describe()}
         records.append(record)

@@ -11,24 +11,13 @@ from pathlib import Path
 import click
 
 from medlung.cli.common import quiet_warnings, report_exception
+from medlung.cli.progress import RowCounter
 from medlung.errors import MedlungError
 from medlung.logs import quieted
 
 
 def predict_on_cluster(
-    paths: list[Path],
-    manifest: Path | None,
-    output: Path,
-    scheduler: str,
-    bundle,
-    device: str,
-    roi_size,
-    overlap,
-    tta: bool,
-    threads: int,
-    options,
-    verbose: bool,
-    lungs: str = "field",
+    paths: list[Path], manifest: Path | None, output: Path, scheduler: str, settings, verbose: bool
 ) -> int:
     """Segment ``paths`` then the films of ``manifest`` on a Dask cluster; return the exit status.
 
@@ -38,18 +27,21 @@ def predict_on_cluster(
         Films from the command line (already collected).
     manifest : Path or None
         Read lazily, after ``paths``.
+    output : Path
+        OUT, on storage every worker shares.
     scheduler : str
         ``local``, ``local:N`` or a scheduler address.
-    threads : int
-        Threads per worker of a local cluster.
-    options : medlung.pipeline.batch.PredictOptions
-        What to write.
+    settings : medlung.pipeline.settings.PredictSettings
+        The run's settings, handed whole to every worker (``workers`` is the
+        threads of each worker of a local cluster).
+    verbose : bool
+        Show Dask's own log lines and tracebacks.
     """
     quiet = () if verbose else ("distributed", "tornado")  # Dask's heartbeats and nanny restarts: not the user's
     if quiet:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")  # worker processes inherit it
     with quieted(quiet):  # for this run only: the levels are put back on return
-        from medlung import distributed
+        from medlung.services import distributed
 
         started = time.perf_counter()
         try:
@@ -58,11 +50,10 @@ def predict_on_cluster(
             if manifest is not None:
                 films = itertools.chain(paths, distributed.read_manifest(manifest))
                 total += distributed.count_manifest(manifest)  # one streaming pass, for the progress bar
-            client, cluster = distributed.start_cluster(scheduler, threads_per_worker=threads)
+            client, cluster = distributed.start_cluster(scheduler, threads_per_worker=settings.workers)
         except MedlungError as exc:
             report_exception(exc, verbose)
             return 1
-        counts = {"ok": 0, "skipped": 0, "error": 0}
         try:
             with (
                 click.progressbar(
@@ -70,22 +61,9 @@ def predict_on_cluster(
                 ) as bar,
                 quiet_warnings(),
             ):
-                for row in distributed.predict(
-                    films,
-                    output,
-                    client=client,
-                    model=bundle,
-                    device=device,
-                    roi_size=roi_size,
-                    overlap=overlap,
-                    tta=tta,
-                    options=options,
-                    lungs=lungs,
-                ):
-                    counts[row["status"]] = counts.get(row["status"], 0) + 1
-                    if row["status"] == "error":
-                        click.echo(f"\nerror: {row['error']}", err=True)
-                    bar.update(1)
+                counter = RowCounter(bar, total=total)
+                for row in distributed.predict(films, output, client=client, settings=settings):
+                    counter(row)
         except MedlungError as exc:
             report_exception(exc, verbose)
             return 1
@@ -93,10 +71,4 @@ def predict_on_cluster(
             client.close()
             if cluster is not None:
                 cluster.close()
-        seconds = time.perf_counter() - started
-        skipped = f", skipped {counts['skipped']} (outputs exist; --overwrite redoes them)" if counts["skipped"] else ""
-        click.echo(
-            f"done {counts['ok']}{skipped}, failed {counts['error']}, {seconds:.1f} s; "
-            f"report: {Path(output) / 'report.csv'}"
-        )
-        return 1 if counts["error"] else 0
+        return counter.finish(time.perf_counter() - started, Path(output) / "report.csv")

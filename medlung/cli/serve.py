@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
-from medlung.cli.common import is_verbose, report_exception
+from medlung import defaults
+from medlung.cli.common import is_verbose, max_memory_option, report_exception
 from medlung.cli.security import tls_config, tls_options
+from medlung.cli.segmenting import build_settings, model_options
 from medlung.errors import MedlungError
 
 
@@ -28,7 +30,7 @@ def _titles(ctx, param, value: str | None) -> tuple[str, ...]:
 def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
-    from medlung.pacs.serve import parse_networks
+    from medlung.services.node import parse_networks
 
     texts = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
     try:
@@ -39,8 +41,14 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 
 
 @click.command()
-@click.option("--ae-title", default="MEDLUNG", show_default=True, help="This node's AE title.")
-@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True, help="TCP port to listen on.")
+@click.option("--ae-title", default=defaults.DEFAULT_AE_TITLE, show_default=True, help="This node's AE title.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=defaults.DEFAULT_PORT,
+    show_default=True,
+    help="TCP port to listen on.",
+)
 @click.option(
     "--bind",
     default="0.0.0.0",
@@ -49,12 +57,7 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
     "connect unless --allow-host or --tls-ca limits who; 127.0.0.1: this machine only.",
 )
 @click.option("--forward", metavar="AE@HOST:PORT", help="Where each DICOM-SEG is stored (usually the PACS).")
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, exists=True),
-    help="Model: a medlung bundle, a training run folder or a .pt checkpoint (default: the shipped bundle).",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@model_options
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -86,35 +89,58 @@ def _networks(ctx, param, value: str | None) -> tuple[str, ...]:
 @click.option(
     "--max-films-per-association",
     type=click.IntRange(1),
-    default=500,
+    default=defaults.DEFAULT_MAX_FILMS_PER_ASSOCIATION,
     show_default=True,
     help="C-STOREs one association may make; later ones are refused with 0xA702.",
 )
 @click.option(
     "--max-film-mb",
     type=click.FloatRange(0, min_open=True),
-    default=256,
+    default=defaults.DEFAULT_MAX_FILM_MB,
     show_default=True,
     help="Largest film accepted in MB; larger ones are refused with 0xA701.",
 )
 @click.option(
     "--min-free-mb",
     type=click.FloatRange(0),
-    default=1024,
+    default=defaults.DEFAULT_MIN_FREE_MB,
     show_default=True,
     help="Disk space in MB that must stay free in --workdir; otherwise films are refused with 0xA700.",
+)
+@max_memory_option("the node", "It sizes the associations served at once and the memory each film's reader may take.")
+@click.option(
+    "--max-associations-per-host",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Connections (associations, TLS handshakes) one peer address may hold open at once; more are closed "
+    "and logged with the reason.",
+)
+@click.option(
+    "--keep-done-days",
+    type=click.FloatRange(0),
+    default=None,
+    metavar="DAYS",
+    help="Delete delivered films and SEGs from WORKDIR/done after this many days (default: keep them).",
+)
+@click.option(
+    "--keep-done",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="Keep at most N delivered films in WORKDIR/done, deleting the oldest (default: keep them all).",
 )
 @click.option(
     "--max-queue",
     type=click.IntRange(1),
-    default=100,
+    default=defaults.DEFAULT_MAX_QUEUE,
     show_default=True,
     help="Films waiting to be segmented before C-STORE answers 0xA700 (out of resources).",
 )
 @click.option(
     "--resend-interval",
     type=click.FloatRange(0.1),
-    default=60.0,
+    default=defaults.DEFAULT_RESEND_INTERVAL_S,
     show_default=True,
     help="Longest wait in seconds between delivery attempts while --forward is unreachable.",
 )
@@ -135,8 +161,6 @@ def serve(
     port,
     bind,
     forward,
-    bundle,
-    device,
     workdir,
     allow,
     allow_hosts,
@@ -147,19 +171,27 @@ def serve(
     max_films_per_association,
     max_film_mb,
     min_free_mb,
+    max_memory,
+    max_associations_per_host,
+    keep_done_days,
+    keep_done,
     max_queue,
     resend_interval,
     json_logs,
     status_dir,
     as_json,
+    **model,
 ) -> None:
     """A DICOM node: receive CR/DX/SC films (C-STORE), segment the lungs, store the DICOM-SEG on --forward.
 
     Each film is written to WORKDIR/incoming before the sender gets its
     success status; the SEG waits in WORKDIR/outgoing until --forward has
     stored it, then both move to WORKDIR/done (WORKDIR/failed, with a
-    reason file, when a film cannot be segmented). A restart resumes the
-    queue. SIGTERM or SIGINT finishes the current film and exits 0.
+    reason file, when a film cannot be segmented; --keep-done-days and
+    --keep-done bound done/). A restart resumes the queue; a film that took
+    the node down twice goes to failed/. Each film is read in a child process
+    under a memory and a time limit. WORKDIR and its files are readable by the
+    node's user only. SIGTERM or SIGINT finishes the current film and exits 0.
 
     By default the node listens on every interface, in plain text, and
     accepts films from any host and AE title: give --allow-host and DICOM
@@ -169,7 +201,7 @@ def serve(
     """
     verbose = is_verbose(ctx)
     if status_dir is not None:
-        from medlung.pacs.serve import queue_status
+        from medlung.services.node import queue_status
 
         try:
             counts = queue_status(status_dir)
@@ -186,23 +218,25 @@ def serve(
         return
     if not forward:
         raise click.UsageError("give --forward AE@HOST:PORT (where the SEGs are stored), or --status DIR.")
-    from medlung.pacs.serve import ServeConfig
-    from medlung.pacs.serve import serve as run_node
+    from medlung.services.node import ServeConfig
+    from medlung.services.node import serve as run_node
 
     tls = tls_config(tls_cert, tls_key, tls_ca, need_cert=True)
     if forward_plain and tls is None:
         raise click.UsageError("--forward-plain only makes sense with --tls-cert.")
+    from medlung.services.node import NODE_FORMATS
+
+    settings = build_settings(model, formats=NODE_FORMATS)  # the same settings object medlung predict builds
     try:
         config = ServeConfig(
             ae_title=ae_title,
             port=port,
             forward=forward,
             workdir=workdir,
-            bundle=bundle,
+            settings=settings,
             allow=allow,
             max_queue=max_queue,
             bind=bind,
-            device=device,
             json_logs=json_logs,
             resend_interval=resend_interval,
             allow_hosts=allow_hosts,
@@ -211,6 +245,10 @@ def serve(
             max_films_per_association=max_films_per_association,
             max_film_mb=max_film_mb,
             min_free_mb=min_free_mb,
+            max_memory=max_memory,
+            max_associations_per_host=max_associations_per_host,
+            keep_done_days=keep_done_days,
+            keep_done=keep_done,
         )
     except (MedlungError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None

@@ -12,7 +12,7 @@ import click
 
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
-from medlung.plans import AUGMENTATIONS, ModelPlan
+from medlung.plans import AUGMENTATIONS, NETWORKS, ModelPlan
 from medlung.training.config import TrainConfig
 
 #: The defaults of every option: TrainConfig's and its plan's (neither module imports torch).
@@ -38,7 +38,7 @@ class _TrainCommand(click.Command):
 )
 @click.option(
     "--network",
-    type=click.Choice(["basicunet", "unetpp"]),
+    type=click.Choice(NETWORKS),
     default=_PLAN.network,
     show_default=True,
     help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.",

@@ -28,7 +28,18 @@ another grid than its film gives an error row, not a crash. Empty masks follow
 distances ``inf``).
 
 Outputs in OUT: ``metrics.csv`` (one row per film), ``summary.json``,
-``boxplot.png`` and ``worst.png``; each written atomically.
+``boxplot.png``, ``worst.png`` and ``calibration.png``; each written atomically.
+
+Estimated Dice
+--------------
+When the films carry an estimated Dice (:mod:`medlung.estimation`: a model
+with a Dice calibration gives it; for a folder, the ``report.json`` that
+``medlung predict`` wrote there), ``metrics.csv`` has it beside the true Dice
+(``dice_estimate``, its interval, and per lung), ``summary.json``'s
+``dice_estimate`` says how well it agreed (MAE, Pearson and Spearman r, the
+interval's coverage, and how many films below the flag's threshold the
+``low_dice_estimate`` flag caught and how many good films it flagged), and
+``calibration.png`` plots estimated against true Dice.
 
 Modules
 -------
@@ -46,7 +57,6 @@ are in three modules, whose public names are also importable from here:
 
 from __future__ import annotations
 
-import csv
 import datetime
 import heapq
 import json
@@ -55,7 +65,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medlung import __version__
 from medlung.errors import EvaluationError, OutputExistsError, UsageError
 from medlung.evaluation.discovery import (
     PARTS,
@@ -65,7 +74,14 @@ from medlung.evaluation.discovery import (
     is_model_source,
     select_films,
 )
-from medlung.evaluation.figures import N_WORST_PICTURE, THUMBNAIL_SIDE, boxplot_png, thumbnails, worst_png
+from medlung.evaluation.figures import (
+    N_WORST_PICTURE,
+    THUMBNAIL_SIDE,
+    boxplot_png,
+    calibration_png,
+    thumbnails,
+    worst_png,
+)
 from medlung.evaluation.scoring import (
     EMPTY_MASK_RULE,
     FIELDS,
@@ -75,13 +91,17 @@ from medlung.evaluation.scoring import (
     build_summary,
     check_grid,
     csv_value,
+    estimate_summary,
     film_metrics,
     json_clean,
     json_number,
     load_prediction,
     load_truth,
+    report_estimates,
     score_film,
 )
+from medlung.plans import DEFAULT_MIN_DICE_ESTIMATE
+from medlung.version import __version__
 
 __all__ = [
     "EMPTY_MASK_RULE",
@@ -98,10 +118,12 @@ __all__ = [
     "Structures",
     "boxplot_png",
     "build_summary",
+    "calibration_png",
     "check_grid",
     "check_outputs",
     "csv_value",
     "describe_model",
+    "estimate_summary",
     "evaluate",
     "film_metrics",
     "find_prediction",
@@ -111,6 +133,7 @@ __all__ = [
     "json_number",
     "load_prediction",
     "load_truth",
+    "report_estimates",
     "score_film",
     "select_films",
     "thumbnails",
@@ -119,7 +142,7 @@ __all__ = [
 ]
 
 #: Files written into OUT.
-OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
+OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png", "calibration.png")
 
 
 @dataclass
@@ -234,7 +257,8 @@ def evaluate(
     datalist = find_datalist(data)
     entries, notes, scope = select_films(datalist, part, lungs)
 
-    source_kind, folder_index, model_version = "model", None, None
+    source_kind, model_version = "model", None
+    folder_index: dict | None = None  # prediction files by film stem, when predictions are scored
     if segmenter is None and pred_or_model is not None and not is_model_source(pred_or_model):
         folder = Path(pred_or_model)
         if not folder.is_dir():
@@ -252,8 +276,9 @@ def evaluate(
             "Drop --only-predicted: a model predicts every film.",
         )
     skipped = 0
+    estimates = report_estimates(pred_or_model) if folder_index is not None and pred_or_model is not None else None
     stems = output_stems([Path(e["image"]) for e in entries])  # of the whole part: names as predict gave them
-    if only_predicted:
+    if only_predicted and folder_index is not None:  # only_predicted with a model was refused above
         kept = [e for e in entries if stems[Path(e["image"])] in folder_index]
         skipped, entries = len(entries) - len(kept), kept
     if limit is not None:
@@ -278,7 +303,9 @@ def evaluate(
     rows: list[dict] = []
     worst: list = []  # heap of (-dice, order, pictures): the N_WORST_PICTURE lowest Dice
     for order, entry in enumerate(entries):
-        row, pictures = score_film(entry, stems[Path(entry["image"])], folder_index, pred_or_model, segmenter)
+        row, pictures = score_film(
+            entry, stems[Path(entry["image"])], folder_index, pred_or_model, segmenter, estimates
+        )
         rows.append(row)
         if pictures is not None:
             item = (-row["dice"], order, pictures)
@@ -310,9 +337,11 @@ def evaluate(
             "skipped_without_prediction": skipped,
         },
     )
+    threshold = segmenter.spec.plan.min_dice_estimate if segmenter is not None else DEFAULT_MIN_DICE_ESTIMATE
+    summary["dice_estimate"] = estimate_summary(rows, threshold)
     out.mkdir(parents=True, exist_ok=True)
-    pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
-    outputs = write_outputs(out, rows, summary, pictures, overwrite)
+    worst_pictures = [p for _, _, p in sorted(worst, key=lambda item: (-item[0], item[1]))]
+    outputs = write_outputs(out, rows, summary, worst_pictures, overwrite)
     return EvaluationResult(rows, summary, outputs)
 
 
@@ -389,14 +418,13 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, pictures: list, ov
     dict
         Output name -> path written.
     """
-    from medlung.writers.atomic import write_atomically
+    from medlung.atomic import write_atomically
+    from medlung.tables import csv_text
+
+    table = csv_text(FIELDS, rows, csv_value)
 
     def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: csv_value(row.get(k)) for k in FIELDS})
+        tmp.write_text(table, encoding="utf-8")
 
     def write_json(tmp: Path) -> None:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
@@ -406,6 +434,13 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, pictures: list, ov
         "summary.json": write_atomically(out / "summary.json", write_json, overwrite),
     }
     boxplot, montage = boxplot_png(rows), worst_png(pictures)
+    threshold = (summary.get("dice_estimate") or {}).get("both", {}).get("threshold", DEFAULT_MIN_DICE_ESTIMATE)
+    calibration = calibration_png(rows, threshold)
     outputs["boxplot.png"] = write_atomically(out / "boxplot.png", lambda tmp: tmp.write_bytes(boxplot), overwrite)
     outputs["worst.png"] = write_atomically(out / "worst.png", lambda tmp: tmp.write_bytes(montage), overwrite)
+
+    def write_calibration(tmp: Path) -> None:
+        tmp.write_bytes(calibration)
+
+    outputs["calibration.png"] = write_atomically(out / "calibration.png", write_calibration, overwrite)
     return outputs

@@ -1,4 +1,4 @@
-"""The figures of ``medlung evaluate``: ``boxplot.png`` and ``worst.png``.
+"""The figures of ``medlung evaluate``: ``boxplot.png``, ``worst.png`` and ``calibration.png``.
 
 This module owns the pictures of an evaluation, drawn with matplotlib's Agg
 backend (imported when first drawn, so scoring needs no matplotlib):
@@ -13,7 +13,9 @@ backend (imported when first drawn, so scoring needs no matplotlib):
 * :func:`worst_png`: the :data:`N_WORST_PICTURE` films of lowest Dice: the
   film, the truth, the prediction (orange right lung, blue left lung, yellow
   lung without side) and the agreement overlay (green agree, blue missed,
-  red extra).
+  red extra);
+* :func:`calibration_png`: estimated against true Dice, with each estimate's
+  80 % interval and the ``low_dice_estimate`` threshold.
 
 The figures are returned as PNG bytes; writing them is
 :func:`medlung.evaluation.write_outputs`.
@@ -26,10 +28,9 @@ import math
 
 import numpy as np
 
-from medlung.evaluation.scoring import STRUCTURES
-from medlung.metrics import DISTANCE_METRICS, METRICS
+from medlung.metrics import DISTANCE_METRICS, METRICS, STRUCTURES
 
-__all__ = ["N_WORST_PICTURE", "THUMBNAIL_SIDE", "boxplot_png", "thumbnails", "worst_png"]
+__all__ = ["N_WORST_PICTURE", "THUMBNAIL_SIDE", "boxplot_png", "calibration_png", "thumbnails", "worst_png"]
 
 #: Films shown in worst.png.
 N_WORST_PICTURE = 5
@@ -61,9 +62,9 @@ def thumbnails(pixels: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
     low, high = np.percentile(pixels, (1, 99))
     grey = np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
     return {
-        "image": np.asarray(Image.fromarray(grey).resize(size, Image.BILINEAR)),
-        "truth": np.asarray(Image.fromarray(truth).resize(size, Image.NEAREST)),
-        "pred": np.asarray(Image.fromarray(pred).resize(size, Image.NEAREST)),
+        "image": np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR)),
+        "truth": np.asarray(Image.fromarray(truth).resize(size, Image.Resampling.NEAREST)),
+        "pred": np.asarray(Image.fromarray(pred).resize(size, Image.Resampling.NEAREST)),
     }
 
 
@@ -129,6 +130,60 @@ def boxplot_png(rows: list[dict]) -> bytes:
     figure.suptitle(f"{len(ok)} films scored" + (f", {len(rows) - len(ok)} failed" if len(rows) > len(ok) else ""))
     figure.tight_layout()
     return _figure_bytes(figure)
+
+
+def calibration_png(rows: list[dict], threshold: float = 0.90) -> bytes:
+    """``calibration.png``: estimated against true Dice of both lungs, one point per film with its 80 % interval.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The rows of :func:`medlung.evaluation.scoring.score_film`; films scored with an estimate are drawn.
+    threshold : float
+        The ``low_dice_estimate`` flag's threshold, drawn on both axes (films left of the vertical line are
+        flagged; those below the horizontal line should be).
+
+    Returns
+    -------
+    bytes
+        A PNG at 100 dpi; a film whose estimate is off by more than 0.05 is drawn in red.
+    """
+    plt = _pyplot()
+    pairs = [
+        (r["dice_estimate"], r["dice_estimate_low"], r["dice_estimate_high"], r["dice"])
+        for r in rows
+        if r["status"] == "ok" and _finite(r.get("dice_estimate")) and _finite(r.get("dice"))
+    ]
+    figure, axis = plt.subplots(figsize=(5.6, 5.4))
+    if not pairs:
+        axis.text(0.5, 0.5, "no Dice estimates\n(the model has no Dice calibration)", ha="center", va="center")
+        axis.set_axis_off()
+        return _figure_bytes(figure)
+    estimate, low, high, true = (np.array(v, dtype=float) for v in zip(*pairs, strict=True))
+    lower = max(0.0, min(float(np.nanmin(true)), float(np.nanmin(estimate))) - 0.02)
+    error = np.abs(estimate - true)
+    colour = np.where(error > 0.05, "#c0392b", "#2c7fb8")
+    spread = np.vstack([np.clip(estimate - low, 0, None), np.clip(high - estimate, 0, None)])
+    spread = np.where(np.isfinite(spread), spread, 0.0)
+    axis.errorbar(estimate, true, xerr=spread, fmt="none", ecolor="#999999", elinewidth=0.8, alpha=0.6)
+    axis.scatter(estimate, true, c=colour, s=14, zorder=3)
+    axis.plot([lower, 1], [lower, 1], color="black", linewidth=0.8)
+    axis.axvline(threshold, color="#e67e22", linestyle="--", linewidth=0.8)
+    axis.axhline(threshold, color="#e67e22", linestyle=":", linewidth=0.8)
+    axis.set_xlim(lower, 1.0)
+    axis.set_ylim(lower, 1.0)
+    axis.set_xlabel("estimated Dice (80 % interval)")
+    axis.set_ylabel("true Dice")
+    mae = float(np.mean(error))
+    r = float(np.corrcoef(estimate, true)[0, 1]) if len(true) > 2 and np.std(true) > 0 and np.std(estimate) > 0 else 0
+    axis.set_title(f"{len(true)} films: MAE {mae:.3f}, Pearson r {r:.2f}")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return _figure_bytes(figure)
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def worst_png(pictures: list[dict]) -> bytes:

@@ -45,7 +45,8 @@ import numpy as np
 
 from medlung.errors import EvaluationError, MedlungError
 from medlung.evaluation.discovery import find_prediction
-from medlung.metrics import DISTANCE_METRICS, METRICS, compare_masks, distance_unit, summarize
+from medlung.metrics import DISTANCE_METRICS, METRICS, STRUCTURES, compare_masks, distance_unit, summarize
+from medlung.writers.report import DICE_COLUMNS
 
 __all__ = [
     "EMPTY_MASK_RULE",
@@ -56,16 +57,16 @@ __all__ = [
     "build_summary",
     "check_grid",
     "csv_value",
+    "estimate_summary",
     "film_metrics",
     "json_clean",
     "json_number",
     "load_prediction",
     "load_truth",
+    "report_estimates",
     "score_film",
 ]
 
-#: Structures scored: both lungs together, then each lung ("" suffix = both).
-STRUCTURES = (("", "both lungs"), ("_right", "patient right lung"), ("_left", "patient left lung"))
 #: Films listed in summary.json's ``worst_by_dice``.
 N_WORST_LISTED = 10
 EMPTY_MASK_RULE = (
@@ -84,14 +85,13 @@ FIELDS = (
         "lungs",
         "rows",
         "cols",
-        "spacing_row_mm",
-        "spacing_col_mm",
+        "spacing_mm",
         "spacing_source",
         "unit",
         "ignored_px",
     ]
     + [f"{m}{s}" for s, _ in STRUCTURES for m in METRICS]
-    + ["per_lung", "seconds", "segment_seconds", "note", "error"]
+    + ["per_lung", *DICE_COLUMNS, "low_dice_estimate", "seconds", "segment_seconds", "note", "error"]
 )
 
 
@@ -246,7 +246,9 @@ def load_prediction(path: str | Path, kind: str, film) -> Structures:
     return Structures.from_labels(labels, str(path))
 
 
-def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmenter) -> tuple[dict, dict | None]:
+def score_film(
+    entry: dict, stem: str, folder_index: dict | None, folder, segmenter, estimates: dict | None = None
+) -> tuple[dict, dict | None]:
     """Score one DATA entry: its ``metrics.csv`` row, and its thumbnails for ``worst.png``.
 
     Parameters
@@ -263,6 +265,9 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         The predictions folder (named in the error of a missing prediction).
     segmenter : medlung.inference.Segmenter or None
         The model, when ``folder_index`` is ``None``.
+    estimates : dict, optional
+        For a folder: film stem -> its Dice estimate columns (:data:`~medlung.writers.report.DICE_COLUMNS`)
+        from the folder's ``report.json`` (:func:`report_estimates`). A model gives its own.
 
     Returns
     -------
@@ -293,6 +298,8 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         error="",
         segment_seconds=math.nan,
         ignored_px=0,
+        **dict.fromkeys(DICE_COLUMNS, math.nan),
+        low_dice_estimate=None,
     )
     pictures = None
     try:
@@ -302,7 +309,7 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         spacing = tuple(film.spacing) if film.spacing is not None else None
         row.update(rows=film.rows, cols=film.cols, spacing_source=film.spacing_source, unit=distance_unit(spacing))
         if spacing is not None:
-            row.update(spacing_row_mm=spacing[0], spacing_col_mm=spacing[1])
+            row.update(spacing_mm=list(spacing))
         if not entry.get("label"):
             raise EvaluationError("has no ground-truth mask in DATA", entry["image"], "Add its mask to DATA.")
         truth = load_truth(entry["label"], film.shape)
@@ -317,12 +324,16 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
                 )
             row["prediction"] = str(found[0])
             pred = load_prediction(found[0], found[1], film)
+            row.update((estimates or {}).get(stem, {}))
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 masks = segmenter(film)
             row["prediction"] = f"model {segmenter.model_version}"
             row["segment_seconds"] = round(masks.seconds, 4)
+            if masks.dice_estimate is not None:
+                row.update(masks.dice_estimate.report_fields())
+                row["low_dice_estimate"] = any(r.code == "low_dice_estimate" for r in masks.qc_reasons)
             pred = Structures.from_labels(masks.labels, row["prediction"], per_lung=True)
         if entry.get("ignore"):
             from medlung.io.masks import load_label_map
@@ -348,6 +359,77 @@ def score_film(entry: dict, stem: str, folder_index: dict | None, folder, segmen
         row["error"] = f"{entry['image']}: unexpected {type(exc).__name__}: {exc}"
     row["seconds"] = round(time.perf_counter() - started, 4)
     return row, pictures
+
+
+def report_estimates(folder: str | Path) -> dict:
+    """The Dice estimates ``medlung predict`` wrote in a folder's ``report.json``, by film stem.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder of predictions; without a readable ``report.json`` (or without estimates in it) the result
+        is empty.
+
+    Returns
+    -------
+    dict
+        Film stem (as predict names its outputs) -> ``{column: value}`` for :data:`DICE_COLUMNS`, and
+        ``low_dice_estimate`` (whether the film was flagged so).
+    """
+    import json
+
+    from medlung.writers.naming import output_stems
+
+    try:
+        rows = json.loads((Path(folder) / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(rows, list):
+        return {}
+    rows = [r for r in rows if isinstance(r, dict) and r.get("file") and r.get("dice_estimate") is not None]
+    stems = output_stems([Path(r["file"]) for r in rows])
+    return {
+        stems[Path(r["file"])]: {
+            **{c: math.nan if r.get(c) is None else float(r[c]) for c in DICE_COLUMNS},
+            "low_dice_estimate": any(
+                str(reason).startswith("low_dice_estimate") for reason in r.get("qc_reasons") or []
+            ),
+        }
+        for r in rows
+    }
+
+
+def estimate_summary(rows: list[dict], threshold: float) -> dict:
+    """``summary.json``'s ``dice_estimate``: how the estimated Dice agreed with the true one, per structure.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The rows of :func:`score_film`.
+    threshold : float
+        The ``low_dice_estimate`` flag's threshold.
+
+    Returns
+    -------
+    dict
+        ``both``, ``right``, ``left`` -> :func:`medlung.estimation.agreement.estimate_agreement` (``right`` and
+        ``left`` only over films scored per lung).
+    """
+    from medlung.estimation.agreement import estimate_agreement
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = {}
+    for name, prefix, suffix in (("both", "", ""), ("right", "right_", "_right"), ("left", "left_", "_left")):
+        chosen = [r for r in ok if not suffix or r["per_lung"]]
+        out[name] = estimate_agreement(
+            [r[f"{prefix}dice_estimate"] for r in chosen],
+            [r[f"dice{suffix}"] for r in chosen],
+            [r[f"{prefix}dice_estimate_low"] for r in chosen],
+            [r[f"{prefix}dice_estimate_high"] for r in chosen],
+            threshold,
+            [r.get("low_dice_estimate") for r in chosen] if name == "both" else None,
+        )
+    return out
 
 
 def film_metrics(pred: Structures, truth: Structures, spacing) -> dict:
@@ -458,6 +540,8 @@ def csv_value(value):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return repr(round(value, 6))
+    if isinstance(value, (list, tuple)):  # a spacing (row_mm, col_mm): as in report.csv
+        return ";".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
     return "" if value is None else value
 
 

@@ -82,6 +82,32 @@ def lung_measures(labels: np.ndarray, spacing: Sequence[float] | None = None) ->
     return result
 
 
+def union_extent(labels: np.ndarray, spacing: Sequence[float] | None = None) -> dict | None:
+    """Height and width of the bounding box of both lungs together (the ``height`` / ``width`` of :data:`MEASURES`).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(rows, cols)`` label map; every non-zero pixel is lung.
+    spacing : sequence of float, optional
+        ``(row_mm, col_mm)``; ``None`` gives pixels.
+
+    Returns
+    -------
+    dict or None
+        ``{"height": ..., "width": ...}`` in mm (pixels without spacing); ``None`` when there is no lung.
+    """
+    lungs = np.asarray(labels) > 0
+    rows, cols = np.flatnonzero(lungs.any(axis=1)), np.flatnonzero(lungs.any(axis=0))
+    if rows.size == 0:
+        return None
+    row_mm, col_mm = (float(spacing[0]), float(spacing[1])) if spacing is not None else (1.0, 1.0)
+    return {
+        "height": float(rows[-1] - rows[0] + 1) * row_mm,
+        "width": float(cols[-1] - cols[0] + 1) * col_mm,
+    }
+
+
 def report_fields(measures: dict) -> dict:
     """Report columns of a :func:`lung_measures` result: ``shape_unit``, ``right_height`` ... ``left_solidity``."""
     fields = {"shape_unit": measures["unit"]}

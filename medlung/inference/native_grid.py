@@ -41,8 +41,9 @@ class NativeLabels:
     labels : numpy.ndarray of uint8
         ``(rows, cols)`` on the stored grid (C-contiguous): 0 background,
         1 patient right lung, 2 patient left lung.
-    margin : numpy.ndarray of float32
-        The bilinear margin on the stored grid (a view; > 0 = lung before clean-up).
+    margin : numpy.ndarray of float32 or None
+        The bilinear margin on the stored grid (a view; > 0 = lung before clean-up); ``None`` unless asked
+        for (``keep_margin``): it is four bytes a native pixel.
     display_labels : numpy.ndarray of uint8
         The labels in the standard display (what quality measures read with the displayed film).
     orientation_assumed : bool
@@ -54,7 +55,7 @@ class NativeLabels:
     """
 
     labels: np.ndarray
-    margin: np.ndarray
+    margin: np.ndarray | None
     display_labels: np.ndarray
     orientation_assumed: bool
     notes: list = field(default_factory=list)
@@ -76,6 +77,7 @@ def native_labels(
     orientation: Sequence[str] | None = None,
     min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2,
     display: DisplayTransform = IDENTITY,
+    keep_margin: bool = True,
 ) -> NativeLabels:
     """Labels 0/1/2 on the film's stored grid from the lung margin on the working grid.
 
@@ -98,14 +100,18 @@ def native_labels(
     display : medlung.orientation.DisplayTransform
         The transform that put the stored film in the standard display (meta ``display``, read by
         :func:`medlung.transforms.display.display_of`); its inverse brings the labels back.
+    keep_margin : bool
+        Return the native-grid margin too (for probabilities); otherwise it is freed before the clean-up.
 
     Returns
     -------
     NativeLabels
     """
     started = time.perf_counter()
-    native = upsample_margin(margin, shape)
-    lungs = native > 0
+    upsampled = upsample_margin(margin, shape)
+    lungs = upsampled > 0
+    native = upsampled if keep_margin else None
+    del upsampled  # the float margin is the largest native-grid array: not held through the clean-up unless asked
     timings = {"native_grid": time.perf_counter() - started}
     started = time.perf_counter()
     labels, assumed, notes = clean_and_split(lungs, float(np.prod(spacing)), orientation, min_lung_mm2)
@@ -113,7 +119,7 @@ def native_labels(
     timings["cleanup"] = time.perf_counter() - started
     return NativeLabels(
         labels=stored,
-        margin=display.to_stored(native),
+        margin=display.to_stored(native) if native is not None else None,
         display_labels=labels,
         orientation_assumed=assumed,
         notes=notes,

@@ -9,6 +9,8 @@ right lung on the image left.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -59,7 +61,7 @@ def clean_lung_mask(mask: np.ndarray, pixel_area_mm2: float, min_area_mm2: float
 def clean_and_split(
     mask: np.ndarray,
     pixel_area_mm2: float,
-    orientation: tuple[str, str] | None,
+    orientation: Sequence[str] | None,
     min_area_mm2: float = DEFAULT_MIN_LUNG_MM2,
 ) -> tuple[np.ndarray, bool, list[str]]:
     """``split_lungs(clean_lung_mask(mask, pixel_area_mm2, min_area_mm2), orientation)``, in fewer passes.
@@ -178,7 +180,7 @@ def _sampled_components(
     Only the sampled lung pixels are visited; column sums are sums of whole
     numbers (exact in float64), so the result does not depend on the window.
     """
-    shape = tuple(components.shape) if shape is None else tuple(shape)
+    rows, cols = components.shape if shape is None else shape
     row0, col0 = ((-origin[0]) % step, (-origin[1]) % step)  # first sampled row/column inside the window
     sampled = np.ascontiguousarray(components[row0::step, col0::step]).ravel()
     width = -(-(components.shape[1] - col0) // step) if components.shape[1] > col0 else 0
@@ -187,7 +189,7 @@ def _sampled_components(
     columns = (origin[1] + col0 + step * (found % width) if width else found).astype(np.float64)
     samples = np.bincount(labels, minlength=count + 1).astype(np.float64)
     sums = np.bincount(labels, weights=columns, minlength=count + 1)
-    grid_rows, grid_cols = -(-shape[0] // step), -(-shape[1] // step)  # sampled rows/columns of the image
+    grid_rows, grid_cols = -(-rows // step), -(-cols // step)  # sampled rows/columns of the image
     samples[0] = grid_rows * grid_cols - samples[1:].sum()
     sums[0] = grid_rows * (step * grid_cols * (grid_cols - 1) / 2) - sums[1:].sum()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -218,14 +220,14 @@ def _fill_holes(mask: np.ndarray) -> tuple[np.ndarray, bool]:
     return out, not outside[1:].all()
 
 
-def split_lungs(mask: np.ndarray, orientation: tuple[str, str] | None) -> tuple[np.ndarray, bool, list[str]]:
+def split_lungs(mask: np.ndarray, orientation: Sequence[str] | None) -> tuple[np.ndarray, bool, list[str]]:
     """Label the patient's right (1) and left (2) lung.
 
     Parameters
     ----------
     mask : numpy.ndarray of bool
         ``(rows, cols)`` cleaned lung mask.
-    orientation : tuple of str or None
+    orientation : sequence of str or None
         DICOM PatientOrientation; ``None`` assumes :data:`STANDARD_PA`.
 
     Returns
@@ -259,7 +261,7 @@ def split_lungs(mask: np.ndarray, orientation: tuple[str, str] | None) -> tuple[
     return labels, assumed, notes
 
 
-def _sides(orientation: tuple[str, str] | None) -> tuple[int, int, bool, list[str]]:
+def _sides(orientation: Sequence[str] | None) -> tuple[int, int, bool, list[str]]:
     """Labels of the image's left and right half from PatientOrientation, whether it was assumed, and notes."""
     notes: list[str] = []
     assumed = orientation is None

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medlung.errors import MedlungError
+from medlung.defaults import DEFAULT_DICE_ESTIMATE, DICE_ESTIMATES
+from medlung.errors import MedlungError, QualityWarning
+from medlung.estimation.calibration import DiceEstimate
 from medlung.film import Film
 from medlung.inference.native_grid import native_labels
 from medlung.inference.postprocess import LEFT, RIGHT
@@ -30,13 +32,42 @@ from medlung.networks.loading import ModelError, ModelSpec, find_default_model, 
 from medlung.networks.running import lung_margin_of, predict_logits, resolve_device, resolve_precision
 from medlung.orientation import DisplayTransform, OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.plans import DEFAULT_CONVENTION
-from medlung.quality import QC_OK, check_quality
+from medlung.quality import QC_OK, check_quality, estimate_reasons
 from medlung.spacing import Spacing
 from medlung.transforms.display import display_of
 from medlung.transforms.presets import inference_transforms
 
+#: The note of a film without spacing: why its areas are in pixels, and how to give the spacing.
+SPACING_UNKNOWN_NOTE = (
+    "spacing unknown: areas in px only, not cm² (the file gives no pixel spacing); if you know it, give it: "
+    "medlung predict --spacing MM (or ROW,COL), load_film(path, spacing=MM)"
+)
+
 # Model loading lives in medlung.networks.loading; these names stay importable from here.
 __all__ = ["LungMasks", "ModelError", "ModelSpec", "Segmenter", "find_default_model", "load_model"]
+
+
+@dataclass
+class WorkingOutput:
+    """The network's output for one film on the working grid, in the standard display.
+
+    Attributes
+    ----------
+    logits : numpy.ndarray of float32
+        ``(channels, rows, cols)``: every channel of the model (one per lung convention for a sigmoid head).
+    labels : numpy.ndarray of uint8
+        ``(rows, cols)``: the film's final labels (0/1/2, after clean-up) sampled at the working-grid pixels.
+    perturbed : numpy.ndarray of float32 or None
+        ``(3, channels, rows, cols)``: the logits of the flipped, shifted and zoomed-out film back on this grid
+        (:mod:`medlung.inference.perturbations`; NaN where a copy saw nothing), when they were computed.
+    image : numpy.ndarray of float32 or None
+        ``(rows, cols)``: the film as the network saw it (scaled to 0-1 by the plan's percentiles).
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+    perturbed: np.ndarray | None = None
+    image: np.ndarray | None = None
 
 
 @dataclass
@@ -77,7 +108,7 @@ class LungMasks:
         Time spent in the segmenter.
     timings : dict
         Seconds per stage: working_grid, network, orientation_check, native_grid, cleanup
-        (clean-up, right/left split, back to the stored grid), quality.
+        (clean-up, right/left split, back to the stored grid), quality, dice_estimate.
     qc : str
         ``"ok"`` or ``"flagged"`` (see :mod:`medlung.quality`).
     qc_reasons : list of medlung.quality.QcReason
@@ -111,6 +142,11 @@ class LungMasks:
     qc_reasons: list = field(default_factory=list)
     qc_measures: dict = field(default_factory=dict)
     orientation_check: str = "unknown"
+    #: The estimated Dice of the masks with its interval (:class:`medlung.estimation.calibration.DiceEstimate`);
+    #: None when the model has no Dice calibration or the estimate is off.
+    dice_estimate: DiceEstimate | None = None
+    #: The network's output on the working grid (:class:`WorkingOutput`), kept when asked (``keep_working``).
+    working: WorkingOutput | None = field(default=None, repr=False, compare=False)
     #: The segmented film (a reference, for notebook thumbnails); None when built without one.
     film: Film | None = field(default=None, repr=False, compare=False)
 
@@ -177,6 +213,12 @@ class Segmenter:
         them in the orientation :func:`~medlung.orientation.check_orientation`
         detects instead of assuming the standard display (up to three network
         passes; films with the tag always follow it).
+    dice_estimate : str
+        The estimated Dice of each mask (:mod:`medlung.estimation`), from the
+        calibration in the model's bundle: ``"fast"`` (the default: evidence
+        from the one network pass, a few ms), ``"perturbed"`` (also the
+        agreement with the flipped, shifted and zoomed-out film: three more
+        network passes) or ``"off"``. Models without a calibration give none.
 
     Examples
     --------
@@ -197,6 +239,7 @@ class Segmenter:
         min_lung_mm2: float | None = None,
         lungs: str = DEFAULT_CONVENTION,
         fix_orientation: bool = False,
+        dice_estimate: str = DEFAULT_DICE_ESTIMATE,
     ) -> None:
         self.device = resolve_device(device)
         self.model, self.spec = load_model(model, self.device)
@@ -221,6 +264,10 @@ class Segmenter:
         self.dtype = resolve_precision(precision, self.device)
         self.min_lung_mm2 = plan.min_lung_mm2 if min_lung_mm2 is None else min_lung_mm2
         self.fix_orientation = fix_orientation
+        self.dice_estimate = dice_estimate
+        #: The bundle's Dice calibration (None: no estimate), and whether its perturbed passes run.
+        self.calibration = self._calibration(dice_estimate)
+        self.perturb = self.calibration is not None and dice_estimate == "perturbed"
         #: The chain before the network, from the plan (shared with the bundle's ``preprocessing`` property).
         self.preprocessing = inference_transforms(plan)
         self._scale_step = len(self.preprocessing.transforms) - 1  # the intensity step is the chain's last
@@ -229,8 +276,58 @@ class Segmenter:
     def model_version(self) -> str:
         return self.spec.version
 
-    def __call__(self, film: Film, probability: bool = False) -> LungMasks:
-        """Segment one film; see :class:`LungMasks`."""
+    def _calibration(self, level: str):
+        """The Dice calibration of the model's bundle for ``level``, or None (off, none fitted, stale: warned)."""
+        from medlung.estimation.calibration import bundle_calibration
+
+        if level not in DICE_ESTIMATES:
+            raise ValueError(f"dice_estimate must be one of {', '.join(DICE_ESTIMATES)}; got {level!r}.")
+        if level == "off" or not Path(self.spec.source).is_dir():
+            return None
+        calibration, problem = bundle_calibration(self.spec.source)
+        if problem:
+            warnings.warn(problem, stacklevel=3)
+        if calibration is not None and level not in calibration.levels(self.lungs):
+            fitted = ", ".join(calibration.levels(self.lungs)) or "none"
+            raise ValueError(
+                f"the Dice calibration of {self.spec.source} has no {level!r} estimate for the {self.lungs} "
+                f"convention (fitted: {fitted}); use dice_estimate='fast' or refit it."
+            )
+        return calibration
+
+    def dice_evidence(self, working: WorkingOutput, measures: dict, shapes=None) -> dict:
+        """The Dice estimate's evidence of one film (:func:`medlung.estimation.evidence.film_evidence`).
+
+        Parameters
+        ----------
+        working : WorkingOutput
+            The network's output on the working grid.
+        measures : dict
+            The quality check's measures of the film.
+        shapes : mapping, optional
+            Shape models by structure (default: the calibration's for this convention).
+        """
+        from medlung.estimation.evidence import film_evidence
+
+        plan = self.spec.plan
+        logits = torch.from_numpy(working.logits)
+        channels = None
+        if plan.head == "sigmoid" and len(plan.conventions) > 1:
+            channels = {c: working.logits[i] for i, c in enumerate(plan.conventions)}
+        perturbed = None
+        if working.perturbed is not None:
+            perturbed = np.stack([self.margin_of(torch.from_numpy(p)).numpy() for p in working.perturbed])
+        if shapes is None and self.calibration is not None:
+            shapes = self.calibration.shapes.get(self.lungs)
+        margin = self.margin_of(logits).numpy()
+        return film_evidence(margin, working.labels, channels, measures, shapes, perturbed, working.image)
+
+    def __call__(self, film: Film, probability: bool = False, keep_working: bool = False) -> LungMasks:
+        """Segment one film; see :class:`LungMasks`.
+
+        ``probability`` keeps the lung probability on the native grid; ``keep_working`` keeps the network's
+        output on the working grid (:class:`WorkingOutput`, what the Dice estimate reads).
+        """
         started = time.perf_counter()
         clock = _StageClock()
         # orientation: run in the standard display (from PatientOrientation, or detected); labels back to stored grid
@@ -240,7 +337,8 @@ class Segmenter:
         film = display.film(stored)
         working = self.working_image(stored, display)
         clock.stop("working_grid")
-        margin = self.lung_margin(working.as_tensor())
+        logits, perturbed = self.lung_logits(working.as_tensor(), perturb=self.perturb)
+        margin = self.margin_of(logits)
         clock.stop("network")
         if check is None:  # orientation: judge the film as the network saw it (a lateral film is not judged)
             check = (
@@ -257,21 +355,41 @@ class Segmenter:
             meta["orientation"],
             self.min_lung_mm2,
             display_of(meta),
+            keep_margin=probability,
         )
         clock.add(native.timings)
         labels, assumed, notes = native.labels, native.orientation_assumed, native.notes
         quality = check_quality(film, native.display_labels, margin.numpy())
         notes += _orientation_notes(stored, display, check)  # orientation
         clock.stop("quality")
+        kept: WorkingOutput | None = None
+        estimate = None
+        if keep_working or self.calibration is not None:
+            kept = WorkingOutput(
+                logits=logits.numpy(),
+                labels=on_grid(native.display_labels, margin.shape),
+                perturbed=None if perturbed is None else perturbed.numpy(),
+                image=self.scaled(working.as_tensor())[0].numpy(),
+            )
+        if self.calibration is not None and kept is not None:
+            level = "perturbed" if self.perturb else "fast"
+            estimate = self.calibration.estimate(self.dice_evidence(kept, quality.measures), self.lungs, level)
+            threshold = self.spec.plan.min_dice_estimate
+            quality.reasons += estimate_reasons(estimate.dice, estimate.probability_below(threshold), threshold)
+            clock.stop("dice_estimate")
         counts = {"right": int((labels == RIGHT).sum()), "left": int((labels == LEFT).sum())}
         counts["total"] = counts["right"] + counts["left"]
         areas = None
         if film.spacing is not None:
             areas = {k: v * film.spacing[0] * film.spacing[1] / 100.0 for k, v in counts.items()}  # swap-invariant
         else:
-            notes.append("spacing unknown: areas not calibrated (nominal rule used for the working grid)")
+            notes.append(SPACING_UNKNOWN_NOTE)
+        if quality.reasons:
+            where = film.path or "film"
+            text = "; ".join(str(r) for r in quality.reasons)
+            warnings.warn(f"{where}: quality check flagged it ({text})", QualityWarning, stacklevel=2)
         prob = None
-        if probability:
+        if probability and native.margin is not None:
             prob = (1.0 / (1.0 + np.exp(-np.ascontiguousarray(native.margin)))).astype(np.float32)
         return LungMasks(
             labels=labels,
@@ -282,6 +400,8 @@ class Segmenter:
             orientation=stored.orientation or display.stored_orientation,
             orientation_assumed=assumed,
             film=stored,
+            working=kept if keep_working else None,
+            dice_estimate=estimate,
             empty=[side for side in ("right", "left") if counts[side] == 0],
             working_spacing=self.spec.working_spacing,
             working_shape=tuple(working.shape[-2:]),
@@ -366,20 +486,56 @@ class Segmenter:
         image : torch.Tensor
             ``(1, rows, cols)`` film on the working grid, not yet intensity scaled.
         """
+        return self.margin_of(self.lung_logits(image)[0])
+
+    def scaled(self, image: torch.Tensor) -> torch.Tensor:
+        """The film on the working grid scaled as the network sees it (the plan's percentiles), ``(1, rows, cols)``."""
         with warnings.catch_warnings():  # a flat film (a 16x16 stub) divides by zero: it is flagged, not warned of
             warnings.filterwarnings("ignore", message="Divide by zero")
             scaled = self.preprocessing({"image": image}, start=self._scale_step)["image"]  # the plan's percentiles
-        batch = torch.as_tensor(scaled, dtype=torch.float32)[None]
+        return torch.as_tensor(scaled, dtype=torch.float32)
+
+    def lung_logits(self, image: torch.Tensor, perturb: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's logits of all channels on the working grid, and those of the perturbed film if asked.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            ``(1, rows, cols)`` film on the working grid, not yet intensity scaled.
+        perturb : bool
+            Also run the film flipped, shifted and zoomed out (:mod:`medlung.inference.perturbations`) in the
+            same batch: three more network passes.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            ``(channels, rows, cols)`` float32 on the CPU.
+        perturbed : torch.Tensor or None
+            ``(3, channels, rows, cols)``, each perturbed pass back on the film's grid (NaN where it saw nothing).
+        """
+        from medlung.inference import perturbations
+
+        batch = self.scaled(image)[None]
+        if perturb:
+            batch = torch.cat([batch, perturbations.perturbed(batch)])
         window = (self.roi_size, self.overlap, self.device, self.dtype, self.sw_batch_size)
         logits = predict_logits(self.model, batch, *window)
         if self.tta:
             mirrored = predict_logits(self.model, batch.flip(-1), *window)
             logits = (logits + mirrored.flip(-1)) / 2
-        return self.margin_of(logits[0]).cpu()
+        logits = logits.cpu()
+        return logits[0], (perturbations.restored(logits[1:]) if perturb else None)
 
     def margin_of(self, logits: torch.Tensor) -> torch.Tensor:
         """The asked convention's lung margin (> 0 = lung) from one film's logits ``(channels, rows, cols)``."""
         return lung_margin_of(logits, self.spec.plan, self.lungs)
+
+
+def on_grid(labels: np.ndarray, shape: tuple) -> np.ndarray:
+    """A label map sampled at the pixel centres of a coarser grid of ``shape`` ``(rows, cols)`` over the same film."""
+    rows = ((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp)
+    cols = ((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp)
+    return np.ascontiguousarray(labels[rows[:, None], cols[None, :]])
 
 
 def _orientation_notes(stored: Film, display, check: OrientationCheck) -> list[str]:

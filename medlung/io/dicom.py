@@ -8,14 +8,11 @@ inverted; Presentation LUT Shape INVERSE inverts once more).
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
-import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
 from pydicom.uid import (
     UID,
     ComputedRadiographyImageStorage,
@@ -29,12 +26,14 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 
-from medlung.errors import FilmWarning, PixelDecodeError, SpacingWarning, UnreadableFileError, UnsupportedImageError
+from medlung.errors import FilmWarning, MedlungError, SpacingWarning, UnreadableFileError, UnsupportedImageError
 from medlung.film import Film
+from medlung.io.dicom_file import DicomFile, drop_large_elements, read_dicom_file
+from medlung.io.dicom_pixels import DicomPixels
 from medlung.spacing import check_spacing, positive_number
 
 #: SOP classes medlung reads as films, with the short name used in reports.
-FILM_SOP_CLASSES = {
+FILM_SOP_CLASSES: dict[str, str] = {
     ComputedRadiographyImageStorage: "CR",
     DigitalXRayImageStorageForPresentation: "DX for presentation",
     DigitalXRayImageStorageForProcessing: "DX for processing",
@@ -46,13 +45,19 @@ FILM_SOP_CLASSES = {
 _IMAGE_HINT = "Give a single-frame greyscale CR, DX or Secondary Capture chest film."
 
 
-def read_dicom_dataset(path: str | Path) -> Dataset:
+def read_dicom_dataset(path: str | Path, max_bytes: int | None = None) -> Dataset:
     """Read a DICOM file, with or without File Meta, and make it decodable.
+
+    The file must be a regular file; a deflated data set is inflated to at
+    most ``max_bytes`` (see :mod:`medlung.io.dicom_file`). Elements larger
+    than 1 MiB are read from the file only when accessed.
 
     Parameters
     ----------
     path : str or Path
         The file.
+    max_bytes : int, optional
+        Refuse a larger file, or a deflated data set inflating to more.
 
     Returns
     -------
@@ -65,17 +70,23 @@ def read_dicom_dataset(path: str | Path) -> Dataset:
     UnreadableFileError
         If the file is not DICOM, is empty or is truncated inside its header.
     """
-    path = Path(path)
+    return _read(Path(path), max_bytes).dataset
+
+
+def _read(path: Path, max_bytes: int | None, film: bool = False) -> DicomFile:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
+            source = read_dicom_file(path, max_bytes, film=film)
+    except MedlungError:
+        raise
     except Exception as exc:  # pydicom raises many types on garbage input
         raise UnreadableFileError(
             f"not a readable DICOM file ({type(exc).__name__}: {exc})",
             path,
             "Check that the file is complete and is DICOM, PNG or JPEG.",
         ) from None
+    ds = source.dataset
     if "SOPClassUID" not in ds and "PixelData" not in ds:
         raise UnreadableFileError(
             "not a DICOM file (no SOP Class UID and no pixel data)",
@@ -92,10 +103,12 @@ def read_dicom_dataset(path: str | Path) -> Dataset:
         meta.TransferSyntaxUID = (
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         )
-    return ds
+    return source
 
 
-def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels: int | None = None) -> Film:
+def read_dicom_film(
+    path: str | Path, dataset: Dataset | None = None, max_pixels: int | None = None, decode: str = "full"
+) -> Film:
     """Read a DICOM radiograph into a :class:`Film`.
 
     Parameters
@@ -103,9 +116,13 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
     path : str or Path
         The file.
     dataset : pydicom.Dataset, optional
-        The already-read dataset of ``path``.
+        The already-read dataset of ``path`` (with its pixel data).
     max_pixels : int, optional
-        Refuse a declared Rows x Columns above this before decoding.
+        Refuse a declared Rows x Columns, or a frame whose own header declares more, above this, before decoding.
+    decode : str
+        ``"full"``: the native pixels are decoded now. ``"reduced"``: nothing is decoded yet; the film's
+        pixels come from a :class:`~medlung.io.dicom_pixels.DicomPixels` source (native pixels on first
+        access, reduced resolutions through :meth:`Film.pixels_at_least`).
 
     Returns
     -------
@@ -118,35 +135,29 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
         Not DICOM, truncated, or pixel data that cannot be decoded.
     UnsupportedImageError
         Not a single-frame greyscale radiograph (SEG, SR, PR, colour,
-        multi-frame, CT ...).
+        multi-frame, CT ...), or a frame whose own header disagrees with the DICOM header.
     """
+    from medlung.io.dicom_file import max_dataset_bytes
+
     path = Path(path)
-    ds = read_dicom_dataset(path) if dataset is None else dataset
+    if dataset is None:
+        limit = max_dataset_bytes(max_pixels) if max_pixels is not None else None
+        source = _read(path, limit, film=True)
+    else:
+        source = DicomFile(dataset, path, None, ())
+    ds = source.dataset
     notes: list[str] = []
     sop_name = _check_is_film(ds, path, notes)
     _check_declared_size(ds, path, max_pixels)
-    stored = _decode_pixels(ds, path)
-
-    pixels = apply_modality_lut(stored, ds)
-    modality_lut = _describe_modality_lut(ds)
-    value_range = _modality_range(ds)
-
-    voi, voi_description = _apply_voi(pixels, ds, notes)
-    if voi is not None:
-        pixels, value_range = voi
-    pixels = _as_float(pixels, value_range)
+    notes += drop_large_elements(ds)
+    pixels = DicomPixels(source, max_pixels)
+    chain = pixels.chain
+    notes += chain.notes
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     presentation_shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
-    # MONOCHROME1 is displayed inverted. Presentation LUT Shape INVERSE also asks
-    # for an inverted display; DX (PS3.3 C.8.11.6.1.2) *requires* INVERSE with
-    # MONOCHROME1, where both name the same single inversion: inverting twice
-    # would show bone dark (checked on dx_image.dcm).
-    inverted = photometric == "MONOCHROME1" or presentation_shape == "INVERSE"
-    if inverted:
-        pixels = (value_range[0] + value_range[1]) - pixels
 
     spacing_notes: list[str] = []
-    spacing, source = dicom_spacing(ds, spacing_notes)
+    spacing, spacing_source = dicom_spacing(ds, spacing_notes)
     orientation = _patient_orientation(ds)
     for note in notes:
         warnings.warn(f"{path}: {note}", FilmWarning, stacklevel=2)
@@ -154,16 +165,15 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
         warnings.warn(f"{path}: {note}", SpacingWarning, stacklevel=2)
     notes += spacing_notes
 
-    del ds.PixelData  # keep the header only; the pixels live in the Film
-    return Film(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+    film = Film(
+        pixels=pixels.native() if decode == "full" else cast(Any, pixels),
         spacing=spacing,
-        spacing_source=source,
+        spacing_source=spacing_source,
         photometric=photometric,
         orientation=orientation,
         path=path,
         dataset=ds,
-        value_range=(float(value_range[0]), float(value_range[1])),
+        value_range=(float(chain.value_range[0]), float(chain.value_range[1])),
         facts={
             "format": "DICOM",
             "sop_class": sop_name,
@@ -175,13 +185,16 @@ def read_dicom_film(path: str | Path, dataset: Dataset | None = None, max_pixels
             "view_position": str(ds.get("ViewPosition", "") or "") or None,
             "laterality": str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "") or None,
             "body_part": str(ds.get("BodyPartExamined", "") or "") or None,
-            "modality_lut": modality_lut,
-            "voi": voi_description,
+            "modality_lut": chain.modality_lut,
+            "voi": chain.voi,
             "presentation_lut_shape": presentation_shape or None,
-            "inverted": inverted,
+            "inverted": chain.inverted,
         },
         warnings=tuple(notes),
     )
+    if "PixelData" in ds:
+        del ds.PixelData  # keep the header only; the pixels live in the Film (or its source)
+    return film
 
 
 def dicom_spacing(ds: Dataset, notes: list[str] | None = None) -> tuple[tuple[float, float] | None, str]:
@@ -291,109 +304,6 @@ def _check_declared_size(ds: Dataset, path: Path, max_pixels: int | None) -> Non
             path,
             "Raise --max-pixels if the film is real.",
         )
-
-
-def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:
-    _use_fastest_j2k_decoder()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pixels = ds.pixel_array
-    except Exception as exc:
-        raise PixelDecodeError(
-            f"pixel data could not be decoded ({_transfer_syntax_name(ds)}; {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})",
-            path,
-            "The file may be truncated; for compressed films check that pylibjpeg, "
-            "pylibjpeg-libjpeg and pylibjpeg-openjpeg are installed.",
-        ) from None
-    if pixels.ndim != 2:
-        raise UnsupportedImageError(f"pixel array has shape {pixels.shape}, expected (rows, cols)", path, _IMAGE_HINT)
-    return pixels
-
-
-@functools.cache
-def _use_fastest_j2k_decoder() -> bool:
-    """JPEG 2000 through imagecodecs' multi-threaded OpenJPEG when installed (bit-identical; see medlung.io.j2k)."""
-    from medlung.io import j2k
-
-    return j2k.register()
-
-
-def _stored_range(ds: Dataset) -> tuple[float, float]:
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
-        return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    return 0.0, float(2**bits - 1)
-
-
-def _lut_range(item: Dataset) -> tuple[float, float]:
-    return 0.0, float(2 ** int(item.LUTDescriptor[2]) - 1)
-
-
-def _as_float(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """The pixels as floats for the film: float32 straight away when that is exact, else float64.
-
-    Integers of at most 16 bits (no rescale, LUT or window applied) and an
-    integer value range are exact in float32 (24-bit significand), and so is
-    the MONOCHROME1 inversion ``low + high - value`` on them: converting
-    once to float32 gives the same film as the float64 route, in a third of
-    the time and memory for a 4020x4892 film.
-    """
-    if pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2 and all(float(v).is_integer() for v in value_range):
-        return pixels.astype(np.float32)
-    return pixels.astype(np.float64, copy=False)
-
-
-def _modality_range(ds: Dataset) -> tuple[float, float]:
-    """Nominal output range of the Modality LUT."""
-    if ds.get("ModalityLUTSequence"):
-        return _lut_range(ds.ModalityLUTSequence[0])
-    low, high = _stored_range(ds)
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    ends = sorted((low * slope + intercept, high * slope + intercept))
-    return ends[0], ends[1]
-
-
-def _describe_modality_lut(ds: Dataset) -> str | None:
-    if ds.get("ModalityLUTSequence"):
-        return "Modality LUT Sequence"
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope is not None and (float(slope) != 1.0 or float(intercept or 0) != 0.0):
-        return f"rescale slope {float(slope):g} intercept {float(intercept or 0):g}"
-    return None
-
-
-def _apply_voi(pixels: np.ndarray, ds: Dataset, notes: list[str]):
-    """Apply the VOI LUT Sequence or the first window; return ((pixels, range), description)."""
-    if ds.get("VOILUTSequence"):
-        try:
-            if pixels.dtype.kind == "f":
-                if not np.array_equal(pixels, np.round(pixels)):
-                    raise ValueError("the Modality LUT output is not integer, so it cannot index a LUT")
-                pixels = pixels.astype(np.int64)
-            out = apply_voi_lut(pixels, ds, index=0, prefer_lut=True)
-            return (out.astype(np.float64, copy=False), _lut_range(ds.VOILUTSequence[0])), "VOI LUT Sequence"
-        except Exception as exc:
-            notes.append(f"VOI LUT Sequence unusable ({exc}): ignored")
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        try:
-            center = _first(ds.WindowCenter)
-            width = _first(ds.WindowWidth)
-            if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
-                raise ValueError(f"center {center:g}, width {width:g}")
-            out = apply_windowing(pixels, ds, index=0)
-            return (out.astype(np.float64, copy=False), _modality_range(ds)), f"window {center:g}/{width:g}"
-        except Exception as exc:
-            notes.append(f"window unusable ({exc}): ignored")
-    return None, None
-
-
-def _first(value) -> float:
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
-    return float(value)
 
 
 def _patient_orientation(ds: Dataset) -> tuple[str, str] | None:

@@ -71,6 +71,7 @@ def read_itk_film(path: str | Path, max_pixels: int | None = None) -> Film:
     import SimpleITK as sitk
 
     path = Path(path)
+    check_data_files(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -103,6 +104,54 @@ def read_itk_film(path: str | Path, max_pixels: int | None = None) -> Film:
             "Raise --max-pixels if the film is real.",
         )
     return film_from_itk(reader.Execute(), path, facts={"format": _io_name(reader)})
+
+
+#: How much of a header is read to find the data files it names, bytes.
+_HEADER_BYTES = 1 << 16
+
+
+def data_files(path: Path) -> list[str]:
+    """The detached data files a MetaImage (``ElementDataFile``) or NRRD (``data file``) header names.
+
+    ``LOCAL`` (MetaImage data after the header) and a NRRD without the field name none. A ``LIST`` names the
+    files on the lines after it; a pattern (``%d`` in the name) counts as that name.
+    """
+    from medlung.io.files import open_regular
+
+    with open_regular(path) as handle:
+        text = handle.read(_HEADER_BYTES).decode("latin-1")
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        key, sep, value = line.partition("=" if not line.lower().startswith(("data file:", "datafile:")) else ":")
+        name = key.strip().lower().replace(" ", "")
+        if not sep or name not in ("elementdatafile", "datafile"):
+            continue
+        value = value.strip()
+        if name == "elementdatafile" and value.upper() == "LOCAL":
+            return []
+        words = value.split()
+        if words and words[0].upper() == "LIST":
+            return [item.strip() for item in lines[index + 1 :] if item.strip()]
+        if name == "datafile" and len(words) > 1 and "%" in words[0]:  # NRRD: "data file: pattern min max step"
+            return [words[0]]
+        return [value]
+    return []
+
+
+def check_data_files(path: Path) -> None:
+    """Refuse a header whose data files lie outside its folder or are not regular files (no ``/etc/passwd``).
+
+    Raises
+    ------
+    UnreadableFileError
+        Naming the data file and why.
+    """
+    from medlung.io.files import detached_file
+
+    if not path.name.lower().endswith((".mha", ".mhd", ".nhdr", ".nrrd")):
+        return
+    for name in data_files(path):
+        detached_file(path, name, regular="%" not in name)  # a pattern names files: its folder is checked
 
 
 def film_from_itk(image, path: str | Path | None = None, facts: dict | None = None) -> Film:

@@ -13,10 +13,13 @@ representation, bits stored, the array's shape).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
 from pydicom import uid
+
+from medlung import environment
 
 #: The label under which the plugin is added to pydicom's JPEG 2000 decoders.
 PLUGIN = "medlung-imagecodecs"
@@ -28,9 +31,9 @@ _register_lock = threading.Lock()  # pydicom's add_plugin is not thread-safe; fi
 
 def threads() -> int:
     """Threads per film: ``$MEDLUNG_DECODE_THREADS``, else the CPUs this process may use (at most 8)."""
-    value = os.environ.get("MEDLUNG_DECODE_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    chosen = environment.decode_threads()
+    if chosen is not None:
+        return chosen
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -66,7 +69,7 @@ def register() -> bool:
     """Add the plugin to pydicom's JPEG 2000 decoders, first in line (once); ``False`` when unavailable."""
     from pydicom.pixels.decoders import base
 
-    if os.environ.get("MEDLUNG_J2K_DECODER", "imagecodecs") == "pydicom":  # pydicom's own plugins only
+    if environment.j2k_decoder() == "pydicom":  # pydicom's own plugins only
         return False
     with _register_lock:
         return _register(base)
@@ -82,3 +85,9 @@ def _register(base) -> bool:
                 decoder._available = {PLUGIN: decoder._available.pop(PLUGIN), **decoder._available}
         done = done and PLUGIN in decoder._available
     return done
+
+
+@functools.cache
+def register_once() -> bool:
+    """:func:`register`, done once per process (medlung's DICOM reader calls it before each full decode)."""
+    return register()

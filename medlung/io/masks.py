@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def load_label_map(path: str | Path, shape: tuple[int, int] | None = None) -> np
         if name.endswith((".nii", ".nii.gz")):
             import nibabel
 
-            array = np.asanyarray(nibabel.load(str(path)).dataobj)
+            # a .nii(.gz) loads as a Nifti1Image (or its subclass Nifti2Image); load() is typed for any image
+            array = np.asanyarray(cast("nibabel.Nifti1Image", nibabel.load(str(path))).dataobj)
             array = array.reshape(array.shape[:2]) if array.ndim > 2 and np.prod(array.shape[2:]) == 1 else array
             if shape is not None and tuple(array.shape) != tuple(shape) and tuple(array.shape[::-1]) == tuple(shape):
                 array = array.T

@@ -46,9 +46,11 @@ def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
     UnsupportedImageError
         If it holds several frames.
     """
+    from medlung.io.files import open_regular
+
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as handle, Image.open(handle) as image:
             width, height = image.size
             if width < 1 or height < 1:
                 raise UnsupportedImageError(f"declares an empty image ({width} x {height})", path, "Give a real film.")
@@ -58,6 +60,9 @@ def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
                     path,
                     "Raise --max-pixels if the film is real.",
                 )
+            if image.format == "PNG":
+                check_png_rows(handle, path)
+                handle.seek(0)
             image.load()
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
@@ -97,6 +102,84 @@ def read_raster_film(path: str | Path, max_pixels: int | None = None) -> Film:
         value_range=value_range,
         facts={"format": image_format, "mode": mode, "bits_stored": 8 if value_range[1] <= 255 else 16},
         warnings=tuple(notes),
+    )
+
+
+#: Channels of each PNG colour type (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (first row, first column, row step, column step).
+_ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1))
+
+
+def png_raw_bytes(width: int, height: int, bit_depth: int, colour_type: int, interlace: int) -> int:
+    """Bytes of a PNG's filtered scanlines (a filter byte and the row's samples per row, per Adam7 pass)."""
+    bits = _PNG_CHANNELS.get(colour_type, 4) * bit_depth
+
+    def rows_of(w: int, h: int) -> int:
+        return 0 if w == 0 or h == 0 else h * (1 + (w * bits + 7) // 8)
+
+    if not interlace:
+        return rows_of(width, height)
+    return sum(rows_of(max(0, -(-(width - c) // dc)), max(0, -(-(height - r) // dr))) for r, c, dr, dc in _ADAM7)
+
+
+def check_png_rows(handle, path: Path, chunk: int = 1 << 20) -> None:
+    """Refuse a PNG whose image data holds fewer rows than its header declares (Pillow fills them with black).
+
+    Inflates the IDAT stream once without keeping it (``chunk`` bytes of output at a time).
+
+    Raises
+    ------
+    UnreadableFileError
+        With the number of rows the data holds.
+    """
+    import struct
+    import zlib
+
+    handle.seek(8)
+    header = None
+    stream = zlib.decompressobj()
+    produced = 0
+    expected = None
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", handle.read(13))
+            expected = png_raw_bytes(header[0], header[1], header[2], header[3], header[6])
+            handle.seek(length - 13 + 4, 1)
+            continue
+        if kind == b"IDAT" and expected is not None:
+            left = length
+            while left > 0 and not stream.eof:
+                data = handle.read(min(left, chunk))
+                if not data:
+                    break
+                left -= len(data)
+                while data and not stream.eof and produced <= expected:
+                    try:
+                        produced += len(stream.decompress(data, chunk))
+                    except zlib.error:
+                        return  # a broken stream: Pillow's own error says so
+                    data = stream.unconsumed_tail
+            handle.seek(left + 4, 1)
+            if produced > expected or stream.eof:
+                break
+            continue
+        if kind == b"IEND":
+            break
+        handle.seek(length + 4, 1)
+    if header is None or expected is None or produced >= expected:
+        return
+    row_bytes = png_raw_bytes(header[0], 1, header[2], header[3], 0)
+    held = produced // row_bytes if not header[6] else None
+    raise UnreadableFileError(
+        f"its image data holds {f'{held} of {header[1]} rows' if held is not None else 'fewer rows than declared'} "
+        f"({produced:,} of {expected:,} bytes): the rest would be black",
+        path,
+        "The file is truncated or damaged; export it again.",
     )
 
 

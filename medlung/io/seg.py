@@ -156,10 +156,11 @@ def segment_label_values(seg, path: str | Path | None = None) -> dict[int, int]:
         raise UnsupportedImageError("segmentation describes no segment", path, _HINT)
     sides = {int(item.SegmentNumber): _laterality(item) for item in segments}
     if any(side is not None for side in sides.values()):
-        mapping = {}
+        mapping: dict[int, int] = {}
         for item in segments:
             number = int(item.SegmentNumber)
-            mapping[number] = sides[number] if sides[number] is not None else number
+            side = sides[number]
+            mapping[number] = side if side is not None else number
     elif len(segments) == 1 and _is_lung(segments[0]):
         mapping = {int(segments[0].SegmentNumber): 1}
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
@@ -49,14 +49,12 @@ def build_network(
     features = tuple(int(f) for f in features)
     if len(features) != 6:
         raise ValueError(f"features must have 6 widths, got {len(features)}: {features}.")
-    common = dict(
+    builders: dict[str, Callable[..., torch.nn.Module]] = {"basicunet": BasicUNet, "unetpp": UNetPlusPlus}
+    if name not in builders:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {name!r}.")
+    return builders[name](
         spatial_dims=2, in_channels=in_channels, out_channels=out_channels, features=features, dropout=dropout
     )
-    if name == "basicunet":
-        return BasicUNet(**common)
-    if name == "unetpp":
-        return UNetPlusPlus(**common)
-    raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {name!r}.")
 
 
 def count_parameters(net: torch.nn.Module) -> int:

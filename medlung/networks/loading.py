@@ -8,7 +8,6 @@ whose :class:`~medlung.plans.ModelPlan` says how to run it.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from medlung import environment
 from medlung.errors import UsageError
 from medlung.networks import build_network
 from medlung.plans import ModelPlan, plan_from_bundle_config, plan_from_checkpoint
@@ -77,8 +77,9 @@ def find_default_model() -> Path:
     in the source tree (a checkout or an editable install); the copy a wheel
     installs under ``<prefix>/share/medlung/bundles/``.
     """
-    if os.environ.get("MEDLUNG_BUNDLE"):
-        candidates = [Path(os.environ["MEDLUNG_BUNDLE"])]
+    override = environment.bundle_override()
+    if override is not None:
+        candidates = [override]
     else:
         candidates = [DEFAULT_BUNDLE, *_installed_bundles()]
     for path in candidates:

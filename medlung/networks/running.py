@@ -7,6 +7,7 @@ the same way.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import cast
 
 import torch
 from monai.inferers import Inferer, sliding_window_inference
@@ -102,7 +103,7 @@ def predict_logits(
             overlap=overlap,
             mode="gaussian",
         )
-    return logits.float()
+    return cast(torch.Tensor, logits).float()  # a tensor: the predictor returns one (not a tuple or dict)
 
 
 class LungInferer(Inferer):
@@ -133,7 +134,8 @@ class LungInferer(Inferer):
         self.tta = bool(tta)
         self.precision = str(precision)
 
-    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+    # MONAI's Inferer takes any callable network; this one needs a Module (its parameters say the device)
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:  # type: ignore[override]
         """Logits ``(N, C, rows, cols)`` float32 for films ``(N, 1, rows, cols)`` on the working grid, intensity-scaled.
 
         The network runs where its parameters are; ``inputs`` are moved there.

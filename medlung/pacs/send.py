@@ -15,18 +15,18 @@ sent again.
 from __future__ import annotations
 
 import base64
-import copy
-import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, SegmentationStorage
-
+from medlung import environment
 from medlung.errors import CredentialsError, InvalidDestinationError
+from medlung.pacs.syntaxes import presentation_contexts
 from medlung.pacs.tls import TlsConfig
 
 __all__ = [
@@ -48,7 +48,13 @@ _CREDENTIALS_HINT = (
     f"{PASSWORD_VARIABLE} (or {PASSWORD_FILE_VARIABLE}) for HTTP basic authentication."
 )
 
-_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: The status of a file the peer accepted no presentation context for (nothing was sent): PS3.4's
+#: "SOP Class not Supported", which is what a C-STORE on such a class would have been answered.
+_NOT_ACCEPTED = 0x0122
+#: A-ASSOCIATE-AC result of a context whose SOP class the peer does not support (PS3.8 9.3.3.2).
+_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
+#: STOW-RS failure reason "Referenced Transfer Syntax not supported" (PS3.18 Table I.2-1).
+_STOW_SYNTAX_NOT_SUPPORTED = 0xC122
 #: C-STORE statuses that mean "stored" (PS3.4 B.2.3: success and the warnings).
 _STORED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 printable characters, no backslash
@@ -164,12 +170,12 @@ def credentials_from_environment(environ: dict | None = None) -> DicomwebCredent
     CredentialsError
         When the variables contradict each other, a file cannot be read, or a secret is empty.
     """
-    env = os.environ if environ is None else environ
-    given = [
-        name
+    env = {
+        name: value
         for name in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE, USER_VARIABLE, PASSWORD_VARIABLE, PASSWORD_FILE_VARIABLE)
-        if env.get(name)
-    ]
+        if (value := environment.get(name, environ)) is not None
+    }
+    given = list(env)
     if not given:
         return None
     token = [n for n in given if n in (TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)]
@@ -257,11 +263,17 @@ def send_cstore(
 ) -> list[SendResult]:
     """Store DICOM files on a PACS with C-STORE, in one association when possible.
 
-    For each SOP class among the files, two presentation contexts are
-    proposed: one with the files' own transfer syntaxes (e.g. JPEG 2000
-    Lossless for a compressed SEG) and one with Explicit and Implicit VR
-    Little Endian. When the PACS accepts only the uncompressed one, the file
-    is decompressed in memory (the file on disk is not changed) and sent so.
+    Any SOP class (the SEG, an SR, the film) gets its own presentation
+    contexts: one for each compressed syntax its files are stored in (e.g.
+    JPEG 2000 Lossless for a compressed SEG), then one with Explicit VR,
+    Implicit VR and Deflated Explicit VR Little Endian
+    (:func:`medlung.pacs.syntaxes.presentation_contexts`). Each file is sent
+    in the first of its own syntax, Explicit, Implicit, Deflated that the PACS
+    accepted, re-encoded in memory when that is not its own (decompressed
+    first when the PACS took only uncompressed ones); the file on disk is not
+    changed. A file whose SOP class the PACS accepted in no syntax is not
+    sent: its result names the SOP class and the syntaxes proposed
+    (status ``0x0122``).
 
     Parameters
     ----------
@@ -300,10 +312,10 @@ def send_cstore(
     _check_retry_arguments(retries, backoff)
     tls_args = (tls.client_context(), target.host) if tls is not None else None
     where = str(target)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     results: dict[int, SendResult] = {}
     datasets = {}
-    for index, path in enumerate(paths):
+    for index, path in enumerate(files):
         dataset, problem = _read(path)
         if problem:
             results[index] = SendResult(path, False, where, message=problem)
@@ -320,9 +332,17 @@ def send_cstore(
         ae = AE(ae_title=calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
         ae.connection_timeout = timeout
-        for sop_class, syntaxes in _contexts([datasets[i] for i in pending]):
+        for sop_class, syntaxes in presentation_contexts(datasets[i] for i in pending):
             ae.add_requested_context(sop_class, syntaxes)
         assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls_args)
+        if assoc.rejected_contexts and not assoc.accepted_contexts:  # pynetdicom aborts such an association
+            for index in pending:
+                message = _not_accepted(assoc, datasets[index], where)
+                results[index] = SendResult(
+                    files[index], False, where, str(datasets[index].SOPInstanceUID), _NOT_ACCEPTED, attempts, message
+                )
+            pending = []
+            break
         if not assoc.is_established:
             last_problem = (
                 "association rejected"
@@ -342,14 +362,14 @@ def send_cstore(
         try:
             for index in pending:
                 dataset = datasets[index]
-                outcome = _store_one(assoc, dataset)
+                outcome = _store_one(assoc, dataset, where)
                 if outcome is None:  # no answer: the association broke; try again later
                     still_pending.append(index)
                     last_problem = "the association broke during C-STORE"
                     continue
                 status, message = outcome
                 results[index] = SendResult(
-                    paths[index],
+                    files[index],
                     status in _STORED_STATUSES,
                     where,
                     str(dataset.SOPInstanceUID),
@@ -364,7 +384,7 @@ def send_cstore(
 
     for index in pending:
         results[index] = SendResult(
-            paths[index],
+            files[index],
             False,
             where,
             str(datasets[index].get("SOPInstanceUID", "")) or None,
@@ -373,7 +393,7 @@ def send_cstore(
             f"not sent to {where} after {attempts} attempt(s): {last_problem}; check that the PACS is running, "
             f"reachable and accepts AE title {calling_ae}; the file is kept",
         )
-    return [results[i] for i in range(len(paths))]
+    return [results[i] for i in range(len(files))]
 
 
 def stow_rs(
@@ -387,6 +407,13 @@ def stow_rs(
     credentials: DicomwebCredentials | None = None,
 ) -> list[SendResult]:
     """Store DICOM files on a DICOMweb server with STOW-RS, one request per file.
+
+    Each file is posted in its own transfer syntax, named in the part's
+    ``transfer-syntax`` parameter; a server that refuses it (HTTP 415, or
+    failure reason ``0xC122``) gets the file re-encoded in the next one of
+    Explicit VR, Implicit VR and Deflated Explicit VR Little Endian
+    (decompressed first when it was compressed). When it refuses them all,
+    the result names the SOP class and the syntaxes tried.
 
     When the server refuses the credentials (HTTP 401 or 403), the files
     after the refused one are not tried: each gets the same one-line message.
@@ -422,15 +449,17 @@ def stow_rs(
     CredentialsError
         When the credentials in the environment are contradictory or unreadable.
     """
-    from dicomweb_client.api import DICOMwebClient
 
     url = check_stow_url(url)
     _check_retry_arguments(retries, backoff)
     if credentials is None:
         credentials = credentials_from_environment()
-    all_headers = {**(headers or {}), **(credentials.headers() if credentials else {})}
-    client = DICOMwebClient(url=url, headers=all_headers or None, timeout=timeout)
-    client.set_http_retry_params(retry=False)  # medlung retries itself, with its own backoff
+    warning = plain_http_warning(url, credentials)
+    if warning:
+        warnings.warn(warning, CredentialsWarning, stacklevel=2)
+    session = _same_origin_session(url)
+    session.headers.update({**(headers or {}), **(credentials.headers() if credentials else {})})
+    server = _StowServer(session, url, retries, backoff, timeout, credentials)
     results = []
     refused = None  # a result refused for its credentials: the later files are not tried
     for path in (Path(p) for p in paths):
@@ -441,7 +470,7 @@ def stow_rs(
         if problem:
             results.append(SendResult(path, False, url, message=problem))
             continue
-        result = _stow_one(client, dataset, path, url, retries, backoff, credentials)
+        result = _stow_one(server, dataset, path)
         if result.status in (401, 403):
             refused = result
         results.append(result)
@@ -470,57 +499,215 @@ def check_stow_url(url: str) -> str:
     return url
 
 
-def _stow_one(client, dataset, path: Path, url: str, retries: int, backoff: float, credentials) -> SendResult:
-    """STOW-RS one dataset, retrying what may be transient."""
+class CredentialsWarning(UserWarning):
+    """DICOMweb credentials about to travel where others can read them."""
+
+
+class RedirectRefused(Exception):
+    """The DICOMweb server redirected a STOW-RS to another host; the SEG is not sent there."""
+
+
+def plain_http_warning(url: str, credentials) -> str | None:
+    """The warning for credentials sent over plain ``http://`` to another machine; None when there is none.
+
+    Over ``http://`` a token or password crosses the network readable by
+    anyone on the way; to this machine (loopback) it does not leave it.
+    """
+    parts = urlsplit(url)
+    if credentials is None or parts.scheme != "http" or _is_loopback_host(parts.hostname or ""):
+        return None
+    what = "password" if getattr(credentials, "scheme", "") == "basic" else "token"
+    return (
+        f"the DICOMweb {what} ({credentials.source}) goes to {parts.hostname} over plain http://: anyone on the "
+        "network between can read it and the SEGs; use an https:// URL"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin_session(url: str):
+    """A requests session that refuses to follow a redirect to another scheme, host or port than ``url``'s.
+
+    A 307/308 answer would make requests post the SEG (patient data) again to
+    wherever it points; the hook raises :class:`RedirectRefused` on such an
+    answer before anything is sent there.
+    """
     import requests
 
-    uid = str(dataset.SOPInstanceUID)
+    origin = urlsplit(url)
+    session = requests.Session()
+
+    def refuse_other_hosts(response, *args, **kwargs):
+        if response.is_redirect:
+            target = urlsplit(requests.compat.urljoin(response.url, response.headers.get("location", "")))
+            if (target.scheme, target.hostname, target.port) != (origin.scheme, origin.hostname, origin.port):
+                raise RedirectRefused(f"{target.scheme}://{target.netloc}")
+        return response
+
+    session.hooks["response"].append(refuse_other_hosts)
+    return session
+
+
+@dataclass
+class _StowServer:
+    """Where and how :func:`stow_rs` posts: the HTTP session (its headers), the root URL, retries, time-out.
+
+    ``names_syntax`` turns False for the rest of a run once the server has
+    stored a part only without its ``transfer-syntax`` parameter.
+    """
+
+    session: Any
+    url: str
+    retries: int
+    backoff: float
+    timeout: float
+    credentials: DicomwebCredentials | None
+    names_syntax: bool = True
+
+
+def _stow_one(server: _StowServer, dataset, path: Path) -> SendResult:
+    """STOW-RS one data set: in its own syntax, then in each other one it can be re-encoded in after a refusal."""
+    from medlung.pacs.syntaxes import encode_file, send_order, syntax_name
+
+    url = server.url
+    uid, own = str(dataset.SOPInstanceUID), str(dataset.file_meta.TransferSyntaxUID)
+    tried: list[str] = []
+    attempts = 0
+    for syntax in send_order(own):
+        try:
+            body = encode_file(dataset, syntax)
+        except Exception as exc:
+            problem = f"could not be re-encoded as {syntax_name(syntax)} ({type(exc).__name__}: {_first_line(exc)})"
+            message = f"{url} refused {', '.join(tried)} and the file {problem}; the file is kept"
+            return SendResult(path, False, url, uid, 415, attempts, message)
+        result, verdict = _post_instance(server, body, syntax, path, uid, name_syntax=server.names_syntax)
+        if verdict == _SILENT and server.names_syntax:  # the part's parameter not understood (Orthanc's plugin 1.7)
+            attempts += result.attempts
+            result, verdict = _post_instance(server, body, syntax, path, uid, name_syntax=False)
+            server.names_syntax = not result.ok  # it stored it plainly: the run's other files go so at once
+        attempts += result.attempts
+        if verdict != _SYNTAX_REFUSED:
+            return SendResult(path, result.ok, url, uid, result.status, attempts, result.message)
+        tried.append(syntax_name(syntax))
+    refused = f"in none of the transfer syntaxes tried ({', '.join(tried)})"
+    message = f"{url} accepts {_sop_name(str(dataset.SOPClassUID))} {refused}; the file is kept"
+    return SendResult(path, False, url, uid, 415, attempts, message)
+
+
+#: What a STOW-RS answer said of the instance (besides its result): the server refused its transfer syntax, or
+#: answered without a word about it (neither stored nor failed), or anything else.
+_SYNTAX_REFUSED, _SILENT, _ANSWERED = "syntax refused", "silent", "answered"
+
+
+def _post_instance(
+    server: _StowServer, body: bytes, syntax: str, path: Path, uid: str, name_syntax: bool
+) -> tuple[SendResult, str]:
+    """POST one DICOM file, retrying what may be transient: (result, what the answer said of the instance).
+
+    With ``name_syntax`` the part says its syntax (``application/dicom;
+    transfer-syntax=...``, PS3.18 8.7.3.5.2); without, the file's meta does.
+    A refused syntax is HTTP 415, or a failed instance with failure reason
+    ``0xC122`` (Referenced Transfer Syntax not supported).
+    """
+    import requests
+
+    boundary = f"medlung-{uid}"
+    part_type = f"application/dicom; transfer-syntax={syntax}" if name_syntax else "application/dicom"
+    content = b"".join(
+        (f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode("ascii"), body, f"\r\n--{boundary}--\r\n".encode())
+    )
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    url = server.url
     attempts, status, message = 0, None, ""
-    while attempts <= retries:
+
+    def result(ok: bool, text: str) -> SendResult:
+        return SendResult(path, ok, url, uid, status, attempts, text)
+
+    while attempts <= server.retries:
         if attempts:
-            time.sleep(backoff * 2 ** (attempts - 1))
+            time.sleep(server.backoff * 2 ** (attempts - 1))
         attempts += 1
         try:
-            answer = client.store_instances([dataset])
-        except requests.exceptions.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            message = f"HTTP {status} from {url}: {_first_line(exc)}"
-            if status in (408, 429) or (status is not None and status >= 500):
-                continue
-            if status in (401, 403):
-                return SendResult(path, False, url, uid, status, attempts, _auth_message(status, url, credentials))
-            return SendResult(path, False, url, uid, status, attempts, f"{message}; the file is kept")
+            response = server.session.post(f"{url}/studies", data=content, headers=headers, timeout=server.timeout)
+        except (RedirectRefused, requests.exceptions.SSLError) as exc:  # neither gets better by trying again
+            return result(False, _refusal_message(exc, url)), _ANSWERED
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             status, message = None, f"no answer from {url} ({type(exc).__name__})"
             continue
-        failed = list(answer.get("FailedSOPSequence", []) or [])
+        status = response.status_code
+        if status == 415:
+            return result(False, f"HTTP 415 from {url}"), _SYNTAX_REFUSED
+        if status in (408, 429) or status >= 500:
+            message = f"HTTP {status} {response.reason} from {url}"
+            continue
+        if status in (401, 403):
+            return result(False, _auth_message(status, url, server.credentials)), _ANSWERED
+        answer = _stow_answer(response)
+        failed = [item for item in answer.get("FailedSOPSequence", []) or [] if _item_uid(item) in ("", uid)]
         if failed:
             reason = failed[0].get("FailureReason")
-            return SendResult(path, False, url, uid, 409, attempts, f"refused by {url} (failure reason {reason})")
-        stored = {
-            str(item.get("ReferencedSOPInstanceUID", "")) for item in answer.get("ReferencedSOPSequence", []) or []
-        }
+            if reason is not None and int(reason) == _STOW_SYNTAX_NOT_SUPPORTED:
+                return result(False, f"failure reason 0xC122 from {url}"), _SYNTAX_REFUSED
+            shown = f"0x{int(reason):04X}" if reason is not None else "not given"
+            return result(False, f"refused by {url} (failure reason {shown}); the file is kept"), _ANSWERED
+        if status >= 400:
+            return result(False, f"HTTP {status} {response.reason} from {url}; the file is kept"), _ANSWERED
+        stored = {_item_uid(item) for item in answer.get("ReferencedSOPSequence", []) or []}
         if uid not in stored:
-            return SendResult(
-                path,
+            return result(
                 False,
-                url,
-                uid,
-                200,
-                attempts,
                 f"{url} answered without listing the instance as stored (no ReferencedSOPSequence "
                 "item for its SOP Instance UID); check the server's log; the file is kept",
-            )
-        return SendResult(path, True, url, uid, 200, attempts, "stored")
-    return SendResult(
-        path,
+            ), _SILENT
+        return result(True, "stored"), _ANSWERED
+    return result(
         False,
-        url,
-        uid,
-        status,
-        attempts,
         f"not sent after {attempts} attempt(s): {message}; check that the DICOMweb server is running "
         "and reachable; the file is kept",
+    ), _ANSWERED
+
+
+def _stow_answer(response):
+    """The Store Instances Response of a STOW-RS answer (DICOM JSON), or an empty data set."""
+    from pydicom import Dataset
+
+    if not response.content or "json" not in response.headers.get("Content-Type", ""):
+        return Dataset()
+    try:
+        return Dataset.from_json(response.json())
+    except Exception:  # not a DICOM JSON object
+        return Dataset()
+
+
+def _item_uid(item) -> str:
+    return str(item.get("ReferencedSOPInstanceUID", "") or "")
+
+
+def _refusal_message(exc: Exception, url: str) -> str:
+    """One line for a redirect to another host or a TLS failure (an untrusted certificate said as such)."""
+    if isinstance(exc, RedirectRefused):
+        return (
+            f"{url} redirected the STOW-RS to another host ({exc}): not followed, nothing was sent there; "
+            "give the server's own URL; the file is kept"
+        )
+    text = _first_line(exc)
+    untrusted = "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
+    problem = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
+    return (
+        f"{url} answered but {problem} ({text[-160:]}); give the CA that signed it in REQUESTS_CA_BUNDLE, "
+        "or check the URL; the file is kept"
     )
 
 
@@ -566,45 +753,28 @@ def _read(path: Path):
     return dataset, None
 
 
-def _contexts(datasets: Sequence) -> list[tuple[str, list[str]]]:
-    """Presentation contexts: per SOP class, its files' own syntaxes, then the uncompressed ones."""
-    own: dict[str, list[str]] = {}
-    for dataset in datasets:
-        syntax = str(dataset.file_meta.TransferSyntaxUID)
-        own.setdefault(str(dataset.SOPClassUID), [])
-        if syntax not in _UNCOMPRESSED and syntax not in own[str(dataset.SOPClassUID)]:
-            own[str(dataset.SOPClassUID)].append(syntax)
-    contexts = []
-    for sop_class, syntaxes in own.items():
-        for syntax in syntaxes:  # one context per compressed syntax, so the PACS can accept each on its own
-            contexts.append((sop_class, [syntax]))
-        contexts.append((sop_class, list(_UNCOMPRESSED)))
-    return contexts
+def _store_one(assoc, dataset, where: str) -> tuple[int, str] | None:
+    """C-STORE one dataset in a syntax the peer accepted for its SOP class: (status, message), or None when no
+    answer came."""
+    from medlung.pacs.syntaxes import choose_syntax, reencode, syntax_name
 
-
-def _store_one(assoc, dataset) -> tuple[int, str] | None:
-    """C-STORE one dataset: (status, message), or None when no answer came."""
-    syntax = str(dataset.file_meta.TransferSyntaxUID)
-    accepted = {
+    sop_class = str(dataset.SOPClassUID)
+    own = str(dataset.file_meta.TransferSyntaxUID)
+    accepted = [
         str(context.transfer_syntax[0])
         for context in assoc.accepted_contexts
-        if str(context.abstract_syntax) == str(dataset.SOPClassUID)
-    }
-    if not accepted:
-        return 0x0122, f"the PACS does not accept SOP class {dataset.SOPClassUID} (status 0x0122); the file is kept"
-    if syntax not in accepted and syntax in _UNCOMPRESSED and accepted & set(_UNCOMPRESSED):
-        # implicit <-> explicit VR little endian: a re-encoding, done when the copy is sent
-        dataset = copy.copy(dataset)
-        dataset.file_meta = copy.deepcopy(dataset.file_meta)
-        dataset.file_meta.TransferSyntaxUID = sorted(accepted & set(_UNCOMPRESSED))[0]
-    elif syntax not in accepted:
-        try:
-            dataset = _uncompressed(dataset)
-        except Exception as exc:
-            return 0xA900, (
-                f"the PACS refuses {syntax} and the file could not be decompressed "
-                f"({type(exc).__name__}: {_first_line(exc)}); send it with the uncompressed option"
-            )
+        if str(context.abstract_syntax) == sop_class
+    ]
+    syntax = choose_syntax(own, accepted)
+    if syntax is None:
+        return _NOT_ACCEPTED, _not_accepted(assoc, dataset, where)
+    try:
+        dataset = reencode(dataset, syntax)  # a copy in memory: the file on disk is not changed
+    except Exception as exc:
+        return 0xA900, (
+            f"{where} accepts {_sop_name(sop_class)} only as {syntax_name(syntax)} and the file could not be "
+            f"re-encoded from {syntax_name(own)} ({type(exc).__name__}: {_first_line(exc)}); the file is kept"
+        )
     try:
         answer = assoc.send_c_store(dataset)
     except Exception as exc:  # pynetdicom raises on encoding problems
@@ -618,45 +788,30 @@ def _store_one(assoc, dataset) -> tuple[int, str] | None:
     return status, f"refused by the PACS with status 0x{status:04X}{': ' + comment if comment else ''}"
 
 
-def _uncompressed(dataset):
-    """An Explicit VR Little Endian copy of a compressed dataset (the file is not touched)."""
-    import numpy as np
-    from pydicom.pixels import pack_bits
+def _not_accepted(assoc, dataset, where: str) -> str:
+    """One line: the peer accepted no context for the data set's SOP class, the syntaxes proposed; the file is kept."""
+    from medlung.pacs.syntaxes import send_order, syntax_name
 
-    dataset = copy.deepcopy(dataset)
-    if dataset.SOPClassUID == SegmentationStorage and int(dataset.BitsAllocated) == 1:
-        frames = _seg_frames(dataset)
-        packed = pack_bits(np.stack(frames).ravel().astype(np.uint8), pad=True)
-        del dataset.PixelData  # a fresh element: the old one is flagged as encapsulated
-        dataset.add_new(0x7FE00010, "OB", packed)
-        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        return dataset
-    dataset.decompress()
-    return dataset
+    sop_class = str(dataset.SOPClassUID)
+    tried = [syntax_name(s) for s in send_order(str(dataset.file_meta.TransferSyntaxUID))]
+    reasons = {
+        int(context.result or 0)
+        for context in assoc.rejected_contexts
+        if str(context.abstract_syntax) == sop_class and context.result is not None
+    }
+    name = _sop_name(sop_class)
+    if reasons == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}:
+        what = f"{where} does not accept {name} (proposed as {', '.join(tried)})"
+    else:
+        what = f"{where} accepts {name} in none of the transfer syntaxes proposed ({', '.join(tried)})"
+    return f"{what}; the file is kept (status 0x{_NOT_ACCEPTED:04X})"
 
 
-def _seg_frames(dataset) -> list:
-    """The frames of a compressed 1-bit SEG, decoded with highdicom's frame decoder."""
-    from highdicom.frame import decode_frame
-    from pydicom.encaps import generate_frames
+def _sop_name(sop_class: str) -> str:
+    from pydicom.uid import UID
 
-    frames = []
-    count = int(dataset.get("NumberOfFrames", 1) or 1)
-    for raw in generate_frames(dataset.PixelData, number_of_frames=count):
-        frames.append(
-            decode_frame(
-                raw,
-                transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-                rows=int(dataset.Rows),
-                columns=int(dataset.Columns),
-                samples_per_pixel=1,
-                bits_allocated=1,
-                bits_stored=1,
-                photometric_interpretation=str(dataset.PhotometricInterpretation),
-                pixel_representation=0,
-            )
-        )
-    return frames
+    name = UID(sop_class).name
+    return f"{name} ({sop_class})" if name and name != sop_class else f"SOP class {sop_class}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -18,11 +18,11 @@ environment variable, never from the command line.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from medlung import environment
 from medlung.errors import TlsConfigError
 
 __all__ = ["KEY_PASSWORD_VARIABLE", "TlsConfig", "handshake_problem"]
@@ -134,7 +134,7 @@ class TlsConfig:
         import ssl
 
         def password() -> str:
-            value = os.environ.get(KEY_PASSWORD_VARIABLE)
+            value = environment.get(KEY_PASSWORD_VARIABLE)
             if value is None:
                 raise TlsConfigError(
                     "the TLS private key is encrypted",

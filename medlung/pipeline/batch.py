@@ -1,7 +1,7 @@
 """Segment many films into an output folder: the work behind ``medlung predict`` and the bundle.
 
-For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` (DICOM inputs),
-``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
+For an input ``<stem>.<ext>`` it writes ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``
+(DICOM inputs), ``<stem>_lungs.png``, ``<stem>_labels.nii.gz``, ``<stem>_overlay.png`` and a
 row in ``report.csv`` / ``report.json``. One bad file never stops the batch.
 Re-running into the same folder skips films whose outputs all exist (status
 ``skipped``) and writes only the missing outputs of the others, unless
@@ -15,21 +15,24 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from medlung.defaults import DICOM_FORMATS, OUTPUT_FORMATS
 from medlung.errors import MedlungError, QualityCheckError
-from medlung.io import DEFAULT_MAX_PIXELS, load_film
+from medlung.io import load_film
+from medlung.pipeline.settings import PredictSettings, load_segmenter
 from medlung.quality import QC_OK
 from medlung.spacing import format_spacing
 from medlung.writers.naming import output_stems
 from medlung.writers.report import Report
 
-FORMATS = ("seg", "png", "nifti", "overlay", "mha")
 #: SeriesDescription of a SEG; a flagged film's adds its reason codes (``Lungs (medlung) [QC: not_chest]``).
 SEG_SERIES_DESCRIPTION = "Lungs (medlung)"
+#: SeriesDescription of the DICOM SR measurement report (with the same QC suffix as the SEG's).
+SR_SERIES_DESCRIPTION = "Lung measurements (medlung)"
 #: One DICOM-SEG encoded at a time per process (see write_outputs).
 _SEG_ENCODE_LOCK = threading.Lock()
 #: Extensions of files taken from folders; extension-less files are taken too (DICOM often has none).
@@ -51,57 +54,6 @@ FILM_EXTENSIONS = {
     ".nii",
     ".nii.gz",
 }
-
-
-@dataclass
-class PredictOptions:
-    """How to segment and what to write.
-
-    Attributes
-    ----------
-    formats : tuple of str
-        Subset of :data:`FORMATS`.
-    overwrite : bool
-        Replace existing outputs.
-    spacing : str or None
-        User spacing in mm for every film (replaces the files').
-    seg_syntax : str
-        DICOM-SEG transfer syntax: ``"uncompressed"`` (default, opened by
-        every client tested) or ``"jpeg2000"`` (older name ``"lossless"``);
-        see :func:`medlung.writers.dicom_seg.choose_transfer_syntax`.
-    send : str or None
-        ``AE@HOST:PORT`` to C-STORE each SEG to.
-    stow : str or None
-        DICOMweb URL to STOW-RS each SEG to.
-    send_source : bool
-        Also send the film itself.
-    send_tls : medlung.pacs.tls.TlsConfig or None
-        Open the ``send`` associations over DICOM TLS with these files.
-    workers : int
-        Films processed at once (threads; the model is shared).
-    max_pixels : int
-        Refuse films declaring more pixels than this, before decoding.
-    include_identifiers : bool
-        Add the patient ID and study UID of DICOM films to the report (off:
-        PNG/NIfTI/overlay/report carry no patient identifiers).
-    qc_fail : bool
-        A film the quality check flags becomes an error row and writes no
-        outputs (default: its outputs are written and say it is flagged).
-    """
-
-    formats: tuple = FORMATS
-    overwrite: bool = False
-    spacing: str | None = None
-    seg_syntax: str = "uncompressed"
-    send: str | None = None
-    stow: str | None = None
-    send_source: bool = False
-    send_tls: object = None
-    workers: int = 1
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    include_identifiers: bool = False
-    qc_fail: bool = False
-    extra_options: dict = field(default_factory=dict)  # further options that change the output (enter the UIDs)
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -132,14 +84,16 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return list(unique)
 
 
-def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptions, progress=None) -> Report:
+def predict_files(
+    paths: list[Path], out: Path, segmenter, settings: PredictSettings, progress: Callable[[dict], None] | None = None
+) -> Report:
     """Segment ``paths`` into ``out``; return the report (also written there).
 
     With one worker the films go through a pipeline of three threads: the
     next film is read while this one is segmented, and the last one's outputs
     are written meanwhile (decoding, torch and zlib release the GIL). At most
     :data:`FILMS_IN_FLIGHT` films are held at once; rows reach the report and
-    ``progress`` in input order. With ``options.workers`` > 1, that many
+    ``progress`` in input order. With ``settings.workers`` > 1, that many
     films are each read, segmented and written by their own thread.
 
     Parameters
@@ -148,30 +102,38 @@ def predict_files(paths: list[Path], out: Path, segmenter, options: PredictOptio
         Films (see :func:`collect_inputs`).
     out : Path
         Output folder (created).
-    segmenter : medlung.inference.Segmenter
-        The loaded model.
-    options : PredictOptions
-        What to write.
+    segmenter : medlung.inference.Segmenter or None
+        The model ``settings`` describe, loaded (:func:`~medlung.pipeline.settings.load_segmenter`);
+        ``None`` loads it here.
+    settings : medlung.pipeline.settings.PredictSettings
+        How to segment and what to write.
     progress : callable, optional
         Called with each finished report row.
     """
+    from medlung.memory import MemoryBudget, default_budget
+
     out = Path(out)
+    if segmenter is None:
+        segmenter = load_segmenter(settings)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, overwrite=options.overwrite, identifiers=options.include_identifiers)
+    report = Report(out, overwrite=settings.overwrite, identifiers=settings.include_identifiers)
     report.keep_earlier()
     stems = output_stems(paths)
+    budget = MemoryBudget(settings.max_memory or default_budget())
 
     def finished(row: dict) -> None:
         report.add(row)
         if progress:
             progress(row)
 
-    if options.workers > 1:
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for row in pool.map(lambda path: segment_one(path, out / stems[path], segmenter, options), paths):
+    if settings.workers > 1:
+        with ThreadPoolExecutor(max_workers=settings.workers) as pool:
+            for row in pool.map(
+                lambda path: segment_one(path, out / stems[path], segmenter, settings, budget=budget), paths
+            ):
                 finished(row)
     else:
-        _pipelined(paths, out, stems, segmenter, options, finished)
+        _pipelined(paths, out, stems, segmenter, settings, finished, budget)
     return report
 
 
@@ -182,7 +144,9 @@ _POLL_S = 0.2
 _END = object()
 
 
-def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: PredictOptions, finished) -> None:
+def _pipelined(
+    paths: list[Path], out: Path, stems: dict, segmenter, settings: PredictSettings, finished, budget=None
+) -> None:
     """Read (thread), segment (this thread) and write (thread) films in order; ``finished(row)`` from the writer.
 
     An exception in ``finished`` (the report cannot be written, a progress
@@ -206,7 +170,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             for path in paths:
                 if not wait_slot():
                     return
-                loaded.put(_Job.load(path, out / stems[path], options))
+                loaded.put(_Job.load(path, out / stems[path], settings, segmenter, budget=budget))
         except BaseException as exc:  # pragma: no cover - _Job.load keeps a film's errors in its row
             failure.append(exc)
             stop.set()
@@ -220,7 +184,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
                 if job is _END or job is None:
                     return
                 try:
-                    finished(job.write(segmenter, options))
+                    finished(job.write(segmenter, settings))
                 finally:
                     slots.release()
         except BaseException as exc:
@@ -236,7 +200,7 @@ def _pipelined(paths: list[Path], out: Path, stems: dict, segmenter, options: Pr
             job = _get(loaded, stop)
             if job is _END or job is None:
                 break
-            job.segment(segmenter, options)
+            job.segment(segmenter, settings)
             segmented.put(job)
         segmented.put(_END)
         while writer.is_alive():
@@ -272,23 +236,46 @@ class _Job:
         self.row: dict = {"file": str(path), "status": "error"}
         self.done = False
         self.seconds = 0.0
-        self.film = self.masks = self.targets = None
+        self.film: Any = None  # medlung.film.Film once read
+        self.masks: Any = None  # medlung.inference.LungMasks once segmented
+        self.targets: dict[str, Path] = {}
+        self.budget: Any = None  # the medlung.memory.MemoryBudget the film's cost is held in
+        self.held = 0
 
     @classmethod
-    def load(cls, path: Path, prefix: Path, options: PredictOptions) -> _Job:
-        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``)."""
+    def load(
+        cls, path: Path, prefix: Path, settings: PredictSettings, segmenter=None, budget=None, loader=None
+    ) -> _Job:
+        """Read the film and decide which outputs to write (none when a re-run finds them all: ``skipped``).
+
+        ``segmenter`` (optional) gives the working grid a film read with ``settings.decode="reduced"`` is
+        decoded for. ``budget`` (a :class:`medlung.memory.MemoryBudget`) is held for the film's declared
+        decode cost until :meth:`write` returns; ``loader`` reads the film instead of
+        :func:`medlung.io.load_film` (same arguments: the node reads it in a child process).
+        """
         job = cls(path, prefix)
-        job._step(job._load, options)
+        spec = getattr(segmenter, "spec", None)
+        job._step(job._load, settings, getattr(spec, "working_spacing", None), budget, loader or load_film)
+        if job.done:
+            job._release()
         return job
 
-    def segment(self, segmenter, options: PredictOptions) -> None:
-        """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
-        self._step(self._segment, segmenter, options)
+    def _release(self) -> None:
+        if self.budget is not None and self.held:
+            self.budget.release(self.held)
+        self.held = 0
 
-    def write(self, segmenter, options: PredictOptions) -> dict:
-        """Write the outputs, send the SEG when asked; return the finished report row."""
-        self._step(self._write, segmenter, options)
-        self.film = self.masks = None
+    def segment(self, segmenter, settings: PredictSettings) -> None:
+        """Segment the film (``--qc-fail`` turns a flagged film into an error here)."""
+        self._step(self._segment, segmenter, settings)
+
+    def write(self, segmenter, settings: PredictSettings) -> dict:
+        """Write the outputs, send the SEG and SR when asked; return the finished report row."""
+        try:
+            self._step(self._write, segmenter, settings)
+        finally:
+            self.film = self.masks = None
+            self._release()
         self.row["seconds"] = round(self.seconds, 3)
         return self.row
 
@@ -305,12 +292,27 @@ class _Job:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _load(self, options: PredictOptions) -> None:
+    def _load(self, settings: PredictSettings, working_spacing: float | None, budget, loader) -> None:
+        from medlung.writers.overlay import MAX_SIDE
+
         row = self.row
+        if budget is not None:
+            from medlung.io.headers import film_cost
+
+            cost = film_cost(self.path, settings.decode, settings.max_pixels)
+            if cost is not None:  # no size in the header: the reader refuses the file or checks it itself
+                self.held, self.budget = budget.acquire(cost, self.path), budget
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            film = load_film(self.path, spacing=options.spacing, max_pixels=options.max_pixels)
-        if options.include_identifiers and film.dataset is not None:
+            film = loader(
+                self.path,
+                spacing=settings.spacing,
+                max_pixels=settings.max_pixels,
+                decode=settings.decode,
+                working_spacing=working_spacing,
+                preview_side=MAX_SIDE if "overlay" in settings.formats else None,
+            )
+        if settings.include_identifiers and film.dataset is not None:
             row.update(
                 patient_id=str(film.dataset.get("PatientID", "") or ""),
                 study_instance_uid=str(film.dataset.get("StudyInstanceUID", "") or ""),
@@ -322,8 +324,9 @@ class _Job:
             spacing_source=film.spacing_source,
             calibrated=film.calibrated,
         )
-        targets = planned_outputs(self.prefix, film, options.formats)
-        if not options.overwrite:
+        targets = planned_outputs(self.prefix, film, settings.formats)
+        check_output_sizes(self.path, film.shape, targets)  # before anything is written or segmented
+        if not settings.overwrite:
             kept = {kind: p for kind, p in targets.items() if p.exists() or p.is_symlink()}
             if kept and len(kept) == len(targets):
                 row.update(
@@ -336,12 +339,14 @@ class _Job:
             targets = {kind: p for kind, p in targets.items() if kind not in kept}
         self.film, self.targets = film, targets
 
-    def _segment(self, segmenter, options: PredictOptions) -> None:
+    def _segment(self, segmenter, settings: PredictSettings) -> None:
         masks = segmenter(self.film)
         row = self.row
         row.update(_areas(masks))
         row.update(qc=masks.qc, qc_reasons=[str(r) for r in masks.qc_reasons])
-        if masks.qc != QC_OK and options.qc_fail:
+        if masks.dice_estimate is not None:
+            row.update(masks.dice_estimate.report_fields())
+        if masks.qc != QC_OK and settings.qc_fail:
             raise QualityCheckError(
                 f"quality check failed ({'; '.join(row['qc_reasons'])})",
                 self.path,
@@ -349,37 +354,44 @@ class _Job:
             )
         self.masks = masks
 
-    def _write(self, segmenter, options: PredictOptions) -> None:
+    def _write(self, segmenter, settings: PredictSettings) -> None:
         film, masks, targets, row = self.film, self.masks, self.targets, self.row
-        outputs = write_outputs(film, masks, targets, segmenter.model_version, options, segmenter)
+        outputs = write_outputs(film, masks, targets, segmenter.model_version, settings, segmenter)
         row["outputs"] = [str(p) for p in outputs]
         notes = list(film.warnings) + list(masks.notes)
+        if "seg" in targets:
+            from medlung.writers.dicom_seg import source_problems
+
+            notes += source_problems(film)
         if masks.empty:
             notes.append(f"lung not found: {', '.join(masks.empty)}")
         row["notes"] = notes
         row["status"] = "ok"
-        if "seg" in targets and (options.send or options.stow):
-            sent_error = _send(targets["seg"], self.path if options.send_source else None, options)
+        results = [targets[kind] for kind in DICOM_FORMATS if kind in targets]
+        if results and (settings.send or settings.stow):
+            sent_error = send_results(results, self.path if settings.send_source else None, settings)
             if sent_error:
                 row["status"], row["error"] = "error", sent_error
 
 
-def segment_one(path: Path, prefix: Path, segmenter, options: PredictOptions) -> dict:
+def segment_one(path: Path, prefix: Path, segmenter, settings: PredictSettings, budget=None, loader=None) -> dict:
     """Segment one film and write its outputs next to ``prefix`` (``<prefix>_lungs.png`` ...); return its report row.
 
     A film that cannot be read, segmented or written gives a row with status
     ``error`` (never an exception); ``segmenter`` is not used when the film
-    cannot be read or its outputs all exist.
+    cannot be read or its outputs all exist. ``budget`` and ``loader``: see
+    :meth:`_Job.load` (the node reads each film in a child process).
     """
-    job = _Job.load(path, prefix, options)
-    job.segment(segmenter, options)
-    return job.write(segmenter, options)
+    job = _Job.load(path, prefix, settings, segmenter, budget=budget, loader=loader)
+    job.segment(segmenter, settings)
+    return job.write(segmenter, settings)
 
 
 def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
-    """The files a film will produce (SEG only for DICOM films)."""
+    """The files a film will produce (SEG and SR only for DICOM films)."""
     names = {
         "seg": "_seg.dcm",
+        "sr": "_sr.dcm",
         "png": "_lungs.png",
         "nifti": "_labels.nii.gz",
         "overlay": "_overlay.png",
@@ -387,23 +399,54 @@ def planned_outputs(prefix: Path, film, formats) -> dict[str, Path]:
     }
     targets = {f: prefix.parent / (prefix.name + names[f]) for f in formats}
     if film.dataset is None:
-        targets.pop("seg", None)
+        for kind in DICOM_FORMATS:
+            targets.pop(kind, None)
     return targets
 
 
+#: Largest side each output can store, pixels: NIfTI-1 keeps its dimensions as 16-bit signed integers, a DICOM-SEG
+#: its Rows and Columns as 16-bit unsigned ones (PNG, MetaImage and the shrunk overlay have no such limit in practice).
+OUTPUT_MAX_SIDE = {"nifti": 32767, "seg": 65535}
+
+
+def check_output_sizes(path: Path, shape: tuple[int, int], targets: dict) -> None:
+    """Refuse a film too large for one of the outputs asked for, before any output is written.
+
+    Raises
+    ------
+    UnsupportedImageError
+        Naming the output and the ``--format`` that leaves it out.
+    """
+    from medlung.errors import UnsupportedImageError
+
+    rows, cols = shape
+    for kind, limit in OUTPUT_MAX_SIDE.items():
+        if kind in targets and max(rows, cols) > limit:
+            others = ",".join(f for f in OUTPUT_FORMATS if f in targets and f != kind) or "png"
+            raise UnsupportedImageError(
+                f"is {cols} x {rows} px, more than the {limit} px a side a {kind} output can store; nothing written",
+                path,
+                f"Leave {kind} out (--format {others}).",
+            )
+
+
 def write_outputs(
-    film, masks, targets: dict[str, Path], model_version: str, options: PredictOptions, segmenter=None
+    film, masks, targets: dict[str, Path], model_version: str, settings: PredictSettings, segmenter=None
 ) -> list[Path]:
     """Write the requested files for one film, concurrently (compression releases the GIL).
 
     Each file is written atomically; if one writer fails, the others still
     finish and the first error is raised. ``segmenter`` (the one that made
-    ``masks``) gives the options that enter the DICOM-SEG's UIDs.
+    ``masks``) gives the options that enter the DICOM-SEG's (and SR's) UIDs. The SR
+    references the SEG by its deterministic UIDs, so both are written at once.
     """
+    from medlung.film import preview_shape
+    from medlung.inference.reporting import report_items
     from medlung.quality import series_description
-    from medlung.writers.dicom_seg import write_dicom_seg
+    from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+    from medlung.writers.dicom_sr import write_dicom_sr
     from medlung.writers.masks import write_labels_mha, write_labels_nifti, write_lungs_png
-    from medlung.writers.overlay import write_overlay
+    from medlung.writers.overlay import MAX_SIDE, write_overlay
 
     def seg_writer(path):
         with _SEG_ENCODE_LOCK:  # pylibjpeg-openjpeg's encoder crashed (SIGSEGV) with two SEGs encoding at once
@@ -412,37 +455,58 @@ def write_outputs(
                 masks.labels,
                 path,
                 model_version=model_version,
-                options=seg_options(segmenter, masks, options),
-                transfer_syntax=options.seg_syntax,
-                overwrite=options.overwrite,
+                options=seg_options(segmenter, masks, settings),
+                transfer_syntax=settings.seg_syntax,
+                overwrite=settings.overwrite,
                 lungs=masks.convention,
                 series_description=series_description(SEG_SERIES_DESCRIPTION, masks.qc_reasons),
             )
 
+    def sr_writer(path):
+        seg_uids, options_written = seg_identity(
+            film, model_version, seg_options(segmenter, masks, settings), settings.seg_syntax
+        )
+        return write_dicom_sr(
+            film,
+            report_items(masks),
+            path,
+            seg=seg_uids,
+            model_version=model_version,
+            options=options_written,
+            overwrite=settings.overwrite,
+            series_description=series_description(SR_SERIES_DESCRIPTION, masks.qc_reasons),
+        )
+
     writers = {
         "seg": seg_writer,
-        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, options.overwrite),
-        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, options.overwrite),
-        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, options.overwrite),
-        "overlay": lambda path: write_overlay(
-            path, film.pixels, masks.labels, overlay_lines(film, masks), options.overwrite
+        "sr": sr_writer,
+        "png": lambda path: write_lungs_png(path, masks.labels, film.spacing, settings.overwrite),
+        "nifti": lambda path: write_labels_nifti(path, masks.labels, film.spacing, settings.overwrite),
+        "mha": lambda path: write_labels_mha(path, masks.labels, film.spacing, settings.overwrite),
+        "overlay": lambda path: write_overlay(  # from a reduced decode of the film when it was read so
+            path,
+            film.pixels_at_least(preview_shape(film.shape, MAX_SIDE), "picture"),
+            masks.labels,
+            overlay_lines(film, masks),
+            settings.overwrite,
         ),
     }
-    kinds = [kind for kind in FORMATS if kind in targets]
+    kinds = [kind for kind in OUTPUT_FORMATS if kind in targets]
     with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
         futures = [pool.submit(writers[kind], targets[kind]) for kind in kinds]
     return [future.result() for future in futures]
 
 
-def seg_options(segmenter, masks, options: PredictOptions) -> dict:
+def seg_options(segmenter, masks, settings: PredictSettings) -> dict:
     """The options that change a SEG's content (they enter its deterministic UIDs).
 
-    :func:`medlung.uids.output_options` of the segmenter and of this run
-    (spacing override, SEG syntax, ``options.extra_options``).
+    :func:`medlung.uids.output_options` of the segmenter and of this run's
+    settings (:meth:`~medlung.pipeline.settings.PredictSettings.output_options`:
+    spacing override, SEG syntax, ``extra_options``).
     """
     from medlung.uids import output_options
 
-    found = output_options(segmenter, spacing=options.spacing, seg_syntax=options.seg_syntax, **options.extra_options)
+    found = output_options(segmenter, **settings.output_options())
     found.setdefault("working_spacing", masks.working_spacing)
     return found
 
@@ -465,6 +529,34 @@ def overlay_lines(film, masks) -> list[str]:
     return lines
 
 
+def result_row(masks, path=None) -> dict:
+    """The report row of one segmented film (every column of ``report.csv`` it knows), as ``medlung predict`` has it.
+
+    Used by :func:`medlung.to_dataframe` for results of the Python API, so
+    that a notebook table has the report's columns and values.
+    """
+    film = getattr(masks, "film", None)
+    rows, cols = masks.labels.shape
+    row = {
+        "file": None if path is None else str(path),
+        "status": "ok",
+        "rows": int(rows),
+        "cols": int(cols),
+        "spacing_mm": list(masks.spacing) if masks.spacing else None,
+        "spacing_source": masks.spacing_source,
+        "calibrated": masks.areas_cm2 is not None,
+        "qc": masks.qc,
+        "qc_reasons": [str(r) for r in masks.qc_reasons],
+        "seconds": round(float(masks.seconds), 3),
+        "error": None,
+        "notes": list(getattr(film, "warnings", ()) or ()) + list(masks.notes),
+    }
+    row.update(_areas(masks))
+    if masks.dice_estimate is not None:
+        row.update(masks.dice_estimate.report_fields())
+    return row
+
+
 def _areas(masks) -> dict:
     fixed = masks.orientation_check.endswith("fixed")
     how = " (detected)" if fixed else " (assumed)" if masks.orientation_assumed else ""
@@ -483,22 +575,28 @@ def _areas(masks) -> dict:
     return row
 
 
-def _send(seg_path: Path, film_path: Path | None, options: PredictOptions) -> str | None:
-    """Send the SEG (and film); return an error line or None. The SEG on disk is kept either way."""
+def send_results(results: list[Path], film_path: Path | None, settings: PredictSettings) -> str | None:
+    """Send a film's results (SEG, SR) to ``settings.send`` / ``settings.stow``, and the film with ``film_path``.
+
+    Returns
+    -------
+    str or None
+        One error line for what was not stored, or None. The files on disk are kept either way.
+    """
     from medlung import pacs
 
-    # the SEG travels alone, so that a film the PACS refuses cannot take the SEG down with it
-    batches = [[seg_path]] + ([[film_path]] if film_path else [])
+    # the results travel without the film, so that a film the PACS refuses cannot take them down with it
+    batches = [list(results)] + ([[film_path]] if film_path else [])
     problems = []
     for files in batches:
-        if options.send:
-            for result in pacs.send_cstore(files, options.send, tls=options.send_tls):
+        if settings.send:
+            for result in pacs.send_cstore(files, settings.send, tls=settings.send_tls):
                 if not result.ok:
-                    problems.append(f"C-STORE to {options.send} failed: {result.message}")
-        if options.stow:
-            for result in pacs.stow_rs(files, options.stow):
+                    problems.append(f"C-STORE to {settings.send} failed: {result.message}")
+        if settings.stow:
+            for result in pacs.stow_rs(files, settings.stow):
                 if not result.ok:
-                    problems.append(f"STOW-RS to {options.stow} failed: {result.message}")
+                    problems.append(f"STOW-RS to {settings.stow} failed: {result.message}")
     return "; ".join(problems) or None
 
 

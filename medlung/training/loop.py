@@ -23,13 +23,14 @@ same result as an uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
-from medlung import __version__
+from medlung import environment
+from medlung.atomic import write_atomically
 from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.metrics import dice_iou_pooled
@@ -52,7 +54,7 @@ from medlung.transforms.presets import (
     partial_label_transforms,
     sick_film_transforms,
 )
-from medlung.writers.atomic import write_atomically
+from medlung.version import __version__
 
 METRIC_COLUMNS = (
     "epoch",
@@ -255,11 +257,11 @@ class Trainer:
 
             references = [film_quantiles(cached[i]["image"]) for i in range(len(cached))]
         augmentation = self.augmentation(plan, references)
-        train_ds = Dataset(cached, augmentation)
+        train_ds = Dataset(cast("Sequence[dict]", cached), augmentation)  # a CacheDataset indexes like one
         # seeded as one chain with the preprocessing, as runs before the cache was split off were
         seeded = Compose([preprocessing, augmentation])
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
-        sampler = None
+        sampler: torch.utils.data.distributed.DistributedSampler | None = None
         if distributed:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=c.seed)
         balanced = bool(self.sampling_shares(datalist.parts["training"], say=main))
@@ -388,9 +390,11 @@ class Trainer:
         """
         model.eval()
         plan = self.plan
-        losses, dices, ious = [], [], []
-        per_convention: dict = {c: [] for c in plan.conventions}
-        per_group: dict = {}
+        losses: list[float] = []
+        dices: list[float] = []
+        ious: list[float] = []
+        per_convention: dict[str, list[float]] = {c: [] for c in plan.conventions}
+        per_group: dict[str, list[float]] = {}
         for item in dataset:
             image, label = item["image"][None], item["label"][None].to(self.device)
             weight, own = item["weight"][None].to(self.device), item["own"][None].to(self.device)
@@ -477,11 +481,9 @@ class Trainer:
             },
             "medlung_version": __version__,
         }
-        # not write_atomically: torch names the archive inside the file after the file it saves to ("best", "last"),
-        # and a random temporary name would make equal checkpoints differ
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        # torch names the archive inside the file after the file it saves to ("best", "last"): write_atomically's
+        # temporary file has the checkpoint's own name (in a private folder), so equal checkpoints stay equal
+        write_atomically(path, lambda tmp: torch.save(state, tmp), overwrite=True)
 
     def _config_record(self, datalist: Datalist, model) -> dict:
         import monai
@@ -505,7 +507,7 @@ class Trainer:
 
 
 def _progress(iterable, description: str, enabled: bool):
-    if not enabled or os.environ.get("MEDLUNG_NO_PROGRESS"):
+    if not enabled or environment.no_progress():
         return iterable
     try:
         from tqdm import tqdm
@@ -521,16 +523,9 @@ def _write_json(path: Path, content) -> None:
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
     """``metrics.csv``: :data:`METRIC_COLUMNS`, then the per-group validation Dice columns (``val_dice_<group>``)."""
+    from medlung.tables import csv_text
+
     extra = sorted({k for row in history for k in row if k.startswith("val_dice_") and k not in METRIC_COLUMNS})
-    columns = [*METRIC_COLUMNS, *extra]
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            for row in history:
-                writer.writerow(
-                    {k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in row if k in columns}
-                )
-
-    write_atomically(path, write, overwrite=True)
+    table = csv_text([*METRIC_COLUMNS, *extra], history, lambda v: f"{v:.6g}" if isinstance(v, float) else v)
+    write_atomically(path, lambda tmp: tmp.write_text(table, encoding="utf-8"), overwrite=True)

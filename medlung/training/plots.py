@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+
+from medlung.atomic import write_atomically
+
+
+def _save(fig, path: Path) -> None:
+    """The figure as a PNG at ``path``, written atomically (a link there is replaced, not followed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), overwrite=True)
 
 
 def plot_curves(path: Path, history: list[dict], test: dict | None, best_epoch: int) -> None:
@@ -41,7 +51,7 @@ def plot_curves(path: Path, history: list[dict], test: dict | None, best_epoch: 
             if row == 2:
                 ax.set_xlabel("epoch")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -99,5 +109,5 @@ def plot_samples(path: Path, model, dataset, roi_size: int, overlap: float, devi
             axes[row, col].set_title(title)
             axes[row, col].axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    _save(fig, path)
     plt.close(fig)

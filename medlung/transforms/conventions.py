@@ -26,6 +26,7 @@ term, no metric).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ class PartialLabelTargetd(MapTransform):
         self.weight_key, self.own_key = weight_key, own_key
         self.pseudo_key, self.pseudo_weight = pseudo_key, float(pseudo_weight)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         from medlung.io.masks import load_label_map
 
         d = dict(data)

@@ -16,6 +16,7 @@ the labels back on the stored grid. Both doors (the Segmenter and the bundle's
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ class ToStandardDisplay(Transform):
         meta.update(
             spacing_mm=spacing,
             spatial_shape=np.array(display.display_shape(image.shape[-2:])),
+            film_shape=display.display_shape(meta.get("film_shape", image.shape[-2:])),
             orientation=STANDARD_DISPLAY if stored_orientation else None,
         )
         return MetaTensor(pixels.contiguous(), affine=affine, meta=meta)
@@ -87,7 +89,7 @@ class ToStandardDisplayd(MapTransform):
         self.display_key = display_key
         self.turn = ToStandardDisplay()
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         given = d.get(self.display_key)
         display = given if isinstance(given, DisplayTransform) else None

@@ -25,6 +25,7 @@ None of them moves anything: the masks, targets and weights are never changed
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class _FilmTransform(RandomizableTransform, MapTransform):
         RandomizableTransform.__init__(self, prob)
         self.image_key = image_key
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         self.randomize(None)
         if not self._do_transform:

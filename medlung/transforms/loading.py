@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,26 +12,32 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from medlung.film import Film
+from medlung.film import Film, working_shape
 from medlung.io import load_film
 
 
-def film_to_metatensor(film: Film) -> MetaTensor:
+def film_to_metatensor(film: Film, working_spacing: float | None = None) -> MetaTensor:
     """Wrap a film's pixels as a channel-first MONAI ``MetaTensor``.
 
     Parameters
     ----------
     film : Film
         The film.
+    working_spacing : float, optional
+        The working grid the film is going to, mm. A film read with ``decode="reduced"`` then gives only
+        what that grid needs (:meth:`Film.pixels_at_least`: a resolution level or an area average, at
+        least the working grid's size, at most the native size); ``None``, or a film whose native pixels
+        are decoded, gives the native pixels.
 
     Returns
     -------
     monai.data.MetaTensor
-        float32, shape ``(1, rows, cols)``. The 2-D affine is
+        float32, shape ``(1, rows, cols)`` (or the reduced image's). The 2-D affine is
         ``diag(row_mm, col_mm, 1)`` -- spatial axis 0 is the row axis --
         so MONAI spacing transforms see the true spacing. When the spacing
         is unknown the affine is the identity and ``meta["spacing_known"]``
-        is False: callers must not read it as 1 mm.
+        is False: callers must not read it as 1 mm. ``meta["film_shape"]`` is the native
+        ``(rows, cols)``, whatever the tensor's size.
     """
     affine = torch.eye(3, dtype=torch.float64)
     if film.spacing is not None:
@@ -45,8 +52,14 @@ def film_to_metatensor(film: Film) -> MetaTensor:
         "photometric": film.photometric,
         "orientation": film.orientation,
         "value_range": film.value_range,
+        "film_shape": tuple(film.shape),
     }
-    tensor = torch.from_numpy(np.ascontiguousarray(film.pixels, dtype=np.float32))[None]
+    if working_spacing is not None and film.source is not None:
+        target, _ = working_shape(film.shape, film.spacing, working_spacing)
+        pixels = film.pixels_at_least(target)
+    else:
+        pixels = film.pixels
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None]
     return MetaTensor(tensor, affine=affine, meta=meta)
 
 
@@ -81,6 +94,12 @@ class LoadFilmd(MapTransform):
         need the DICOM header, such as DICOM-SEG).
     allow_missing_keys : bool
         Skip keys that are absent.
+    working_spacing : float, optional
+        The working grid the films go to, mm: a film read with ``decode="reduced"`` gives only what it
+        needs (see :func:`film_to_metatensor`). Paths are still read with ``decode="full"`` unless
+        ``decode`` says otherwise.
+    decode : str
+        How films given as paths are read (:func:`medlung.load_film`).
     """
 
     def __init__(
@@ -89,17 +108,25 @@ class LoadFilmd(MapTransform):
         spacing: float | str | Sequence[float] | None = None,
         keep_film: bool = False,
         allow_missing_keys: bool = False,
+        working_spacing: float | None = None,
+        decode: str = "full",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.spacing = spacing
         self.keep_film = keep_film
+        self.working_spacing = working_spacing
+        self.decode = decode
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             source = d[key]
-            film = source if isinstance(source, Film) else load_film(source, spacing=self.spacing)
-            d[key] = film_to_metatensor(film)
+            film = (
+                source
+                if isinstance(source, Film)
+                else load_film(source, spacing=self.spacing, decode=self.decode, working_spacing=self.working_spacing)
+            )
+            d[key] = film_to_metatensor(film, self.working_spacing)
             if self.keep_film:
                 d[f"{key}_film"] = film
         return d
@@ -130,7 +157,7 @@ class LoadMaskd(MapTransform):
         self.reference_key = reference_key
         self.binary = binary
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         from medlung.io.masks import load_label_map
 
         d = dict(data)

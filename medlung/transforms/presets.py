@@ -80,7 +80,7 @@ def inference_transforms(
     """
     return Compose(
         [
-            LoadFilmd(keys, spacing=spacing),
+            LoadFilmd(keys, spacing=spacing, working_spacing=plan.working_spacing),
             ToStandardDisplayd(keys, display_key),
             ToWorkingGridd(keys, plan.working_spacing),
             intensity_transform(keys, plan.intensity_percentiles),

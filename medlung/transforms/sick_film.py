@@ -25,9 +25,11 @@ the film is never mirrored (right and left would swap).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
@@ -83,7 +85,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
             raise ValueError(f"unknown sick-film part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
         self.parts = tuple(parts)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         self.randomize(None)
         if not self._do_transform:
@@ -91,7 +93,7 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
         image = d[self.image_key]
         film = _numpy(image[0]).astype(np.float32, copy=True)
         target, weight = _numpy(d[self.label_key]), _numpy(d[self.weight_key])
-        lung = ((target > 0.5) & (weight > 0)).any(axis=0)
+        lung = np.asarray(((target > 0.5) & (weight > 0)).any(axis=0))
         has_lung = lung.sum() > 50
         for part in PARTS:  # in this order, one draw per part (the draws of models up to 2.0.0 for their parts)
             if part not in self.parts or (part in ("opacities", "haze", "pacemaker") and not has_lung):
@@ -248,5 +250,6 @@ class RandSickFilmd(RandomizableTransform, MapTransform):
 def _numpy(value) -> np.ndarray:
     """A tensor or array as a numpy array (no copy when possible)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().as_tensor().numpy() if hasattr(value, "as_tensor") else value.detach().cpu().numpy()
+        tensor = value.as_tensor() if isinstance(value, MetaTensor) else value  # its metadata is not needed
+        return tensor.detach().cpu().numpy()
     return np.asarray(value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,40 +23,16 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-#: Physical extent assumed for the longer side of a film without spacing, mm.
-NOMINAL_FIELD_MM = 430.0
+from medlung.film import NOMINAL_FIELD_MM, nominal_spacing, working_shape
 
-
-def nominal_spacing(shape: Sequence[int]) -> tuple[float, float]:
-    """Spacing (mm) the nominal rule assumes for a film of ``shape`` (rows, cols) without spacing."""
-    side = NOMINAL_FIELD_MM / max(int(shape[0]), int(shape[1]))
-    return side, side
-
-
-def working_shape(
-    shape: Sequence[int], spacing: Sequence[float] | None, working_spacing: float
-) -> tuple[tuple[int, int], tuple[float, float]]:
-    """Shape of a film on the working grid.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        Native ``(rows, cols)``.
-    spacing : sequence of float or None
-        Native ``(row_mm, col_mm)``; ``None`` applies the nominal rule.
-    working_spacing : float
-        Working pixel size, mm.
-
-    Returns
-    -------
-    shape : tuple of int
-        ``(rows, cols)`` on the working grid (at least 1 each).
-    spacing_used : tuple of float
-        The native spacing used (given or nominal), mm.
-    """
-    used = tuple(float(s) for s in spacing) if spacing is not None else nominal_spacing(shape)
-    target = tuple(max(1, round(n * s / working_spacing)) for n, s in zip(shape, used))
-    return target, used  # type: ignore[return-value]
+__all__ = [
+    "NOMINAL_FIELD_MM",
+    "ToWorkingGrid",
+    "ToWorkingGridd",
+    "nominal_spacing",
+    "resample",
+    "working_shape",
+]
 
 
 def resample(image: torch.Tensor, shape: Sequence[int], mode: str = "linear") -> torch.Tensor:
@@ -108,7 +85,8 @@ class ToWorkingGrid(Transform):
 
     def __call__(self, image: MetaTensor, reference: MetaTensor | None = None) -> MetaTensor:
         meta = {k: v for k, v in (reference if reference is not None else image).meta.items() if k != "affine"}
-        native = tuple(int(n) for n in image.shape[-2:])
+        # the film's native size: a film loaded at reduced resolution says it in its meta (film_shape)
+        native = tuple(int(n) for n in meta.get("film_shape", image.shape[-2:]))
         spacing = meta.get("spacing_mm") if meta.get("spacing_known") else None
         target, used = working_shape(native, spacing, self.working_spacing)
         out = resample(image, target, self.mode)
@@ -150,7 +128,7 @@ class ToWorkingGridd(MapTransform):
         self.resamplers = {k: ToWorkingGrid(working_spacing, m) for k, m in zip(self.keys, modes)}
         self.reference_key = reference_key
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         reference = d.get(self.reference_key) if self.reference_key else None
         for key in self.key_iterator(d):

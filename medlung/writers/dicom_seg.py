@@ -95,19 +95,39 @@ import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from medlung import labels as label_table
-from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
+from medlung.atomic import write_atomically
+from medlung.errors import EmptySegmentWarning, FilmWarning, OutputExistsError, SegmentationWriteError
 from medlung.film import Film
-from medlung.uids import SEG_SYNTAXES, canonical_options, seg_uids
-from medlung.writers.atomic import write_atomically
+from medlung.uids import (
+    SEG_SYNTAXES,
+    SegUIDs,
+    canonical_options,
+    content_digest,
+    is_valid_uid,
+    replacement_uid,
+    seg_uids,
+    stored_content_digest,
+)
 
 __all__ = [
     "DEFAULT_SEG_SYNTAX",
     "LABEL_NAMES",
     "SEG_SERIES_NUMBER_OFFSET",
     "SEG_SYNTAXES",
+    "algorithm_version",
+    "check_target",
+    "checked_model_version",
     "choose_transfer_syntax",
+    "default_series_number",
     "display_spacing",
+    "drop_optional_identifiers",
     "empty_segments",
+    "film_content",
+    "seg_identity",
+    "seg_output_options",
+    "software_versions",
+    "source_dataset",
+    "source_problems",
     "write_dicom_seg",
 ]
 
@@ -151,6 +171,13 @@ _TYPE2_SOURCE_ATTRIBUTES = (
     "ReferringPhysicianName",
 )
 _REQUIRED_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+#: UIDs of the film that the SEG copies or references; an invalid one is replaced (medlung.uids.replacement_uid).
+_COPIED_SOURCE_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+#: Text value representations of the header attributes highdicom copies; NUL bytes and other control characters
+#: in them are removed, and short texts cut to their VR's length (PS3.5 6.2), so nothing invalid reaches the SEG.
+_SHORT_TEXT_VRS = ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM")
+_LONG_TEXT_VRS = ("ST", "LT", "UT", "UC")
+_TEXT_VR_LENGTHS = {"AE": 16, "CS": 16, "LO": 64, "SH": 16}
 
 # What the SEG keeps of the film's patient identity: the Patient module's type 1/2 attributes (and the
 # type 2C ones of an animal patient), with the issuer that qualifies the Patient ID. highdicom also copies
@@ -244,6 +271,93 @@ def choose_transfer_syntax(transfer_syntax: str, shape: tuple[int, int]) -> str:
     )
 
 
+def seg_output_options(options: Mapping[str, Any] | None, syntax: str) -> dict[str, Any]:
+    """The options that enter a SEG's UIDs: ``options`` with the Transfer Syntax UID written (``seg_syntax``).
+
+    The form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID).
+
+    Parameters
+    ----------
+    options : mapping or None
+        :func:`medlung.uids.output_options` of the segmenter.
+    syntax : str
+        The Transfer Syntax UID (:func:`choose_transfer_syntax`).
+    """
+    canonical_options(options)  # a mapping, or a TypeError that says so
+    return {**(options or {}), "seg_syntax": syntax}
+
+
+def seg_identity(
+    film: Film, model_version: str, options: Mapping[str, Any] | None, transfer_syntax: str = DEFAULT_SEG_SYNTAX
+) -> tuple[SegUIDs, dict[str, Any]]:
+    """The UIDs :func:`write_dicom_seg` gives the SEG of ``film``, and the options they come from.
+
+    Objects that reference the SEG (its DICOM SR) use this instead of reading the SEG back.
+
+    Parameters
+    ----------
+    film : Film
+        The source film (read from DICOM).
+    model_version, options, transfer_syntax
+        As given to :func:`write_dicom_seg`.
+
+    Returns
+    -------
+    uids : medlung.uids.SegUIDs
+    options : dict
+        ``options`` with ``seg_syntax`` (see :func:`seg_output_options`).
+    """
+    source = source_dataset(film)
+    full = seg_output_options(options, choose_transfer_syntax(transfer_syntax, film.shape))
+    return seg_uids(str(source.SOPInstanceUID), model_version.strip(), full, film_content(film)), full
+
+
+def film_content(film: Film) -> str:
+    """The content digest that enters the UIDs of a film's SEG and SR (:func:`medlung.uids.derive_uid`).
+
+    From the film file's stored Pixel Data bytes (read, never decoded) with
+    its shape, spacing and orientation; from its decoded pixels when there
+    is no file to read them from (a Film built in memory, a deflated file).
+    The same file always gives the same digest; another film sent under a
+    used SOP Instance UID gives another.
+    """
+    stored = _stored_pixel_digest(film.path) if getattr(film, "path", None) else None
+    if stored is not None:
+        return stored_content_digest(stored, film.shape, film.spacing, film.orientation)
+    return content_digest(film.pixels, film.spacing, film.orientation)
+
+
+def _stored_pixel_digest(path) -> str | None:
+    """BLAKE2b of a DICOM file's Pixel Data value as stored, read in chunks; None when it cannot be located."""
+    import hashlib
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.filereader.read_file_meta_info(path)
+            if str(meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2.1.99":
+                return None  # deflated: offsets are in the inflated stream
+            ds = pydicom.dcmread(path, defer_size=256, force=True, specific_tags=["PixelData"])
+        raw = ds.get_item(0x7FE00010, keep_deferred=True)
+        start, length = int(raw.value_tell), int(raw.length)  # type: ignore[attr-defined]  # a RawDataElement
+    except Exception:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    left = None if length == 0xFFFFFFFF else length  # encapsulated: to the end of the file
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while left is None or left > 0:
+            chunk = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return digest.hexdigest()
+
+
 def display_spacing(source) -> tuple[float, float]:
     """The pixel spacing viewers use to show a film, ``(row_mm, col_mm)``: the SEG's Pixel Spacing.
 
@@ -263,7 +377,7 @@ def display_spacing(source) -> tuple[float, float]:
     from medlung.io.dicom import dicom_spacing
 
     spacing, _ = dicom_spacing(source)
-    return tuple(spacing) if spacing is not None else UNKNOWN_SPACING
+    return spacing if spacing is not None else UNKNOWN_SPACING
 
 
 def write_dicom_seg(
@@ -351,27 +465,21 @@ def write_dicom_seg(
     import highdicom as hd
 
     path = Path(path)
-    source = _source_dataset(film)
+    source = source_dataset(film)
     labels = _check_labels(labels, film)
     syntax = choose_transfer_syntax(transfer_syntax, film.shape)
-    if not isinstance(model_version, str) or not model_version.strip():
-        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
-    model_version = model_version.strip()
-    canonical_options(options)  # a mapping, or a TypeError that says so
-    # the form written changes the file, so it enters the UIDs too (a PACS keeps one file per UID)
-    options = {**(options or {}), "seg_syntax": syntax}
+    model_version = checked_model_version(model_version)
+    options = seg_output_options(options, syntax)
     options_text = canonical_options(options)
-    if not path.parent.is_dir():
-        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
-        )
+    check_target(path, overwrite)
 
-    uids = seg_uids(str(source.SOPInstanceUID), model_version, options)
+    for problem in source_problems(film):
+        warnings.warn(f"{film.path or 'film'}: {problem}", FilmWarning, stacklevel=2)
+    # the content enters the UIDs: another film sent under a used SOP Instance UID gets another SEG UID
+    uids = seg_uids(str(source.SOPInstanceUID), model_version, options, film_content(film))
     descriptions = _segment_descriptions(hd, model_version, options_text, lungs)
     if series_number is None:
-        series_number = _default_series_number(source)
+        series_number = default_series_number(source)
 
     with warnings.catch_warnings():
         # highdicom re-checks the film's Patient Name; a one-component name
@@ -395,7 +503,7 @@ def write_dicom_seg(
     # Projection radiographs have no Image Plane module, so General Image's
     # Patient Orientation (type 2C) is required; highdicom does not copy it.
     seg.PatientOrientation = source.get("PatientOrientation") or ""
-    _drop_optional_identifiers(seg)
+    drop_optional_identifiers(seg)
     # highdicom draws a random Dimension Organization UID; derive it like the
     # other UIDs so that re-running gives the same file (only the creation
     # date/time attributes differ: they record when the SEG was written).
@@ -412,8 +520,33 @@ def write_dicom_seg(
     return path
 
 
-def _drop_optional_identifiers(seg) -> None:
-    """Remove the identifying attributes highdicom copied that no module of the SEG requires."""
+def checked_model_version(model_version) -> str:
+    """``model_version`` stripped; a ValueError when it is not a non-empty string."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise ValueError("model_version must be a non-empty string naming the model, e.g. '1.0.0'.")
+    return model_version.strip()
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """The file to write must be in an existing folder, and not exist unless ``overwrite``.
+
+    Raises
+    ------
+    SegmentationWriteError
+        The folder does not exist.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    if not path.parent.is_dir():
+        raise SegmentationWriteError("the output folder does not exist", path.parent, "Create it first.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            "already exists", path, "Choose another output folder, delete the file, or pass overwrite=True."
+        )
+
+
+def drop_optional_identifiers(seg) -> None:
+    """Remove the identifying attributes highdicom copied that no module of the SEG (or SR) requires."""
     for element in list(seg):
         if element.tag.group == 0x0010 and element.keyword not in _PATIENT_KEPT:
             del seg[element.tag]
@@ -448,7 +581,7 @@ def _segmentation(
         instance_number=instance_number,
         manufacturer="medlung",
         manufacturer_model_name="medlung",
-        software_versions=_software_versions(model_version),
+        software_versions=software_versions(model_version),
         device_serial_number=f"medlung-{_medlung_version()}",
         content_description=f"Right and left lungs, model {model_version}"[:64],
         content_creator_name=content_creator,
@@ -471,34 +604,54 @@ def _add_projection_geometry(hd, seg, spacing: tuple[float, float]) -> None:
 
 
 def _medlung_version() -> str:
-    from medlung import __version__
+    from medlung.version import __version__
 
     return __version__
 
 
-def _software_versions(model_version: str) -> list[str]:
+def software_versions(model_version: str) -> list[str]:
+    """Software Versions of an object medlung writes: medlung's version and the model's (LO, 64 characters each)."""
     return [f"medlung {_medlung_version()}"[:64], f"model {model_version}"[:64]]
 
 
-def _source_dataset(film: Film):
-    """A private copy of the film's header that highdicom can use as the source image."""
+def algorithm_version(model_version: str) -> str:
+    """The algorithm version medlung writes in an Algorithm Identification: ``"<medlung> model <model>"``."""
+    return f"{_medlung_version()} model {model_version}"[:64]
+
+
+def source_dataset(film: Film, what: str = "a DICOM-SEG"):
+    """A private copy of the film's header that highdicom can use as the source image (without pixel data).
+
+    Parameters
+    ----------
+    film : Film
+        A film read from DICOM; its header is not changed.
+    what : str
+        The object being written, for the error messages (``"a DICOM-SEG"``, ``"a DICOM SR"``).
+
+    Raises
+    ------
+    SegmentationWriteError
+        The film is not DICOM or lacks a UID the new object must reference.
+    """
     if not isinstance(film, Film):
         raise TypeError(f"film must be a medlung.Film (from medlung.load_film); got {type(film).__name__}.")
     where = film.path
     if film.dataset is None:
         raise SegmentationWriteError(
-            "a DICOM-SEG needs a DICOM source film, this film was not read from DICOM",
+            f"{what} needs a DICOM source film, this film was not read from DICOM",
             where,
             "Write PNG or NIfTI masks for PNG/JPEG films.",
         )
     missing = [keyword for keyword in _REQUIRED_SOURCE_UIDS if not str(film.dataset.get(keyword, "") or "").strip()]
     if missing:
         raise SegmentationWriteError(
-            f"the film has no {', '.join(missing)}, so a DICOM-SEG cannot reference it",
+            f"the film has no {', '.join(missing)}, so {what} cannot reference it",
             where,
             "Write PNG or NIfTI masks instead, or give the film its UIDs (e.g. by importing it into a PACS).",
         )
     source = copy.deepcopy(film.dataset)  # never touch the caller's header
+    _repair_source(source)
     for keyword in _TYPE2_SOURCE_ATTRIBUTES:
         if keyword not in source:
             setattr(source, keyword, None)
@@ -506,6 +659,72 @@ def _source_dataset(film: Film):
         del source.PixelData  # highdicom needs the header only
     source.Rows, source.Columns = film.rows, film.cols
     return source
+
+
+def source_problems(film: Film) -> list[str]:
+    """What :func:`write_dicom_seg` must repair in the film's header: invalid UIDs, NUL bytes or over-long texts.
+
+    Parameters
+    ----------
+    film : Film
+        A film read from DICOM (``[]`` for other films).
+
+    Returns
+    -------
+    list of str
+        One sentence per repair (the SEG gets a valid value instead; each
+        is also issued as a :class:`~medlung.errors.FilmWarning` by
+        :func:`write_dicom_seg`).
+    """
+    if film.dataset is None:
+        return []
+    return _repair_source(copy.deepcopy(film.dataset))
+
+
+def _repair_source(source) -> list[str]:
+    """Make the top-level UIDs and texts of a private header copy valid; the sentences saying what changed."""
+    problems = []
+    for keyword in _COPIED_SOURCE_UIDS:
+        if keyword not in source:
+            continue
+        value = source[keyword].value
+        text = "" if value is None else str(value)
+        if keyword != "FrameOfReferenceUID" and not text.strip():
+            continue  # a missing required UID is refused by _source_dataset with its own message
+        if not is_valid_uid(text):
+            setattr(source, keyword, replacement_uid(keyword, text))
+            problems.append(
+                f"the film's {keyword} {text[:70]!r} is not a valid DICOM UID: the SEG uses the derived "
+                f"{source[keyword].value} instead"
+            )
+    changed = []
+    for tag in list(source.keys()):
+        try:
+            element = source[tag]
+            vr = element.VR
+            if vr not in _SHORT_TEXT_VRS + _LONG_TEXT_VRS or element.value is None:
+                continue
+            values = element.value if element.VM > 1 else [element.value]
+            cleaned = [_clean_text(str(v), vr) for v in values]
+            if cleaned != [str(v) for v in values]:
+                element.value = cleaned if element.VM > 1 else cleaned[0]
+                changed.append(element.keyword or str(element.tag))
+        except Exception:  # a value pydicom cannot convert: highdicom does not copy it either
+            continue
+    if changed:
+        problems.append(
+            f"NUL bytes, control characters or over-long values removed from {', '.join(changed[:8])} "
+            "before they were copied into the SEG"
+        )
+    return problems
+
+
+def _clean_text(text: str, vr: str) -> str:
+    """``text`` without NUL and other control characters (line breaks kept in long texts), cut to its VR's length."""
+    allowed = "\r\n\t\f" if vr in _LONG_TEXT_VRS else ""
+    text = "".join(c for c in text if c >= " " or c in allowed).replace("\x7f", "")
+    limit = _TEXT_VR_LENGTHS.get(vr)
+    return text[:limit] if limit else text
 
 
 def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
@@ -518,7 +737,10 @@ def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
         )
     if labels.dtype.kind not in "biu":
         raise TypeError(f"labels must be of integer or boolean type (0, 1, 2); got {labels.dtype}.")
-    values = np.unique(labels)
+    if labels.dtype == np.uint8 or labels.dtype == np.bool_:  # a count per value: 10x faster than sorting them
+        values = np.flatnonzero(np.bincount(labels.reshape(-1).view(np.uint8), minlength=3))
+    else:
+        values = np.unique(labels)
     unexpected = [int(v) for v in values if v not in (0, 1, 2)]
     if unexpected:
         raise ValueError(
@@ -527,13 +749,15 @@ def _check_labels(labels: np.ndarray, film: Film) -> np.ndarray:
     return np.ascontiguousarray(labels, dtype=np.uint8)
 
 
-def _default_series_number(source) -> int:
+def default_series_number(source, offset: int = SEG_SERIES_NUMBER_OFFSET) -> int:
+    """The SeriesNumber of an object derived from a film: the film's SeriesNumber + ``offset`` (``offset`` alone
+    when the film has none or the sum does not fit a DICOM IS)."""
     try:
         base = int(source.get("SeriesNumber"))
     except (TypeError, ValueError):
         base = 0
-    number = max(base, 0) + SEG_SERIES_NUMBER_OFFSET
-    return number if number < 2**31 else SEG_SERIES_NUMBER_OFFSET
+    number = max(base, 0) + offset
+    return number if number < 2**31 else offset
 
 
 def _segment_descriptions(hd, model_version: str, options_text: str, lungs: str = "field") -> list:
@@ -542,7 +766,7 @@ def _segment_descriptions(hd, model_version: str, options_text: str, lungs: str 
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medlung",
         family=codes.cid7162.ArtificialIntelligence,
-        version=f"{_medlung_version()} model {model_version}"[:64],
+        version=algorithm_version(model_version),
         parameters={"options": options_text} if options_text != "{}" else None,
     )
     descriptions = []
@@ -573,5 +797,5 @@ def _sct(hd, code: tuple):
 
 
 def _save_atomically(seg, path: Path, overwrite: bool) -> None:
-    """Write through :func:`medlung.writers.atomic.write_atomically` (temporary file, then moved into place)."""
+    """Write through :func:`medlung.atomic.write_atomically` (temporary file, then moved into place)."""
     write_atomically(path, lambda temporary: seg.save_as(temporary, enforce_file_format=True), overwrite)

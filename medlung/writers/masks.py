@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from medlung.atomic import write_atomically
 from medlung.io.png import save_png
 from medlung.spacing import Spacing
-from medlung.writers.atomic import write_atomically
 
 #: zlib settings of the mask PNG and the NIfTI's gzip. A mask is long runs of 0 and 255 (or 0, 1, 2): zlib's
 #: run-length strategy is faster and smaller than the default one there (4020x4892 film, benchmarks/fullres.py
@@ -108,10 +109,11 @@ def read_nifti_spacing(path: str | Path) -> Spacing | None:
     """The ``(row_mm, col_mm)`` of a NIfTI written by :func:`write_labels_nifti` (None when unknown)."""
     import nibabel
 
-    image = nibabel.load(str(path))
-    if image.header.get_xyzt_units()[0] != "mm":
+    # a .nii(.gz) loads as a Nifti1Image (or its subclass Nifti2Image); load() is typed for any image
+    header = cast("nibabel.Nifti1Image", nibabel.load(str(path))).header
+    if header.get_xyzt_units()[0] != "mm":
         return None
-    zooms = image.header.get_zooms()
+    zooms = header.get_zooms()
     return float(zooms[0]), float(zooms[1])
 
 

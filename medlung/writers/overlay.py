@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from medlung.atomic import write_atomically
 from medlung.labels import COLOURS
-from medlung.writers.atomic import write_atomically
 
 #: Longest side of an overlay picture, pixels (it is a picture, not a measurement).
 MAX_SIDE = 2048
@@ -25,37 +25,43 @@ def overlay_picture(pixels: np.ndarray, labels: np.ndarray, lines: list[str], ma
     Parameters
     ----------
     pixels : numpy.ndarray
-        ``(rows, cols)`` film, MONOCHROME2 polarity, any range.
+        The film, MONOCHROME2 polarity, any range: ``(rows, cols)``, or a reduced-resolution image of it
+        at least the picture's size (:meth:`medlung.film.Film.pixels_at_least`).
     labels : numpy.ndarray
-        ``(rows, cols)`` 0/1/2 label map on the same grid.
+        ``(rows, cols)`` 0/1/2 label map on the film's native grid: the picture's size follows it.
     lines : list of str
         Text to draw (areas, orientation assumption).
     max_side : int
         Pictures larger than this are shrunk (same aspect ratio).
     """
-    scale = min(1.0, max_side / max(pixels.shape))
-    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+    from medlung.film import preview_shape
+
+    rows, cols = preview_shape(labels.shape, max_side)
+    size = (cols, rows)
     # shrink first (a box reduction by a whole factor, then bilinear: reducing_gap), then window on the picture's
     # own pixels: a full-resolution film is 5x more pixels to sort
-    shrunk = np.asarray(Image.fromarray(np.asarray(pixels, np.float32)).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    shrunk = np.asarray(
+        Image.fromarray(np.asarray(pixels, np.float32)).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    )
     low, high = np.percentile(shrunk, (0.5, 99.5))
     grey = (np.clip((shrunk - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
-    small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(size, Image.NEAREST))
+    small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
     # one look-up per pixel: grey, each lung blended 60/40 with its colour, each lung's contour in its colour
     values = list(COLOURS)
     table = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)[None].repeat(1 + 2 * len(values), 0)
     code = np.zeros(small.shape, np.uint16)
     for index, value in enumerate(values, start=1):
-        colour = np.array(COLOURS[value], np.float32)
-        table[index] = 0.6 * table[index] + 0.4 * colour
-        table[len(values) + index] = colour
+        tint = np.array(COLOURS[value], np.float32)
+        table[index] = 0.6 * table[index] + 0.4 * tint
+        table[len(values) + index] = tint
         inside = small == value
         code[inside] = index
         code[inside & ~_eroded(inside)] = len(values) + index
     rgb = np.take(table.astype(np.uint8).reshape(-1, 3), code * 256 + grey, axis=0)
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default(size=max(12, size[1] // 40))
+    text_size = max(12, size[1] // 40)  # pixels
+    font = ImageFont.load_default(size=text_size)
     y = 5
     for line in lines:
         colour = (255, 255, 255)
@@ -64,7 +70,7 @@ def overlay_picture(pixels: np.ndarray, labels: np.ndarray, lines: list[str], ma
         elif line.lower().startswith("left"):
             colour = COLOURS[2]
         draw.text((6, y), line, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-        y += int(font.size * 1.3)
+        y += int(text_size * 1.3)
     return picture
 
 
@@ -104,7 +110,7 @@ def png_rgb_bytes(rgb: np.ndarray, level: int = OVERLAY_PNG_LEVEL) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(lines, level))
+        + chunk(b"IDAT", zlib.compress(lines.data, level))
         + chunk(b"IEND", b"")
     )
 
@@ -116,11 +122,14 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
 
 
 def area_lines(masks) -> list[str]:
-    """The lung areas of a result as overlay text: cm² when calibrated, else pixels and a warning."""
+    """The lung areas of a result as overlay text, each lung named in its convention (``right lung field``,
+    ``left lung (anatomical)``): cm² when calibrated, else pixels and why."""
+    from medlung import labels as label_table
+
+    convention = getattr(masks, "convention", None) or "field"
+    right, left = (lung.segment_label(convention).lower() for lung in label_table.LUNGS)
     if masks.areas_cm2:
         a = masks.areas_cm2
-        lines = [f"right lung {a['right']:.1f} cm2", f"left lung {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
-    else:
-        p = masks.areas_px
-        lines = [f"right lung {p['right']} px", f"left lung {p['left']} px", "spacing unknown: not calibrated"]
-    return lines
+        return [f"{right} {a['right']:.1f} cm2", f"{left} {a['left']:.1f} cm2", f"total {a['total']:.1f} cm2"]
+    p = masks.areas_px
+    return [f"{right} {p['right']} px", f"{left} {p['left']} px", "spacing unknown: px, not cm2 (see --spacing)"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 
-from medlung.writers.atomic import write_atomically
+from medlung.atomic import open_for_appending, write_text_atomically
+from medlung.tables import SafeCsvWriter, csv_text
 
+#: The estimated Dice (medlung.estimation.calibration.DiceEstimate.report_fields): both lungs, then each lung; the
+#: estimate and its 80 % interval, 0-1 (empty when the model has no Dice calibration).
+DICE_COLUMNS = tuple(
+    f"{prefix}dice_estimate{suffix}" for prefix in ("", "right_", "left_") for suffix in ("", "_low", "_high")
+)
 #: Report columns, in order (docs/design.md, "Outputs"), then medlung's additions.
-COLUMNS = (
+COLUMNS: tuple[str, ...] = (
     "file",
     "status",
     "rows",
@@ -27,6 +32,7 @@ COLUMNS = (
     "total_px",
     "qc",
     "qc_reasons",
+    *DICE_COLUMNS,
     "seconds",
     "error",
     "calibrated",
@@ -62,17 +68,29 @@ class Report:
         Replace report files from an earlier run (else :meth:`keep_earlier` moves them aside).
     identifiers : bool
         Add the patient ID and study UID columns.
+    name : str
+        File names without extension (``report``: ``report.csv``, ``report.json``, earlier ``report.<n>.csv``).
+    columns : tuple of str, optional
+        Other columns than a predict run's (e.g. ``medlung pull``'s study rows).
     """
 
-    def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
-        self.csv_path = Path(folder) / "report.csv"
-        self.json_path = Path(folder) / "report.json"
+    def __init__(
+        self,
+        folder: Path,
+        overwrite: bool = False,
+        identifiers: bool = False,
+        name: str = "report",
+        columns: tuple[str, ...] | None = None,
+    ) -> None:
+        self.name = name
+        self.csv_path = Path(folder) / f"{name}.csv"
+        self.json_path = Path(folder) / f"{name}.json"
         self.overwrite = overwrite
-        self.columns = COLUMNS + (IDENTIFIER_COLUMNS if identifiers else ())
+        self.columns = (columns or COLUMNS) + (IDENTIFIER_COLUMNS if identifiers else ())
         self.rows: list[dict] = []
 
     def keep_earlier(self) -> Path | None:
-        """Move the report of an earlier run aside (``report.<n>.csv/.json``) unless overwriting.
+        """Move the report of an earlier run aside (``<name>.<n>.csv/.json``) unless overwriting.
 
         Returns
         -------
@@ -82,12 +100,12 @@ class Report:
         if self.overwrite or not (self.csv_path.exists() or self.json_path.exists()):
             return None
         number = 1
-        while any(p.with_name(f"report.{number}{p.suffix}").exists() for p in (self.csv_path, self.json_path)):
+        while any(p.with_name(f"{self.name}.{number}{p.suffix}").exists() for p in (self.csv_path, self.json_path)):
             number += 1
         kept = None
         for path in (self.csv_path, self.json_path):
             if path.exists():
-                target = path.with_name(f"report.{number}{path.suffix}")
+                target = path.with_name(f"{self.name}.{number}{path.suffix}")
                 path.rename(target)
                 kept = kept or target
         return kept
@@ -98,18 +116,14 @@ class Report:
         self.save()
 
     def save(self) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        content = text.getvalue()
-        write_atomically(self.csv_path, lambda tmp: tmp.write_text(content), overwrite=True)
+        content = csv_text(self.columns, self.rows, _csv_value)
+        write_text_atomically(self.csv_path, content, overwrite=True)
         document = json.dumps(self.rows, indent=2)
-        write_atomically(self.json_path, lambda tmp: tmp.write_text(document), overwrite=True)
+        write_text_atomically(self.json_path, document, overwrite=True)
 
 
 def _csv_value(value):
+    """A report value as a CSV cell: floats to 4 decimals, lists joined with ``;`` (escaped by medlung.tables)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -124,7 +138,9 @@ class StreamingReport(Report):
 
     ``report.csv`` grows by one flushed line per film (a reader or a crash
     sees whole rows); ``report.json`` is written alongside as ``.report.json.part``
-    and moved into place by :meth:`close`. No row is kept in memory.
+    and moved into place by :meth:`close`. No row is kept in memory. Both
+    files are created as new files in OUT (:func:`medlung.atomic.open_for_appending`):
+    a link planted there is replaced, never written through.
 
     Parameters
     ----------
@@ -139,26 +155,33 @@ class StreamingReport(Report):
     def __init__(self, folder: Path, overwrite: bool = False, identifiers: bool = False) -> None:
         super().__init__(folder, overwrite=overwrite, identifiers=identifiers)
         self.count = 0
-        self._csv = self._json = None
+        self._csv: TextIO | None = None
+        self._json: TextIO | None = None
         self._json_part = self.json_path.with_name(".report.json.part")
 
     def open(self) -> StreamingReport:
         """Start both files (an earlier report is moved aside first unless overwriting)."""
         self.keep_earlier()
-        self._csv = open(self.csv_path, "w", newline="")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self.columns, lineterminator="\n")
+        self._csv = csv_file = open_for_appending(self.csv_path, overwrite=True)  # an earlier one was moved aside
+        self._writer = SafeCsvWriter(csv_file, self.columns)
         self._writer.writeheader()
-        self._csv.flush()
-        self._json = open(self._json_part, "w")
-        self._json.write("[")
+        csv_file.flush()
+        self._json = json_file = open_for_appending(self._json_part, overwrite=True)
+        json_file.write("[")
         return self
+
+    def _files(self) -> tuple[TextIO, TextIO]:
+        if self._csv is None or self._json is None:
+            raise RuntimeError(f"{self.csv_path}: the streaming report is not open; call open() (or use it in 'with')")
+        return self._csv, self._json
 
     def add(self, row: dict) -> None:
         """Append one row to both files."""
+        csv_file, json_file = self._files()
         row = {column: row.get(column) for column in self.columns}
-        self._writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        self._csv.flush()
-        self._json.write(("," if self.count else "") + "\n  " + json.dumps(row))
+        self._writer.writerow(row, _csv_value)
+        csv_file.flush()
+        json_file.write(("," if self.count else "") + "\n  " + json.dumps(row))
         self.count += 1
 
     def save(self) -> None:  # rows are written as they come
@@ -167,9 +190,10 @@ class StreamingReport(Report):
     def close(self) -> None:
         """Finish ``report.json`` (also after an interrupted run: it then lists the rows written so far)."""
         if self._csv is not None:
-            self._csv.close()
-            self._json.write("\n]\n" if self.count else "]\n")
-            self._json.close()
+            csv_file, json_file = self._files()
+            csv_file.close()
+            json_file.write("\n]\n" if self.count else "]\n")
+            json_file.close()
             os.replace(self._json_part, self.json_path)
             self._csv = self._json = None
 

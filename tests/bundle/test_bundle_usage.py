@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from tests.bundle.conftest import bundle_cli
 
 #: MONAI's own warning about configs that call Python (docs/bundle.md says why it is safe here); with the itk
@@ -17,6 +19,7 @@ def _our_lines(stderr: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_default_output_is_under_the_working_folder_and_a_second_run_says_one_line(
     shipped_bundle, shared_data, tmp_path
 ):

@@ -10,6 +10,7 @@ from medlung.bundle import (
     as_optional,
     as_spacing,
     bundle_segmenter,
+    bundle_settings,
     check_inputs,
     finish_predict,
     log_evaluation,
@@ -65,28 +66,29 @@ def test_check_inputs(tmp_path):
     check_inputs([tmp_path / "a.png"], tmp_path, tmp_path / "out", overwrite="true")
 
 
+@pytest.mark.slow
 def test_bundle_segmenter_checks_the_folder_and_the_weights(tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="not a medlung bundle"):
-        bundle_segmenter(tmp_path)
+        bundle_settings(tmp_path)
+    # values from the monai.bundle command line arrive as text
+    settings = bundle_settings(str(tiny_bundle), device="cpu", roi_size="96", tta="true", orientation_fix="yes")
+    assert settings.roi_size == 96 and settings.tta and settings.fix_orientation
+    with pytest.raises(BundleError, match="lungs"):
+        bundle_settings(tiny_bundle, lungs="both")
     segmenter = bundle_segmenter(
-        str(tiny_bundle),
-        device="cpu",
-        roi_size="96",
-        tta="true",
-        network_name="basicunet",
-        features=[8, 8, 16, 32, 64, 8],
-        working_spacing=4.0,
+        settings, network_name="basicunet", features=[8, 8, 16, 32, 64, 8], working_spacing=4.0
     )
-    assert segmenter.roi_size == 96 and segmenter.tta is True
+    assert segmenter.roi_size == 96 and segmenter.tta is True and segmenter.fix_orientation is True
     with pytest.raises(BundleError, match="network_def#features"):
-        bundle_segmenter(tiny_bundle, device="cpu", features=[16, 16, 32, 64, 128, 16])
+        bundle_segmenter(settings, features=[16, 16, 32, 64, 128, 16])
 
 
+@pytest.mark.slow
 def test_bundle_evaluation_is_medlung_evaluate_with_the_bundle_segmenter(tiny_bundle, tiny_csv, tmp_path, caplog):
     from medlung.errors import MedlungError
     from medlung.evaluation import evaluate
 
-    segmenter = bundle_segmenter(tiny_bundle, device="cpu")
+    segmenter = bundle_segmenter(bundle_settings(tiny_bundle, device="cpu"))
     result = evaluate(tiny_bundle, tiny_csv, tmp_path, part="validation", limit=1, segmenter=segmenter)
     with caplog.at_level("INFO", logger="medlung.bundle"):
         summary = log_evaluation(result)

@@ -115,3 +115,18 @@ def test_a_multi_source_run_names_every_source_and_its_settings(tmp_path):
         json.dumps({"training": [{"image": "/x/film.png", "label": "/x/m.png", "source": "montgomery"}]})
     )
     assert model_card.training_sources(run) == {"montgomery"}
+
+
+def test_exported_card_and_metadata_describe_the_model_through_the_one_generator(tmp_path):
+    from medlung.bundle.model_description import generated_sections, head_description
+
+    run = record(tmp_path, "/data/x.csv", ["/data/a.png"])
+    run.settings.update(head="sigmoid", conventions=["field", "anatomical"], overlap=0.4)
+    meta = build_metadata(run, "0.0.1")
+    card = model_card.readme(run, meta, 0.0)
+    for block in generated_sections(run.plan, meta).values():
+        assert block in card
+    head = head_description(run.plan)
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    assert pred["channel_def"] == head.channels and meta["pred_classes"] == head.pred_classes
+    assert pred["postprocessing"].startswith(head.margin) and "overlap 0.4," in card

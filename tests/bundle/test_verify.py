@@ -28,8 +28,9 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(params=["shipped", pytest.param("tiny", marks=pytest.mark.slow)])  # tiny: a training run
-def bundle(request, shipped_bundle, tiny_bundle):
-    return shipped_bundle if request.param == "shipped" else tiny_bundle
+def bundle(request, shipped_bundle):
+    # the tiny bundle only when asked for: asking for it trains (it is session-scoped, so once per run)
+    return shipped_bundle if request.param == "shipped" else request.getfixturevalue("tiny_bundle")
 
 
 def test_verify_metadata_passes_offline_against_the_shipped_schema(bundle, no_network):
@@ -53,13 +54,13 @@ def test_verify_metadata_command_line_offline(shipped_bundle, tmp_path):
     assert "metadata is verified with no error" in result.stderr + result.stdout
 
 
-def test_verify_metadata_rejects_incomplete_metadata(tiny_bundle, tmp_path, no_network):
-    meta = json.loads((tiny_bundle / "configs" / "metadata.json").read_text())
+def test_verify_metadata_rejects_incomplete_metadata(shipped_bundle, tmp_path, no_network):
+    meta = json.loads((shipped_bundle / "configs" / "metadata.json").read_text())
     del meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     broken = tmp_path / "metadata.json"
     broken.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="channel_def"):
-        verify_metadata(meta_file=str(broken), filepath=str(tiny_bundle / "configs" / "schema.json"))
+        verify_metadata(meta_file=str(broken), filepath=str(shipped_bundle / "configs" / "schema.json"))
 
 
 def test_verify_net_in_out(bundle):

@@ -56,11 +56,12 @@ def _chain(workflow, network, data: dict) -> MetaTensor:
     return workflow.postprocessing({"image": image, "pred": logits[0]})["pred"]
 
 
+@pytest.mark.slow
 def test_properties_drive_the_segmenters_chain(workflow, network, shipped_bundle, segmenter):
     """dataset -> inferer(image, network with the bundle's weights) -> postprocessing = the Segmenter's labels."""
     config = json.loads((shipped_bundle / "configs" / "inference.json").read_text())
     dataset = workflow.dataset
-    assert len(dataset) == 3  # the sample films: a PNG, a MONOCHROME1 CR, a DX with spacing
+    assert len(dataset) == 4  # the sample films: two PNGs (one with spacing), a MONOCHROME1 CR, a DX with spacing
     for index in range(len(dataset)):
         item = dataset[index]
         image = item["image"]
@@ -95,6 +96,7 @@ def turned_films(shenzhen_pixels, tmp_path_factory) -> dict:
     return films
 
 
+@pytest.mark.slow
 def test_properties_turn_films_stored_otherwise_as_the_segmenter_does(workflow, network, segmenter, turned_films):
     """A film whose PatientOrientation is not the standard display: segmented in the standard display, labels
     back on its stored grid, by the properties exactly as by the Segmenter (the display step is in both chains)."""
@@ -156,9 +158,10 @@ def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, s
     assert np.array_equal(labels[0].numpy(), own(load_film(shenzhen_film)).labels)
 
 
+@pytest.mark.slow
 def test_evaluator_writes_what_the_run_writes(workflow):
     """The evaluator is the run's engine: it writes medlung predict's outputs and report through its handlers."""
     assert workflow.evaluator.val_handlers == workflow.handlers
     report = workflow.evaluator.run()
-    assert [row["status"] for row in report.rows] == ["ok"] * 3
-    assert workflow.handlers[0].done == 3
+    assert [row["status"] for row in report.rows] == ["ok"] * 4
+    assert workflow.handlers[0].done == 4

@@ -20,7 +20,7 @@ from medlung.writers.masks import write_labels_nifti
 
 # Films of the fixed test split (every 20th one, not chosen by how well a model does on them).
 FILMS = ["CHNCXR_0010_0", "CHNCXR_0148_0", "CHNCXR_0322_0"]
-OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png")
+OUTPUTS = ("metrics.csv", "summary.json", "boxplot.png", "worst.png", "calibration.png")
 
 
 def run(*args):
@@ -138,6 +138,7 @@ def test_missing_or_mismatched_prediction_gives_an_error_row_and_exit_1(truth_as
     assert all((out / name).is_file() for name in OUTPUTS)
 
 
+@pytest.mark.slow
 def test_existing_results_are_kept_unless_overwrite(truth_as_predictions, data_csv, tmp_path):
     out = tmp_path / "eval"
     assert run("evaluate", truth_as_predictions, data_csv, "-o", out, "--limit", "1").exit_code == 0
@@ -181,7 +182,7 @@ def test_distances_are_in_mm_with_an_anisotropic_spacing(tmp_path):
         result = run("evaluate", pred, data, "-o", out)
         assert result.exit_code == 0, result.stderr
         row = read_rows(out)["film"]
-        assert row["unit"] == "mm" and float(row["spacing_row_mm"]) == 0.5 and float(row["spacing_col_mm"]) == 0.25
+        assert row["unit"] == "mm" and row["spacing_mm"] == "0.5;0.25"  # as in report.csv
         assert float(row["hd95"]) == pytest.approx(expected)
         assert "HD95 both lungs (mm)" in result.output
         summary = json.loads((out / "summary.json").read_text())
@@ -191,6 +192,7 @@ def test_distances_are_in_mm_with_an_anisotropic_spacing(tmp_path):
 # ----------------------------------------------------------------------------- with the shipped model
 
 
+@pytest.mark.slow
 def test_predict_folder_and_the_bundle_itself_give_the_same_good_scores(shipped_bundle, shenzhen, data_csv, tmp_path):
     predictions = tmp_path / "predictions"
     films = [shenzhen / "images" / f"{stem}.png" for stem in FILMS]

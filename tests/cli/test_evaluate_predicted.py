@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.cli.test_evaluate import FILMS, data_csv, read_rows, run, shenzhen, truth_as_predictions  # noqa: F401
 
 
+@pytest.mark.slow
 def test_only_predicted_scores_the_films_with_a_prediction(truth_as_predictions, data_csv, tmp_path):
     (truth_as_predictions / f"{FILMS[1]}_lungs.png").unlink()
     everything = run("evaluate", truth_as_predictions, data_csv, "-o", tmp_path / "all")

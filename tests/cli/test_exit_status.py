@@ -50,6 +50,7 @@ def film(shared_data):
     return shared_data / "dicom" / "dx_image.dcm"
 
 
+@pytest.mark.slow
 def test_unknown_device_is_a_usage_error(film, small_csv, tmp_path):
     result = medlung("predict", film, "-o", tmp_path / "p", "--device", "gpu")
     assert_one_line_usage_error(result, "gpu", "cpu")
@@ -59,6 +60,7 @@ def test_unknown_device_is_a_usage_error(film, small_csv, tmp_path):
     assert not (tmp_path / "t").exists(), "a failed train leaves no run folder"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dicom", "text"])
 def test_a_model_that_is_not_one_is_a_usage_error(kind, film, shared_data, tmp_path):
     if kind == "dicom":
@@ -81,6 +83,7 @@ def test_train_output_that_is_a_file_is_a_usage_error(small_csv, tmp_path):
     assert_one_line_usage_error(result, "is a file")
 
 
+@pytest.mark.slow
 def test_train_bad_data_exits_2_like_evaluate_and_leaves_no_run_folder(tmp_path):
     (tmp_path / "nothing_here").mkdir()
     (tmp_path / "nothing_here" / "readme.txt").write_text("not data")

@@ -56,10 +56,11 @@ def test_info_on_shipped_samples():
     from medlung.samples import sample_paths
 
     paths = sample_paths()
-    assert {p.name for p in paths} == {"CR-MONO1-10-chest.dcm", "dx_image.dcm", "CHNCXR_0001_0.png"}
+    assert {p.name for p in paths} == {"CR-MONO1-10-chest.dcm", "dx_image.dcm", "CHNCXR_0001_0.png", "00000001_000.png"}
     result = run_medlung("info", *paths)
     assert result.returncode == 0, result.stderr
     assert "440 rows x 440 cols" in result.stdout and "512 rows x 512 cols" in result.stdout
+    assert "0.768 x 0.749 mm (row x col) from png-pHYs" in result.stdout
 
 
 def test_no_arguments_is_a_usage_error():

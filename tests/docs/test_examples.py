@@ -41,6 +41,7 @@ def test_example_has_docstring_and_page(name):
     assert f'--8<-- "docs/examples/{name}"' in page, f"the page of {name} should embed the script"
 
 
+@pytest.mark.slow
 def test_area_report(shared_data, shipped_bundle, tmp_path):
     dicom, shenzhen = shared_data / "dicom", shared_data / "shenzhen" / "images"
     inputs = [
@@ -71,6 +72,7 @@ def test_area_report(shared_data, shipped_bundle, tmp_path):
     assert (out / "areas.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_train_on_dicom_folder(shared_data, tmp_path):
     import medlung
     from medlung.io.seg import read_dicom_seg
@@ -95,6 +97,7 @@ def test_train_on_dicom_folder(shared_data, tmp_path):
     assert summary  # a finished run
 
 
+@pytest.mark.slow
 def test_run_bundle(shared_data, shipped_bundle, tmp_path):
     films = tmp_path / "films"
     films.mkdir()

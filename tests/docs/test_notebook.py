@@ -12,6 +12,7 @@ import pytest
 NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "examples" / "worked_example.ipynb"
 
 
+@pytest.mark.slow
 def test_worked_notebook_runs_from_any_folder(shipped_bundle, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="the [test] extra installs nbformat and nbclient")
     nbclient = pytest.importorskip("nbclient")

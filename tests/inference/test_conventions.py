@@ -44,6 +44,7 @@ def both(shipped_bundle):
     return {lungs: Segmenter(shipped_bundle, device="cpu", lungs=lungs) for lungs in ("field", "anatomical")}
 
 
+@pytest.mark.slow
 def test_shipped_model_draws_whole_sick_lungs_and_field_inside_them(covid_test, both):
     for row in covid_test:
         film = load_film(row["image"])
@@ -58,6 +59,7 @@ def test_shipped_model_draws_whole_sick_lungs_and_field_inside_them(covid_test, 
         assert anatomical.areas_px["total"] >= field.areas_px["total"]
 
 
+@pytest.mark.slow
 def test_lungs_reaches_predict_report_and_seg(shared_data, shipped_bundle, tmp_path):
     import pydicom
 

@@ -10,7 +10,8 @@ from PIL import Image
 
 import medlung
 from medlung.inference import Segmenter
-from medlung.pipeline.batch import PredictOptions, predict_files
+from medlung.pipeline.batch import predict_files
+from medlung.pipeline.settings import PredictSettings
 from tests import dicom_factory as factory
 from tests.conftest import dice
 
@@ -85,6 +86,7 @@ def test_the_check_flags_a_mirrored_and_an_upside_down_film_and_not_the_original
     assert looks["upside down"] in ("upside down?", "rotated 180?")  # flagged; left-right is harder upside down
 
 
+@pytest.mark.slow
 def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(
     segmenter, shipped_bundle, standard, tmp_path
 ):
@@ -92,7 +94,7 @@ def test_orientation_fix_segments_a_mirrored_png_as_detected_and_reports_it(
     Image.fromarray(pixels).save(tmp_path / "standard.png")
     Image.fromarray(np.ascontiguousarray(np.fliplr(pixels))).save(tmp_path / "mirrored.png")
     fixer = Segmenter(shipped_bundle, device="cpu", fix_orientation=True)
-    report = predict_files([tmp_path / "mirrored.png"], tmp_path / "out", fixer, PredictOptions(formats=("png",)))
+    report = predict_files([tmp_path / "mirrored.png"], tmp_path / "out", fixer, PredictSettings(formats=("png",)))
     row = report.rows[0]
     assert row["status"] == "ok" and row["orientation_check"] == "mirrored? fixed"
     assert row["orientation"] == "R\\F (detected)"
@@ -107,7 +109,7 @@ def test_without_the_fix_a_mirrored_png_is_only_reported(segmenter, standard, tm
     pixels, _ = standard
     path = tmp_path / "mirrored.png"
     Image.fromarray(np.ascontiguousarray(np.fliplr(pixels))).save(path)
-    row = predict_files([path], tmp_path / "out", segmenter, PredictOptions(formats=("png",))).rows[0]
+    row = predict_files([path], tmp_path / "out", segmenter, PredictSettings(formats=("png",))).rows[0]
     assert row["orientation_check"] == "mirrored?" and row["orientation"] == "L\\F (assumed)"
     assert any("--orientation-fix" in note for note in row["notes"])
 

@@ -9,6 +9,7 @@ import pytest
 
 import medlung
 from medlung import quality
+from medlung.errors import QualityWarning
 from medlung.quality import QcReason, film_reasons, header_reasons, series_description
 
 #: Every shared DICOM that is not a frontal human chest film, with the reason codes its result must carry.
@@ -38,6 +39,7 @@ def segmented(segmenter, shared_dicom):
             film = _load(shared_dicom / name)
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # nothing leaks (MONAI's "Divide by zero" on the 16x16 film did)
+                warnings.simplefilter("ignore", QualityWarning)  # but the one warning of a flagged film (#28)
                 cache[name] = film, segmenter(film)
         return cache[name]
 
@@ -104,7 +106,10 @@ def test_film_size_and_field_of_view():
 def test_missing_lungs_are_flagged():
     labels = np.zeros((256, 256), np.uint8)
     labels[60:200, 40:110] = 1
-    check = quality.check_quality(medlung.Film(np.zeros((256, 256), np.float32), None, "unknown"), labels)
+    pixels = np.random.default_rng(0).random(
+        (256, 256), dtype=np.float32
+    )  # a film with contrast (a blank is no_contrast)
+    check = quality.check_quality(medlung.Film(pixels, None, "unknown"), labels)
     assert [str(r) for r in check.reasons] == ["lungs_missing: the left lung not found"]
 
 
@@ -115,3 +120,15 @@ def test_series_description_names_the_flags_within_64_characters():
     many = [QcReason(code, "") for code in quality.REASON_CODES]
     text = series_description("Lungs (medlung)", many)
     assert len(text) <= 64 and text.startswith("Lungs (medlung) [QC: not_chest,") and text.endswith("...]")
+
+
+def test_a_flagged_film_warns_in_python_and_an_ok_one_does_not(segmenter, shared_dicom):
+    for name, flagged in (("dx_image.dcm", True), (CHEST[0], False)):
+        film = _load(shared_dicom / name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            masks = segmenter(film)
+        quality_warnings = [w for w in caught if issubclass(w.category, QualityWarning)]
+        assert (masks.qc == "flagged") == flagged == bool(quality_warnings), name
+        if flagged:
+            assert str(film.path) in str(quality_warnings[0].message)

@@ -31,7 +31,7 @@ def test_lungs_match_the_ground_truth_on_test_films(segmenter, shared_data, stem
     assert dice(masks.labels == 1, _truth(shared_data, stem, "_lung_R")) > 0.9
     assert dice(masks.labels == 2, _truth(shared_data, stem, "_lung_L")) > 0.9
     assert masks.areas_cm2 is None and masks.orientation_assumed and not masks.empty
-    assert any("not calibrated" in note for note in masks.notes)
+    assert any("spacing unknown" in note and "--spacing" in note for note in masks.notes)
 
 
 def test_test_films_are_in_the_test_split(shared_data):

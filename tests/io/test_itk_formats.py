@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from medlung.cli import cli
 from medlung.errors import SpacingWarning, UnsupportedImageError
-from medlung.film import Film
 from medlung.io import load_film, sniff_format
+from medlung.io.itk_formats import film_from_itk
 from medlung.samples import SAMPLES_DIR
 
 ROW_MM, COL_MM = 0.17, 0.14  # anisotropic: ITK's (x, y) spacing is (0.14, 0.17)
@@ -78,10 +78,11 @@ def test_direction_gives_the_patient_orientation(dx_film, tmp_path):
 
 
 def test_film_from_a_simpleitk_image_in_memory(dx_film):
-    film = Film.from_itk(itk_image(dx_film.pixels))
+    film = film_from_itk(itk_image(dx_film.pixels))
     assert film.spacing == pytest.approx((ROW_MM, COL_MM)) and np.array_equal(film.pixels, dx_film.pixels)
 
 
+@pytest.mark.slow
 def test_predict_on_an_mha_film_writes_an_mha_label_map(dx_film, tmp_path, segmenter, shipped_bundle):
     """A real film as MHA in (its own anisotropic spacing), the label map as MHA out: same grid, spacing, labels."""
     import nibabel
@@ -125,7 +126,7 @@ def test_itk_package_round_trip(dx_film, segmenter):
 
     image = itk.image_from_array(dx_film.pixels.astype(np.float32))
     image.SetSpacing((COL_MM, ROW_MM))
-    film = Film.from_itk(image)
+    film = film_from_itk(image)
     assert film.spacing == pytest.approx((ROW_MM, COL_MM)) and np.array_equal(film.pixels, dx_film.pixels)
     masks = segmenter(film)
     labels = masks.to_itk()

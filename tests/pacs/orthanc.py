@@ -219,13 +219,18 @@ def _port_open(port: int) -> bool:
 
 def stop_orthanc(server: Orthanc) -> None:
     """Stop the Orthanc this module started (by its process, never by name)."""
-    if server.process.poll() is None:
-        server.process.terminate()
+    stop_process(server.process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL after 20 s (by its process, never by name)."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            server.process.wait(timeout=20)
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+            process.kill()
+            process.wait(timeout=10)
 
 
 def restart_orthanc(server: Orthanc, **overrides) -> Orthanc:

@@ -20,7 +20,7 @@ from medlung.errors import CredentialsError, InvalidDestinationError
 from medlung.pacs import DicomwebCredentials, credentials_from_environment, stow_rs
 from medlung.writers.dicom_seg import write_dicom_seg
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
-from tests.pacs.test_serve import REPO, make_film
+from tests.services.node.test_serve import REPO, make_film
 from tests.writers.seg_support import load, two_lungs
 
 USER, PASSWORD = "medlung", "c0rrect-h0rse-Battery"
@@ -95,6 +95,7 @@ def test_wrong_bearer_token_is_refused(auth_orthanc, clean_env, shenzhen_pixels,
     assert auth_orthanc.study_instances(study) == []
 
 
+@pytest.mark.slow
 def test_predict_stow_with_right_credentials_stores_seg_and_film(
     auth_orthanc, clean_env, shenzhen_pixels, shipped_bundle, tmp_path
 ):

@@ -21,10 +21,10 @@ from pynetdicom.sop_class import Verification
 
 from medlung.io.seg import read_dicom_seg
 from medlung.pacs import TlsConfig, send_cstore
-from medlung.pacs.queue import Spool
+from medlung.services.node.spool import Spool
 from tests.pacs.certs import make_pki
 from tests.pacs.orthanc import start_orthanc, stop_orthanc
-from tests.pacs.test_serve import CLIENT_AE, NODE_AE, REPO, Node, make_film, push_through_node, wait_until
+from tests.services.node.test_serve import CLIENT_AE, NODE_AE, REPO, Node, make_film, push_through_node, wait_until
 
 #: Patient identity written into the test films: it must never reach a log.
 PATIENT_NAME, PATIENT_ID = "Tlsprivacy^Jane^Q", "PID-7731-TLS"
@@ -92,6 +92,7 @@ def refusals(node: Node, since: int) -> list[dict]:
 
 
 # --- the good path ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_pixels, tmp_path):
     listening = next(e for e in tls_node.events() if e["event"] == "listening")
     assert listening["tls"] == "mutual" and listening["forward_tls"] is True
@@ -114,6 +115,7 @@ def test_film_in_over_tls_and_seg_out_over_tls(tls_node, tls_orthanc, shenzhen_p
         assert secret not in log
 
 
+@pytest.mark.slow
 def test_predict_send_over_tls_stores_the_seg(tls_orthanc, pki, shenzhen_pixels, shipped_bundle, tmp_path):
     film = make_film(tmp_path / "chest.dcm", np.asarray(shenzhen_pixels), (256, 256))
     study = pydicom.dcmread(film).StudyInstanceUID

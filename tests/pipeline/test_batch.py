@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlung.pipeline.batch import FILMS_IN_FLIGHT, PredictOptions, predict_files, segment_one
+from medlung.pipeline.batch import FILMS_IN_FLIGHT, predict_files, segment_one
+from medlung.pipeline.settings import PredictSettings
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,10 @@ def _comparable(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("seconds", "outputs")}
 
 
+@pytest.mark.slow
 def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_order(films, segmenter, tmp_path):
     seen = []
-    report = predict_files(films, tmp_path / "out", segmenter, PredictOptions(), progress=seen.append)
+    report = predict_files(films, tmp_path / "out", segmenter, PredictSettings(), progress=seen.append)
     assert [row["file"] for row in seen] == [str(p) for p in films]  # progress in input order
     assert [row["file"] for row in report.rows] == [str(p) for p in films]
     assert [row["status"] for row in report.rows] == ["ok", "ok", "ok", "error", "ok", "ok"]
@@ -47,7 +49,9 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
             assert not list(out.glob("broken*"))
             continue
         stem = path.stem
-        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (["_seg.dcm"] if path.suffix == ".dcm" else [])
+        names = ["_lungs.png", "_labels.nii.gz", "_overlay.png"] + (
+            ["_seg.dcm", "_sr.dcm"] if path.suffix == ".dcm" else []
+        )
         for suffix in names:
             assert (out / f"{stem}{suffix}").is_file(), f"{stem}{suffix}"
         with Image.open(out / f"{stem}_lungs.png") as mask:
@@ -59,21 +63,23 @@ def test_a_bad_film_in_the_middle_is_an_error_row_and_the_rest_are_written_in_or
     alone = tmp_path / "alone"
     alone.mkdir()
     for path, row in zip(films, report.rows):
-        single = segment_one(path, alone / path.stem, segmenter, PredictOptions())
+        single = segment_one(path, alone / path.stem, segmenter, PredictSettings())
         assert _comparable({k: single.get(k) for k in row}) == _comparable(row)
     assert not _pipeline_threads()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_finished_film(films, segmenter, tmp_path):
-    predict_files(films[:3], tmp_path, segmenter, PredictOptions())
-    report = predict_files(films, tmp_path, segmenter, PredictOptions())
+    predict_files(films[:3], tmp_path, segmenter, PredictSettings())
+    report = predict_files(films, tmp_path, segmenter, PredictSettings())
     assert [row["status"] for row in report.rows] == ["skipped"] * 3 + ["error", "ok", "ok"]
     assert (tmp_path / "report.1.csv").is_file()  # the first run's report is kept
 
 
+@pytest.mark.slow
 def test_an_output_that_cannot_be_written_is_an_error_row_and_the_batch_goes_on(films, segmenter, tmp_path):
     (tmp_path / "CHNCXR_0010_0_overlay.png").mkdir()  # a folder where the overlay must go: the write fails
-    report = predict_files(films[:3], tmp_path, segmenter, PredictOptions(overwrite=True))
+    report = predict_files(films[:3], tmp_path, segmenter, PredictSettings(overwrite=True))
     assert [row["status"] for row in report.rows] == ["ok", "error", "ok"]
     assert "CHNCXR_0010_0" in report.rows[1]["error"]
     assert (tmp_path / "CHNCXR_0010_0_lungs.png").is_file()  # the film's other outputs are still written
@@ -84,21 +90,23 @@ def test_an_output_that_cannot_be_written_is_an_error_row_and_the_batch_goes_on(
 def test_a_report_that_cannot_be_written_stops_the_batch_with_its_error(films, segmenter, tmp_path):
     (tmp_path / "report.csv").mkdir()
     with pytest.raises(OSError):
-        predict_files(films, tmp_path, segmenter, PredictOptions(overwrite=True))
+        predict_files(films, tmp_path, segmenter, PredictSettings(overwrite=True))
     assert not _pipeline_threads()
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT  # stopped early, not after every film
 
 
+@pytest.mark.slow
 def test_an_error_in_the_progress_callback_surfaces_and_stops_the_batch(films, segmenter, tmp_path):
     def progress(row):
         raise RuntimeError("progress failed")
 
     with pytest.raises(RuntimeError, match="progress failed"):
-        predict_files(films, tmp_path, segmenter, PredictOptions(), progress=progress)
+        predict_files(films, tmp_path, segmenter, PredictSettings(), progress=progress)
     assert not _pipeline_threads()
     assert len(list(tmp_path.glob("*_lungs.png"))) <= FILMS_IN_FLIGHT
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_batch_like_before_and_leaves_only_whole_files(shared_data, shipped_bundle, tmp_path):
     import os
     import signal

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from medlung.evaluation import evaluate
@@ -116,6 +117,7 @@ def test_folders_without_shenzhen_films_are_refused_with_a_one_line_error(tmp_pa
     assert done.stderr.count("\n") == 1 and "no Shenzhen film" in done.stderr and str(folder) in done.stderr
 
 
+@pytest.mark.slow
 def test_the_shipped_model_misses_the_left_lung_of_the_real_batch_films(tmp_path, shared_data, shipped_bundle):
     """On real films, the shipped model's left-lung Dice is low in the batch films and high elsewhere."""
     shenzhen = shared_data / "shenzhen"

@@ -144,6 +144,7 @@ def bad_folder(shared_data, tmp_path):
     return tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_bad_data_is_reported_before_training_and_strict_stops(bad_folder, tmp_path):
     result = medlung("train", bad_folder, "-o", tmp_path / "strict", "--strict", "--epochs", "1", *TINY_ARGS)
     assert result.returncode == 1

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
+from medlung.atomic import write_atomically
 from medlung.errors import OutputExistsError
-from medlung.writers.atomic import write_atomically
 from medlung.writers.masks import write_labels_nifti, write_lungs_png
 
 
@@ -50,7 +50,7 @@ def test_nifti_carries_spacing_or_says_unknown(tmp_path):
 
 
 def test_written_files_follow_the_umask_and_reading_it_leaves_it_as_it_was(tmp_path):
-    from medlung.writers.atomic import current_umask
+    from medlung.atomic import current_umask
 
     previous = os.umask(0o027)
     try:

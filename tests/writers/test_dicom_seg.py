@@ -16,7 +16,13 @@ import medlung
 from medlung.errors import EmptySegmentWarning, OutputExistsError, SegmentationWriteError
 from medlung.io.seg import read_dicom_seg
 from medlung.uids import derive_uid, seg_uids
-from medlung.writers.dicom_seg import choose_transfer_syntax, display_spacing, empty_segments, write_dicom_seg
+from medlung.writers.dicom_seg import (
+    choose_transfer_syntax,
+    display_spacing,
+    empty_segments,
+    film_content,
+    write_dicom_seg,
+)
 from medlung.writers.overlay import COLOURS
 from tests import dicom_factory as factory
 from tests.writers.seg_support import (
@@ -167,7 +173,8 @@ def test_uids_are_deterministic_and_follow_the_model_version(tmp_path, shenzhen)
     assert first.SOPInstanceUID != first.SeriesInstanceUID
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
     written = {"a": 1, "b": "x", "seg_syntax": ExplicitVRLittleEndian}  # the form written enters the UIDs too
-    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", written)
+    content = film_content(film)  # the film's content enters them too
+    expected = seg_uids(film.dataset.SOPInstanceUID, "1.0.0", written, content)
     assert (first.SeriesInstanceUID, first.SOPInstanceUID) == expected[:2]
     assert first.DimensionOrganizationSequence[0].DimensionOrganizationUID == expected.dimension_organization_uid
     for uid in expected:

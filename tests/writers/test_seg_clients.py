@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -27,6 +26,7 @@ from medlung.errors import EmptySegmentWarning
 from medlung.writers.dicom_seg import display_spacing, write_dicom_seg
 from tests import dicom_factory as factory
 from tests.writers.seg_support import dciodvfy, load, shenzhen_labels, tools_required, two_lungs
+from tests.writers.sr_support import dcmqi_tool
 
 #: SCT codes of the laterality modifier of each lung segment.
 RIGHT, LEFT = "24028007", "7771000"
@@ -170,13 +170,7 @@ def test_highdicom_segread_reads_full_resolution_segs(tmp_path, full_cases, synt
 # --- dcmqi -----------------------------------------------------------------------------------------------
 def _segimage2itkimage() -> str:
     """dcmqi's converter from the PyPI wheel (``pip install dcmqi``), next to this Python."""
-    exe = Path(sys.executable).parent / "segimage2itkimage"
-    if not exe.exists():
-        reason = "dcmqi's segimage2itkimage not found (pip install dcmqi)"
-        if tools_required():
-            pytest.fail(f"CI requires it but {reason}")
-        pytest.skip(reason)
-    return str(exe)
+    return dcmqi_tool("segimage2itkimage")
 
 
 def _check_dcmqi(case: Case, path: Path, out: Path) -> None:

@@ -1,6 +1,6 @@
 """What a ``medlung serve`` node refuses, and what it never writes down, on 127.0.0.1 only.
 
-The nodes run in this process (:class:`medlung.pacs.serve.StorageNode` with
+The nodes run in this process (:class:`medlung.services.node.StorageNode` with
 the session's loaded model and a log captured in memory, pynetdicom's
 warnings and errors included) and forward to the session's real Orthanc;
 the peers are real pynetdicom clients. Each refusal has its own test, and
@@ -27,21 +27,19 @@ from pynetdicom.sop_class import Verification
 
 from medlung.logs import log_event
 from medlung.pacs import TlsConfig
-from medlung.pacs.queue import Spool
-from medlung.pacs.serve import (
-    ASSOCIATION_FULL,
-    FILM_TOO_LARGE,
-    OUT_OF_RESOURCES,
+from medlung.services.node import (
     PYNETDICOM_RECORDS,
     ServeConfig,
     StorageNode,
     exposure_warning,
     node_logging,
 )
+from medlung.services.node.receiving import ASSOCIATION_FULL, FILM_TOO_LARGE, OUT_OF_RESOURCES
+from medlung.services.node.spool import Spool
 from medlung.writers.dicom_seg import write_dicom_seg
 from tests import dicom_factory as factory
 from tests.pacs.certs import make_pki
-from tests.pacs.test_serve import CLIENT_AE, NODE_AE, PER_FILM_S, make_film, send_films, wait_until
+from tests.services.node.test_serve import CLIENT_AE, NODE_AE, PER_FILM_S, make_film, send_films, wait_until
 from tests.writers.seg_support import load, two_lungs
 
 PATIENT_NAME, PATIENT_ID = "Privacytest^Mary^Ann", "PID-55-0192-X"

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +26,16 @@ import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
-from medlung.pacs.queue import Spool
-from medlung.writers.dicom_seg import write_dicom_seg
+from medlung.inference.reporting import report_items
+from medlung.services.node.spool import Spool
+from medlung.writers.dicom_seg import seg_identity, write_dicom_seg
+from medlung.writers.dicom_sr import write_dicom_sr
 from tests import dicom_factory as factory
 from tests.pacs.orthanc import free_port, restart_orthanc, start_orthanc, stop_orthanc
 from tests.writers.seg_support import load, two_lungs
+from tests.writers.sr_support import masks_of, read_with_highdicom
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NODE_AE = "MEDLUNG"
 CLIENT_AE = "MLTEST"
 #: Seconds a node may take to load its model and listen, on 2 busy cores.
@@ -235,20 +240,27 @@ def small_pixels(shenzhen_pixels) -> np.ndarray:
     return np.asarray(shenzhen_pixels)
 
 
-@pytest.fixture(scope="module")
-def node(orthanc, tmp_path_factory, shipped_bundle):
-    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers."""
-    folder = tmp_path_factory.mktemp("node")
-    running = Node(folder / "work", orthanc.destination, "--allow", f"ORTHANC,{CLIENT_AE}")
+@contextmanager
+def node_of(orthanc, folder: Path, modality: str, *extra: str) -> Iterator[Node]:
+    """A node forwarding to ``orthanc``, which may send to it as modality ``modality``; killed on exit."""
+    running = Node(folder / "work", orthanc.destination, *extra)
     try:
         running.start()
-        orthanc.add_modality("medlung", NODE_AE, running.port)
+        orthanc.add_modality(modality, NODE_AE, running.port)
         yield running
     finally:
         running.close()
 
 
+@pytest.fixture(scope="module")
+def node(orthanc, tmp_path_factory, shipped_bundle):
+    """One node for the module's quick tests: Orthanc and the test client are its only allowed callers."""
+    with node_of(orthanc, tmp_path_factory.mktemp("node"), "medlung", "--allow", f"ORTHANC,{CLIENT_AE}") as running:
+        yield running
+
+
 # --- tests ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_film_pushed_by_orthanc_comes_back_as_a_seg_in_its_study(node, orthanc, small_pixels, tmp_path):
     study = generate_uid()
     film = make_film(tmp_path / "film.dcm", small_pixels, (512, 512), study=study, syntax=JPEG2000Lossless)
@@ -270,6 +282,11 @@ def test_film_pushed_by_orthanc_comes_back_as_a_seg_in_its_study(node, orthanc, 
     assert records[2]["status"] == "0x0000" and records[2]["total_seconds"] >= records[1]["seconds"]
     wait_until(lambda: (node.workdir / "done" / f"{key}.dcm").exists(), 10, "the film in done/", node)
     assert pydicom.dcmread(node.workdir / "done" / f"{key}_seg.dcm") == seg  # the same data set (not File Meta)
+    # the measurement report went with it, referencing that SEG
+    assert records[2]["results"] == 2
+    sr = pydicom.dcmread(node.workdir / "done" / f"{key}_sr.dcm")
+    assert [t["Modality"] for t in orthanc.study_instances(study) if t["SOPInstanceUID"] == sr.SOPInstanceUID] == ["SR"]
+    assert read_with_highdicom(node.workdir / "done" / f"{key}_sr.dcm")["right"]["seg"] == seg.SOPInstanceUID
 
 
 def test_echo_allowed_ae_and_other_sop_classes_and_disallowed_ae(node):
@@ -314,19 +331,20 @@ def test_corrupt_and_non_image_instances_go_to_failed_and_the_node_keeps_serving
     study = generate_uid()
     good = make_film(tmp_path / "good.dcm", small_pixels, (256, 256), 1, study=study)
     paths = [tmp_path / "no_pixels.dcm", tmp_path / "truncated.dcm", good]
-    assert send_films(paths, node.port) == [0, 0, 0]  # accepted: they are safely queued, then judged
+    # an image without pixel data is refused at the door (0xA900, #28); a short but whole Pixel Data element is
+    # DICOM the node can parse: queued, then judged
+    assert send_films(paths, node.port) == [0xA900, 0, 0]
 
     keys = [Spool.key_for(pydicom.dcmread(p).SOPInstanceUID) for p in paths]
+    assert not list(node.workdir.rglob(f"{keys[0]}*"))
+    refusal = next(e for e in node.events() if e["event"] == "store-refused" and e["sop_instance_uid"] == keys[0])
+    assert "no pixel data" in refusal["reason"] and refusal["status"] == "0xA900"
     wait_until(
-        lambda: all((node.workdir / "failed" / f"{k}.reason.txt").exists() for k in keys[:2]),
-        PER_FILM_S * 2,
-        "two reason files",
-        node,
+        lambda: (node.workdir / "failed" / f"{keys[1]}.reason.txt").exists(), PER_FILM_S * 2, "the reason file", node
     )
-    reasons = [(node.workdir / "failed" / f"{k}.reason.txt").read_text() for k in keys[:2]]
-    assert "no pixel data" in reasons[0]
-    assert reasons[1].count("\n") == 1 and "pixel" in reasons[1].lower()
-    assert all((node.workdir / "failed" / f"{k}.dcm").exists() for k in keys[:2])
+    reason = (node.workdir / "failed" / f"{keys[1]}.reason.txt").read_text()
+    assert reason.count("\n") == 1 and "pixel" in reason.lower()
+    assert (node.workdir / "failed" / f"{keys[1]}.dcm").exists()
     wait_until(
         lambda: [t for t in orthanc.study_instances(study) if t.get("Modality") == "SEG"],
         PER_FILM_S * 3,
@@ -334,7 +352,7 @@ def test_corrupt_and_non_image_instances_go_to_failed_and_the_node_keeps_serving
         node,
     )
     failed = [e for e in node.events() if e["event"] == "failed"]
-    assert {e["key"] for e in failed} >= set(keys[:2]) and all(e["stage"] == "segment" for e in failed)
+    assert {e["key"] for e in failed} >= {keys[1]} and all(e["stage"] == "segment" for e in failed)
 
 
 def test_status_prints_the_queue_counts(node):
@@ -441,28 +459,39 @@ def test_load_50_films_over_4_associations_all_segs_arrive_once(node, orthanc, s
     )
 
 
+@pytest.mark.slow
 def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp_path, small_pixels, shipped_bundle):
     """Each state a crash can leave (see medlung/pacs/queue.py) is resumed the right way at start."""
     work = tmp_path / "work"
     spool = Spool(work)
     study = generate_uid()
-    films, fake_segs = {}, {}
+    films, fake_segs, fake_srs = {}, {}, {}
     for name in "ABCDE":
         path = make_film(tmp_path / f"{name}.dcm", small_pixels, (256, 256), 0, study)
         films[name] = Spool.key_for(pydicom.dcmread(path).SOPInstanceUID)
         film = load(path)
         fake = write_dicom_seg(film, two_lungs(film.shape), tmp_path / f"{name}_seg.dcm", model_version="fake")
         fake_segs[name] = str(pydicom.dcmread(fake).SOPInstanceUID)
+        fake_sr = write_dicom_sr(
+            film,
+            report_items(masks_of(film, two_lungs(film.shape))),
+            tmp_path / f"{name}_sr.dcm",
+            seg=seg_identity(film, "fake", {})[0],
+            model_version="fake",
+        )
+        fake_srs[name] = str(pydicom.dcmread(fake_sr).SOPInstanceUID)
         (tmp_path / f"{name}.film").write_bytes(path.read_bytes())
     put = lambda name, target: target.write_bytes((tmp_path / name).read_bytes())  # noqa: E731
     # A: received, not processed.
     put("A.film", spool.film("incoming", films["A"]))
-    # B: SEG written, film not yet moved out of incoming.
+    # B: SEG and SR written, film not yet moved out of incoming.
     put("B.film", spool.film("incoming", films["B"]))
     put("B_seg.dcm", spool.seg("outgoing", films["B"]))
-    # C: SEG written and film moved, not sent.
+    put("B_sr.dcm", spool.folder("outgoing") / f"{films['B']}_sr.dcm")
+    # C: SEG and SR written and film moved, not sent.
     put("C.film", spool.film("outgoing", films["C"]))
     put("C_seg.dcm", spool.seg("outgoing", films["C"]))
+    put("C_sr.dcm", spool.folder("outgoing") / f"{films['C']}_sr.dcm")
     # D: sent (marker written), not yet moved to done.
     put("D.film", spool.film("outgoing", films["D"]))
     put("D_seg.dcm", spool.seg("outgoing", films["D"]))
@@ -495,6 +524,7 @@ def test_crash_points_found_on_disk_are_resumed_without_double_work(orthanc, tmp
         # the SEGs that were only waiting went out as they were; the ones already sent did not go again
         assert len(orthanc.instances_with_uid(fake_segs["B"])) == 1
         assert len(orthanc.instances_with_uid(fake_segs["C"])) == 1
+        assert len(orthanc.instances_with_uid(fake_srs["B"])) == len(orthanc.instances_with_uid(fake_srs["C"])) == 1
         assert orthanc.instances_with_uid(fake_segs["D"]) == [] and orthanc.instances_with_uid(fake_segs["E"]) == []
         assert node.signal(signal.SIGTERM) == 0
     finally:
@@ -543,6 +573,7 @@ def test_sigkill_mid_queue_then_restart_delivers_every_seg_once_and_sigterm_exit
         node.close()
 
 
+@pytest.mark.slow
 def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(
     tmp_path_factory, tmp_path, small_pixels, shipped_bundle
 ):
@@ -576,6 +607,7 @@ def test_orthanc_down_keeps_segs_in_outgoing_and_delivers_them_when_it_is_back(
         stop_orthanc(pacs)
 
 
+@pytest.mark.slow
 def test_full_queue_answers_out_of_resources_and_the_film_can_be_sent_again(
     orthanc, tmp_path, small_pixels, shipped_bundle
 ):

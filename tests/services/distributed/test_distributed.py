@@ -1,4 +1,4 @@
-"""``medlung predict --scheduler`` and ``medlung.distributed``: a real Dask LocalCluster of worker processes."""
+"""``medlung predict --scheduler`` and ``medlung.services.distributed``: a real Dask LocalCluster of worker processes."""
 
 from __future__ import annotations
 
@@ -135,14 +135,17 @@ def test_seg_uids_are_those_of_a_plain_run(films, cli_run, shipped_bundle, tmp_p
 
 
 def test_rerun_skips_finished_films(films, cli_run, cluster, shipped_bundle):
-    from medlung import distributed as md
-    from medlung.pipeline.batch import PredictOptions
+    from medlung.pipeline.settings import PredictSettings
+    from medlung.services import distributed as md
 
     out, _ = cli_run
     before = {name: (out / name).stat().st_mtime_ns for name in visible_outputs(out)}
     rows = list(
         md.predict(
-            sorted(films.iterdir()), out, client=cluster, model=shipped_bundle, options=PredictOptions(formats=FORMATS)
+            sorted(films.iterdir()),
+            out,
+            client=cluster,
+            settings=PredictSettings(bundle=shipped_bundle, formats=FORMATS),
         )
     )
     assert sorted(r["status"] for r in rows) == ["error"] * 2 + ["skipped"] * 28
@@ -151,8 +154,8 @@ def test_rerun_skips_finished_films(films, cli_run, cluster, shipped_bundle):
 
 
 def test_worker_killed_mid_run_loses_no_film_and_writes_nothing_twice(films, cluster, shipped_bundle, tmp_path):
-    from medlung import distributed as md
-    from medlung.pipeline.batch import PredictOptions
+    from medlung.pipeline.settings import PredictSettings
+    from medlung.services import distributed as md
 
     killed = []
 
@@ -170,8 +173,7 @@ def test_worker_killed_mid_run_loses_no_film_and_writes_nothing_twice(films, clu
             sorted(films.iterdir()),
             tmp_path,
             client=cluster,
-            model=shipped_bundle,
-            options=PredictOptions(formats=FORMATS),
+            settings=PredictSettings(bundle=shipped_bundle, formats=FORMATS),
             progress=kill_a_busy_worker,
         )
     )
@@ -189,8 +191,8 @@ def test_worker_killed_mid_run_loses_no_film_and_writes_nothing_twice(films, clu
 def test_manifest_of_10000_paths_streams_in_bounded_batches(films, cluster, shipped_bundle, tmp_path):
     import psutil
 
-    from medlung import distributed as md
-    from medlung.pipeline.batch import PredictOptions
+    from medlung.pipeline.settings import PredictSettings
+    from medlung.services import distributed as md
 
     real = sorted(films.glob("CHNCXR_*"))[:4]
     manifest = tmp_path / "manifest.csv"
@@ -221,8 +223,7 @@ def test_manifest_of_10000_paths_streams_in_bounded_batches(films, cluster, ship
         counted(md.read_manifest(manifest)),
         out,
         client=cluster,
-        model=shipped_bundle,
-        options=PredictOptions(formats=("png",)),
+        settings=PredictSettings(bundle=shipped_bundle, formats=("png",)),
         max_in_flight=8,
         progress=watch,
     )
@@ -239,7 +240,7 @@ def test_manifest_of_10000_paths_streams_in_bounded_batches(films, cluster, ship
 
 
 def test_manifest_formats(tmp_path):
-    from medlung.distributed import read_manifest
+    from medlung.services.distributed import read_manifest
 
     (tmp_path / "list.txt").write_text("# films\na.dcm\n\n/abs/b.png\n")
     assert list(read_manifest(tmp_path / "list.txt")) == [tmp_path / "a.dcm", tmp_path.parent / "/abs/b.png"]

@@ -1,4 +1,4 @@
-"""The serve queue's crash states, one by one, without Orthanc or a network (medlung.pacs.queue.Spool)."""
+"""The serve queue's crash states, one by one, without Orthanc or a network (medlung.services.node.spool.Spool)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from medlung.pacs.queue import STATES, Spool
+from medlung.services.node.spool import SEG_SUFFIX, SR_SUFFIX, STATES, Spool
 
 FILM, SEG = b"film bytes", b"seg bytes"
 
@@ -102,3 +102,35 @@ def test_keys_are_uids_or_hashes_never_paths(uid, plain):
     assert (key == uid.strip()) is plain
     assert "/" not in key and not key.startswith(".") and len(key) <= 64
     assert Spool.key_for(uid) == key  # stable
+
+
+@pytest.fixture
+def node_spool(tmp_path):
+    """The node's spool: a film's results are its SEG and its SR."""
+    return Spool(tmp_path / "node", outputs=(SEG_SUFFIX, SR_SUFFIX))
+
+
+def test_the_sr_travels_with_its_seg_to_done_and_to_failed(node_spool):
+    for key in ("1.2.3", "1.2.4"):
+        node_spool.receive(key, FILM)
+        for result in node_spool.results("outgoing", key):
+            result.write_bytes(SEG)
+        node_spool.segmented(key)
+    node_spool.mark_sent("1.2.3")
+    node_spool.fail("1.2.4", "refused")
+    assert names(node_spool)["done"] == ["1.2.3.dcm", "1.2.3_seg.dcm", "1.2.3_sr.dcm"]
+    assert names(node_spool)["failed"] == ["1.2.4.dcm", "1.2.4.reason.txt", "1.2.4_seg.dcm", "1.2.4_sr.dcm"]
+
+
+def test_a_seg_without_its_sr_is_segmented_again_not_sent(node_spool):
+    node_spool.receive("1.2.3", FILM)
+    node_spool.seg("outgoing", "1.2.3").write_bytes(SEG)  # killed between the SEG's and the SR's rename
+    assert node_spool.recover() == (["1.2.3"], [])  # the worker writes the missing SR, then it is sent
+    node_spool.results("outgoing", "1.2.3")[1].write_bytes(SEG)
+    assert node_spool.recover() == ([], ["1.2.3"])
+    assert names(node_spool)["outgoing"] == ["1.2.3.dcm", "1.2.3_seg.dcm", "1.2.3_sr.dcm"]
+
+
+def test_the_seg_comes_first_in_a_spools_results(tmp_path):
+    with pytest.raises(ValueError, match="must start with the SEG"):
+        Spool(tmp_path, outputs=(SR_SUFFIX,))

@@ -13,7 +13,7 @@ Needs the optional extra ``medlung[dask]`` (``dask[distributed]``).
 Examples
 --------
 >>> from dask.distributed import Client                          # doctest: +SKIP
->>> from medlung import distributed                              # doctest: +SKIP
+>>> from medlung.services import distributed                     # doctest: +SKIP
 >>> client = Client("tcp://scheduler:8786")                      # doctest: +SKIP
 >>> for row in distributed.predict(distributed.read_manifest("films.txt"), "out", client=client):
 ...     print(row["file"], row["status"])                         # doctest: +SKIP
@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from medlung.errors import MedlungError
-from medlung.pipeline.batch import PredictOptions, segment_one
+from medlung.pipeline.batch import segment_one
+from medlung.pipeline.settings import PredictSettings, load_segmenter
 from medlung.writers.naming import OutputNamer
 
-#: Name of the worker plugin that holds the model (a hash of the model arguments is appended).
+#: Name of the worker plugin that holds the model (a hash of the model settings is appended).
 PLUGIN_NAME = "medlung-model"
 
+_WorkerPlugin: type
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # the [dask] extra is not installed: predict() says so
@@ -90,6 +92,7 @@ def read_manifest(path: str | Path) -> Iterator[Path]:
         first = handle.readline()
         header = next(csv.reader([first]), [])
         names = [name.strip().lower() for name in header]
+        lines: Iterable[str]
         if "path" in names:  # a CSV header; otherwise the first line is a path too
             column = names.index("path")
             lines = (row[column] for row in csv.reader(handle) if len(row) > column)
@@ -114,18 +117,17 @@ class ModelPlugin(_WorkerPlugin):
 
     Parameters
     ----------
-    model_args : dict
-        Keyword arguments of :class:`medlung.inference.Segmenter` (``model``,
-        ``device``, ``roi_size``, ``overlap``, ``tta``).
+    settings : medlung.pipeline.settings.PredictSettings
+        The run's settings; the model is the one they describe.
     """
 
     idempotent = True  # registering the same model again loads nothing
 
-    def __init__(self, model_args: dict) -> None:
-        self.model_args = dict(model_args)
+    def __init__(self, settings: PredictSettings) -> None:
+        self.settings = settings
 
     def setup(self, worker=None) -> None:
-        worker_segmenter(self.model_args)
+        worker_segmenter(self.settings)
 
     def teardown(self, worker=None) -> None:
         pass
@@ -134,22 +136,20 @@ class ModelPlugin(_WorkerPlugin):
         pass
 
 
-def worker_segmenter(model_args: dict):
-    """The process's :class:`~medlung.inference.Segmenter` for these arguments (loaded once per process)."""
-    key = tuple(sorted((k, str(v)) for k, v in model_args.items()))
+def worker_segmenter(settings: PredictSettings):
+    """The process's :class:`~medlung.inference.Segmenter` for these settings (loaded once per process and model)."""
+    key = settings.model_key()
     with _cache_lock:
         if key not in _cache:
             import warnings
 
-            from medlung.inference import Segmenter
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _cache[key] = Segmenter(**model_args)
+                _cache[key] = load_segmenter(settings)
         return _cache[key]
 
 
-def segment_task(path: str, prefix: str, model_args: dict, options: PredictOptions) -> dict:
+def segment_task(path: str, prefix: str, settings: PredictSettings) -> dict:
     """One film on a worker: segment it and write its outputs (:func:`medlung.pipeline.batch.segment_one`).
 
     Never raises for a bad film: the row says ``error``.
@@ -158,10 +158,10 @@ def segment_task(path: str, prefix: str, model_args: dict, options: PredictOptio
 
     row: dict = {"file": path, "status": "error"}
     try:
-        segmenter = worker_segmenter(model_args)  # its settings enter the SEG UIDs (medlung.uids.output_options)
+        segmenter = worker_segmenter(settings)  # its settings enter the SEG UIDs (medlung.uids.output_options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row = segment_one(Path(path), Path(prefix), segmenter, options)
+            row = segment_one(Path(path), Path(prefix), segmenter, settings)
     except Exception as exc:  # a film must never fail the cluster job
         row["error"] = str(exc) if isinstance(exc, MedlungError) else f"{path}: unexpected {type(exc).__name__}: {exc}"
     row["worker"] = _worker_address()
@@ -184,16 +184,10 @@ def predict(
     paths: Iterable[str | Path],
     out: str | Path,
     client=None,
-    model=None,
-    device: str = "cpu",
-    roi_size: int | None = None,
-    overlap: float | None = None,
-    tta: bool = False,
-    options: PredictOptions | None = None,
+    settings: PredictSettings | None = None,
     max_in_flight: int | None = None,
     progress: Callable[[dict], None] | None = None,
     check_paths: bool = True,
-    lungs: str = "field",
 ) -> Iterator[dict]:
     """Segment ``paths`` on a Dask cluster into ``out``; yield each film's report row as it finishes.
 
@@ -210,15 +204,10 @@ def predict(
         Output folder, on storage every worker can write (created).
     client : distributed.Client, optional
         The cluster (default: the current client, :func:`distributed.default_client`).
-    model : str or Path, optional
-        Bundle folder, run folder or checkpoint, as the workers see it
-        (default: the shipped bundle).
-    device : str
-        Device on the workers: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-    roi_size, overlap, tta, lungs
-        As :class:`medlung.inference.Segmenter` (``overlap`` ``None``: the model's).
-    options : PredictOptions, optional
-        What to write (``workers`` is ignored: the cluster decides).
+    settings : medlung.pipeline.settings.PredictSettings, optional
+        How to segment and what to write, handed whole to every worker (the
+        model path as the workers see it; ``workers`` is ignored: the cluster
+        decides). Default: ``PredictSettings()``.
     max_in_flight : int, optional
         Films submitted and not yet reported, at most (default: 4 per worker
         thread, at least 8). Bounds the client's and the scheduler's memory.
@@ -239,21 +228,13 @@ def predict(
     from medlung.writers.report import StreamingReport
 
     client = client or distributed.default_client()
-    options = options or PredictOptions()
+    settings = settings or PredictSettings()
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    model_args = {
-        "model": None if model is None else str(Path(model).absolute()),
-        "device": device,
-        "roi_size": roi_size,
-        "overlap": overlap,
-        "tta": tta,
-        "lungs": lungs,
-    }
     import hashlib
 
-    name = f"{PLUGIN_NAME}-{hashlib.sha1(repr(sorted(model_args.items())).encode()).hexdigest()[:12]}"
-    client.register_plugin(ModelPlugin(model_args), name=name)
+    name = f"{PLUGIN_NAME}-{hashlib.sha1(repr(settings.model_key()).encode()).hexdigest()[:12]}"
+    client.register_plugin(ModelPlugin(settings), name=name)
     if max_in_flight is None:
         threads = sum(client.nthreads().values()) or 1
         max_in_flight = max(8, 4 * threads)
@@ -271,7 +252,7 @@ def predict(
                 return str(item), path, str(out / namer(path))
         return None
 
-    with StreamingReport(out, overwrite=options.overwrite, identifiers=options.include_identifiers) as report:
+    with StreamingReport(out, overwrite=settings.overwrite, identifiers=settings.include_identifiers) as report:
         try:
             exhausted = False
             while True:
@@ -281,15 +262,14 @@ def predict(
                     if task is None:
                         exhausted = True
                     elif check_paths and not task[1].exists():  # reported here, as a plain run does
-                        row = segment_one(task[1], Path(task[2]), None, options)
+                        row = segment_one(task[1], Path(task[2]), None, settings)
                         row["file"] = task[0]
                     else:
                         future = client.submit(
                             segment_task,
                             str(task[1]),
                             task[2],
-                            model_args,
-                            options,
+                            settings,
                             pure=False,
                             key=f"medlung-{Path(task[2]).name}-{os.urandom(4).hex()}",
                         )
