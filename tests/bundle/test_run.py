@@ -84,8 +84,9 @@ def test_bundle_inference_writes_what_medlung_predict_writes(shipped_bundle, fil
         "CR-MONO1-10-chest.dcm": "ok",
         "dx_image.dcm": "flagged",
     }
-    flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible]"
-    assert ours.SeriesDescription == theirs.SeriesDescription == flagged
+    # 3.0.0 also estimates a low Dice for it: the codes past 64 characters become "..."
+    assert ours.SeriesDescription == theirs.SeriesDescription
+    assert ours.SeriesDescription.startswith("Lungs (medlung) [QC: lateral,not_human,lungs_implausible")
     assert "dx_image.dcm: quality flagged: lateral:" in result.stdout + result.stderr
 
 
