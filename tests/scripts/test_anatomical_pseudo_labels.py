@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
-from tests.conftest import REPO
+from tests.conftest import script_module
 
 
 def _script():
-    path = REPO / "scripts" / "anatomical_pseudo_labels.py"
-    spec = importlib.util.spec_from_file_location("anatomical_pseudo_labels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("anatomical_pseudo_labels")
 
 
 def test_the_lower_inner_cut_out_is_filled_and_the_field_stays_inside():

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import script_module
 
 
 def _script():
-    path = REPO / "scripts" / "average_weights.py"
-    spec = importlib.util.spec_from_file_location("average_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("average_weights")
 
 
 def test_floating_tensors_are_averaged_and_counters_kept():
