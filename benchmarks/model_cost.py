@@ -11,7 +11,9 @@ a film's cost is the Segmenter's whole call (working grid, network, native grid,
 in wall and CPU seconds. Prints per candidate the median per-film seconds and the ratio to the shipped
 model measured in the same rounds (CPU seconds are the steadier measure on a shared machine).
 
-Run: ``python benchmarks/model_cost.py [--rounds 3] [--films 6] [--bundle RUN_OR_BUNDLE ...]``.
+Run: ``python benchmarks/model_cost.py [--rounds 3] [--films 6] [--bundle RUN_OR_BUNDLE ...] [--dice-estimate off]``.
+To compare two releases, give the older bundle (e.g. ``git archive <commit> bundles/medlung_cxr_lung | tar -x -C
+/tmp``) with its own Dice-estimate calibration, or time both with ``--dice-estimate off``.
 """
 
 from __future__ import annotations
@@ -70,13 +72,20 @@ def main(argv=None) -> int:
     parser.add_argument("--films", type=int, default=6, help="PNG films (plus the RG1 DICOM)")
     parser.add_argument("--bundle", action="append", default=[], help="also time this model (bundle or run)")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--dice-estimate",
+        default="fast",
+        choices=("off", "fast", "perturbed"),
+        help="the estimated Dice of every model timed (default fast, as predict; a bundle without a calibration "
+        "for its weights has none whatever this says)",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    base = Segmenter(device="cpu")
+    base = Segmenter(device="cpu", dice_estimate=args.dice_estimate)
     segmenters = {f"shipped {base.model_version}": base}
     segmenters.update({name: variant(base, changes) for name, changes in CANDIDATES.items()})
     for model in args.bundle:
-        other = Segmenter(model, device="cpu")
+        other = Segmenter(model, device="cpu", dice_estimate=args.dice_estimate)
         segmenters[f"{other.model_version} ({model})"] = other
     chosen = films(args.shared, args.films)
     for segmenter in segmenters.values():  # warm up

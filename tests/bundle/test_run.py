@@ -84,9 +84,11 @@ def test_bundle_inference_writes_what_medlung_predict_writes(shipped_bundle, fil
         "CR-MONO1-10-chest.dcm": "ok",
         "dx_image.dcm": "flagged",
     }
-    # 3.0.0 also estimates a low Dice for it: the codes past 64 characters become "..."
-    assert ours.SeriesDescription == theirs.SeriesDescription
-    assert ours.SeriesDescription.startswith("Lungs (medlung) [QC: lateral,not_human,lungs_implausible")
+    # the reason codes as far as 64 characters allow (the low Dice estimate of the dog's thorax follows as "...")
+    flagged = "Lungs (medlung) [QC: lateral,not_human,lungs_implausible,...]"
+    assert ours.SeriesDescription == theirs.SeriesDescription == flagged
+    reasons = {Path(r["file"]).name: " ".join(r["qc_reasons"]) for r in report}
+    assert "low_dice_estimate" in reasons["dx_image.dcm"]
     assert "dx_image.dcm: quality flagged: lateral:" in result.stdout + result.stderr
 
 
@@ -207,9 +209,8 @@ def test_train_config_retrains_and_exports(tiny_bundle, tiny_csv, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    plan = config["plan"]
-    assert plan["features"] == [8, 8, 16, 32, 64, 8] and config["epochs"] == 1 and plan["roi_size"] == 64
-    assert plan["working_spacing"] == 4.0 and config["data_summary"]["training"] == 2
+    assert config["features"] == [8, 8, 16, 32, 64, 8] and config["epochs"] == 1 and config["roi_size"] == 64
+    assert config["working_spacing"] == 4.0 and config["data_summary"]["training"] == 2
     assert (tmp_path / "run" / "summary.json").is_file()
     assert (tmp_path / "new_bundle" / "models" / "model.ts").is_file()
     assert "training summary" in result.stdout
