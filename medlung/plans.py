@@ -51,6 +51,23 @@ DEFAULT_MIN_LUNG_MM2 = 1500.0
 #: than 0.90 is one a researcher would redraw (the model's films are 0.95-0.98 on unseen hospitals).
 DEFAULT_MIN_DICE_ESTIMATE = 0.90
 
+#: The named training augmentations, in the order they are applied (:func:`medlung.transforms.presets.named_augmentations`):
+#: geometric ones move film and masks together, the others change the film only.
+AUGMENTATIONS = {
+    "affine": "rotation ±10°, zoom ±15 % per axis, shift ±8 % (film and masks)",
+    "field_of_view": "the chest smaller in the film, 65-100 % (more neck and abdomen, as on AP films; film and masks)",
+    "sick_lung": "consolidation-like opacities and a base haze inside the lungs (medlung.transforms.sick_film)",
+    "devices": "lines and tubes, ECG leads, a pacemaker and its lead (medlung.transforms.sick_film)",
+    "markers": "burnt-in text and R/L markers (medlung.transforms.sick_film)",
+    "collimation": "bright collimator shadows or black borders along the edges, outside the lungs",
+    "tone": "exposure and tone curves: gamma, S-shaped contrast, exposure shift with clipping",
+    "histogram": "grey levels matched to another training film's histogram (most often another source's)",
+    "resolution": "stored coarser (down to 1/3) and blurred, or edge-enhanced (unsharp masking)",
+    "intensity": "gamma, intensity scale and shift, Gaussian noise, blur (the augmentation of 2.0.0)",
+}
+#: Those that move the masks with the film.
+GEOMETRIC_AUGMENTATIONS = ("affine", "field_of_view")
+
 
 @dataclass(frozen=True)
 class ModelPlan:

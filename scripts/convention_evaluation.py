@@ -1,13 +1,14 @@
 """Evaluate a model per lung convention, data source and view; write the model card's "Conventions" section.
 
-Reads the combined datalist written by ``scripts/two_convention_datalist.py``
+Reads the combined datalist written by ``scripts/multi_source_datalist.py``
 (columns ``image, mask, ignore, lungs, split, source, view``) and scores the
 model with ``medlung evaluate``'s own code on each group of one split, each
 with the convention its masks follow (a metric never mixes conventions):
 
 * ``covid_v7`` (anatomical, ignore masks left out), also per view (PA / AP / AP Supine);
 * Shenzhen films outside the annotation batches (field);
-* Shenzhen annotation-batch films (anatomical).
+* Shenzhen annotation-batch films (anatomical);
+* Montgomery films (field), of the split and (``--montgomery-val``) also of its validation split.
 
 Optionally a second model (``--baseline``, e.g. the previous release) is
 scored on the same groups with the convention it has (a field-only model's
@@ -17,8 +18,11 @@ both conventions on one film into the bundle's ``docs/images/``, and the
 markdown section between ``<!-- medlung:conventions:begin -->`` and
 ``...:end -->`` of the card. Usage::
 
-    python scripts/convention_evaluation.py runs/two_conventions.csv --model bundles/medlung_cxr_lung \\
-        --baseline "1.1.0=runs/bundle_1.1.0" --out runs/conventions --card bundles/medlung_cxr_lung/docs/README.md
+    python scripts/convention_evaluation.py runs/multi_source.csv --model bundles/medlung_cxr_lung \\
+        --baseline "2.0.0=runs/bundle_2.0.0" --out runs/conventions --card bundles/medlung_cxr_lung/docs/README.md \\
+        --montgomery-val
+
+Each group's rows come together, the model first and the baselines after it, on the same films.
 """
 
 from __future__ import annotations
@@ -35,18 +39,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_card_evaluation import shrink_picture
 
 BEGIN, END = "<!-- medlung:conventions:begin -->", "<!-- medlung:conventions:end -->"
-#: (group name, source, convention of its masks)
+#: (group name, source, convention of its masks, split: None for the --split asked)
 GROUPS = (
-    ("covid_v7", "covid_v7", "anatomical"),
-    ("Shenzhen outside the batches", "shenzhen", "field"),
-    ("Shenzhen annotation batches", "shenzhen", "anatomical"),
+    ("covid_v7", "covid_v7", "anatomical", None),
+    ("Shenzhen outside the batches", "shenzhen", "field", None),
+    ("Shenzhen annotation batches", "shenzhen", "anatomical", None),
+    ("Montgomery", "montgomery", "field", None),
+    ("Montgomery, val split", "montgomery", "field", "val"),
 )
 
 
-def read_rows(datalist: Path, split: str) -> list[dict]:
-    """Rows of the combined datalist in ``split``."""
+def read_rows(datalist: Path, split: str | None = None) -> list[dict]:
+    """Rows of the combined datalist in ``split`` (every row when None)."""
     with open(datalist, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row["split"] == split]
+        return [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
 
 
 def write_group_csv(rows: list[dict], path: Path) -> Path:
@@ -117,9 +123,38 @@ def both_conventions_figure(model, film_path: str, truth_path: str, target: Path
     plt.close(fig)
 
 
+def before_after_figure(models: list, films: list[str], target: Path) -> None:
+    """Anatomical lungs (blue) and lung field (orange) of each model (columns) on each film (rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medlung.inference import Segmenter
+    from medlung.io import load_film
+
+    fig, axes = plt.subplots(len(films), len(models), figsize=(4.2 * len(models), 4.4 * len(films)), squeeze=False)
+    for column, (label, model) in enumerate(models):
+        both = {lungs: Segmenter(model, lungs=lungs) for lungs in ("field", "anatomical")}
+        for row, path in enumerate(films):
+            film = load_film(path)
+            grey = (film.pixels - film.pixels.min()) / max(float(np.ptp(film.pixels)), 1e-6)
+            axis = axes[row, column]
+            axis.imshow(grey, cmap="gray")
+            axis.contour(both["anatomical"](film).lungs, levels=[0.5], colors=["#1e90ff"], linewidths=1.4)
+            axis.contour(both["field"](film).lungs, levels=[0.5], colors=["#ff8c00"], linewidths=0.8)
+            axis.set_title(f"{label}: {Path(path).name}", fontsize=9)
+            axis.axis("off")
+    fig.suptitle("anatomical lungs (blue) and lung field (orange)", fontsize=10)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datalist", type=Path, help="CSV from scripts/two_convention_datalist.py")
+    parser.add_argument("datalist", type=Path, help="CSV from scripts/multi_source_datalist.py")
     parser.add_argument("--model", type=Path, required=True, help="bundle, run folder or checkpoint")
     parser.add_argument("--name", help="how the tables name the model (default: its folder or file name)")
     parser.add_argument("--baseline", action="append", default=[], help="NAME=MODEL scored the same way")
@@ -129,12 +164,21 @@ def main(argv=None) -> int:
     parser.add_argument("--figure-film", default="", help="image path (in the datalist) for the two-convention figure")
     parser.add_argument("--note", action="append", default=[], help="a paragraph to add at the end of the section")
     parser.add_argument("--reuse", action="store_true", help="read groups already scored in --out instead of rescoring")
+    parser.add_argument("--montgomery-val", action="store_true", help="also score Montgomery's validation films")
+    parser.add_argument(
+        "--before-after",
+        action="append",
+        default=[],
+        help="a film (any path) drawn by every model, anatomical and field, in one figure (repeatable)",
+    )
+    parser.add_argument("--before-after-caption", default="", help="what the before/after figure's films are")
     args = parser.parse_args(argv)
 
     from medlung.inference import Segmenter
     from medlung.metrics import summarize
 
-    rows = read_rows(args.datalist, args.split)
+    every = read_rows(args.datalist)
+    rows = [r for r in every if r["split"] == args.split]
     models = [(args.name or args.model.name, str(args.model))] + [tuple(b.split("=", 1)) for b in args.baseline]
     lines = [
         BEGIN,
@@ -149,11 +193,15 @@ def main(argv=None) -> int:
     ]
     summary: dict = {}
     images = args.card.parent / "images" if args.card else args.out / "images"
-    for label, model in models:
-        for name, source, lungs in GROUPS:
-            group = [r for r in rows if r["source"] == source and r["lungs"] == lungs]
-            if not group:
-                continue
+    for name, source, lungs, split in GROUPS:
+        if split is not None and (split == args.split or (source == "montgomery" and not args.montgomery_val)):
+            continue
+        group = [
+            r for r in every if r["split"] == (split or args.split) and r["source"] == source and r["lungs"] == lungs
+        ]
+        if not group:
+            continue
+        for label, model in models:
             try:
                 segmenter = Segmenter(model, lungs=lungs)
                 drawn = lungs
@@ -171,7 +219,7 @@ def main(argv=None) -> int:
                     lines.append(table_row(f"covid_v7, {view}", lungs, label, summary[f"{key}|{view}"]))
     lines.append("")
     first = _slug(models[0][0])
-    for name, _, lungs in GROUPS:
+    for name, _, lungs, _split in GROUPS:
         worst = args.out / first / _slug(name) / "worst.png"
         if worst.exists():
             picture = images / f"conventions_worst_{_slug(name)}.png"
@@ -195,6 +243,17 @@ def main(argv=None) -> int:
             "lung mask V7 Labs, CC BY 4.0):",
             "",
             "![both conventions](images/conventions_both.png)",
+            "",
+        ]
+    if args.before_after:
+        picture = images / "anatomical_before_after.png"
+        before_after_figure(models[::-1], args.before_after, picture)  # baselines first: before, then after
+        shrink_picture(picture, picture, 900)
+        lines += [
+            "The anatomical convention on healthy PA films, before (the baseline, left) and after (this model, "
+            f"right){': ' + args.before_after_caption if args.before_after_caption else ''}:",
+            "",
+            "![anatomical lungs before and after](images/anatomical_before_after.png)",
             "",
         ]
     lines += [f"{note}\n" for note in args.note]

@@ -81,6 +81,7 @@ def _experiment_rows(runs: list[str]) -> list[str]:
     for item in runs:
         name, folder = item.split("=", 1)
         config = json.loads((Path(folder) / "config.json").read_text())
+        config = {**config, **(config.get("plan") or {})}  # plan fields nested (runs since 3.0.0) or flat (older)
         history = list(csv.DictReader(open(Path(folder) / "metrics.csv")))
         best = max(history, key=lambda row: float(row["val_dice"]))
         minutes = sum(float(row["seconds"]) for row in history) / 60

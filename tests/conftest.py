@@ -12,6 +12,16 @@ from medlung import environment
 REPO = Path(__file__).resolve().parents[1]
 
 
+def script_module(name: str):
+    """``scripts/NAME.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def shared_data_dir() -> Path:
     """``../shared/data`` beside the repository, or ``$MEDLUNG_SHARED_DATA``."""
     return Path(environment.get("MEDLUNG_SHARED_DATA") or REPO.parent / "shared" / "data")

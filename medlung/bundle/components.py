@@ -407,7 +407,8 @@ def train_config(**values):
     Parameters
     ----------
     **values
-        TrainConfig fields.
+        TrainConfig fields; the plan's (``network``, ``features``, ``working_spacing``, ``roi_size``,
+        ``overlap``) flat, as in ``configs/train.json``.
 
     Returns
     -------
@@ -422,10 +423,15 @@ def train_config(**values):
         values["limit"] = None if limit is None else int(limit)
     if "features" in values:
         values["features"] = tuple(int(f) for f in values["features"])
+    if "samples_per_epoch" in values:
+        count = as_optional(values["samples_per_epoch"])
+        values["samples_per_epoch"] = None if count is None else int(count)
+    if "augmentations" in values and isinstance(values["augmentations"], str):  # --augmentations a,b on the CLI
+        values["augmentations"] = [n.strip() for n in values["augmentations"].split(",") if n.strip()]
     for key in ("data", "output"):
         if key in values:
             values[key] = str(values[key])
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def trainer(config, resume=False, overwrite=False):

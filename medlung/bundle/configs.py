@@ -252,7 +252,12 @@ def train_config(settings: dict) -> dict:
         "val_fraction": float(settings.get("val_fraction", default.val_fraction)),
         "seed": int(settings.get("seed", default.seed)),
         "precision": "auto",
-        "overlap": float(settings.get("overlap", default.overlap)),
+        "overlap": float(settings.get("overlap", default.plan.overlap)),
+        "augmentations": _optional_list(settings.get("augmentations", default.augmentations)),
+        "sampling": dict(settings.get("sampling") or {}),
+        "samples_per_epoch": settings.get("samples_per_epoch"),
+        "consistency_weight": float(settings.get("consistency_weight", default.consistency_weight)),
+        "sick_film_prob": float(settings.get("sick_film_prob", default.sick_film_prob)),
         "strict": False,
         "limit": None,
         "num_workers": 0,
@@ -278,6 +283,11 @@ def train_config(settings: dict) -> dict:
             "device": "@device",
             "precision": "@precision",
             "overlap": "$float(@overlap)",
+            "augmentations": "@augmentations",
+            "sampling": "@sampling",
+            "samples_per_epoch": "@samples_per_epoch",
+            "consistency_weight": "$float(@consistency_weight)",
+            "sick_film_prob": "$float(@sick_film_prob)",
             "strict": "@strict",
             "limit": "@limit",
             "num_workers": "$int(@num_workers)",
@@ -295,6 +305,10 @@ def train_config(settings: dict) -> dict:
             "$medlung.bundle.export_after_training(@output_dir, @export_dir, @export_overwrite, @export_version)"
         ],
     }
+
+
+def _optional_list(values) -> list | None:
+    return None if values is None else list(values)
 
 
 def multi_gpu_train_config() -> dict:
@@ -381,6 +395,11 @@ KEY_DOCS = (
     ("include_identifiers", "inference", "`true`: the report also has the patient ID and study UID of DICOM films."),
     ("part / limit", "evaluate", "`test`, `validation`, `training` or `all`; at most `limit` films."),
     ("epochs, batch_size, lr, weight_decay, val_fraction, seed", "train", "As `medlung train`."),
+    (
+        "augmentations, sampling, samples_per_epoch, consistency_weight, sick_film_prob",
+        "train",
+        'As `medlung train` (`sampling`: a mapping `{"source/convention": share}`; `augmentations`: a list or null).',
+    ),
     ("strict / limit / num_workers", "train", "Stop on unusable films / films per part / DataLoader workers."),
     ("resume", "train", "`true`: continue `output_dir` from last.pt."),
     ("export_dir / export_overwrite / export_version", "train", "Export the finished run as a bundle there."),

@@ -391,13 +391,17 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
     shenzhen = model_card.trained_on_shenzhen(record)
     sources = sorted(model_card.training_sources(record))
     covid = "covid_v7" in sources
+    montgomery = "montgomery" in sources
     if shenzhen:
-        trained_on = "Trained on the Shenzhen Hospital X-ray Set with manual lung masks" + (
-            " and COVID-19 films with V7 Labs' whole-lung masks." if covid else "."
+        trained_on = (
+            "Trained on the Shenzhen Hospital X-ray Set with manual lung masks"
+            + (", the Montgomery County X-ray Set with its lung-field masks" if montgomery else "")
+            + (" and COVID-19 films with V7 Labs' whole-lung masks." if covid else ".")
         )
         copyright_ = (
             "Copyright (c) medlung contributors. Weights derived from the Shenzhen Hospital X-ray Set "
             "(U.S. National Library of Medicine) and lung masks by Stirenko et al."
+            + (", the Montgomery County X-ray Set (U.S. National Library of Medicine)" if montgomery else "")
             + (" and the COVID-19 image data collection (Cohen et al.) with V7 Labs' masks" if covid else "")
         )
         data_source = (
@@ -405,11 +409,17 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             "Guangdong Medical College; released by NLM for research), 566 PA films, resized upstream to 512x512 "
             "without known pixel spacing; lung masks 'Lung Masks for Shenzhen Hospital Chest X-ray Set' (Kaggle "
             "yoctoman/shcxr-lung-mask, Stirenko et al. 2018), CC BY-NC-SA 4.0, thresholded at 128. Training data "
-            f"of this version: {source}." + (" " + model_card.COVID_V7_ATTRIBUTION if covid else "")
+            f"of this version: {source}."
+            + (" " + model_card.MONTGOMERY_ATTRIBUTION if montgomery else "")
+            + (" " + model_card.COVID_V7_ATTRIBUTION if covid else "")
         )
         data_type = "png (training: 8-bit 512x512 films); DICOM CR/DX and PNG/JPEG/TIFF at inference"
         licence = "CC-BY-NC-SA-4.0 (weights); medlung code Apache-2.0"
-        validated = "the Shenzhen data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+        validated = (
+            "the "
+            + ", ".join(model_card.SOURCE_NAMES[n] for n in model_card.KNOWN_SOURCES if n in sources)
+            + " data it was trained on. Non-commercial use only (CC BY-NC-SA 4.0)."
+        )
     else:  # describe what was used; claim no provenance or licence medlung does not know
         trained_on = f"Trained on {source} ({_data_counts(record)})."
         copyright_ = "Copyright (c) medlung contributors (weights); the training data's owners keep their rights."
@@ -478,6 +488,10 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
                     "weight_decay",
                     "seed",
                     "overlap",
+                    "augmentations",
+                    "sampling",
+                    "samples_per_epoch",
+                    "consistency_weight",
                 )
             },
             "precision_used": record.config.get("precision_used"),

@@ -47,8 +47,19 @@ COVID_V7_ATTRIBUTION = (
     "under their own CC BY or CC BY-NC-SA licences (listed per film, with their source "
     "publication, in the data's splits.csv); whole-lung masks by V7 Labs, CC BY 4.0."
 )
+MONTGOMERY_ATTRIBUTION = (
+    "Images and lung-field masks: Montgomery County X-ray Set (Department of Health and Human Services, "
+    "Montgomery County, Maryland, USA), released by the U.S. National Library of Medicine for research "
+    "(Jaeger S et al., Quant Imaging Med Surg 2014;4(6):475-477); half of the set (69 films) is used here."
+)
 #: Training sources medlung recognises, with the attribution lines their weights carry.
-KNOWN_SOURCES = {"shenzhen": (IMAGE_ATTRIBUTION, MASK_ATTRIBUTION), "covid_v7": (COVID_V7_ATTRIBUTION,)}
+KNOWN_SOURCES = {
+    "shenzhen": (IMAGE_ATTRIBUTION, MASK_ATTRIBUTION),
+    "montgomery": (MONTGOMERY_ATTRIBUTION,),
+    "covid_v7": (COVID_V7_ATTRIBUTION,),
+}
+#: How the card names them.
+SOURCE_NAMES = {"shenzhen": "Shenzhen", "montgomery": "Montgomery County", "covid_v7": "covid_v7 (COVID-19)"}
 
 UNKNOWN_PROVENANCE = (
     "The provenance and licence of this run's training data were not recorded by medlung: "
@@ -141,9 +152,10 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     add("## Intended use and limitations")
     add("")
     add("* Research on adult frontal (PA/AP) chest radiographs, CR or DX, DICOM or PNG.")
+    trained = [SOURCE_NAMES[n] for n in KNOWN_SOURCES if n in training_sources(record)] or ["its training data"]
     add(
-        "* Not validated for lateral views, children, or films from hospitals other than Shenzhen "
-        "(see the evaluation section)."
+        "* Not validated for lateral views, children, or films from hospitals other than those it was trained on "
+        f"({', '.join(trained)}; see the evaluation section)."
     )
     add(
         "* The training films were resized upstream to 512x512 without keeping the aspect ratio and without "
@@ -189,12 +201,9 @@ def readme(record, meta: dict, ts_difference: float) -> str:
         ("epochs", f"{record.epochs_done} trained of {record.planned_epochs} planned; best at epoch {best_epoch}"),
         ("batch size", s.get("batch_size")),
         ("optimiser", f"AdamW, peak lr {s.get('lr')}, weight decay {s.get('weight_decay')}, one-cycle schedule"),
-        ("loss", "Dice + cross-entropy (MONAI DiceCELoss)"),
-        (
-            "augmentation",
-            "rotation ±10°, zoom ±15 % per axis, shift ±8 %, gamma, intensity scale/shift, noise, blur; "
-            "no left-right flip",
-        ),
+        ("loss", _loss_text(s)),
+        ("augmentation", _augmentation_text(s)),
+        ("sampling", _sampling_text(s)),
         ("seed", s.get("seed")),
         ("device / precision", f"{c.get('device_used', '?')} / {c.get('precision_used', '?')}"),
         (
@@ -285,6 +294,38 @@ def readme(record, meta: dict, ts_difference: float) -> str:
     return "\n".join(lines)
 
 
+def _loss_text(settings: dict) -> str:
+    if settings.get("head", "softmax") == "softmax":
+        return "Dice + cross-entropy (MONAI DiceCELoss)"
+    text = "partial-label binary cross-entropy + soft Dice per convention (medlung.training.losses)"
+    weight = float(settings.get("consistency_weight") or 0)
+    return text + (f", field-inside-anatomical consistency term x{weight:g}" if weight else "")
+
+
+def _augmentation_text(settings: dict) -> str:
+    names = settings.get("augmentations")
+    if names is None:
+        return (
+            "rotation ±10°, zoom ±15 % per axis, shift ±8 %, gamma, intensity scale/shift, noise, blur"
+            + ("" if settings.get("head", "softmax") == "softmax" else ", sick film (opacities, lines, leads, text)")
+            + "; no left-right flip"
+        )
+    return ", ".join(f"`{n}`" for n in names) + " (medlung.plans.AUGMENTATIONS); no left-right flip"
+
+
+def _sampling_text(settings: dict) -> str:
+    shares = settings.get("sampling") or {}
+    if not shares:
+        return "every training film once per epoch, shuffled"
+    total = sum(float(v) for v in shares.values())
+    per_epoch = settings.get("samples_per_epoch")
+    return (
+        ", ".join(f"{g} {float(v) / total:.0%}" for g, v in shares.items())
+        + " of each epoch's crops"
+        + (f" ({int(per_epoch)} per epoch)" if per_epoch else " (as many as training films)")
+    )
+
+
 def retrain_command(settings: dict) -> str:
     """The ``medlung train`` command line that repeats a run with every recorded option.
 
@@ -314,6 +355,16 @@ def retrain_command(settings: dict) -> str:
         words.append(f"--init {shlex.quote(_shown_path(settings['init']))}")
     if settings.get("sick_film_prob") is not None and float(settings["sick_film_prob"]) != 0.5:
         words.append(f"--sick-film-prob {float(settings['sick_film_prob']):g}")
+    if settings.get("augmentations") is not None:
+        words.append(f"--augmentations {','.join(settings['augmentations']) or 'none'}")
+    if settings.get("sampling"):
+        words.append("--sampling " + ",".join(f"{g}={float(v):g}" for g, v in settings["sampling"].items()))
+    if settings.get("samples_per_epoch"):
+        words.append(f"--samples-per-epoch {int(settings['samples_per_epoch'])}")
+    if settings.get("pseudo_weight") is not None and float(settings["pseudo_weight"]) != 0.5:
+        words.append(f"--pseudo-weight {float(settings['pseudo_weight']):g}")
+    if settings.get("consistency_weight"):
+        words.append(f"--consistency-weight {float(settings['consistency_weight']):g}")
     return " ".join(words)
 
 
@@ -340,8 +391,9 @@ def training_time(seconds: float) -> str:
 def training_sources(record) -> set:
     """The known data sets the run's training films come from (:data:`KNOWN_SOURCES`), from its ``split.json``.
 
-    A film is a Shenzhen film by its name (``CHNCXR_*``) and a covid_v7 film by
-    its folder (``.../covid_v7/...``); any other film adds ``"other"``.
+    A film's source is its datalist ``source`` when that names a known one; else a Shenzhen film is
+    known by its name (``CHNCXR_*``), a Montgomery film by its name (``MCUCXR_*``) and a covid_v7 film
+    by its folder (``.../covid_v7/...``); any other film adds ``"other"``.
     """
     import json
 
@@ -356,9 +408,14 @@ def training_sources(record) -> set:
     found = set()
     for entry in training:
         path = Path(str(entry.get("image", "")))
-        found.add(
-            "shenzhen" if path.name.startswith("CHNCXR_") else "covid_v7" if "covid_v7" in path.parts else "other"
-        )
+        if entry.get("source") in KNOWN_SOURCES:
+            found.add(entry["source"])
+        elif path.name.startswith("CHNCXR_"):
+            found.add("shenzhen")
+        elif path.name.startswith("MCUCXR_"):
+            found.add("montgomery")
+        else:
+            found.add("covid_v7" if "covid_v7" in path.parts else "other")
     return found
 
 

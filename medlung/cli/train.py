@@ -12,11 +12,12 @@ import click
 
 from medlung.cli.common import fail, is_verbose, quiet_warnings
 from medlung.errors import MedlungError
-from medlung.plans import NETWORKS
+from medlung.plans import AUGMENTATIONS, NETWORKS, ModelPlan
 from medlung.training.config import TrainConfig
 
-#: The defaults of every option: TrainConfig's (medlung.training.config imports no torch).
+#: The defaults of every option: TrainConfig's and its plan's (neither module imports torch).
 _DEFAULTS = TrainConfig()
+_PLAN = _DEFAULTS.plan
 
 
 class _TrainCommand(click.Command):
@@ -38,13 +39,13 @@ class _TrainCommand(click.Command):
 @click.option(
     "--network",
     type=click.Choice(NETWORKS),
-    default=_DEFAULTS.network,
+    default=_PLAN.network,
     show_default=True,
     help="Architecture: MONAI BasicUNet, or BasicUNetPlusPlus.",
 )
 @click.option(
     "--features",
-    default=",".join(map(str, _DEFAULTS.features)),
+    default=",".join(map(str, _PLAN.features)),
     show_default=True,
     help="Six channel widths (default: the shipped model's).",
 )
@@ -65,7 +66,7 @@ class _TrainCommand(click.Command):
 @click.option(
     "--roi-size",
     type=click.IntRange(32),
-    default=_DEFAULTS.roi_size,
+    default=_PLAN.roi_size,
     show_default=True,
     help="Training crop and sliding-window size on the working grid, pixels.",
 )
@@ -80,7 +81,7 @@ class _TrainCommand(click.Command):
     "--spacing",
     "working_spacing",
     type=click.FloatRange(min=0, min_open=True),
-    default=_DEFAULTS.working_spacing,
+    default=_PLAN.working_spacing,
     show_default=True,
     help="Working spacing in mm.",
 )
@@ -127,6 +128,44 @@ class _TrainCommand(click.Command):
     show_default=True,
     help="Probability of the sick/portable-film augmentation (opacities, base haze, lines, leads, text).",
 )
+@click.option(
+    "--augmentations",
+    default=None,
+    help=f"Comma-separated named augmentations ({', '.join(AUGMENTATIONS)}), 'all' or 'none'. "
+    "Default: the chain of models up to 2.0.0 (affine, intensity, sick film).",
+)
+@click.option(
+    "--sampling",
+    default=None,
+    help="Share of each epoch's crops per source/convention group, e.g. "
+    "'shenzhen/field=0.3,montgomery/field=0.25,covid_v7/anatomical=0.3' (a CSV source column and lungs column). "
+    "Default: every film once per epoch.",
+)
+@click.option(
+    "--samples-per-epoch",
+    type=click.IntRange(1),
+    default=None,
+    help="Crops per epoch with --sampling (default: the number of training films).",
+)
+@click.option(
+    "--consistency-weight",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.consistency_weight,
+    show_default=True,
+    help="Weight of the loss term keeping the lung field inside the anatomical lung (two-convention models).",
+)
+@click.option(
+    "--pseudo-weight",
+    type=click.FloatRange(0, 1),
+    default=_DEFAULTS.pseudo_weight,
+    show_default=True,
+    help="Weight of pseudo-labelled pixels (a CSV pseudo column: anatomical pseudo-labels of field films).",
+)
+@click.option(
+    "--keep-epochs",
+    default="",
+    help="Comma-separated epochs whose checkpoints are kept as RUN/epochNNN.pt (e.g. 1,2,4).",
+)
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader worker processes.")
 @click.option(
     "--nproc",
@@ -157,6 +196,12 @@ def train(
     limit,
     init_model,
     sick_film_prob,
+    augmentations,
+    sampling,
+    samples_per_epoch,
+    consistency_weight,
+    pseudo_weight,
+    keep_epochs,
     workers,
     nproc,
 ) -> None:
@@ -203,15 +248,18 @@ def train(
             widths = tuple(int(f) for f in features.split(","))
         except ValueError:
             raise click.BadParameter("give six integers such as 16,16,32,64,128,16", param_hint="--features") from None
+        try:
+            plan = ModelPlan(
+                network=network, features=widths, working_spacing=working_spacing, roi_size=roi_size, head="sigmoid"
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--features") from None
         config = TrainConfig(
             data=str(data.absolute()),
             output=str(output),
-            network=network,
-            features=widths,
+            plan=plan,
             epochs=epochs,
             batch_size=batch_size,
-            roi_size=roi_size,
-            working_spacing=working_spacing,
             lr=lr,
             val_fraction=val_fraction,
             seed=seed,
@@ -222,6 +270,12 @@ def train(
             num_workers=workers,
             init=str(init_model.resolve()) if init_model else None,
             sick_film_prob=sick_film_prob,
+            augmentations=_augmentations(augmentations),
+            sampling=_sampling(sampling),
+            samples_per_epoch=samples_per_epoch,
+            consistency_weight=consistency_weight,
+            pseudo_weight=pseudo_weight,
+            keep_epochs=_epochs(keep_epochs),
         )
     try:
         with quiet_warnings():
@@ -229,6 +283,49 @@ def train(
             trainer.fit()
     except (MedlungError, ValueError) as exc:  # bad DATA, an existing RUN, an unknown device: exit 2
         fail(exc, verbose)
+
+
+def _augmentations(text: str | None) -> tuple | None:
+    if text is None:
+        return None
+    from medlung.transforms.presets import check_augmentations
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return tuple(AUGMENTATIONS)
+    if names == ["none"]:
+        return ()
+    try:
+        return check_augmentations(names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--augmentations") from None
+
+
+def _sampling(text: str | None) -> dict:
+    if not text:
+        return {}
+    shares = {}
+    for item in text.split(","):
+        group, _, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = -1.0
+        if not group.strip() or value < 0:
+            raise click.BadParameter(
+                f"{item!r}: give GROUP=SHARE pairs such as montgomery/field=0.25", param_hint="--sampling"
+            )
+        shares[group.strip()] = value
+    if not sum(shares.values()) > 0:
+        raise click.BadParameter("the shares add up to 0", param_hint="--sampling")
+    return shares
+
+
+def _epochs(text: str) -> tuple:
+    try:
+        return tuple(int(e) for e in text.split(",") if e.strip())
+    except ValueError:
+        raise click.BadParameter("give epoch numbers such as 1,2,4", param_hint="--keep-epochs") from None
 
 
 def _given(ctx: click.Context, name: str) -> bool:

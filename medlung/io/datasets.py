@@ -1,7 +1,7 @@
 """Finding training data from one DATA argument: a folder, a CSV or a MONAI datalist JSON.
 
 Every layout ends as a :class:`Datalist`: lists of ``{"image": path,
-"label": path, "lungs": convention, "ignore": path or ""}`` for the training,
+"label": path, "lungs": convention, "ignore": path or "", "source": name or ""}`` for the training,
 validation and test parts, plus the problems found (unreadable files, size
 mismatches, empty masks) so they can be reported before training starts.
 
@@ -9,7 +9,12 @@ mismatches, empty masks) so they can be reported before training starts.
 see :mod:`medlung.plans`), ``""`` when the layout does not say (training then
 takes ``field``; ``medlung evaluate --lungs`` takes the convention asked). ``ignore``
 is an optional mask of pixels left out of the loss and the metrics (a
-``ignore`` column or key, or ``<stem>_ignore.png`` beside a folder's masks).
+``ignore`` column or key, or ``<stem>_ignore.png`` beside a folder's masks). ``source`` names the
+hospital or data set a film comes from (a ``source`` column or key; ``""`` when not said): training
+balances its sampling and reports its validation Dice per source and convention. ``pseudo`` (a
+``pseudo`` column or key; ``""`` when absent) is an optional mask of the *other* convention made by a
+model and checked by eye (an anatomical pseudo-label of a field film), which training weighs less
+than a drawn mask.
 """
 
 from __future__ import annotations
@@ -210,7 +215,11 @@ def _from_csv(path: Path) -> Datalist:
             )
             continue
         ignore = _resolve(path, row["ignore"]) if (row.get("ignore") or "").strip() else ""
-        datalist.parts[part].append(entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore))
+        source = (row.get("source") or "").strip()
+        pseudo = _resolve(path, row["pseudo"]) if (row.get("pseudo") or "").strip() else ""
+        datalist.parts[part].append(
+            entry(_resolve(path, row["image"]), _resolve(path, row["mask"]), lungs, ignore, source, pseudo)
+        )
     return datalist
 
 
@@ -235,9 +244,10 @@ def _from_json(path: Path) -> Datalist:
                 )
                 continue
             ignore = _resolve(path, item["ignore"]) if item.get("ignore") else ""
-            datalist.parts[part].append(
-                entry(_resolve(path, item["image"]), _resolve(path, item.get("label", item.get("mask"))), lungs, ignore)
-            )
+            label = _resolve(path, item.get("label", item.get("mask")))
+            source = str(item.get("source") or "")
+            pseudo = _resolve(path, item["pseudo"]) if item.get("pseudo") else ""
+            datalist.parts[part].append(entry(_resolve(path, item["image"]), label, lungs, ignore, source, pseudo))
     return datalist
 
 
@@ -295,9 +305,17 @@ def _ignore_fits(item: dict, shape: tuple, problems: list) -> bool:
     return True
 
 
-def entry(image, label, lungs: str = "", ignore="") -> dict:
-    """One datalist entry: film, mask, the mask's lung convention (``""``: not said) and an optional ignore mask."""
-    return {"image": str(image), "label": str(label), "lungs": lungs, "ignore": str(ignore) if ignore else ""}
+def entry(image, label, lungs: str = "", ignore="", source: str = "", pseudo="") -> dict:
+    """One datalist entry: film, mask, the mask's lung convention (``""``: not said), an optional ignore mask,
+    the film's source (``""``: not said) and an optional pseudo-label of the other convention."""
+    return {
+        "image": str(image),
+        "label": str(label),
+        "lungs": lungs,
+        "ignore": str(ignore) if ignore else "",
+        "source": source,
+        "pseudo": str(pseudo) if pseudo else "",
+    }
 
 
 def split_datalist(datalist: Datalist, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> Datalist:

@@ -4,8 +4,16 @@ The network has one sigmoid output channel per lung convention found in the
 data (``field``, ``anatomical``; see :mod:`medlung.plans`); each film
 supervises the convention its mask follows (:mod:`medlung.transforms.conventions`).
 Validation Dice is measured per film on its own convention's channel, outside
-its ignore mask, and averaged per convention; the model is chosen by the mean
-of the per-convention averages.
+its ignore mask, and averaged per group: the film's source and convention
+(``shenzhen_field``, ``montgomery_field``, ``covid_v7_anatomical``, ...), or
+its convention alone when the data names no source. The model is chosen by
+the mean of the per-group averages, so a source of 11 validation films counts
+as much as one of 76.
+
+Sampling: with ``sampling`` weights (``{"source/convention": share}``), every
+epoch draws ``samples_per_epoch`` crops, each group its share, films of a
+group equally often (with replacement), so a source of 48 films is not
+drowned by one of 400.
 
 Reproducibility: every epoch reseeds Python, NumPy, torch, the augmentation
 transforms and the batch order from ``seed + epoch``, and checkpoints hold
@@ -18,8 +26,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -37,7 +48,12 @@ from medlung.networks.running import autocast, predict_logits, resolve_device, r
 from medlung.plans import CONVENTIONS, DEFAULT_CONVENTION, ModelPlan
 from medlung.training.config import TrainConfig
 from medlung.training.losses import PartialLabelLoss
-from medlung.transforms.presets import augmentation_transforms, partial_label_transforms, sick_film_transforms
+from medlung.transforms.presets import (
+    augmentation_transforms,
+    named_augmentations,
+    partial_label_transforms,
+    sick_film_transforms,
+)
 from medlung.version import __version__
 
 METRIC_COLUMNS = (
@@ -54,6 +70,28 @@ METRIC_COLUMNS = (
     "seconds",
     "images_per_s",
 )
+
+
+#: Dice columns that are not per-group ones.
+_FIXED_DICE = ("val_dice_field", "val_dice_anatomical")
+
+
+def sampling_group(entry: dict) -> str:
+    """A training film's group for sampling: ``"source/convention"`` (``"convention"`` without a source)."""
+    lungs = entry.get("lungs") or DEFAULT_CONVENTION
+    return f"{entry['source']}/{lungs}" if entry.get("source") else lungs
+
+
+def metric_group(entry: dict) -> str:
+    """The per-group Dice column suffix of a film: ``source_convention`` (``convention`` without a source)."""
+    return sampling_group(entry).replace("/", "_")
+
+
+def _group_counts(entries: list[dict]) -> str:
+    counts: dict = {}
+    for e in entries:
+        counts[sampling_group(e)] = counts.get(sampling_group(e), 0) + 1
+    return ", ".join(f"{g} {n}" for g, n in sorted(counts.items()))
 
 
 class TrainingError(MedlungError):
@@ -130,14 +168,57 @@ class Trainer:
         return datalist
 
     def plan_for(self, datalist: Datalist) -> ModelPlan:
-        """The model plan: the configured conventions, or those the training and validation masks follow."""
-        conventions = self.config.conventions
-        if not conventions:
-            found = {
-                e.get("lungs") or DEFAULT_CONVENTION for p in ("training", "validation") for e in datalist.parts[p]
-            }
-            conventions = tuple(c for c in CONVENTIONS if c in found)
-        return self.config.plan(conventions)
+        """The model plan: the configured one, with the conventions the training and validation masks follow."""
+        found = {e.get("lungs") or DEFAULT_CONVENTION for p in ("training", "validation") for e in datalist.parts[p]}
+        return self.config.plan_with(tuple(c for c in CONVENTIONS if c in found))
+
+    def augmentation(self, plan: ModelPlan, references=None) -> Compose:
+        """The random part of the training chain: the named augmentations, or the chain of models up to 2.0.0."""
+        c = self.config
+        keys = ("image", "label", "weight")
+        if c.augmentations is None:
+            return Compose(
+                [
+                    augmentation_transforms((plan.roi_size, plan.roi_size), keys=keys),
+                    sick_film_transforms(plan, c.sick_film_prob),
+                ]
+            )
+        return named_augmentations(c.augmentations, plan, keys, c.sick_film_prob, references)
+
+    def sampler(self, entries: list[dict], generator: torch.Generator):
+        """A source-balanced sampler over ``entries`` (``sampling`` weights), or None to shuffle them all.
+
+        Groups of ``sampling`` that no training film has are left out (said once in the log); when none is
+        left, or with several processes, every film is drawn once per epoch as without ``sampling``.
+        """
+        shares = self.sampling_shares(entries)
+        if not shares:
+            return None
+        groups = [sampling_group(e) for e in entries]
+        total = sum(shares.values())
+        counts = {g: groups.count(g) for g in set(groups)}
+        weights = [shares.get(g, 0.0) / total / counts[g] for g in groups]
+        return torch.utils.data.WeightedRandomSampler(
+            weights, self.config.samples_per_epoch or len(entries), replacement=True, generator=generator
+        )
+
+    def sampling_shares(self, entries: list[dict], say: bool = False) -> dict:
+        """The ``sampling`` shares of the groups the training films have (empty: no balanced sampling)."""
+        c = self.config
+        groups = {sampling_group(e) for e in entries}
+        shares = {g: float(v) for g, v in c.sampling.items() if g in groups and float(v) > 0}
+        if say and c.sampling:
+            missing = sorted(set(c.sampling) - groups)
+            if missing:
+                self.log(f"sampling: no training film in group(s) {', '.join(missing)}; left out")
+            if self.world > 1:
+                self.log("sampling: not used with several processes (each film once per epoch)")
+            elif not shares:
+                self.log("sampling: no group left; each film once per epoch")
+            else:
+                total = sum(shares.values())
+                self.log("sampling: " + ", ".join(f"{g} {v / total:.0%}" for g, v in sorted(shares.items())))
+        return shares if self.world == 1 else {}
 
     # ---------------------------------------------------------------- main
     def fit(self, stop_after: int | None = None) -> dict:
@@ -167,26 +248,30 @@ class Trainer:
 
             self.log(warm_start(model, plan, c.init))
         model = model.to(self.device)
-        preprocessing = partial_label_transforms(plan)
-        augmentation = Compose(
-            [
-                augmentation_transforms((c.roi_size, c.roi_size), keys=("image", "label", "weight")),
-                sick_film_transforms(plan, c.sick_film_prob),
-            ]
-        )
-        train_ds = CacheDataset(
-            datalist.parts["training"], Compose([preprocessing, augmentation]), progress=False, num_workers=0
-        )
+        preprocessing = partial_label_transforms(plan, c.pseudo_weight)
+        # the deterministic part is cached once; the random part runs on a copy of each cached film per draw
+        cached = CacheDataset(datalist.parts["training"], preprocessing, progress=False, num_workers=0)
+        references = None
+        if c.augmentations is not None and "histogram" in c.augmentations:
+            from medlung.transforms.domain import film_quantiles
+
+            references = [film_quantiles(cached[i]["image"]) for i in range(len(cached))]
+        augmentation = self.augmentation(plan, references)
+        train_ds = Dataset(cast("Sequence[dict]", cached), augmentation)  # a CacheDataset indexes like one
+        # seeded as one chain with the preprocessing, as runs before the cache was split off were
+        seeded = Compose([preprocessing, augmentation])
         val_ds = CacheDataset(datalist.parts["validation"], preprocessing, progress=False, num_workers=0)
         sampler: torch.utils.data.distributed.DistributedSampler | None = None
         if distributed:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=c.seed)
-        steps_per_epoch = math.ceil(len(sampler or train_ds) / c.batch_size)
+        balanced = bool(self.sampling_shares(datalist.parts["training"], say=main))
+        draws = (c.samples_per_epoch or len(train_ds)) if balanced else len(sampler or train_ds)
+        steps_per_epoch = math.ceil(draws / c.batch_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=c.lr, total_steps=max(2, c.epochs * steps_per_epoch), pct_start=0.1
         )
-        loss_fn = PartialLabelLoss()
+        loss_fn = PartialLabelLoss(consistency_weight=c.consistency_weight, conventions=plan.conventions)
         net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
         start_epoch, best, history = 1, {"val_dice": -1.0, "epoch": 0}, []
@@ -200,23 +285,26 @@ class Trainer:
             _write_json(self.run / "config.json", self._config_record(datalist, model))
             self.log(
                 f"{datalist.source}: {len(train_ds)} training, {len(val_ds)} validation films; "
-                f"{c.network} {count_parameters(model):,} parameters on {self.device} "
-                f"({'bf16' if self.dtype else 'fp32'}), working spacing {c.working_spacing} mm, roi {c.roi_size}, "
-                f"conventions {', '.join(plan.conventions)}"
+                f"{plan.network} {count_parameters(model):,} parameters on {self.device} "
+                f"({'bf16' if self.dtype else 'fp32'}), working spacing {plan.working_spacing} mm, "
+                f"roi {plan.roi_size}, conventions {', '.join(plan.conventions)}"
             )
+            self.log("training films per group: " + _group_counts(datalist.parts["training"]))
+            self.log("validation films per group: " + _group_counts(datalist.parts["validation"]))
 
         for epoch in range(start_epoch, c.epochs + 1):
             started = time.perf_counter()
             set_determinism(c.seed + epoch)
-            train_ds.transform.set_random_state(seed=c.seed + epoch)
+            seeded.set_random_state(seed=c.seed + epoch)
             generator = torch.Generator().manual_seed(c.seed + epoch)
             if sampler is not None:
                 sampler.set_epoch(epoch)
+            balanced = self.sampler(datalist.parts["training"], generator)
             loader = DataLoader(
                 train_ds,
                 batch_size=c.batch_size,
-                shuffle=sampler is None,
-                sampler=sampler,
+                shuffle=sampler is None and balanced is None,
+                sampler=sampler or balanced,
                 generator=generator,
                 num_workers=c.num_workers,
                 drop_last=False,
@@ -239,13 +327,16 @@ class Trainer:
                     self._save(self.run / "best.pt", model, optimizer, scheduler, epoch, best, history)
                 self._save(self.run / "last.pt", model, optimizer, scheduler, epoch, best, history)
                 _write_metrics(self.run / "metrics.csv", history)
+                groups = [k[len("val_dice_") :] for k in row if k.startswith("val_dice_") and k not in _FIXED_DICE]
                 self.log(
                     f"epoch {epoch}/{c.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
                     f"val Dice {row['val_dice']:.4f} ("
-                    + ", ".join(f"{c} {row[f'val_dice_{c}']:.4f}" for c in self.plan.conventions)
+                    + ", ".join(f"{g} {row[f'val_dice_{g}']:.4f}" for g in groups or self.plan.conventions)
                     + f")  IoU {row['val_iou']:.4f}  {row['seconds']:.0f}s  "
                     f"{row['images_per_s']:.1f} img/s{'  *best*' if improved else ''}"
                 )
+                if epoch in c.keep_epochs:
+                    shutil.copyfile(self.run / "last.pt", self.run / f"epoch{epoch:03d}.pt")
             if distributed:
                 torch.distributed.barrier()
             if stop_after is not None and epoch >= stop_after:
@@ -293,46 +384,58 @@ class Trainer:
         """Loss, Dice and IoU (working grid, whole films, sliding window) over ``dataset``.
 
         Each film is scored on its own convention's channel outside its ignore
-        mask. ``dice`` is the mean of the per-convention mean Dice (``dice_<convention>``).
+        mask. ``dice_<convention>`` and ``dice_<group>`` (:func:`metric_group`) are per-convention and
+        per-group means; ``dice`` is the mean of the per-group means (per-convention ones when the data
+        names no source: then the groups are the conventions).
         """
         model.eval()
+        plan = self.plan
         losses: list[float] = []
         dices: list[float] = []
         ious: list[float] = []
-        per_convention: dict[str, list[float]] = {c: [] for c in self.plan.conventions}
+        per_convention: dict[str, list[float]] = {c: [] for c in plan.conventions}
+        per_group: dict[str, list[float]] = {}
         for item in dataset:
             image, label = item["image"][None], item["label"][None].to(self.device)
             weight, own = item["weight"][None].to(self.device), item["own"][None].to(self.device)
-            logits = predict_logits(model, image, self.config.roi_size, self.config.overlap, self.device, self.dtype)
+            logits = predict_logits(model, image, plan.roi_size, plan.overlap, self.device, self.dtype)
             losses.append(loss_fn(logits, label, weight, own).item())
             channel = int(own[0].argmax())
             where = weight[:, channel] > 0
             dice, iou = dice_iou_pooled(logits[:, channel] > 0, label[:, channel] > 0.5, where)
             dices.append(dice)
             ious.append(iou)
-            per_convention[self.plan.conventions[channel]].append(dice)
+            per_convention[plan.conventions[channel]].append(dice)
+            per_group.setdefault(metric_group({**item, "lungs": plan.conventions[channel]}), []).append(dice)
         means = {f"dice_{c}": float(np.mean(v)) for c, v in per_convention.items() if v}
+        groups = {f"dice_{g}": float(np.mean(v)) for g, v in sorted(per_group.items())}
         return {
             "loss": float(np.mean(losses)),
-            "dice": float(np.mean(list(means.values()))),
+            "dice": float(np.mean(list(groups.values()))),
             "iou": float(np.mean(ious)),
+            **groups,
             **means,
             "dice_per_film": dices,
         }
 
     def _validate(self, model, val_ds, loss_fn) -> dict:
         result = self.evaluate_part(model, val_ds, loss_fn)
+        groups = {
+            f"val_{k}": v
+            for k, v in result.items()
+            if k.startswith("dice_") and k[5:] not in CONVENTIONS and isinstance(v, float)
+        }
         return {
             "val_loss": result["loss"],
             "val_dice": result["dice"],
             "val_iou": result["iou"],
             **{f"val_dice_{c}": result.get(f"dice_{c}", float("nan")) for c in CONVENTIONS},
+            **groups,
         }
 
     def _finish(self, model, datalist, loss_fn, history, best) -> dict:
-        from medlung.training.plots import plot_curves, plot_samples
+        from medlung.training.plots import plot_curves, plot_group_curves, plot_samples
 
-        c = self.config
         state = torch.load(self.run / "best.pt", map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
         preprocessing = partial_label_transforms(self.plan)
@@ -341,8 +444,10 @@ class Trainer:
             test = self.evaluate_part(model, Dataset(datalist.parts["test"], preprocessing), loss_fn)
             test.pop("dice_per_film")
         plot_curves(self.run / "curves.png", history, test, best["epoch"])
+        plot_group_curves(self.run / "curves_groups.png", history, best["epoch"])
         samples = Dataset(datalist.parts["validation"][:4], preprocessing)
-        plot_samples(self.run / "samples.png", model, samples, c.roi_size, c.overlap, self.device, self.dtype)
+        plan = self.plan
+        plot_samples(self.run / "samples.png", model, samples, plan.roi_size, plan.overlap, self.device, self.dtype)
         summary = {
             "best_epoch": best["epoch"],
             "best_val_dice": best["val_dice"],
@@ -417,7 +522,10 @@ def _write_json(path: Path, content) -> None:
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
+    """``metrics.csv``: :data:`METRIC_COLUMNS`, then the per-group validation Dice columns (``val_dice_<group>``)."""
     from medlung.tables import csv_text
 
-    table = csv_text(METRIC_COLUMNS, history, lambda v: f"{v:.6g}" if isinstance(v, float) else v)
+    extra = sorted({k for row in history for k in row if k.startswith("val_dice_") and k not in METRIC_COLUMNS})
+
+    table = csv_text([*METRIC_COLUMNS, *extra], history, lambda v: f"{v:.6g}" if isinstance(v, float) else v)
     write_atomically(path, lambda tmp: tmp.write_text(table, encoding="utf-8"), overwrite=True)

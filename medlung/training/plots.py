@@ -1,4 +1,5 @@
-"""Training figures: ``curves.png`` (3x3: train/val/test x loss/IoU/Dice) and ``samples.png``."""
+"""Training figures: ``curves.png`` (3x3: train/val/test x loss/IoU/Dice), ``curves_groups.png``
+(validation Dice per source and convention, per epoch) and ``samples.png``."""
 
 from __future__ import annotations
 
@@ -51,6 +52,32 @@ def plot_curves(path: Path, history: list[dict], test: dict | None, best_epoch: 
                 ax.set_xlabel("epoch")
     fig.tight_layout()
     _save(fig, path)
+    plt.close(fig)
+
+
+def plot_group_curves(path: Path, history: list[dict], best_epoch: int) -> None:
+    """Validation Dice per group (``val_dice_<source>_<convention>``) and their mean, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fixed = ("val_dice_field", "val_dice_anatomical")
+    groups = sorted({k for r in history for k in r if k.startswith("val_dice_") and k not in fixed})
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key in groups or [k for k in fixed if any(k in r for r in history)]:
+        ax.plot(epochs, [r.get(key, float("nan")) for r in history], marker=".", label=key[len("val_dice_") :])
+    ax.plot(epochs, [r["val_dice"] for r in history], color="black", linewidth=2, label="mean (model selection)")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linewidth=0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation Dice (working grid)")
+    ax.set_title("validation Dice per source and convention")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

@@ -14,6 +14,13 @@ and the per-pixel weight of each channel are:
 
 Pixels of the ignore mask get weight 0 in every channel. ``own`` marks the
 channel(s) the film fully supervises (used for Dice terms and metrics).
+
+A field film may also carry a **pseudo-label** of its anatomical lung (made
+by a model, smoothed and checked by eye: ``scripts/anatomical_pseudo_labels.py``).
+Then its ``anatomical`` channel is supervised everywhere: target 1 inside the
+field mask (weight 1, as without it) and the pseudo-label elsewhere, with the
+lower weight ``pseudo_weight``. It never becomes an ``own`` channel (no Dice
+term, no metric).
 """
 
 from __future__ import annotations
@@ -30,7 +37,12 @@ from medlung.plans import CONVENTIONS
 
 
 def partial_targets(
-    mask: np.ndarray, lungs: str, conventions: Sequence[str], ignore: np.ndarray | None = None
+    mask: np.ndarray,
+    lungs: str,
+    conventions: Sequence[str],
+    ignore: np.ndarray | None = None,
+    pseudo: np.ndarray | None = None,
+    pseudo_weight: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets, weights and own-channel flags of one film for a model with ``conventions``.
 
@@ -44,6 +56,10 @@ def partial_targets(
         The model's output channels, in order.
     ignore : numpy.ndarray, optional
         ``(rows, cols)``, non-zero = leave out of loss and metrics.
+    pseudo : numpy.ndarray, optional
+        ``(rows, cols)`` anatomical pseudo-label of a field mask (non-zero = lung); ignored otherwise.
+    pseudo_weight : float
+        Weight of the pseudo-label's pixels outside the field mask.
 
     Returns
     -------
@@ -62,6 +78,9 @@ def partial_targets(
     for c, convention in enumerate(conventions):
         if convention == lungs:
             target[c], weight[c], own[c] = lung, keep, 1.0
+        elif lungs == "field" and convention == "anatomical" and pseudo is not None:
+            target[c] = lung | (np.asarray(pseudo) > 0)
+            weight[c] = np.where(lung, 1.0, pseudo_weight) * keep
         elif lungs == "field" and convention == "anatomical":
             target[c], weight[c] = 1.0, lung & keep
         elif lungs == "anatomical" and convention == "field":
@@ -81,6 +100,10 @@ class PartialLabelTargetd(MapTransform):
         The model's output channels.
     label_key, lungs_key, ignore_key : str
         Keys of the loaded mask, its convention name and the ignore mask path.
+    pseudo_key : str
+        Key of the pseudo-label path (``""`` = none).
+    pseudo_weight : float
+        Weight of pseudo-labelled pixels (see the module docstring).
     weight_key, own_key : str
         Keys written.
     """
@@ -93,11 +116,14 @@ class PartialLabelTargetd(MapTransform):
         ignore_key: str = "ignore",
         weight_key: str = "weight",
         own_key: str = "own",
+        pseudo_key: str = "pseudo",
+        pseudo_weight: float = 0.5,
     ) -> None:
         super().__init__([label_key])
         self.conventions = tuple(conventions)
         self.label_key, self.lungs_key, self.ignore_key = label_key, lungs_key, ignore_key
         self.weight_key, self.own_key = weight_key, own_key
+        self.pseudo_key, self.pseudo_weight = pseudo_key, float(pseudo_weight)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         from medlung.io.masks import load_label_map
@@ -107,7 +133,10 @@ class PartialLabelTargetd(MapTransform):
         mask = np.asarray(label[0])
         ignore_path = d.get(self.ignore_key) or ""
         ignore = load_label_map(ignore_path, mask.shape) if ignore_path else None
-        target, weight, own = partial_targets(mask, str(d.get(self.lungs_key) or "field"), self.conventions, ignore)
+        pseudo_path = d.get(self.pseudo_key) or ""
+        pseudo = load_label_map(pseudo_path, mask.shape) if pseudo_path else None
+        lungs = str(d.get(self.lungs_key) or "field")
+        target, weight, own = partial_targets(mask, lungs, self.conventions, ignore, pseudo, self.pseudo_weight)
         like = label if isinstance(label, MetaTensor) else None
         d[self.label_key] = _like(torch.from_numpy(target), like)
         d[self.weight_key] = _like(torch.from_numpy(weight), like)

@@ -53,16 +53,18 @@ def tiny_run(tiny_csv, tmp_path_factory) -> Path:
 
     os.environ.setdefault("MEDLUNG_NO_PROGRESS", "1")
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(
-        data=str(tiny_csv),
-        output=str(run),
-        features=TINY_FEATURES,
-        epochs=1,
-        batch_size=2,
-        roi_size=64,
-        working_spacing=4.0,
-        precision="fp32",
-        device="cpu",
+    config = TrainConfig.from_dict(
+        dict(
+            data=str(tiny_csv),
+            output=str(run),
+            features=TINY_FEATURES,
+            epochs=1,
+            batch_size=2,
+            roi_size=64,
+            working_spacing=4.0,
+            precision="fp32",
+            device="cpu",
+        )
     )
     Trainer(config, log=lambda line: None).fit()
     return run

@@ -97,17 +97,12 @@ def test_model_card_and_licence(tiny_run, tiny_bundle):
     command = next(line for line in card.splitlines() if line.startswith("medlung train "))
     params = train.make_context("train", shlex.split(command)[2:]).params
     config = json.loads((tiny_run / "config.json").read_text())
-    assert str(params["data"]) == config["data"] and params["features"] == ",".join(map(str, config["features"]))
-    for option, key in (
-        ("working_spacing", "working_spacing"),
-        ("roi_size", "roi_size"),
-        ("epochs", "epochs"),
-        ("batch_size", "batch_size"),
-        ("lr", "lr"),
-        ("seed", "seed"),
-        ("network", "network"),
-    ):
-        assert params[option] == config[key], option
+    plan = config["plan"]  # TrainConfig holds the plan
+    assert str(params["data"]) == config["data"] and params["features"] == ",".join(map(str, plan["features"]))
+    for option in ("working_spacing", "roi_size", "network"):
+        assert params[option] == plan[option], option
+    for option in ("epochs", "batch_size", "lr", "seed"):
+        assert params[option] == config[option], option
     licence = (tiny_bundle / "LICENSE").read_text()
     assert "CC BY-NC-SA 4.0" in licence and "Stirenko" in licence and "National Library of Medicine" in licence
 

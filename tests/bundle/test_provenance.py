@@ -84,6 +84,39 @@ def test_metadata_of_a_run_on_other_data_claims_no_shenzhen_provenance(tmp_path)
     assert "Shenzhen Hospital X-ray Set" in meta["data_source"] and "CC-BY-NC-SA-4.0" in meta["license"]
 
 
+def test_a_multi_source_run_names_every_source_and_its_settings(tmp_path):
+    images = [
+        "/d/shenzhen/images/CHNCXR_0001_0.png",
+        "/d/montgomery/images/MCUCXR_0003_0.png",
+        "/d/covid_v7/images/a.png",
+    ]
+    run = record(tmp_path, "/d/multi_source.csv", images)
+    run.settings.update(
+        head="sigmoid",
+        augmentations=["affine", "tone"],
+        sampling={"shenzhen/field": 0.5, "montgomery/field": 0.5},
+        samples_per_epoch=100,
+        consistency_weight=0.1,
+    )
+    meta = build_metadata(run, "0.0.1")
+    assert meta["training"]["sources"] == ["covid_v7", "montgomery", "shenzhen"]
+    assert "Montgomery County X-ray Set" in meta["data_source"] and "Montgomery" in meta["intended_use"]
+    assert meta["training"]["settings"]["sampling"] == {"shenzhen/field": 0.5, "montgomery/field": 0.5}
+    assert "Montgomery County X-ray Set" in model_card.licence_text(meta)
+    card = model_card.readme(run, meta, 0.0)
+    assert "Montgomery County" in card and "consistency term x0.1" in card and "`tone`" in card
+    assert "shenzhen/field 50%" in card
+    words = shlex.split(next(line for line in card.splitlines() if line.startswith("medlung train ")))
+    assert words[words.index("--augmentations") + 1] == "affine,tone"
+    assert words[words.index("--sampling") + 1] == "shenzhen/field=0.5,montgomery/field=0.5"
+    assert words[words.index("--consistency-weight") + 1] == "0.1"
+    # a source column wins over the file name
+    (run.run_dir / "split.json").write_text(
+        json.dumps({"training": [{"image": "/x/film.png", "label": "/x/m.png", "source": "montgomery"}]})
+    )
+    assert model_card.training_sources(run) == {"montgomery"}
+
+
 def test_exported_card_and_metadata_describe_the_model_through_the_one_generator(tmp_path):
     from medlung.bundle.model_description import generated_sections, head_description
 

@@ -46,7 +46,8 @@ def test_flagged_films_are_written_and_say_so(films, shipped_bundle, tmp_path):
     assert rows["dx_image.dcm"]["qc_reasons"].startswith("lateral: the header describes a lateral view")
     assert rows["CR1_6154.dcm"]["qc"] == "flagged" and "too_small: 16x16 px" in rows["CR1_6154.dcm"]["qc_reasons"]
     report = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads((tmp_path / "report.json").read_text())}
-    assert [r.split(":")[0] for r in report["dx_image.dcm"]["qc_reasons"]] == [
+    # the codes, each once (a check may give more than one reason: 3.0.0's dog lungs are implausible twice)
+    assert list(dict.fromkeys(r.split(":")[0] for r in report["dx_image.dcm"]["qc_reasons"])) == [
         "lateral",
         "not_human",
         "lungs_implausible",

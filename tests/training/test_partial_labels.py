@@ -109,3 +109,33 @@ def test_warm_start_turns_a_softmax_model_into_per_convention_channels(tmp_path)
             plan.updated(features=(8, 8, 16, 16, 32, 8)),
             checkpoint,
         )
+
+
+def test_a_pseudo_label_supervises_the_anatomical_channel_outside_the_field_with_its_weight():
+    field, anatomical, ignore = _masks()
+    target, weight, own = partial_targets(field, "field", CONVENTIONS, ignore, pseudo=anatomical, pseudo_weight=0.3)
+    np.testing.assert_array_equal(own, [1, 0])  # never an own channel: no Dice term, no metric
+    np.testing.assert_array_equal(target[1], anatomical)  # field inside anatomical here
+    inside, outside = field > 0, (field == 0) & (ignore == 0)
+    assert weight[1][inside].min() == 1 and np.all(weight[1][outside] == pytest.approx(0.3))
+    assert weight[1][ignore > 0].max() == 0
+    # an anatomical film's pseudo column is not used (its own mask is already the whole lung)
+    plain = partial_targets(anatomical, "anatomical", CONVENTIONS, ignore)
+    with_pseudo = partial_targets(anatomical, "anatomical", CONVENTIONS, ignore, pseudo=field)
+    for a, b in zip(plain, with_pseudo):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_consistency_term_penalises_a_field_outside_the_anatomical_lung():
+    field, _, _ = _masks()
+    target, weight, own = (torch.from_numpy(a)[None] for a in partial_targets(field, "field", CONVENTIONS))
+    logits = torch.zeros(1, 2, 32, 32)
+    logits[0, 0] = 4.0  # field everywhere ...
+    logits[0, 1] = -4.0  # ... anatomical nowhere
+    plain = PartialLabelLoss()(logits, target, weight, own)
+    tied = PartialLabelLoss(consistency_weight=1.0, conventions=CONVENTIONS)(logits, target, weight, own)
+    assert tied > plain + 0.5
+    logits[0, 1] = 4.0  # anatomical over the field: nothing to add
+    assert PartialLabelLoss(consistency_weight=1.0, conventions=CONVENTIONS)(logits, target, weight, own) == (
+        pytest.approx(PartialLabelLoss()(logits, target, weight, own).item())
+    )

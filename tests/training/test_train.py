@@ -65,7 +65,7 @@ def test_training_run_writes_every_output_and_loss_falls(finished_run):
     run, result = finished_run
     assert "8 training, 3 validation films" in result.stdout
     config = json.loads((run / "config.json").read_text())
-    assert config["network"] == "basicunet" and config["epochs"] == 3 and config["versions"]["torch"]
+    assert config["plan"]["network"] == "basicunet" and config["epochs"] == 3 and config["versions"]["torch"]
     assert config["data_summary"]["training"] == 8 and config["data_summary"]["test"] == 2
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -99,8 +99,8 @@ def test_existing_run_is_refused(finished_run, small_csv):
 @pytest.mark.slow  # a training run
 def test_resume_gives_the_uninterrupted_result(small_csv, tmp_path):
     config = dict(data=str(small_csv), epochs=2, limit=4, **TINY)
-    Trainer(TrainConfig(output=str(tmp_path / "whole"), **config), log=lambda *_: None).fit()
-    Trainer(TrainConfig(output=str(tmp_path / "cut"), **config), log=lambda *_: None).fit(stop_after=1)
+    Trainer(TrainConfig.from_dict({**config, "output": str(tmp_path / "whole")}), log=lambda *_: None).fit()
+    Trainer(TrainConfig.from_dict({**config, "output": str(tmp_path / "cut")}), log=lambda *_: None).fit(stop_after=1)
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
     result = medlung("train", "--resume", tmp_path / "cut")
     assert result.returncode == 0, result.stderr
@@ -173,8 +173,11 @@ def test_cli_defaults_are_train_config_and_the_card_repeats_the_shipped_run(ship
 
     params = train.make_context("train", ["DATA", "-o", "RUN"]).params
     config = TrainConfig()
-    assert params["features"] == ",".join(str(f) for f in config.features) and params["network"] == config.network
-    for option in ("working_spacing", "roi_size", "epochs", "batch_size", "lr", "seed", "sick_film_prob"):
+    plan = config.plan
+    assert params["features"] == ",".join(str(f) for f in plan.features) and params["network"] == plan.network
+    for option in ("working_spacing", "roi_size"):
+        assert params[option] == getattr(plan, option), option
+    for option in ("epochs", "batch_size", "lr", "seed", "sick_film_prob", "consistency_weight"):
         assert params[option] == getattr(config, option), option
     # the CLI reads its defaults without torch
     code = "import sys, medlung.cli.train; print('torch' in sys.modules)"
