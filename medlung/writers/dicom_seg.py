@@ -317,7 +317,7 @@ def film_content(film: Film) -> str:
 
     From the film file's stored Pixel Data bytes (read, never decoded) with
     its shape, spacing and orientation; from its decoded pixels when there
-    is no file to read them from (a Film built in memory, a deflated file).
+    is no file to read them from (a Film built in memory); for a deflated file, from its compressed data set.
     The same file always gives the same digest; another film sent under a
     used SOP Instance UID gives another.
     """
@@ -341,7 +341,7 @@ def _stored_pixel_digest(path) -> str | None:
             except Exception:
                 syntax = ""  # no File Meta (an ACR-NEMA style file): implicit VR, never deflated
             if syntax == "1.2.840.10008.1.2.1.99":
-                return None  # deflated: offsets are in the inflated stream
+                return _deflated_stream_digest(path)  # offsets are in the inflated stream: hash it as stored
             ds = pydicom.dcmread(path, defer_size=256, force=True, specific_tags=["PixelData"])
         raw = ds.get_item(0x7FE00010, keep_deferred=True)
         start, length = int(raw.value_tell), int(raw.length)  # type: ignore[attr-defined]  # a RawDataElement
@@ -358,6 +358,30 @@ def _stored_pixel_digest(path) -> str | None:
             digest.update(chunk)
             if left is not None:
                 left -= len(chunk)
+    return digest.hexdigest()
+
+
+def _deflated_stream_digest(path) -> str | None:
+    """BLAKE2b of a deflated file's data set as stored (every byte after its File Meta), read in chunks.
+
+    The pixels of a deflated film lie inside the compressed stream, so they
+    cannot be read on their own without inflating (and, for a reduced read,
+    decoding) the film; the compressed data set holds them and changes with
+    them. None when the File Meta is not the standard Part 10 layout.
+    """
+    import hashlib
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(144)
+        # preamble, "DICM", then (0002,0000) UL FileMetaInformationGroupLength, explicit VR little endian
+        if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+            return None
+        (group_length,) = struct.unpack("<I", head[140:144])
+        handle.seek(144 + group_length)
+        digest = hashlib.blake2b(b"deflated", digest_size=16)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
     return digest.hexdigest()
 
 

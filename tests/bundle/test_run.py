@@ -209,8 +209,9 @@ def test_train_config_retrains_and_exports(tiny_bundle, tiny_csv, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["features"] == [8, 8, 16, 32, 64, 8] and config["epochs"] == 1 and config["roi_size"] == 64
-    assert config["working_spacing"] == 4.0 and config["data_summary"]["training"] == 2
+    plan = config["plan"]  # the run's ModelPlan, nested since TrainConfig holds it
+    assert plan["features"] == [8, 8, 16, 32, 64, 8] and config["epochs"] == 1 and plan["roi_size"] == 64
+    assert plan["working_spacing"] == 4.0 and config["data_summary"]["training"] == 2
     assert (tmp_path / "run" / "summary.json").is_file()
     assert (tmp_path / "new_bundle" / "models" / "model.ts").is_file()
     assert "training summary" in result.stdout

@@ -306,3 +306,27 @@ def test_the_content_digest_is_the_files_with_or_without_file_meta(tmp_path):
     ds.PixelData = bytes(len(ds.PixelData))  # another film under the same SOP Instance UID
     ds.save_as(tmp_path / "other.dcm", enforce_file_format=True)
     assert film_content(load(tmp_path / "other.dcm")) != film_content(load(part10))
+
+
+def test_a_deflated_films_content_digest_needs_no_decode(tmp_path):
+    """A deflated film's digest comes from its compressed data set as stored, not from a decode of its native pixels
+    (for the 8000x8000 film of tests/hostile that decode cost ~450 MB of peak RSS); other pixels give another."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from medlung.io import load_film
+
+    pixels = factory.chest_pixels(256, 256)
+    paths = []
+    for name, values in (("a", pixels), ("b", pixels[::-1].copy())):
+        ds = factory.radiograph(values, PixelSpacing=[1.4, 1.4])
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(tmp_path / f"{name}.dcm", enforce_file_format=True)
+        paths.append(tmp_path / f"{name}.dcm")
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    from medlung.uids import content_digest
+
+    film = load_film(paths[0])
+    digest = film_content(film)
+    assert digest == film_content(load_film(paths[0])) and len(digest) == 32
+    assert digest != content_digest(film.pixels, film.spacing, film.orientation)  # not from the decoded pixels
+    assert digest != film_content(load_film(paths[1]))  # the same UIDs, other pixels: another digest
