@@ -50,6 +50,9 @@ DEFAULT_MIN_LUNG_MM2 = 1500.0
 #: A film whose estimated Dice (medlung.estimation) is below this is flagged ``low_dice_estimate``: a mask worse
 #: than 0.90 is one a researcher would redraw (the model's films are 0.95-0.98 on unseen hospitals).
 DEFAULT_MIN_DICE_ESTIMATE = 0.90
+#: Radius of the shape prior's closing of each anatomical lung, mm (:func:`medlung.inference.postprocess.close_lungs`);
+#: 0 draws the anatomical lungs as the network gives them (every model before 3.1.0).
+DEFAULT_ANATOMICAL_CLOSING_MM = 0.0
 
 #: The named training augmentations, in the order they are applied (:func:`medlung.transforms.presets.named_augmentations`):
 #: geometric ones move film and masks together, the others change the film only.
@@ -95,6 +98,10 @@ class ModelPlan:
         Default minimum lung component, mm².
     min_dice_estimate : float
         Estimated Dice (0-1) under which a film is flagged ``low_dice_estimate``.
+    anatomical_closing_mm : float
+        Shape prior of the anatomical convention: each whole lung is closed with a disk of this radius, mm, so
+        that notches narrower than the disk (the network's ragged edge behind the heart) are filled; 0 = none.
+        The field convention is never changed.
     """
 
     network: str = "basicunet"
@@ -107,6 +114,7 @@ class ModelPlan:
     overlap: float = DEFAULT_OVERLAP
     min_lung_mm2: float = DEFAULT_MIN_LUNG_MM2
     min_dice_estimate: float = DEFAULT_MIN_DICE_ESTIMATE
+    anatomical_closing_mm: float = DEFAULT_ANATOMICAL_CLOSING_MM
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
@@ -132,6 +140,10 @@ class ModelPlan:
             )
         if not 0 <= self.min_dice_estimate <= 1:
             raise ValueError(f"min_dice_estimate must be a Dice in [0, 1], got {self.min_dice_estimate}.")
+        if not 0 <= self.anatomical_closing_mm < 1000:
+            raise ValueError(
+                f"anatomical_closing_mm must be a radius in mm, 0 (none) or more, got {self.anatomical_closing_mm}."
+            )
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
         object.__setattr__(self, "intensity_percentiles", tuple(float(p) for p in self.intensity_percentiles))
         object.__setattr__(self, "conventions", tuple(self.conventions))
@@ -204,7 +216,7 @@ def plan_from_bundle_config(config: dict) -> ModelPlan:
 
     Bundles written before plans existed have no ``head``/``conventions``/
     ``intensity_percentiles`` keys and are read as a softmax field model;
-    keys added later (``min_dice_estimate``) take their defaults.
+    keys added later (``min_dice_estimate``, ``anatomical_closing_mm``) take their defaults.
     """
     net = config["network_def"]
     return ModelPlan(
@@ -218,4 +230,5 @@ def plan_from_bundle_config(config: dict) -> ModelPlan:
         overlap=float(config.get("overlap", DEFAULT_OVERLAP)),
         min_lung_mm2=float(config.get("min_lung_mm2", DEFAULT_MIN_LUNG_MM2)),
         min_dice_estimate=float(config.get("min_dice_estimate", DEFAULT_MIN_DICE_ESTIMATE)),
+        anatomical_closing_mm=float(config.get("anatomical_closing_mm", DEFAULT_ANATOMICAL_CLOSING_MM)),
     )

@@ -10,8 +10,9 @@ top-level keys that :func:`medlung.plans.plan_from_bundle_config` reads back:
 ``name``, ``features`` and ``out_channels``), ``working_spacing`` (mm),
 ``roi_size`` (pixels), ``intensity_percentiles``, ``head`` and
 ``conventions`` (one per output channel of a sigmoid head), plus the
-post-processing defaults ``overlap`` and ``min_lung_mm2`` and the quality
-flag's ``min_dice_estimate``; ``lungs`` chooses the convention drawn.
+post-processing defaults ``overlap`` and ``min_lung_mm2``, the anatomical
+lungs' shape prior ``anatomical_closing_mm`` (mm) and the quality flag's
+``min_dice_estimate``; ``lungs`` chooses the convention drawn.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def _model_keys(settings: dict) -> dict:
         "precision": defaults.DEFAULT_PRECISION,
         "min_lung_mm2": plan.min_lung_mm2,
         "min_dice_estimate": plan.min_dice_estimate,
+        "anatomical_closing_mm": plan.anatomical_closing_mm,
         "orientation_fix": False,
         "dice_estimate": defaults.DEFAULT_DICE_ESTIMATE,
         "max_pixels": defaults.DEFAULT_MAX_PIXELS,
@@ -191,6 +193,8 @@ def inference_config(settings: dict) -> dict:
             "head": "@head",
             "conventions": "@conventions",
             "lungs": "$@settings.lungs",
+            "working_spacing": "$float(@working_spacing)",
+            "anatomical_closing_mm": "$float(@anatomical_closing_mm)",
         },
         "handlers": ["@progress"],
         "evaluator": {
@@ -363,6 +367,11 @@ KEY_DOCS = (
         "min_dice_estimate",
         "inference, evaluate",
         "Plan: films whose estimated Dice is below this are flagged `low_dice_estimate` (default 0.90).",
+    ),
+    (
+        "anatomical_closing_mm",
+        "inference, evaluate",
+        "Plan: the anatomical lungs' shape prior, each lung closed with a disk of this radius in mm (0: none).",
     ),
     ("max_pixels", "inference, evaluate", "Films declaring more pixels (rows x cols) are refused before decoding."),
     (

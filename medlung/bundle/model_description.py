@@ -62,8 +62,19 @@ def head_description(plan: ModelPlan) -> HeadDescription:
             f"{plan.out_channels} channels of independent sigmoid logits, one per lung convention: "
             + ", ".join(f"channel {i} {c}" for i, c in enumerate(plan.conventions))
         ),
-        margin="the chosen convention's logit" + (" (field: the smaller of field and anatomical)" if both else ""),
+        margin="the chosen convention's logit" + _margin_notes(plan, both),
     )
+
+
+def _margin_notes(plan: ModelPlan, both: bool) -> str:
+    """How a convention's margin differs from its own logit: the field's minimum, the anatomical shape prior."""
+    notes = ["field: the smaller of field and anatomical"] if both else []
+    if "anatomical" in plan.conventions and plan.anatomical_closing_mm > 0:
+        notes.append(
+            f"anatomical: each lung closed with a {plan.anatomical_closing_mm:g} mm disk on the working grid, "
+            "the shape prior that fills the ragged bays along the heart"
+        )
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def default_convention(plan: ModelPlan) -> str:

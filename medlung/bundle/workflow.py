@@ -16,10 +16,10 @@ property           medlung component
                    ``dataset_dir``, with ``preprocessing`` as its transform
 ``network_def``    :func:`medlung.networks.build_network` (weights: ``models/model.pt``)
 ``inferer``        :class:`medlung.networks.running.LungInferer` (sliding windows, optional TTA)
-``postprocessing`` :func:`lung_postprocessing`: the lung logit margin back to the native grid,
-                   threshold, clean-up, patient right/left split, back to the stored grid --
-                   labels 0/1/2 as the Segmenter returns them
-                   (:func:`medlung.inference.native_grid.native_labels`)
+``postprocessing`` :func:`lung_postprocessing`: the convention's lung margin (with the plan's
+                   shape prior) back to the native grid, threshold, clean-up, patient
+                   right/left split, back to the stored grid -- labels 0/1/2 as the
+                   Segmenter returns them (:mod:`medlung.inference.native_grid`)
 ``evaluator``      :class:`PredictEvaluator`: ``medlung predict``'s batch over the dataset's films
 ``handlers``       per-film callbacks of the evaluator (:class:`~medlung.bundle.ProgressLogger`)
 =================  ===========================================================================
@@ -41,8 +41,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform
 
-from medlung.inference.native_grid import native_labels
-from medlung.plans import DEFAULT_INTENSITY_PERCENTILES, DEFAULT_MIN_LUNG_MM2, ModelPlan
+from medlung.inference.native_grid import convention_margin, native_labels
+from medlung.plans import (
+    DEFAULT_ANATOMICAL_CLOSING_MM,
+    DEFAULT_INTENSITY_PERCENTILES,
+    DEFAULT_MIN_LUNG_MM2,
+    DEFAULT_WORKING_SPACING,
+    ModelPlan,
+)
 from medlung.transforms.display import display_of
 from medlung.transforms.presets import inference_transforms
 
@@ -101,7 +107,11 @@ class LungLabelsd(MapTransform):
     head, conventions : str, sequence of str
         The model's output head and lung conventions (its :class:`~medlung.plans.ModelPlan`).
     lungs : str
-        The convention drawn (see :func:`medlung.networks.running.lung_margin_of`).
+        The convention drawn (see :func:`medlung.inference.native_grid.convention_margin`).
+    working_spacing : float
+        Working-grid pixel size of the logits, mm.
+    anatomical_closing_mm : float
+        The plan's shape prior of the anatomical lungs: closing radius, mm (0 = none).
     """
 
     def __init__(
@@ -112,26 +122,32 @@ class LungLabelsd(MapTransform):
         head: str = "softmax",
         conventions=("field",),
         lungs: str = "field",
+        working_spacing: float = DEFAULT_WORKING_SPACING,
+        anatomical_closing_mm: float = DEFAULT_ANATOMICAL_CLOSING_MM,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
         self.min_lung_mm2 = float(min_lung_mm2)
-        self.plan = ModelPlan(head=head, conventions=tuple(conventions))
+        self.plan = ModelPlan(
+            head=head,
+            conventions=tuple(conventions),
+            working_spacing=float(working_spacing),
+            min_lung_mm2=self.min_lung_mm2,
+            anatomical_closing_mm=float(anatomical_closing_mm),
+        )
         if self.plan.head == "sigmoid":
             self.plan.channel(lungs)  # refuses a convention the model lacks
         self.lungs = lungs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from medlung.networks.running import lung_margin_of
-
         d = dict(data)
         meta: dict = d[self.reference_key].meta  # type: ignore[attr-defined]  # a MetaTensor from the preprocessing
         display = display_of(meta)
         native_spacing = tuple(float(s) for s in meta["native_spacing"])  # given, or the nominal rule's
         for key in self.key_iterator(d):
             logits = torch.as_tensor(d[key]).detach().float().cpu()
-            margin = lung_margin_of(logits, self.plan, self.lungs)
+            margin = convention_margin(logits, self.plan, self.lungs)
             native = native_labels(
                 margin, meta["native_shape"], native_spacing, meta.get("orientation"), self.min_lung_mm2, display
             )
@@ -157,9 +173,17 @@ def lung_postprocessing(
     lungs: str = "field",
     keys: KeysCollection = "pred",
     reference_key: str = "image",
+    working_spacing: float = DEFAULT_WORKING_SPACING,
+    anatomical_closing_mm: float = DEFAULT_ANATOMICAL_CLOSING_MM,
 ) -> Compose:
     """The Segmenter's chain after the network: :class:`LungLabelsd` (``pred`` logits -> native labels 0/1/2)."""
-    return Compose([LungLabelsd(keys, reference_key, min_lung_mm2, head, conventions, lungs)])
+    return Compose(
+        [
+            LungLabelsd(
+                keys, reference_key, min_lung_mm2, head, conventions, lungs, working_spacing, anatomical_closing_mm
+            )
+        ]
+    )
 
 
 class PredictEvaluator:

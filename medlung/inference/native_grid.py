@@ -1,9 +1,14 @@
-"""The chain after the network: a lung margin on the working grid -> labels 0/1/2 on the film's stored grid.
+"""The chain after the network: logits on the working grid -> labels 0/1/2 on the film's stored grid.
 
-One function, :func:`native_labels`, shared by the
-:class:`~medlung.inference.Segmenter` and the bundle's ``postprocessing``
+Two functions, :func:`convention_margin` and :func:`native_labels`, shared by
+the :class:`~medlung.inference.Segmenter` and the bundle's ``postprocessing``
 property (:class:`medlung.bundle.workflow.LungLabelsd`):
 
+0. the convention's lung margin is taken from the logits
+   (:func:`medlung.networks.running.lung_margin_of`) and, for the anatomical
+   convention of a plan with a shape prior (``anatomical_closing_mm``), each
+   lung is closed on the working grid
+   (:func:`~medlung.inference.postprocess.close_lungs`);
 1. the margin (one channel, > 0 = lung) is resized bilinearly to the film's
    native grid in the standard display and thresholded at 0 there, so the mask
    follows the film's own pixels;
@@ -27,9 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medlung.inference.postprocess import clean_and_split
+from medlung.inference.postprocess import clean_and_split, close_lungs
+from medlung.networks.running import lung_margin_of
 from medlung.orientation import IDENTITY, DisplayTransform
-from medlung.plans import DEFAULT_MIN_LUNG_MM2
+from medlung.plans import DEFAULT_MIN_LUNG_MM2, ModelPlan
 
 
 @dataclass
@@ -62,6 +68,36 @@ class NativeLabels:
     timings: dict = field(default_factory=dict)
 
 
+def convention_margin(logits: torch.Tensor, plan: ModelPlan, lungs: str = "field") -> torch.Tensor:
+    """The lung margin of convention ``lungs`` on the working grid, with the plan's shape prior.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(channels, rows, cols)`` float32 logits of one film on the working grid.
+    plan : medlung.plans.ModelPlan
+        The model's plan: its head, conventions, working spacing (mm) and ``anatomical_closing_mm``.
+    lungs : str
+        ``"field"`` or ``"anatomical"``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(rows, cols)`` float32 margin (> 0 = lung): :func:`~medlung.networks.running.lung_margin_of`, and for
+        the anatomical convention each lung closed with a disk of ``plan.anatomical_closing_mm`` (when > 0).
+    """
+    margin = lung_margin_of(logits, plan, lungs)
+    if lungs != "anatomical" or plan.anatomical_closing_mm <= 0:
+        return margin
+    closed = close_lungs(
+        np.ascontiguousarray(margin.numpy(), np.float32),
+        plan.anatomical_closing_mm,
+        plan.working_spacing,
+        plan.min_lung_mm2,
+    )
+    return torch.from_numpy(closed)
+
+
 def upsample_margin(margin: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
     """Bilinear resize of a ``(rows, cols)`` map to ``shape`` (pixel centres aligned), float32 numpy."""
     with warnings.catch_warnings():
@@ -85,7 +121,7 @@ def native_labels(
     ----------
     margin : torch.Tensor
         ``(rows, cols)`` float32 lung margin (a logit, > 0 = lung) on the working grid, in the standard display
-        (:func:`medlung.networks.running.lung_margin_of`).
+        (:func:`convention_margin`).
     shape : sequence of int
         ``(rows, cols)`` of the film in the standard display, pixels (meta ``native_shape`` of
         :func:`medlung.transforms.presets.inference_transforms`).

@@ -26,10 +26,10 @@ from medlung.defaults import DEFAULT_DICE_ESTIMATE, DICE_ESTIMATES
 from medlung.errors import MedlungError, QualityWarning
 from medlung.estimation.calibration import DiceEstimate
 from medlung.film import Film
-from medlung.inference.native_grid import native_labels
+from medlung.inference.native_grid import convention_margin, native_labels
 from medlung.inference.postprocess import LEFT, RIGHT
 from medlung.networks.loading import ModelError, ModelSpec, find_default_model, load_model
-from medlung.networks.running import lung_margin_of, predict_logits, resolve_device, resolve_precision
+from medlung.networks.running import predict_logits, resolve_device, resolve_precision
 from medlung.orientation import DisplayTransform, OrientationCheck, check_orientation, display_transform, is_frontal
 from medlung.plans import DEFAULT_CONVENTION
 from medlung.quality import QC_OK, check_quality, estimate_reasons
@@ -527,8 +527,9 @@ class Segmenter:
         return logits[0], (perturbations.restored(logits[1:]) if perturb else None)
 
     def margin_of(self, logits: torch.Tensor) -> torch.Tensor:
-        """The asked convention's lung margin (> 0 = lung) from one film's logits ``(channels, rows, cols)``."""
-        return lung_margin_of(logits, self.spec.plan, self.lungs)
+        """The asked convention's lung margin (> 0 = lung) from one film's logits ``(channels, rows, cols)``, with the
+        plan's shape prior (:func:`~medlung.inference.native_grid.convention_margin`)."""
+        return convention_margin(logits, self.spec.plan, self.lungs)
 
 
 def on_grid(labels: np.ndarray, shape: tuple) -> np.ndarray:

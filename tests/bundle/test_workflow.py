@@ -165,3 +165,32 @@ def test_evaluator_writes_what_the_run_writes(workflow):
     report = workflow.evaluator.run()
     assert [row["status"] for row in report.rows] == ["ok"] * 4
     assert workflow.handlers[0].done == 4
+
+
+@pytest.mark.slow
+def test_postprocessing_draws_whole_lungs_with_the_plans_shape_prior(shipped_bundle, network, shared_data, tmp_path):
+    """``--lungs anatomical``: the properties close each lung as the Segmenter does (a film whose left lung the
+    network leaves with a bay behind the heart, so that the shape prior changes the labels)."""
+    import dataclasses
+
+    from medlung.inference import Segmenter
+
+    film_path = shared_data / "montgomery" / "images" / "MCUCXR_0046_0.png"
+    workflow = create_workflow(
+        workflow_type="inference",
+        config_file=str(shipped_bundle / "configs" / "inference.json"),
+        meta_file=str(shipped_bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(shipped_bundle),
+        dataset_dir=str(SAMPLES_DIR),
+        output_dir=str(tmp_path / "out"),
+        device="cpu",
+        lungs="anatomical",
+    )
+    labels = _chain(workflow, network, {"image": film_path})[0].numpy()
+    film = load_film(film_path)
+    anatomical = Segmenter(shipped_bundle, device="cpu", lungs="anatomical", dice_estimate="off")
+    assert np.array_equal(labels, anatomical(film).labels)
+    plain = Segmenter(shipped_bundle, device="cpu", lungs="anatomical", dice_estimate="off")
+    plain.spec = dataclasses.replace(plain.spec, plan=plain.spec.plan.updated(anatomical_closing_mm=0.0))
+    assert ((labels > 0) & ~(plain(film).labels > 0)).sum() > 1000  # the prior filled the bay (about 3,000 pixels)
