@@ -250,8 +250,8 @@ def main(argv=None) -> int:
         before_after_figure(models[::-1], args.before_after, picture)  # baselines first: before, then after
         shrink_picture(picture, picture, 900)
         lines += [
-            "The anatomical convention on healthy PA films, before (the baseline, left) and after (this model, "
-            f"right){': ' + args.before_after_caption if args.before_after_caption else ''}:",
+            "The anatomical convention on healthy PA films, before (the baselines, oldest on the left) and "
+            f"after (this model, right){': ' + args.before_after_caption if args.before_after_caption else ''}:",
             "",
             "![anatomical lungs before and after](images/anatomical_before_after.png)",
             "",
