@@ -19,20 +19,25 @@ from medlung.samples import SAMPLES_DIR
 from tests import dicom_factory as factory
 
 
-@pytest.fixture(scope="module")
-def workflow(shipped_bundle, tmp_path_factory):
-    """``create_workflow(workflow_type="inference")`` on the shipped bundle over medlung's sample films."""
-    out = tmp_path_factory.mktemp("workflow") / "out"
+def _create(bundle, out, **overrides):
+    """``create_workflow(workflow_type="inference")`` on ``bundle`` over medlung's sample films, writing to ``out``."""
     return create_workflow(
         workflow_type="inference",
-        config_file=str(shipped_bundle / "configs" / "inference.json"),
-        meta_file=str(shipped_bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=False,
-        bundle_root=str(shipped_bundle),
+        bundle_root=str(bundle),
         dataset_dir=str(SAMPLES_DIR),
         output_dir=str(out),
         device="cpu",
+        **overrides,
     )
+
+
+@pytest.fixture(scope="module")
+def workflow(shipped_bundle, tmp_path_factory):
+    """``create_workflow(workflow_type="inference")`` on the shipped bundle over medlung's sample films."""
+    return _create(shipped_bundle, tmp_path_factory.mktemp("workflow") / "out")
 
 
 def test_check_properties_finds_nothing_missing(workflow):
@@ -132,16 +137,7 @@ def test_properties_scale_with_the_plans_intensity_percentiles(shipped_bundle, s
     plan = plan_from_bundle_config(shipped).updated(intensity_percentiles=(5.0, 95.0))
     assert plan.intensity_percentiles != DEFAULT_INTENSITY_PERCENTILES
     (bundle / "configs" / "inference.json").write_text(json.dumps(inference_config(plan.to_dict()), indent=4))
-    workflow = create_workflow(
-        workflow_type="inference",
-        config_file=str(bundle / "configs" / "inference.json"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False,
-        bundle_root=str(bundle),
-        dataset_dir=str(SAMPLES_DIR),
-        output_dir=str(tmp_path / "out"),
-        device="cpu",
-    )
+    workflow = _create(bundle, tmp_path / "out")
     own = Segmenter(bundle, device="cpu")
     assert own.spec.intensity_percentiles == (5.0, 95.0)
 
@@ -176,17 +172,7 @@ def test_postprocessing_draws_whole_lungs_with_the_plans_shape_prior(shipped_bun
     from medlung.inference import Segmenter
 
     film_path = shared_data / "montgomery" / "images" / "MCUCXR_0046_0.png"
-    workflow = create_workflow(
-        workflow_type="inference",
-        config_file=str(shipped_bundle / "configs" / "inference.json"),
-        meta_file=str(shipped_bundle / "configs" / "metadata.json"),
-        logging_file=False,
-        bundle_root=str(shipped_bundle),
-        dataset_dir=str(SAMPLES_DIR),
-        output_dir=str(tmp_path / "out"),
-        device="cpu",
-        lungs="anatomical",
-    )
+    workflow = _create(shipped_bundle, tmp_path / "out", lungs="anatomical")
     labels = _chain(workflow, network, {"image": film_path})[0].numpy()
     film = load_film(film_path)
     anatomical = Segmenter(shipped_bundle, device="cpu", lungs="anatomical", dice_estimate="off")
