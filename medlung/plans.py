@@ -51,7 +51,7 @@ DEFAULT_MIN_LUNG_MM2 = 1500.0
 #: than 0.90 is one a researcher would redraw (the model's films are 0.95-0.98 on unseen hospitals).
 DEFAULT_MIN_DICE_ESTIMATE = 0.90
 #: Radius of the shape prior's closing of each anatomical lung, mm (:func:`medlung.inference.postprocess.close_lungs`);
-#: 0 draws the anatomical lungs as the network gives them (every model before 3.1.0).
+#: 0 draws the anatomical lungs as the network gives them (every model before 3.0.1).
 DEFAULT_ANATOMICAL_CLOSING_MM = 0.0
 
 #: The named training augmentations, in the order they are applied (:func:`medlung.transforms.presets.named_augmentations`):
