@@ -127,7 +127,7 @@ def close_lungs(
     -------
     numpy.ndarray of float32
         The margin, raised on the pixels the closing adds (to :data:`CLOSED_MARGIN` in their middle, falling to
-        0 at their outer edge) and, staying below 0, on their next neighbours (the smooth edge); every other
+        0 at their outer edge) and, mostly below 0, on their next neighbours (the smooth edge); every other
         pixel keeps its value.
 
     Notes
