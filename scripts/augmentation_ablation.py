@@ -45,19 +45,24 @@ def folder_name(row: str) -> str:
     return row.split(" (")[0].replace(" ", "_").replace(".", "")
 
 
-def run_row(args, row: str, augmentations: str | None) -> Path:
-    run = args.output / folder_name(row)
+def train_run(run: Path, arguments: list[str]) -> Path:
+    """``medlung train ARGUMENTS -o RUN --overwrite``, logged to ``RUN.log``; skipped when ``RUN/summary.json``
+    exists (a finished run), so that an interrupted table continues where it stopped."""
     if (run / "summary.json").is_file():
         return run
-    command = [
-        sys.executable,
-        "-m",
-        "medlung",
-        "train",
+    command = [sys.executable, "-m", "medlung", "train", *arguments, "-o", str(run), "--overwrite"]
+    started = time.perf_counter()
+    with open(run.parent / f"{run.name}.log", "w") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ})
+    print(f"{run.name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return run
+
+
+def run_row(args, row: str, augmentations: str | None) -> Path:
+    arguments = [
         str(args.datalist),
-        "-o",
-        str(run),
-        "--overwrite",
         "--init",
         str(args.init),
         "--epochs",
@@ -74,14 +79,8 @@ def run_row(args, row: str, augmentations: str | None) -> Path:
         str(args.consistency_weight),
     ]
     if augmentations is not None:
-        command += ["--augmentations", augmentations or "none"]
-    started = time.perf_counter()
-    with open(args.output / f"{folder_name(row)}.log", "w") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ})
-    print(f"{row}: {time.perf_counter() - started:.0f} s", flush=True)
-    return run
+        arguments += ["--augmentations", augmentations or "none"]
+    return train_run(args.output / folder_name(row), arguments)
 
 
 def last_epoch(run: Path) -> dict:

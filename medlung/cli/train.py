@@ -155,6 +155,12 @@ class _TrainCommand(click.Command):
     help="Weight of the loss term keeping the lung field inside the anatomical lung (two-convention models).",
 )
 @click.option(
+    "--deep-supervision",
+    is_flag=True,
+    default=False,
+    help="UNet++ only: train every nested output of its decoder, not the final one alone (the model is unchanged).",
+)
+@click.option(
     "--pseudo-weight",
     type=click.FloatRange(0, 1),
     default=_DEFAULTS.pseudo_weight,
@@ -200,6 +206,7 @@ def train(
     sampling,
     samples_per_epoch,
     consistency_weight,
+    deep_supervision,
     pseudo_weight,
     keep_epochs,
     workers,
@@ -244,6 +251,11 @@ def train(
             raise click.UsageError("DATA and -o RUN are required (or --resume RUN).")
         if not data.exists():
             raise click.BadParameter(f"{data} does not exist.", param_hint="DATA")
+        if deep_supervision and network != "unetpp":
+            raise click.BadParameter(
+                f"deep supervision needs --network unetpp (the nested decoder's outputs), not {network}",
+                param_hint="--deep-supervision",
+            )
         try:
             widths = tuple(int(f) for f in features.split(","))
         except ValueError:
@@ -274,6 +286,7 @@ def train(
             sampling=_sampling(sampling),
             samples_per_epoch=samples_per_epoch,
             consistency_weight=consistency_weight,
+            deep_supervision=deep_supervision,
             pseudo_weight=pseudo_weight,
             keep_epochs=_epochs(keep_epochs),
         )

@@ -11,14 +11,46 @@ from medlung.plans import DEFAULT_FEATURES, NETWORKS
 
 
 class UNetPlusPlus(torch.nn.Module):
-    """MONAI ``BasicUNetPlusPlus`` returning the final output tensor instead of a list."""
+    """MONAI ``BasicUNetPlusPlus`` returning its final output (node X0,4) as one tensor.
+
+    The nested decoder also gives three earlier full-resolution outputs (X0,1 to X0,3), each with its own 1x1
+    convolution. MONAI computes them in every pass; :meth:`deep_outputs` returns all four for deep supervision
+    (:class:`DeepSupervision`). Inference and export use the final one only, so a model trained with or without
+    deep supervision has the same weights' layout and the same output.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
-        self.net = BasicUNetPlusPlus(deep_supervision=False, **kwargs)
+        self.net = BasicUNetPlusPlus(deep_supervision=True, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0]
+        return self.net(x)[-1]
+
+    def deep_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four nested outputs X0,1 ... X0,4, shallowest first, each ``(N, C, H, W)`` logits."""
+        return list(self.net(x))
+
+
+class DeepSupervision(torch.nn.Module):
+    """Training view of a UNet++: its forward returns every nested output, deepest (the model's output) last.
+
+    Wrap the model in it for the training steps only (and in DistributedDataParallel around it, so that the
+    gradients are still synchronised); validation and export use the model itself.
+
+    Parameters
+    ----------
+    model : UNetPlusPlus
+        The network trained.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, UNetPlusPlus):
+            raise ValueError(f"deep supervision needs the unetpp network, not {type(model).__name__}.")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.deep_outputs(x)
 
 
 def build_network(

@@ -71,6 +71,9 @@ class TrainConfig:
         Crops drawn per epoch with ``sampling`` (default: the number of training films).
     consistency_weight : float
         Weight of the term that keeps the lung field inside the anatomical lung (both outputs, every pixel).
+    deep_supervision : bool
+        UNet++ only: the loss is the mean of the loss of each of its four nested outputs (Zhou et al. 2018),
+        not of the final one alone; the model and its inference are unchanged.
     pseudo_weight : float
         Weight of the pseudo-labelled pixels of a film's ``pseudo`` mask (anatomical pseudo-labels of field
         films; see :mod:`medlung.transforms.conventions`).
@@ -102,6 +105,7 @@ class TrainConfig:
     sampling: dict = field(default_factory=dict)
     samples_per_epoch: int | None = None
     consistency_weight: float = 0.0
+    deep_supervision: bool = False
     pseudo_weight: float = 0.5
     keep_epochs: tuple = ()
     strict: bool = False

@@ -43,7 +43,7 @@ from medlung.atomic import write_atomically
 from medlung.errors import MedlungError, UsageError
 from medlung.io.datasets import Datalist, check_datalist, find_datalist, split_datalist
 from medlung.metrics import dice_iou_pooled
-from medlung.networks import build_network, count_parameters
+from medlung.networks import DeepSupervision, build_network, count_parameters
 from medlung.networks.running import autocast, predict_logits, resolve_device, resolve_precision
 from medlung.plans import CONVENTIONS, DEFAULT_CONVENTION, ModelPlan
 from medlung.training.config import TrainConfig
@@ -132,6 +132,8 @@ class Trainer:
                 self.run,
                 "Use --resume to continue it, --overwrite to replace it, or another -o.",
             )
+        if config.deep_supervision and config.plan.network != "unetpp":
+            raise ValueError(f"deep supervision needs --network unetpp; this run trains {config.plan.network}.")
         self.resume = resume
         self.device = resolve_device(config.device)
         if self.world > 1 and self.device.type == "cuda":
@@ -272,7 +274,8 @@ class Trainer:
             optimizer, max_lr=c.lr, total_steps=max(2, c.epochs * steps_per_epoch), pct_start=0.1
         )
         loss_fn = PartialLabelLoss(consistency_weight=c.consistency_weight, conventions=plan.conventions)
-        net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+        trained = DeepSupervision(model) if c.deep_supervision else model
+        net = torch.nn.parallel.DistributedDataParallel(trained) if distributed else trained
 
         start_epoch, best, history = 1, {"val_dice": -1.0, "epoch": 0}, []
         if self.resume:
@@ -360,8 +363,11 @@ class Trainer:
             weight, own = batch["weight"].to(self.device), batch["own"].to(self.device)
             optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.dtype):
-                logits = net(image)
-            loss = loss_fn(logits.float(), label, weight, own)
+                outputs = net(image)
+            # deep supervision: every nested output, the model's own last; the loss is their mean
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            loss = sum(loss_fn(o.float(), label, weight, own) for o in outputs) / len(outputs)
+            logits = outputs[-1]
             loss.backward()
             optimizer.step()
             scheduler.step()

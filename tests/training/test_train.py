@@ -166,6 +166,52 @@ def test_unetpp_returns_a_tensor():
         build_network("resnet")
 
 
+def test_unetpp_deep_outputs_end_with_its_output_and_script_to_it():
+    from medlung.networks import DeepSupervision
+
+    torch.manual_seed(0)
+    net = build_network("unetpp", (8, 8, 16, 32, 64, 8)).eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        outputs = DeepSupervision(net)(x)
+        assert len(outputs) == 4 and all(o.shape == (1, 2, 64, 64) for o in outputs)
+        torch.testing.assert_close(outputs[-1], net(x))
+        assert not torch.allclose(outputs[0], outputs[-1])  # four heads, four outputs
+        torch.testing.assert_close(torch.jit.script(net)(x), net(x))  # export scripts the final output only
+    with pytest.raises(ValueError, match="needs the unetpp network"):
+        DeepSupervision(build_network("basicunet", (8, 8, 16, 32, 64, 8)))
+
+
+@pytest.mark.slow  # two training runs
+def test_deep_supervision_trains_the_nested_heads_and_only_them_besides(small_csv, tmp_path):
+    from monai.utils import set_determinism
+
+    config = dict(data=str(small_csv), epochs=1, limit=4, network="unetpp", seed=0, **TINY)
+    trained = {}
+    for deep in (False, True):
+        run = tmp_path / f"deep_{deep}"
+        Trainer(
+            TrainConfig.from_dict({**config, "output": str(run), "deep_supervision": deep}), log=lambda *_: None
+        ).fit()
+        trained[deep] = torch.load(run / "last.pt", weights_only=False)["model"]
+        assert json.loads((run / "config.json").read_text())["deep_supervision"] is deep
+    set_determinism(0)  # as the runs start: the same seed, then the network
+    initial = build_network("unetpp", TINY["features"], out_channels=1).state_dict()
+    set_determinism(None)
+    for head in ("net.final_conv_0_1.weight", "net.final_conv_0_2.weight", "net.final_conv_0_3.weight"):
+        # without deep supervision these 1x1 heads get no gradient, so AdamW leaves them exactly as they were
+        torch.testing.assert_close(trained[False][head], initial[head], rtol=0, atol=0)
+        assert not torch.equal(trained[True][head], initial[head]), head
+    for deep in (False, True):  # the final head and the rest of the network train either way
+        assert not torch.equal(trained[deep]["net.final_conv_0_4.weight"], initial["net.final_conv_0_4.weight"])
+
+
+def test_deep_supervision_of_a_basicunet_is_a_usage_error(small_csv, tmp_path):
+    result = medlung("train", small_csv, "-o", tmp_path / "run", "--deep-supervision", "--epochs", "1", *TINY_ARGS)
+    assert result.returncode == 2 and "deep supervision needs --network unetpp" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_cli_defaults_are_train_config_and_the_card_repeats_the_shipped_run(shipped_bundle):
     import subprocess as sp
 
