@@ -416,8 +416,9 @@ def train_config(**values):
     """
     from medlung.training import TrainConfig
 
-    if "strict" in values:
-        values["strict"] = as_bool(values["strict"], "strict")
+    for flag in ("strict", "deep_supervision"):
+        if flag in values:
+            values[flag] = as_bool(values[flag], flag)
     if "limit" in values:
         limit = as_optional(values["limit"])
         values["limit"] = None if limit is None else int(limit)

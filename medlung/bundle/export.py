@@ -249,6 +249,24 @@ def _write_bundle(root: Path, record: RunRecord, version: str, previous: dict | 
     write_text_atomically(root / "LICENSE", licence)
 
 
+#: Training settings a bundle's ``train.json`` carries (besides the plan's) and ``metadata.json`` records.
+TRAINING_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "val_fraction",
+    "seed",
+    "overlap",
+    "augmentations",
+    "sampling",
+    "samples_per_epoch",
+    "consistency_weight",
+    "deep_supervision",
+    "sick_film_prob",
+)
+
+
 def refresh_configs(bundle_dir: str | Path) -> list[Path]:
     """Rewrite a bundle's configs with this medlung's builders; weights, metadata, card and licence stay.
 
@@ -256,7 +274,8 @@ def refresh_configs(bundle_dir: str | Path) -> list[Path]:
     component) while the trained model did not: ``inference.json``,
     ``evaluate.json``, ``train.json`` and ``multi_gpu_train.json`` are written
     again from the bundle's own plan (``inference.json``) and training
-    settings (``train.json``), and ``models/model.ts`` is scripted again from
+    settings (those ``metadata.json`` records the weights were trained with,
+    else ``train.json``'s), and ``models/model.ts`` is scripted again from
     ``models/model.pt`` so that the ``inference.json`` it carries is the new
     one. A re-export of the training run does the same and more; this is for
     bundles whose run folder is not at hand.
@@ -277,8 +296,12 @@ def refresh_configs(bundle_dir: str | Path) -> list[Path]:
     inference, train = _read_json(root / "configs" / "inference.json"), _read_json(root / "configs" / "train.json")
     if not isinstance(inference, dict) or not isinstance(train, dict):
         raise BundleError("not a medlung bundle (configs/inference.json or train.json missing)", root)
-    hyper = ("epochs", "batch_size", "lr", "weight_decay", "val_fraction", "seed", "overlap")
-    settings = {**{k: train[k] for k in hyper if k in train}, **plan_from_bundle_config(inference).to_dict()}
+    # the training settings: those the weights were trained with (metadata.json's record of the run) first, then
+    # the train.json's own for keys the record lacks; the plan always from inference.json
+    recorded = (_read_json(root / "configs" / "metadata.json") or {}).get("training", {}).get("settings", {})
+    training = {k: v for k, v in train.items() if k in TRAINING_KEYS}
+    training.update({k: v for k, v in recorded.items() if k in TRAINING_KEYS})
+    settings = {**training, **plan_from_bundle_config(inference).to_dict()}
     texts = {
         "inference.json": _json(configs.inference_config(settings)),
         "evaluate.json": _json(configs.evaluate_config(settings)),
@@ -475,25 +498,7 @@ def build_metadata(record: RunRecord, version: str, previous: dict | None = None
             "epochs_trained": record.epochs_done,
             "epochs_planned": record.planned_epochs,
             "data_summary": record.config.get("data_summary"),
-            "settings": {
-                k: s.get(k)
-                for k in (
-                    "network",
-                    "features",
-                    "working_spacing",
-                    "roi_size",
-                    "epochs",
-                    "batch_size",
-                    "lr",
-                    "weight_decay",
-                    "seed",
-                    "overlap",
-                    "augmentations",
-                    "sampling",
-                    "samples_per_epoch",
-                    "consistency_weight",
-                )
-            },
+            "settings": {k: s.get(k) for k in ("network", "features", "working_spacing", "roi_size", *TRAINING_KEYS)},
             "precision_used": record.config.get("precision_used"),
             "device_used": record.config.get("device_used"),
             "parameters": record.config.get("parameters"),

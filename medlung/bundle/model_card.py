@@ -299,7 +299,10 @@ def _loss_text(settings: dict) -> str:
         return "Dice + cross-entropy (MONAI DiceCELoss)"
     text = "partial-label binary cross-entropy + soft Dice per convention (medlung.training.losses)"
     weight = float(settings.get("consistency_weight") or 0)
-    return text + (f", field-inside-anatomical consistency term x{weight:g}" if weight else "")
+    text += f", field-inside-anatomical consistency term x{weight:g}" if weight else ""
+    return text + (
+        ", deep supervision (mean over the four nested UNet++ outputs)" if settings.get("deep_supervision") else ""
+    )
 
 
 def _augmentation_text(settings: dict) -> str:
@@ -365,6 +368,8 @@ def retrain_command(settings: dict) -> str:
         words.append(f"--pseudo-weight {float(settings['pseudo_weight']):g}")
     if settings.get("consistency_weight"):
         words.append(f"--consistency-weight {float(settings['consistency_weight']):g}")
+    if settings.get("deep_supervision"):
+        words.append("--deep-supervision")
     return " ".join(words)
 
 

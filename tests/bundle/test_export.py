@@ -136,6 +136,31 @@ def test_run_still_training_gives_a_provisional_bundle(tiny_run, tmp_path):
     assert "Provisional export" in (bundle / "docs" / "README.md").read_text()
 
 
+def test_refresh_configs_writes_the_training_settings_the_weights_record(tiny_bundle, tmp_path):
+    from medlung.bundle import train_config
+    from medlung.bundle.export import refresh_configs
+
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    metadata_path, train_path = bundle / "configs" / "metadata.json", bundle / "configs" / "train.json"
+    metadata = json.loads(metadata_path.read_text())
+    recorded = {"augmentations": ["affine", "tone"], "sampling": {"shenzhen/field": 1.0}, "consistency_weight": 0.2}
+    metadata["training"]["settings"].update(recorded)
+    metadata_path.write_text(json.dumps(metadata))
+    train = json.loads(train_path.read_text())
+    train.update(augmentations=None, sampling={}, consistency_weight=0.0, lr=0.0123)  # lost, and one of its own
+    train_path.write_text(json.dumps(train))
+    weights = (bundle / "models" / "model.pt").read_bytes()
+    refresh_configs(bundle)
+    train = json.loads(train_path.read_text())
+    assert {k: train[k] for k in recorded} == recorded
+    assert train["lr"] == metadata["training"]["settings"]["lr"] != 0.0123  # the record wins over train.json
+    assert train["deep_supervision"] is False and "deep_supervision" in train["train_config"]
+    values = {k: v for k, v in train["train_config"].items() if not str(v).startswith(("@", "$"))}
+    config = train_config(**{**values, **{k: train[k] for k in ("augmentations", "sampling")}})
+    assert config.augmentations == ("affine", "tone") and config.sampling == {"shenzhen/field": 1.0}
+    assert (bundle / "models" / "model.pt").read_bytes() == weights
+
+
 def test_not_a_run_is_a_one_line_error(tmp_path):
     with pytest.raises(BundleError, match=r"no best\.pt") as caught:
         export_bundle(tmp_path, tmp_path / "b")

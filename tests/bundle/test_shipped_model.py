@@ -37,3 +37,15 @@ def test_the_shipped_dice_estimate_was_fitted_for_the_shipped_weights(shipped_bu
     assert entry["weights_sha256"] == fitted["fitted"]["weights_sha256"] == digest
     # fitted on 3.0.0's outputs: 3.0.1 has the same weights (the shape prior changes the anatomical masks only)
     assert entry["model_version"] == fitted["model_version"] == "3.0.0" and "3.0.0" in meta["changelog"]
+
+
+def test_the_shipped_train_config_repeats_the_training_its_weights_record(shipped_bundle):
+    from medlung.bundle.export import TRAINING_KEYS
+
+    configs = shipped_bundle / "configs"
+    recorded = json.loads((configs / "metadata.json").read_text())["training"]["settings"]
+    train = json.loads((configs / "train.json").read_text())
+    for key in set(recorded) & set(TRAINING_KEYS):
+        assert train[key] == recorded[key], key
+    assert train["consistency_weight"] > 0 and "montgomery/field" in train["sampling"]
+    assert "histogram" in train["augmentations"]  # 3.0.0's ten named augmentations, not 2.0.0's chain
