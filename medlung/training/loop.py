@@ -275,7 +275,13 @@ class Trainer:
         )
         loss_fn = PartialLabelLoss(consistency_weight=c.consistency_weight, conventions=plan.conventions)
         trained = DeepSupervision(model) if c.deep_supervision else model
-        net = torch.nn.parallel.DistributedDataParallel(trained) if distributed else trained
+        # a UNet++ trained on its final output alone leaves its three nested heads without a gradient
+        unused = plan.network == "unetpp" and not c.deep_supervision
+        net = (
+            torch.nn.parallel.DistributedDataParallel(trained, find_unused_parameters=unused)
+            if distributed
+            else trained
+        )
 
         start_epoch, best, history = 1, {"val_dice": -1.0, "epoch": 0}, []
         if self.resume:

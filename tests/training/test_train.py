@@ -126,6 +126,17 @@ def test_two_process_ddp_with_gloo(small_csv, tmp_path):
     assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped, loadable alone
 
 
+@pytest.mark.slow  # two training runs
+@pytest.mark.parametrize("deep", [[], ["--deep-supervision"]], ids=["final output", "deep supervision"])
+def test_two_process_ddp_trains_unetpp(small_csv, tmp_path, deep):
+    # without deep supervision three of its heads get no gradient, which DistributedDataParallel must be told
+    run = tmp_path / "ddp"
+    args = ["--epochs", "2", "--limit", "4", "--nproc", "2", "--network", "unetpp", *deep, *TINY_ARGS]
+    result = medlung("train", small_csv, "-o", run, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 2
+
+
 @pytest.fixture
 def bad_folder(shared_data, tmp_path):
     """images/ + masks/ with good pairs plus a size mismatch, an empty mask, a broken film and a missing mask."""
